@@ -1,0 +1,3 @@
+from lexyjobs.cli import main
+
+main()

@@ -1,0 +1,452 @@
+"""The ``lexyjobs`` command line (also ``python -m lexyjobs`` and ``flask --app app …``, where
+``run`` is Flask's dev server, so enqueue with ``flask --app app enqueue NAME``)."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import signal
+import sys
+import time
+import tomllib
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, NoReturn
+
+import click
+from flask import Flask, current_app
+from flask.cli import ScriptInfo, with_appcontext
+
+from lexyjobs import registry, runs, store
+from lexyjobs.durations import format_duration, parse_duration
+from lexyjobs.errors import InvalidDefinition, LexyjobsError
+from lexyjobs.runtime import Lexyjobs, current
+from lexyjobs.states import TERMINAL, RunStatus
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _lexy(prepare: bool = True) -> Lexyjobs:
+    lj = current()
+    if prepare:
+        report = lj.prepare()
+        for error in report.errors:
+            click.echo(f"warning: {error.message}", err=True)
+    return lj
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LexyjobsError as exc:
+            _fail(exc.message)
+    return wrapper
+
+
+def _command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        return click.command(name, **kwargs)(with_appcontext(_handle_errors(func)))
+    return decorate
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _until_signal(on_stop: Callable[[], None]) -> None:
+    """Block until SIGTERM/SIGINT, then call ``on_stop``; a second signal exits at once."""
+    stop = {"requested": False}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop["requested"]:
+            sys.exit(1)
+        stop["requested"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        on_stop()
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="address to bind (LEXYJOBS_HOST, default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (LEXYJOBS_PORT, default 8080; 0 = any free port)")
+@click.option("--workers", type=int, default=None, help="worker threads (LEXYJOBS_WORKERS)")
+@with_appcontext
+def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the web server, the scheduler and the worker pool in this process."""
+    serve(current_app._get_current_object(), host=host, port=port, workers=workers)  # type: ignore[attr-defined]
+
+
+def serve(app: Flask, *, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+    import waitress
+
+    lj: Lexyjobs = app.extensions["lexyjobs"]
+    if workers is not None:
+        lj.settings = dataclasses.replace(lj.settings, workers=workers)
+    host = host or lj.settings.host
+    port = lj.settings.port if port is None else port
+    try:
+        lj.start()
+    except LexyjobsError as exc:
+        _fail(exc.message)
+    _report_sync(lj)
+    server = waitress.create_server(app, host=host, port=port, threads=lj.settings.http_threads,
+                                    channel_request_lookahead=5)
+    click.echo(f"lexyjobs serving on http://{host}:{server.effective_port} "  # type: ignore[union-attr]
+               f"({lj.settings.database_url.split('://')[0]}, {lj.settings.workers} worker threads)", err=True)
+
+    def stop() -> None:
+        click.echo("lexyjobs stopping: waiting for running runs…", err=True)
+        server.close()
+        lj.stop()
+
+    _until_signal_serving(server, stop)
+
+
+def _until_signal_serving(server: Any, on_stop: Callable[[], None]) -> None:
+    import threading
+
+    thread = threading.Thread(target=server.run, name="lexyjobs-http", daemon=True)
+    thread.start()
+    _until_signal(on_stop)
+
+
+def _report_sync(lj: Lexyjobs) -> None:
+    report = lj.sync_report
+    if report is None:
+        return
+    for error in report.errors:
+        click.echo(f"warning: {error.message}", err=True)
+    click.echo(f"lexyjobs: {len(report.loaded)} jobs loaded from code and file"
+               + (f", {len(report.errors)} rejected" if report.errors else ""), err=True)
+
+
+@click.command("worker")
+@click.option("--threads", type=int, default=None, help="worker threads (LEXYJOBS_WORKERS)")
+@with_appcontext
+def worker_command(threads: int | None) -> None:
+    """Claim and execute runs from the shared database (no web server, no scheduler)."""
+    lj = current()
+    if threads is not None:
+        lj.settings = dataclasses.replace(lj.settings, workers=threads)
+    try:
+        lj.start(worker=True, scheduler=False)
+    except LexyjobsError as exc:
+        _fail(exc.message)
+    _report_sync(lj)
+    click.echo(f"lexyjobs worker {lj.worker.name if lj.worker else ''} running "
+               f"{lj.settings.workers} threads", err=True)
+    _until_signal(lj.stop)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """List and manage jobs."""
+
+
+@jobs_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@with_appcontext
+@_handle_errors
+def jobs_list(as_json: bool) -> None:
+    """List jobs."""
+    lj = _lexy()
+    with lj.db.read() as session:
+        jobs = store.list_jobs(session)
+    if as_json:
+        click.echo(json.dumps([{"name": j.name, "title": j.title, "category": j.category, "kind": j.kind,
+                                "source": j.source, "schedule": j.schedule, "enabled": j.enabled, **j.spec}
+                               for j in jobs], indent=2, default=str))
+        return
+    rows = [(j.name, j.kind, j.category, j.schedule or "manual", j.source, "active" if j.enabled else "paused")
+            for j in jobs]
+    _table(("NAME", "KIND", "CATEGORY", "SCHEDULE", "SOURCE", "STATE"), rows)
+
+
+@jobs_group.command("add")
+@click.argument("snippet", type=click.File("r"))
+@click.option("--replace", is_flag=True, help="update the job if it exists (database jobs only)")
+@with_appcontext
+@_handle_errors
+def jobs_add(snippet: Any, replace: bool) -> None:
+    """Create jobs from a TOML ([jobs.<name>] tables) or JSON ({"name": …, …}) file; '-' reads stdin.
+    All jobs in the snippet are checked before any is saved."""
+    lj = _lexy()
+    definitions = _parse_snippet(snippet.read())
+    for name, raw in definitions.items():
+        registry.parse_definition(name, raw, source="db")
+    for name, raw in definitions.items():
+        with lj.db.read() as session:
+            exists = store.get_job(session, name) is not None
+        if exists and replace:
+            registry.update_job(lj.db, name, raw)
+            click.echo(f"updated job {name}")
+        else:
+            registry.create_job(lj.db, name, raw)
+            click.echo(f"created job {name}")
+
+
+def _parse_snippet(text: str) -> dict[str, dict[str, Any]]:
+    stripped = text.strip()
+    if stripped.startswith(("{", "[")):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise LexyjobsError(f"invalid JSON: {exc}") from None
+        items = data if isinstance(data, list) else [data]
+        out: dict[str, dict[str, Any]] = {}
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidDefinition("?", "name", "each JSON job needs a \"name\"")
+            out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
+        return out
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LexyjobsError(f"invalid TOML: {exc}") from None
+    jobs = data.get("jobs")
+    if not isinstance(jobs, dict) or not jobs or set(data) - {"jobs"}:
+        raise LexyjobsError("the TOML snippet must hold [jobs.<name>] tables and nothing else")
+    return jobs
+
+
+@jobs_group.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="do not ask")
+@with_appcontext
+@_handle_errors
+def jobs_remove(name: str, yes: bool) -> None:
+    """Delete a database job and its run history."""
+    lj = _lexy()
+    if not yes:
+        click.confirm(f"Delete job {name} and all its runs?", abort=True)
+    registry.delete_job(lj.db, name)
+    click.echo(f"deleted job {name}")
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    from lexyjobs.db import utcnow
+
+    lj = _lexy()
+    with lj.db.write() as session:
+        if not store.set_job_enabled(session, name, enabled, now=utcnow()):
+            raise registry.JobNotFound(name)
+    click.echo(f"{'resumed' if enabled else 'paused'} job {name}")
+
+
+@jobs_group.command("pause")
+@click.argument("name")
+@with_appcontext
+@_handle_errors
+def jobs_pause(name: str) -> None:
+    """Pause a job: its schedule stops firing; it can still be run by hand."""
+    _set_enabled(name, False)
+
+
+@jobs_group.command("resume")
+@click.argument("name")
+@with_appcontext
+@_handle_errors
+def jobs_resume(name: str) -> None:
+    """Resume a paused job."""
+    _set_enabled(name, True)
+
+
+# ---------------------------------------------------------------- runs
+
+
+@_command("run")
+@click.argument("name")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="a run parameter (repeatable)")
+@click.option("--priority", type=click.IntRange(0, 10), default=None, help="0–10 (default: the job's)")
+@click.option("--delay", default=None, metavar="DURATION", help="start no earlier than this from now, e.g. 10m")
+@click.option("--wait", is_flag=True, help="wait for the outcome; exit 1 unless it succeeds")
+@click.option("--timeout", default=None, metavar="DURATION", help="with --wait: give up after this long")
+def run_command(name: str, params: tuple[str, ...], priority: int | None, delay: str | None, wait: bool,
+                timeout: str | None) -> None:
+    """Enqueue a run of job NAME (the server or a worker executes it)."""
+    lj = _lexy()
+    values: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--param '{item}' must look like KEY=VALUE")
+        values[key] = value
+    scheduled_for = None
+    try:
+        if delay:
+            scheduled_for = datetime.now(timezone.utc) + timedelta(seconds=parse_duration(delay))
+        limit = parse_duration(timeout) if timeout else None
+    except ValueError as exc:
+        _fail(str(exc))
+    run_id = runs.enqueue(lj.db, name, values, priority=priority, scheduled_for=scheduled_for, trigger="manual",
+                          created_by="cli", params_from_strings=True)
+    click.echo(f"run {run_id} queued ({name})")
+    if wait:
+        sys.exit(_wait_for(lj, run_id, limit))
+
+
+def _wait_for(lj: Lexyjobs, run_id: int, limit: float | None) -> int:
+    started = time.monotonic()
+    while True:
+        run = runs.get_run(lj.db, run_id)
+        if run.status in TERMINAL:
+            break
+        if limit is not None and time.monotonic() - started > limit:
+            click.echo(f"run {run_id} still {run.status} after {format_duration(limit)}", err=True)
+            return 124
+        time.sleep(0.1)
+    took = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else 0
+    click.echo(f"run {run_id} {run.status} after {run.attempt} attempt(s) in {format_duration(took)}")
+    if run.status == RunStatus.SUCCEEDED:
+        if run.result is not None:
+            click.echo(json.dumps(run.result, indent=2, default=str))
+        return 0
+    click.echo(f"error: {run.error}", err=True)
+    return 1
+
+
+@_command("runs")
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), default=None)
+@click.option("--job", default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def runs_command(status: str | None, job: str | None, limit: int, as_json: bool) -> None:
+    """List recent runs, newest first."""
+    lj = _lexy(prepare=False)
+    _upgrade(lj)
+    with lj.db.read() as session:
+        items = store.list_runs(session, status=status, job=job, limit=limit)
+    if as_json:
+        click.echo(json.dumps([run_dict(r) for r in items], indent=2, default=str))
+        return
+    _table(("ID", "JOB", "STATUS", "TRIGGER", "ATTEMPT", "CREATED", "ERROR"),
+           [(r.id, r.job_name, r.status, r.trigger, f"{r.attempt}/{r.max_attempts}",
+             r.created_at.strftime("%Y-%m-%d %H:%M:%S"), (r.error or "")[:60]) for r in items])
+
+
+@_command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def show_command(run_id: int, as_json: bool) -> None:
+    """Show one run: status, times, params, result or error, events and log."""
+    lj = _lexy(prepare=False)
+    _upgrade(lj)
+    run = runs.get_run(lj.db, run_id)
+    with lj.db.read() as session:
+        events = store.run_events(session, run_id)
+        text, _, trimmed = store.read_log(session, run_id)
+    data = run_dict(run)
+    if as_json:
+        data["events"] = [{"at": e.at, "from": e.from_status, "to": e.to_status, "attempt": e.attempt, "note": e.note}
+                          for e in events]
+        data["log"] = text
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    for key in ("id", "job", "status", "trigger", "created_by", "attempt", "priority", "created_at", "scheduled_for",
+                "started_at", "finished_at", "queue_seconds", "processing_seconds", "worker", "progress", "error"):
+        if data.get(key) not in (None, ""):
+            click.echo(f"{key:>18}: {data[key]}")
+    for key in ("params", "result", "details"):
+        if data.get(key):
+            click.echo(f"{key:>18}: {json.dumps(data[key], default=str)}")
+    if run.traceback:
+        click.echo("\n" + run.traceback)
+    click.echo("\nevents:")
+    for e in events:
+        click.echo(f"  {e.at:%H:%M:%S} {e.from_status or '-'} -> {e.to_status} (attempt {e.attempt}) {e.note or ''}")
+    if text:
+        click.echo("\nlog:" + (f" [… {trimmed} earlier characters trimmed …]" if trimmed else ""))
+        click.echo(text.rstrip("\n"))
+
+
+def run_dict(run: Any) -> dict[str, Any]:
+    """A run as JSON-able data, with derived queue and processing times."""
+    queue = (run.started_at - run.created_at).total_seconds() if run.started_at else None
+    processing = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
+    return {"id": run.id, "job": run.job_name, "status": run.status, "priority": run.priority, "params": run.params,
+            "trigger": run.trigger, "created_by": run.created_by, "created_at": run.created_at,
+            "scheduled_for": run.scheduled_for, "started_at": run.started_at, "finished_at": run.finished_at,
+            "queue_seconds": queue, "processing_seconds": processing,
+            "attempt": f"{run.attempt}/{run.max_attempts}", "progress": run.progress,
+            "progress_message": run.progress_message, "result": run.result, "error": run.error,
+            "details": run.details, "worker": run.worker, "cancel_requested": run.cancel_requested,
+            "retry_of": run.retry_of, "pipeline_id": run.pipeline_id}
+
+
+@_command("cancel")
+@click.argument("run_id", type=int)
+def cancel_command(run_id: int) -> None:
+    """Cancel a queued run (at once) or a running one (its worker stops it)."""
+    lj = _lexy(prepare=False)
+    _upgrade(lj)
+    click.echo(f"run {run_id}: {runs.cancel(lj.db, run_id, by='cli')}")
+
+
+@_command("retry")
+@click.argument("run_id", type=int)
+def retry_command(run_id: int) -> None:
+    """Enqueue a new run with the same job and params as a finished run."""
+    lj = _lexy(prepare=False)
+    _upgrade(lj)
+    click.echo(f"run {runs.retry(lj.db, run_id, by='cli')} queued (retry of {run_id})")
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade() -> None:
+    """Create or upgrade the schema (the server also does this at start)."""
+    _upgrade(current())
+    click.echo("database schema is up to date")
+
+
+def _upgrade(lj: Lexyjobs) -> None:
+    from lexyjobs import schema
+
+    schema.upgrade(lj.db)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+COMMANDS: list[click.Command] = [serve_command, worker_command, jobs_group, run_command, runs_command, show_command,
+                                 cancel_command, retry_command, db_group]
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """lexyjobs: job scheduler, queue and control panel. Settings come from LEXYJOBS_* variables."""
+    from lexyjobs import create_app
+
+    ctx.obj = ScriptInfo(create_app=create_app)
+
+
+for _command_object in COMMANDS:
+    main.add_command(_command_object)
+
+
+def init_app(app: Flask) -> None:
+    """Make the commands available as ``flask --app app …`` (``enqueue`` instead of ``run``)."""
+    for command in COMMANDS:
+        app.cli.add_command(command, name="enqueue" if command is run_command else command.name)

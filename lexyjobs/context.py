@@ -1,0 +1,139 @@
+"""What a running job sees: ``RunContext`` (params, progress, log, cancellation). The worker
+reads the buffered progress and log lines from it and writes them, fenced, to the database."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+CANCEL = "cancel"      # someone asked to cancel: the run ends canceled
+TIMEOUT = "timeout"    # the job's timeout passed: the attempt fails (and may be retried)
+SHUTDOWN = "shutdown"  # the process is stopping: the run is re-queued
+LOST = "lost"          # the lease was lost (run rescued elsewhere): the result is discarded
+
+
+class RunCanceled(Exception):
+    """Raised by ``check_cancelled()`` so a job function can stop early."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"run stopped: {reason}")
+        self.reason = reason
+
+
+class JobFailed(Exception):
+    """An expected failure: its message becomes the run's error, without a traceback."""
+
+
+class RunContext:
+    """Handed to every job. Thread-safe: the worker thread writes, the monitor thread reads."""
+
+    def __init__(self, *, run_id: int, job_name: str, params: dict[str, Any], attempt: int,
+                 max_attempts: int, timeout: float | None = None, kill_grace: float = 5.0) -> None:
+        self.run_id = run_id
+        self.job_name = job_name
+        self.params = params
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.timeout = timeout  # seconds, or None
+        self.kill_grace = kill_grace
+        self.details: dict[str, Any] = {}  # kind facts recorded on the run (exit code, HTTP status…)
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._cancel_reason: str | None = None
+        self._callbacks: list[Callable[[str], None]] = []
+        self._log_chunks: list[str] = []
+        self._progress: tuple[float | None, str | None] | None = None
+        self._progress_dirty = False
+        self.log = logging.Logger(f"lexyjobs.run.{run_id}", logging.DEBUG)
+        handler = _ContextHandler(self)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.log.addHandler(handler)
+
+    # --- used by jobs
+
+    def progress(self, percent: float | None, message: str | None = None) -> None:
+        """Report progress (0–100) with an optional message; shown live in the panel."""
+        if percent is not None:
+            percent = max(0.0, min(100.0, float(percent)))
+        with self._lock:
+            self._progress = (percent, message)
+            self._progress_dirty = True
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run should stop (cancel, timeout or shutdown)."""
+        return self._stopped.is_set()
+
+    @property
+    def cancel_reason(self) -> str | None:
+        return self._cancel_reason
+
+    def check_cancelled(self) -> None:
+        """Raise RunCanceled if the run should stop; call it between units of work."""
+        if self._stopped.is_set():
+            raise RunCanceled(self._cancel_reason or CANCEL)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up and raise RunCanceled as soon as the run should stop."""
+        if self._stopped.wait(seconds):
+            raise RunCanceled(self._cancel_reason or CANCEL)
+
+    def write(self, text: str) -> None:
+        """Append raw text (e.g. a subprocess's output) to the run's log."""
+        if text:
+            with self._lock:
+                self._log_chunks.append(text)
+
+    # --- used by the worker and kinds
+
+    def on_cancel(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(reason)`` when the run is stopped (at once if it already is).
+        Returns a function that unregisters it."""
+        with self._lock:
+            already = self._cancel_reason
+            if already is None:
+                self._callbacks.append(callback)
+        if already is not None:
+            callback(already)
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+        return remove
+
+    def cancel(self, reason: str) -> None:
+        """Stop the run for ``reason``; only the first reason counts."""
+        with self._lock:
+            if self._cancel_reason is not None:
+                return
+            self._cancel_reason = reason
+            callbacks = list(self._callbacks)
+        self._stopped.set()
+        for callback in callbacks:
+            callback(reason)
+
+    def take_updates(self) -> tuple[tuple[float | None, str | None] | None, str]:
+        """(new progress or None, log text since the last call) — for the worker's flush."""
+        with self._lock:
+            progress = self._progress if self._progress_dirty else None
+            self._progress_dirty = False
+            text = "".join(self._log_chunks)
+            self._log_chunks.clear()
+        return progress, text
+
+    def current_progress(self) -> tuple[float | None, str | None] | None:
+        with self._lock:
+            return self._progress
+
+
+class _ContextHandler(logging.Handler):
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.ctx.write(self.format(record) + "\n")
+        except Exception:  # logging must never break the job
+            self.handleError(record)

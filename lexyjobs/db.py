@@ -1,0 +1,91 @@
+"""Engine and sessions. SQLite runs in WAL mode with busy_timeout and foreign keys on, and every
+write transaction starts with ``BEGIN IMMEDIATE`` so it takes the write lock up front (waiting up to
+busy_timeout) instead of failing with "database is locked" when it upgrades from a read."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+NOTIFY_CHANNEL = "lexyjobs_runs"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Database:
+    """Owns the engine; ``write()`` and ``read()`` hand out short transactions."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 20) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
+        if self.is_sqlite and ":memory:" in url:
+            raise ValueError("lexyjobs needs a SQLite file (several threads and processes share it), not :memory:")
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine, sqlite_synchronous.upper())
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(lexyjobs_immediate=True), expire_on_commit=False)
+        self._enqueue_listeners: list[Callable[[], None]] = []
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction: committed on exit, rolled back on error."""
+        with self._writes.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only snapshot (rolled back on exit)."""
+        with self._reads() as session:
+            yield session
+
+    def on_enqueue(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after a transaction that enqueued runs commits (in-process wake-up)."""
+        self._enqueue_listeners.append(listener)
+
+    def enqueued(self, session: Session) -> None:
+        """Mark ``session`` as having enqueued runs: NOTIFY other processes and wake local workers."""
+        if self.is_postgres:
+            session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        if not session.info.get("lexyjobs_wake"):
+            session.info["lexyjobs_wake"] = True
+            event.listen(session, "after_commit", self._fire_enqueue_listeners, once=True)
+
+    def _fire_enqueue_listeners(self, session: Session) -> None:
+        session.info.pop("lexyjobs_wake", None)
+        for listener in self._enqueue_listeners:
+            listener()
+
+    def psycopg_conninfo(self) -> str:
+        """The URL in the form psycopg.connect() takes (for the LISTEN connection)."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Manage transactions ourselves (the sqlite3 module's implicit BEGIN is DEFERRED).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get("lexyjobs_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,178 @@
+"""Job definitions: one parser for every source (``@job`` decorator, jobs.toml, API/CLI). A bad
+definition raises InvalidDefinition naming the job and the field."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from lexyjobs.cron import Schedule, parse_schedule, parse_timezone
+from lexyjobs.durations import parse_duration
+from lexyjobs.errors import InvalidDefinition
+from lexyjobs.kinds import kinds
+from lexyjobs.models import Job
+from lexyjobs.params import ParamSpec, parse_param_schema
+from lexyjobs.retry import RetryPolicy
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
+SOURCES = ("code", "file", "db")
+OVERLAP_POLICIES = ("queue", "skip", "replace")
+
+COMMON_FIELDS: dict[str, str] = {
+    "title": "display name (default: the job name)",
+    "description": "what the job does",
+    "category": "group in the panel, e.g. \"Metrics\" (default \"General\")",
+    "kind": "python, http or shell",
+    "schedule": "cron (`0 */6 * * *`), alias (`@daily`) or interval (`every 15m`); omit for manual-only",
+    "timezone": "IANA timezone of the cron schedule (default UTC)",
+    "enabled": "false = paused: never fires, can still be run by hand (default true)",
+    "priority": "0–10, higher runs first (default 0)",
+    "max_attempts": "attempts before a run stays failed (default 3)",
+    "backoff": "wait before the 2nd attempt (default 10s)",
+    "backoff_factor": "multiplier per further attempt (default 2)",
+    "backoff_max": "longest wait between attempts (default 1h)",
+    "backoff_jitter": "fraction of the wait taken off at random, 0–1 (default 0.2)",
+    "timeout": "longest an attempt may run, e.g. `5m` (default none; http requests 60s)",
+    "max_concurrency": "runs of this job at once, 0 = unlimited (default 1)",
+    "idempotent": "false = never re-executed after a crash: the run fails instead (default true)",
+    "depends_on": "upstream job names (pipelines)",
+    "params": "parameter definitions: `{ name = { type, required, default, min, max, choices, help } }`",
+    "stale_after": "health window: no success for this long turns the job orange",
+    "misfire_grace": "a fire missed by up to this much still runs once on start (default 1h)",
+    "overlap": "a fire while a run is queued/running: queue, skip or replace (default queue)",
+}
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    name: str
+    kind: str
+    config: dict[str, Any]                 # kind-specific fields, validated by the kind
+    source: str = "db"
+    title: str = ""
+    description: str = ""
+    category: str = "General"
+    schedule: Schedule | None = None
+    timezone: str = "UTC"
+    enabled: bool = True
+    priority: int = 0
+    max_attempts: int = 3
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    max_concurrency: int = 1
+    idempotent: bool = True
+    depends_on: tuple[str, ...] = ()
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    stale_after: float | None = None
+    misfire_grace: float = 3600.0
+    overlap: str = "queue"
+    spec: dict[str, Any] = field(default_factory=dict)  # the fields as written (what jobs.toml holds)
+
+    def row(self) -> dict[str, Any]:
+        """Column values for the jobs table."""
+        return {"name": self.name, "title": self.title, "category": self.category, "kind": self.kind,
+                "source": self.source, "spec": self.spec, "schedule": self.schedule.text if self.schedule else None,
+                "max_concurrency": self.max_concurrency}
+
+
+def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinition:
+    """Validate ``raw`` (the fields of a ``[jobs.<name>]`` table) and build a JobDefinition."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InvalidDefinition(str(name), "name", "must be 1–100 characters of a-z, 0-9, '-', '_' or '.', "
+                                "starting with a letter or digit")
+    if not isinstance(raw, Mapping):
+        raise InvalidDefinition(name, None, "must be a table of fields")
+    kind_name = raw.get("kind")
+    all_kinds = kinds()
+    if kind_name not in all_kinds:
+        problem = "is required" if kind_name is None else f"'{kind_name}' is not a job kind"
+        raise InvalidDefinition(name, "kind", f"{problem}; use one of {', '.join(all_kinds)}")
+    kind = all_kinds[kind_name]
+    unknown = sorted(set(raw) - set(COMMON_FIELDS) - set(kind.fields))
+    if unknown:
+        raise InvalidDefinition(name, unknown[0], f"unknown field for a {kind_name} job; allowed: "
+                                f"{', '.join(sorted(set(COMMON_FIELDS) | set(kind.fields)))}")
+    v = _Validator(name, raw)
+    schedule = v.get("schedule", parse_schedule, None)
+    timezone = v.get("timezone", lambda t: parse_timezone(t) and t, "UTC")
+    return JobDefinition(
+        name=name, kind=kind_name, config=kind.validate(name, {k: raw[k] for k in kind.fields if k in raw}),
+        source=source, title=v.text("title", name), description=v.text("description", ""),
+        category=v.text("category", "General") or "General", schedule=schedule, timezone=timezone,
+        enabled=v.boolean("enabled", True), priority=v.integer("priority", 0, 0, 10),
+        max_attempts=v.integer("max_attempts", 3, 1, 100),
+        retry=RetryPolicy(base=v.duration("backoff", 10.0), factor=v.number("backoff_factor", 2.0, 1.0, 100.0),
+                          cap=v.duration("backoff_max", 3600.0), jitter=v.number("backoff_jitter", 0.2, 0.0, 1.0)),
+        timeout=v.duration("timeout", None, positive=True), max_concurrency=v.integer("max_concurrency", 1, 0, 10_000),
+        idempotent=v.boolean("idempotent", True), depends_on=v.names("depends_on"),
+        params=parse_param_schema(name, raw.get("params")), stale_after=v.duration("stale_after", None, positive=True),
+        misfire_grace=v.duration("misfire_grace", 3600.0), overlap=v.choice("overlap", OVERLAP_POLICIES, "queue"),
+        spec=dict(raw),
+    )
+
+
+def definition_from_job(job: Job) -> JobDefinition:
+    """The definition stored in a jobs row."""
+    return parse_definition(job.name, job.spec, source=job.source)
+
+
+class _Validator:
+    """Reads one field at a time and raises InvalidDefinition naming it."""
+
+    def __init__(self, job: str, raw: Mapping[str, Any]) -> None:
+        self.job, self.raw = job, raw
+
+    def fail(self, key: str, problem: str) -> InvalidDefinition:
+        return InvalidDefinition(self.job, key, problem)
+
+    def get(self, key: str, convert: Any, default: Any) -> Any:
+        if key not in self.raw or self.raw[key] is None:
+            return default
+        try:
+            return convert(self.raw[key])
+        except (ValueError, TypeError) as exc:
+            raise self.fail(key, str(exc)) from None
+
+    def text(self, key: str, default: str) -> str:
+        value = self.raw.get(key, default)
+        if not isinstance(value, str):
+            raise self.fail(key, "must be text")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, "must be true or false")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(key, f"must be a whole number from {low} to {high}")
+        return value
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise self.fail(key, f"must be a number from {low:g} to {high:g}")
+        return float(value)
+
+    def duration(self, key: str, default: float | None, *, positive: bool = False) -> Any:
+        seconds = self.get(key, parse_duration, default)
+        if positive and seconds is not None and seconds <= 0:
+            raise self.fail(key, "must be longer than 0s")
+        return seconds
+
+    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
+        value = self.raw.get(key, default)
+        if value not in options:
+            raise self.fail(key, f"must be one of {', '.join(options)}")
+        return value
+
+    def names(self, key: str) -> tuple[str, ...]:
+        value = self.raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(n, str) and NAME_PATTERN.fullmatch(n) for n in value):
+            raise self.fail(key, "must be a list of job names")
+        if self.job in value:
+            raise self.fail(key, "a job cannot depend on itself")
+        return tuple(value)

@@ -1,0 +1,40 @@
+"""Human durations: ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"`` or a plain number of seconds."""
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds for a duration string or number; raise ValueError with a readable message."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '30s', '5m' or a number of seconds")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        elif text and _PART.sub("", text) == "":
+            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+        else:
+            raise ValueError(f"'{value}' is not a duration like '30s', '5m', '1h30m' or '2d'")
+    else:
+        raise ValueError("expected a duration like '30s', '5m' or a number of seconds")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: 0.25 -> '250ms', 90 -> '1m30s', 7200 -> '2h'."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    out, rest = [], int(round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(out)

@@ -1,0 +1,62 @@
+"""Job kinds. Each kind module provides ``FIELDS`` (its own definition fields and what they
+mean), ``validate(job, fields) -> config`` and ``run(ctx, config) -> result``. The registry
+below is the one place that lists them; the ``openai`` kind plugs in here the same way."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+from lexyjobs.context import JobFailed, RunContext
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    fields: Mapping[str, str]
+    validate: Callable[[str, Mapping[str, Any]], dict[str, Any]]
+    run: Callable[[RunContext, Mapping[str, Any]], Any]
+
+
+def _kind(name: str, module: ModuleType) -> Kind:
+    return Kind(name, module.FIELDS, module.validate, module.run)
+
+
+def _load() -> dict[str, Kind]:
+    from lexyjobs.kinds import http, python, shell
+
+    return {"python": _kind("python", python), "http": _kind("http", http), "shell": _kind("shell", shell)}
+
+
+_KINDS: dict[str, Kind] | None = None
+
+
+def kinds() -> dict[str, Kind]:
+    """All job kinds by name."""
+    global _KINDS
+    if _KINDS is None:
+        _KINDS = _load()
+    return _KINDS
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """Replace ``${NAME}`` in strings (recursively in lists and dicts) with environment values,
+    so secrets stay out of job definitions. A missing variable fails the run with its name."""
+    environ = os.environ if environ is None else environ
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise JobFailed(f"environment variable {name} is not set")
+            return environ[name]
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, list):
+        return [expand_env(v, environ) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ) for k, v in value.items()}
+    return value

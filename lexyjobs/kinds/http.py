@@ -1,0 +1,93 @@
+"""``http`` kind: one HTTP request. Non-2xx fails the run; a JSON response body is the result.
+Values may reference environment variables (``${SERVICE_TOKEN}``) so secrets stay out of the
+definition. Cancel returns at once; the abandoned request ends at its own timeout."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Mapping
+
+import requests
+
+from lexyjobs.context import JobFailed, RunCanceled, RunContext
+from lexyjobs.errors import InvalidDefinition
+from lexyjobs.kinds import expand_env
+
+FIELDS = {
+    "method": "GET, POST, PUT, PATCH, DELETE or HEAD (default GET)",
+    "url": "`http://` or `https://` URL; may use `${ENV}`",
+    "headers": "table of header values; may use `${ENV}`",
+    "body": "JSON body; when omitted, the run's params are sent (JSON body, or query string for GET/HEAD/DELETE)",
+    "verify_tls": "check the server's TLS certificate (default true)",
+}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+DEFAULT_TIMEOUT = 60.0
+MAX_BODY_CHARS = 64 * 1024
+
+
+def validate(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    url = fields.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidDefinition(job, "url", "is required for an http job")
+    if not (url.startswith(("http://", "https://")) or url.startswith("${")):
+        raise InvalidDefinition(job, "url", f"'{url}' must start with http:// or https://")
+    method = str(fields.get("method", "GET")).upper()
+    if method not in METHODS:
+        raise InvalidDefinition(job, "method", f"'{fields.get('method')}' is not one of {', '.join(METHODS)}")
+    headers = fields.get("headers", {})
+    if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
+        raise InvalidDefinition(job, "headers", "must be a table of text values")
+    verify = fields.get("verify_tls", True)
+    if not isinstance(verify, bool):
+        raise InvalidDefinition(job, "verify_tls", "must be true or false")
+    config: dict[str, Any] = {"method": method, "url": url, "headers": dict(headers), "verify_tls": verify}
+    if "body" in fields:
+        config["body"] = fields["body"]
+    return config
+
+
+def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
+    method, url = config["method"], expand_env(config["url"])
+    kwargs: dict[str, Any] = {"headers": expand_env(config["headers"]), "verify": config["verify_tls"]}
+    if "body" in config:
+        kwargs["json"] = expand_env(config["body"])
+    elif ctx.params:
+        kwargs["params" if method in ("GET", "HEAD", "DELETE") else "json"] = ctx.params
+    timeout = ctx.timeout or DEFAULT_TIMEOUT
+    started = time.monotonic()
+    response = _request_unless_cancelled(ctx, method, url, timeout=(min(10.0, timeout), timeout), **kwargs)
+    elapsed_ms = round((time.monotonic() - started) * 1000)
+    text = response.text
+    ctx.details.update(status_code=response.status_code, duration_ms=elapsed_ms, response_bytes=len(response.content))
+    ctx.log.info("%s %s -> %s in %d ms", method, config["url"], response.status_code, elapsed_ms)
+    if not response.ok:
+        raise JobFailed(f"HTTP {response.status_code} {response.reason}: {text[:500]}".rstrip(": "))
+    try:
+        return response.json()
+    except ValueError:
+        return {"status_code": response.status_code, "body": text[:MAX_BODY_CHARS]} if text else None
+
+
+def _request_unless_cancelled(ctx: RunContext, method: str, url: str, **kwargs: Any) -> requests.Response:
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["response"] = requests.request(method, url, **kwargs)
+        except requests.Timeout:
+            box["error"] = JobFailed(f"timed out waiting for {method} {url}")
+        except requests.RequestException as exc:
+            box["error"] = JobFailed(f"{method} {url} failed: {exc}")
+        finally:
+            done.set()
+
+    remove = ctx.on_cancel(lambda _reason: done.set())
+    threading.Thread(target=call, name=f"lexyjobs-http-{ctx.run_id}", daemon=True).start()
+    done.wait()
+    remove()
+    if "response" not in box and "error" not in box:
+        raise RunCanceled(ctx.cancel_reason or "cancel")
+    if "error" in box:
+        raise box["error"]
+    return box["response"]

@@ -1,0 +1,128 @@
+"""Typed SQLAlchemy models. The schema itself is created by the Alembic migrations in
+``lexyjobs/migrations``; keep both in step."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+RunId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER keys
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python; naive UTC in SQLite (sorts as text), timestamptz in Postgres."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use lexyjobs.db.utcnow()")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    """A named definition. ``spec`` holds the normalized definition (the jobs.toml fields);
+    the other columns are copies used for filtering, plus runtime state (``enabled``)."""
+
+    __tablename__ = "jobs"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(10))  # code | file | db
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    schedule: Mapped[str | None] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # False = paused
+    max_concurrency: Mapped[int] = mapped_column(Integer, default=1)  # 0 = unlimited
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)  # gone from its code/file source
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Run(Base):
+    """One execution request of a job and its life (see lexyjobs.states)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_queue", text("priority DESC"), "scheduled_for", "id",
+              sqlite_where=text("status = 'queued'"), postgresql_where=text("status = 'queued'")),
+        Index("ix_runs_running", "job_name", "heartbeat_at",
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
+        Index("ix_runs_job_created", "job_name", "created_at"),
+        Index("ix_runs_status_created", "status", "created_at"),
+        Index("ix_runs_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)
+    job_name: Mapped[str] = mapped_column(ForeignKey("jobs.name", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    trigger: Mapped[str] = mapped_column(String(20))  # schedule | manual | api | dependency | retry
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # start of the latest attempt
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # attempts started so far
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease: Mapped[int] = mapped_column(Integer, default=0)  # bumped by every claim; fences writes
+    progress: Mapped[float | None] = mapped_column(Float)
+    progress_message: Mapped[str | None] = mapped_column(String(500))
+    result: Mapped[Any | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # kind facts: exit code, HTTP status…
+    worker: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    pipeline_id: Mapped[str | None] = mapped_column(String(36))
+    parent_run_id: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
+    retry_of: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
+    fire_key: Mapped[str | None] = mapped_column(String(200), unique=True)  # job@fire-time for schedules
+
+
+class RunEvent(Base):
+    """One row per status transition, written in the same transaction as the change."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run", "run_id", "id"), Index("ix_run_events_at", "at"))
+
+    id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(RunId, ForeignKey("runs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    attempt: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class RunLog(Base):
+    """The tail of a run's captured output; ``size`` counts every character ever appended, so
+    ``size - len(content)`` is the offset where ``content`` starts (for tailing after trims)."""
+
+    __tablename__ = "run_logs"
+
+    run_id: Mapped[int] = mapped_column(RunId, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    content: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)

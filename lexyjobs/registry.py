@@ -1,0 +1,173 @@
+"""One registry for jobs from three sources: ``@job`` functions (code), the jobs.toml file
+(file) and jobs created through the CLI/API (db). Code and file jobs are synced into the jobs
+table at start, so every process (server, workers, CLI) sees the same definitions."""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+from lexyjobs import store
+from lexyjobs.db import Database, utcnow
+from lexyjobs.definitions import JobDefinition, definition_from_job, parse_definition
+from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, ReadOnlyJob
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CODE_JOBS: dict[str, dict[str, Any]] = {}
+
+
+def job(name: str | None = None, **fields: Any) -> Callable[[F], F]:
+    """Declare a Python function as a job: ``@job(schedule="@daily", params={...})``.
+    Only records the definition; nothing touches the database until the app starts."""
+    def decorate(func: F) -> F:
+        job_name = name or func.__name__.replace("_", "-")
+        ref = f"{func.__module__}:{func.__qualname__}"
+        if job_name in _CODE_JOBS and _CODE_JOBS[job_name]["func"] != ref:
+            raise InvalidDefinition(job_name, "name", f"already declared by {_CODE_JOBS[job_name]['func']}")
+        _CODE_JOBS[job_name] = {"kind": "python", "func": ref, **fields}
+        return func
+    return decorate
+
+
+def code_jobs() -> dict[str, dict[str, Any]]:
+    """Raw definitions of every ``@job`` function imported so far."""
+    return dict(_CODE_JOBS)
+
+
+def load_jobs_file(path: str | Path) -> tuple[dict[str, JobDefinition], list[InvalidDefinition]]:
+    """Parse a jobs.toml. Bad entries are returned as errors; the good ones still load."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return {}, [InvalidDefinition(str(path), None, f"cannot read jobs file: {exc}")]
+    tables = data.get("jobs", {})
+    errors: list[InvalidDefinition] = []
+    unknown = sorted(set(data) - {"jobs"})
+    if unknown:
+        errors.append(InvalidDefinition(str(path), unknown[0], "unknown top-level table; put jobs under [jobs.<name>]"))
+    if not isinstance(tables, dict):
+        return {}, errors + [InvalidDefinition(str(path), "jobs", "must be a table of [jobs.<name>] tables")]
+    definitions: dict[str, JobDefinition] = {}
+    for name, raw in tables.items():
+        try:
+            definitions[name] = parse_definition(name, raw, source="file")
+        except InvalidDefinition as exc:
+            errors.append(exc)
+    return definitions, errors
+
+
+@dataclass
+class SyncReport:
+    loaded: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+    errors: list[InvalidDefinition] = field(default_factory=list)
+
+
+def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] = (),
+              archive_missing: bool = False) -> SyncReport:
+    """Import ``imports`` (so their ``@job`` functions register), load ``jobs_file``, and save
+    both into the jobs table. With ``archive_missing`` (the server), jobs that disappeared from
+    their source are archived. A job defined
+    in two places is reported and the first (code, then file) wins. Every problem is in the
+    report and logged; none stops the other jobs from loading."""
+    report = SyncReport()
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a broken user module must not stop the server
+            report.errors.append(InvalidDefinition(module, None, f"cannot import module: {type(exc).__name__}: {exc}"))
+    sources: dict[str, dict[str, JobDefinition]] = {"code": {}, "file": {}}
+    for name, raw in code_jobs().items():
+        try:
+            sources["code"][name] = parse_definition(name, raw, source="code")
+        except InvalidDefinition as exc:
+            report.errors.append(exc)
+    if jobs_file:
+        sources["file"], file_errors = load_jobs_file(jobs_file)
+        report.errors.extend(file_errors)
+    for name in set(sources["code"]) & set(sources["file"]):
+        del sources["file"][name]
+        report.errors.append(InvalidDefinition(name, "name", f"defined both in code and in {jobs_file}; the code one is used"))
+    now = utcnow()
+    with db.write() as session:
+        for source, definitions in sources.items():
+            for name, definition in definitions.items():
+                existing = store.get_job(session, name)
+                if existing is not None and existing.source == "db":
+                    report.errors.append(InvalidDefinition(name, "name", f"a job created in the panel/API already has this name; the {source} one is ignored"))
+                    continue
+                store.save_job(session, definition.row(), now=now)
+                report.loaded.append(name)
+            if archive_missing:
+                # a job whose new definition is broken keeps its last good one (and is reported)
+                keep = [n for n in definitions if n in report.loaded] + [e.job for e in report.errors]
+                report.archived += store.archive_jobs_not_in(session, source, keep, now=now)
+    for error in report.errors:
+        log.error("job definition rejected: %s", error.message)
+    return report
+
+
+def create_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition:
+    """Create a job stored in the database (source ``db``). Conflict if the name is taken."""
+    definition = parse_definition(name, dict(raw), source="db")
+    with db.write() as session:
+        existing = store.get_job(session, name)
+        if existing is not None and not existing.archived:
+            raise Conflict(f"a job named '{name}' already exists", details={"job": name})
+        store.save_job(session, definition.row(), now=utcnow())
+    return definition
+
+
+def update_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition:
+    """Replace the definition of a database job; code and file jobs are read-only."""
+    definition = parse_definition(name, dict(raw), source="db")
+    with db.write() as session:
+        _editable(session, name)
+        store.save_job(session, definition.row(), now=utcnow())
+    return definition
+
+
+def delete_job(db: Database, name: str) -> None:
+    """Delete a database job and its run history; code and file jobs are read-only."""
+    with db.write() as session:
+        _editable(session, name)
+        store.delete_job(session, name)
+
+
+def _editable(session: Any, name: str) -> None:
+    job_row = store.get_job(session, name)
+    if job_row is None:
+        raise JobNotFound(name)
+    if job_row.source != "db" and not job_row.archived:
+        where = "in code (@job)" if job_row.source == "code" else "in the jobs file"
+        raise ReadOnlyJob(f"job '{name}' is defined {where}; change it there", details={"job": name})
+
+
+class JobCatalog:
+    """Parsed definitions cached by (name, version): the worker's hot path never re-parses or
+    re-reads a job whose version it has seen."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, tuple[int, JobDefinition]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, version: int | None = None) -> JobDefinition:
+        """The definition of ``name`` at ``version`` (None: whatever is current in the database)."""
+        cached = self._cache.get(name)
+        if cached is not None and version is not None and cached[0] == version:
+            return cached[1]
+        with self.db.read() as session:
+            row = store.get_job(session, name)
+            if row is None:
+                raise JobNotFound(name)
+            definition, current = definition_from_job(row), row.version
+        with self._lock:
+            self._cache[name] = (current, definition)
+        return definition

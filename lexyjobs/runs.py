@@ -1,0 +1,161 @@
+"""Run operations used by the CLI, API, scheduler and worker: enqueue (validated), cancel,
+retry by hand, and rescue of runs whose worker died."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy.orm import Session
+
+from lexyjobs import store
+from lexyjobs.db import Database, utcnow
+from lexyjobs.definitions import JobDefinition, definition_from_job
+from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, LexyjobsError, RunNotFound
+from lexyjobs.models import Run
+from lexyjobs.params import validate_params
+from lexyjobs.states import RunStatus, transition
+
+log = logging.getLogger(__name__)
+TRIGGERS = ("schedule", "manual", "api", "dependency", "retry")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run to enqueue."""
+
+    job: str
+    params: Mapping[str, Any] | None = None
+    priority: int | None = None
+    scheduled_for: datetime | None = None
+    trigger: str = "manual"
+    created_by: str | None = None
+    params_from_strings: bool = False
+    pipeline_id: str | None = None
+    parent_run_id: int | None = None
+    retry_of: int | None = None
+    fire_key: str | None = None
+
+
+def enqueue(db: Database, job: str, params: Mapping[str, Any] | None = None, **options: Any) -> int:
+    """Validate and enqueue one run; returns its id. See ``RunRequest`` for the options."""
+    return enqueue_many(db, [RunRequest(job, params, **options)])[0]
+
+
+def enqueue_many(db: Database, requests: Sequence[RunRequest], *, now: datetime | None = None) -> list[int]:
+    """Validate and enqueue runs in one transaction (all or nothing); returns their ids.
+    Raises JobNotFound, InvalidParams or LexyjobsError before anything is written."""
+    now = now or utcnow()
+    with db.write() as session:
+        definitions = _definitions(session, {r.job for r in requests})
+        rows = [_run_row(definitions[r.job], r, now) for r in requests]
+        ids = store.insert_runs(session, rows)
+        db.enqueued(session)
+    return ids
+
+
+def _definitions(session: Session, names: set[str]) -> dict[str, JobDefinition]:
+    found: dict[str, JobDefinition] = {}
+    for name in names:
+        job_row = store.get_job(session, name)
+        if job_row is None or job_row.archived:
+            raise JobNotFound(name)
+        found[name] = definition_from_job(job_row)
+    return found
+
+
+def _run_row(definition: JobDefinition, request: RunRequest, now: datetime) -> dict[str, Any]:
+    if request.trigger not in TRIGGERS:
+        raise LexyjobsError(f"trigger must be one of {', '.join(TRIGGERS)}")
+    priority = definition.priority if request.priority is None else request.priority
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 10:
+        raise LexyjobsError("priority must be a whole number from 0 to 10", details={"field": "priority"})
+    if request.scheduled_for is not None and request.scheduled_for.tzinfo is None:
+        raise LexyjobsError("scheduled_for needs a timezone", details={"field": "scheduled_for"})
+    params = validate_params(definition.params, request.params, from_strings=request.params_from_strings)
+    return {"job_name": definition.name, "status": RunStatus.QUEUED.value, "priority": priority, "params": params,
+            "trigger": request.trigger, "created_by": request.created_by, "created_at": now,
+            "scheduled_for": max(request.scheduled_for or now, now), "attempt": 0,
+            "max_attempts": definition.max_attempts, "lease": 0, "cancel_requested": False,
+            "pipeline_id": request.pipeline_id, "parent_run_id": request.parent_run_id,
+            "retry_of": request.retry_of, "fire_key": request.fire_key}
+
+
+def get_run(db: Database, run_id: int) -> Run:
+    """The run, or RunNotFound."""
+    with db.read() as session:
+        run = store.get_run(session, run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+def cancel(db: Database, run_id: int, *, by: str | None = None) -> str:
+    """Cancel a run. A queued run is canceled at once ("canceled"); a running one is flagged and
+    its worker stops it ("cancel requested"). Conflict if it already finished."""
+    now = utcnow()
+    note = f"canceled by {by}" if by else "canceled"
+    with db.write() as session:
+        run = store.get_run(session, run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.status == RunStatus.QUEUED:
+            transition(session, run_id, RunStatus.CANCELED, expected=RunStatus.QUEUED, at=now, note=note,
+                       finished_at=now, error=note)
+            return "canceled"
+        if run.status == RunStatus.RUNNING and store.request_cancel(session, run_id):
+            return "cancel requested"
+    raise Conflict(f"run {run_id} is {run.status}; only queued or running runs can be canceled",
+                   details={"run_id": run_id, "status": run.status})
+
+
+def retry(db: Database, run_id: int, *, by: str | None = None, trigger: str = "retry") -> int:
+    """Enqueue a new run with the same job and params as a finished one; returns the new id."""
+    run = get_run(db, run_id)
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.SUCCEEDED):
+        raise Conflict(f"run {run_id} is {run.status}; only finished runs can be retried",
+                       details={"run_id": run_id, "status": run.status})
+    return enqueue(db, run.job_name, run.params, priority=run.priority, trigger=trigger, created_by=by,
+                   retry_of=run.id, pipeline_id=run.pipeline_id)
+
+
+def rescue_stale(db: Database, *, stale_after: float, now: datetime | None = None) -> list[tuple[int, str]]:
+    """Runs left ``running`` by a dead worker (heartbeat older than ``stale_after`` seconds) are
+    re-queued as a new attempt, or failed when attempts are exhausted or the job is not
+    idempotent ("interrupted: worker died", at-most-once). Each move is fenced by the lease the
+    dead worker held, so a worker that was only paused cannot be rescued twice.
+    Returns (run id, new status) pairs."""
+    now = now or utcnow()
+    moved: list[tuple[int, str]] = []
+    with db.write() as session:
+        idempotent: dict[str, bool] = {}
+        for row in store.stale_runs(session, cutoff=now - timedelta(seconds=stale_after)):
+            if row.job_name not in idempotent:
+                idempotent[row.job_name] = _is_idempotent(session, row.job_name)
+            silent = (now - row.heartbeat_at).total_seconds()
+            reason = f"worker {row.worker} stopped heartbeating {silent:.0f}s ago"
+            if idempotent[row.job_name] and row.attempt < row.max_attempts:
+                transition(session, row.id, RunStatus.QUEUED, expected=RunStatus.RUNNING, lease=row.lease, at=now,
+                           note=f"rescued: {reason}; re-queued as attempt {row.attempt + 1}",
+                           scheduled_for=now, worker=None, heartbeat_at=None,
+                           error=f"interrupted: worker died (attempt {row.attempt})")
+                moved.append((row.id, RunStatus.QUEUED.value))
+            else:
+                why = "interrupted: worker died" + ("" if not idempotent[row.job_name] else "; attempts exhausted")
+                transition(session, row.id, RunStatus.FAILED, expected=RunStatus.RUNNING, lease=row.lease, at=now,
+                           note=f"{why} ({reason})", finished_at=now, error=why, heartbeat_at=None)
+                moved.append((row.id, RunStatus.FAILED.value))
+        if any(status == RunStatus.QUEUED for _, status in moved):
+            db.enqueued(session)
+    for run_id, status in moved:
+        log.warning("run %s rescued from a dead worker: now %s", run_id, status)
+    return moved
+
+
+def _is_idempotent(session: Session, name: str) -> bool:
+    job_row = store.get_job(session, name)
+    try:
+        return job_row is None or definition_from_job(job_row).idempotent
+    except InvalidDefinition:
+        return True

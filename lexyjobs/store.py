@@ -1,0 +1,300 @@
+"""All SQL lives here: named queries with their contracts (atomicity, ordering, locking).
+
+Every function takes the caller's Session, so several of them can share one transaction (the
+worker finishes a batch of runs and claims the next batch in a single commit). Status changes go
+through ``lexyjobs.states``; this module never writes ``runs.status`` itself."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from lexyjobs.models import Job, Run, RunEvent, RunLog
+from lexyjobs.states import RunStatus, transition_many
+
+# ---------------------------------------------------------------- jobs
+
+
+def get_job(session: Session, name: str) -> Job | None:
+    """The job row named ``name`` (archived ones included), or None."""
+    return session.get(Job, name)
+
+
+def list_jobs(session: Session, *, include_archived: bool = False) -> list[Job]:
+    """Jobs ordered by category then name."""
+    query = select(Job).order_by(Job.category, Job.name)
+    if not include_archived:
+        query = query.where(Job.archived.is_(False))
+    return list(session.scalars(query))
+
+
+def job_versions(session: Session, names: Iterable[str]) -> dict[str, int]:
+    """Current ``version`` of each named job (bumped whenever its spec changes)."""
+    return dict(session.execute(select(Job.name, Job.version).where(Job.name.in_(list(names)))).all())
+
+
+def save_job(session: Session, row: dict[str, Any], *, now: datetime) -> Job:
+    """Insert or update a job from a definition row (columns of ``Job`` without runtime state).
+
+    ``enabled`` follows the definition when the job is new or when the definition's own
+    ``enabled`` value changed; otherwise the stored value (a pause made at run time) is kept.
+    ``version`` is bumped only when the spec changed, so workers can cache definitions."""
+    job = session.get(Job, row["name"], with_for_update=True)
+    if job is None:
+        job = Job(**row, enabled=row["spec"].get("enabled", True), archived=False, version=1,
+                  created_at=now, updated_at=now)
+        session.add(job)
+    else:
+        if job.spec != row["spec"] or job.archived or job.source != row["source"]:
+            if job.spec.get("enabled", True) != row["spec"].get("enabled", True):
+                job.enabled = row["spec"].get("enabled", True)
+            for key, value in row.items():
+                setattr(job, key, value)
+            job.archived = False
+            job.version += 1
+            job.updated_at = now
+    session.flush()
+    return job
+
+
+def archive_jobs_not_in(session: Session, source: str, keep: Iterable[str], *, now: datetime) -> list[str]:
+    """Archive the jobs of ``source`` ("code" or "file") whose names are not in ``keep``; they stop
+    being scheduled or runnable but keep their history. Returns the archived names."""
+    keep = set(keep)
+    names = [n for n in session.scalars(select(Job.name).where(Job.source == source, Job.archived.is_(False)))
+             if n not in keep]
+    if names:
+        session.execute(update(Job).where(Job.name.in_(names))
+                        .values(archived=True, version=Job.version + 1, updated_at=now))
+    return names
+
+
+def set_job_enabled(session: Session, name: str, enabled: bool, *, now: datetime) -> bool:
+    """Pause (False) or resume (True) a job. Returns False when there is no such job."""
+    result = session.execute(update(Job).where(Job.name == name).values(enabled=enabled, updated_at=now))
+    return result.rowcount == 1
+
+
+def delete_job(session: Session, name: str) -> bool:
+    """Delete a job and (by cascade) its runs. Returns False when there is no such job."""
+    return session.execute(delete(Job).where(Job.name == name)).rowcount == 1
+
+
+# ---------------------------------------------------------------- enqueue
+
+
+def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert queued runs (one statement for the batch); returns their ids in ``rows`` order.
+    The caller has validated the rows; the caller's ``Database.enqueued(session)`` wakes workers."""
+    if not rows:
+        return []
+    statement = insert(Run).returning(Run.id, sort_by_parameter_order=True)
+    return [row[0] for row in session.execute(statement, list(rows))]
+
+
+# ---------------------------------------------------------------- claim
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What a worker needs to execute a run it just claimed."""
+
+    id: int
+    job_name: str
+    job_version: int
+    lease: int
+    attempt: int
+    max_attempts: int
+    params: dict[str, Any]
+    trigger: str
+
+
+def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, postgres: bool) -> list[ClaimedRun]:
+    """Claim up to ``limit`` due queued runs for ``worker``: each becomes ``running`` with a new
+    lease and the next attempt number, in one transaction.
+
+    Order: priority desc, scheduled_for, id (= creation). A job's ``max_concurrency`` (0 = no
+    limit) is never exceeded, even with several processes: jobs already at their limit are
+    excluded up front, so their queued runs cannot starve others. Locking: on Postgres the
+    candidate rows are taken ``FOR UPDATE SKIP LOCKED`` (claimers never wait for each other) and
+    the rows of concurrency-limited jobs ``FOR NO KEY UPDATE`` in name order before their running
+    runs are counted again, so two claimers cannot both take a job's last slot (and enqueues,
+    which take KEY SHARE on the job row, are not blocked). On SQLite the caller's ``BEGIN
+    IMMEDIATE`` transaction already serializes claimers."""
+    if limit <= 0:
+        return []
+    running = _running_counts(session)
+    limits = dict(session.execute(select(Job.name, Job.max_concurrency).where(Job.name.in_(list(running)))).all()) \
+        if running else {}
+    saturated = [name for name, count in running.items() if 0 < limits.get(name, 0) <= count]
+    query = (select(Run.id, Run.job_name, Job.max_concurrency, Job.version)
+             .join(Job, Job.name == Run.job_name)
+             .where(Run.status == RunStatus.QUEUED.value, Run.scheduled_for <= now)
+             .order_by(Run.priority.desc(), Run.scheduled_for, Run.id)
+             .limit(limit))
+    if saturated:
+        query = query.where(Run.job_name.not_in(saturated))
+    if postgres:
+        query = query.with_for_update(skip_locked=True, of=Run)
+    candidates = session.execute(query).all()
+    if not candidates:
+        return []
+    limited = sorted({c.job_name for c in candidates if c.max_concurrency > 0})
+    if postgres and limited:
+        session.execute(select(Job.name).where(Job.name.in_(limited)).order_by(Job.name)
+                        .with_for_update(of=Job, key_share=True))  # FOR NO KEY UPDATE
+        running = _running_counts(session, limited)
+    chosen: list[int] = []
+    for c in candidates:
+        if c.max_concurrency > 0:
+            if running.get(c.job_name, 0) >= c.max_concurrency:
+                continue
+            running[c.job_name] = running.get(c.job_name, 0) + 1
+        chosen.append(c.id)
+    moved = transition_many(session, chosen, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
+        "attempt": Run.attempt + 1, "lease": Run.lease + 1, "started_at": now, "finished_at": None,
+        "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None},
+        returning=(Run.max_attempts, Run.params, Run.trigger))
+    by_id = {m.id: m for m in moved}
+    versions = {c.id: c.version for c in candidates}
+    return [ClaimedRun(m.id, m.job_name, versions[m.id], m.lease, m.attempt, m.max_attempts, m.params, m.trigger)
+            for m in (by_id[i] for i in chosen if i in by_id)]
+
+
+def _running_counts(session: Session, names: Sequence[str] | None = None) -> dict[str, int]:
+    query = select(Run.job_name, func.count()).where(Run.status == RunStatus.RUNNING.value).group_by(Run.job_name)
+    if names is not None:
+        query = query.where(Run.job_name.in_(names))
+    return dict(session.execute(query).all())
+
+
+# ---------------------------------------------------------------- worker writes (fenced by lease)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on one attempt of a run. Every write a worker makes to the run is
+    conditioned on (id, lease, status running), so a worker whose run was rescued while it was
+    stalled can never overwrite the newer attempt."""
+
+    run_id: int
+    lease: int
+
+
+def heartbeat(session: Session, leases: Sequence[Lease], *, now: datetime) -> list[int]:
+    """Refresh ``heartbeat_at`` of the runs whose lease is still held (one UPDATE); returns the
+    ids whose lease is gone (rescued, cancelled or finished elsewhere)."""
+    if not leases:
+        return []
+    held = set(session.scalars(
+        update(Run).where(tuple_(Run.id, Run.lease).in_([(l.run_id, l.lease) for l in leases]),
+                          Run.status == RunStatus.RUNNING.value)
+        .values(heartbeat_at=now).returning(Run.id), execution_options={"synchronize_session": False}))
+    return [l.run_id for l in leases if l.run_id not in held]
+
+
+def save_progress(session: Session, lease: Lease, progress: float | None, message: str | None) -> bool:
+    """Record progress (0-100) and its message; False when the lease is gone."""
+    result = session.execute(
+        update(Run).where(Run.id == lease.run_id, Run.lease == lease.lease, Run.status == RunStatus.RUNNING.value)
+        .values(progress=progress, progress_message=(message or None) and message[:500]),
+        execution_options={"synchronize_session": False})
+    return result.rowcount == 1
+
+
+def holds_lease(session: Session, lease: Lease) -> bool:
+    """True while ``lease`` is the run's current lease and the run is running."""
+    return session.execute(select(Run.id).where(Run.id == lease.run_id, Run.lease == lease.lease,
+                                                Run.status == RunStatus.RUNNING.value)).first() is not None
+
+
+def append_log(session: Session, run_id: int, text: str, *, max_chars: int) -> None:
+    """Append ``text`` to the run's log, keeping only the newest ``max_chars`` characters (cut at
+    a line start). ``size`` keeps counting everything ever written. Callers check the lease first."""
+    if not text:
+        return
+    row = session.execute(select(RunLog.content, RunLog.size).where(RunLog.run_id == run_id)).first()
+    content = (row.content if row else "") + text
+    if len(content) > max_chars:
+        cut = len(content) - max_chars
+        newline = content.find("\n", cut)
+        content = content[newline + 1:] if 0 <= newline < cut + 200 else content[cut:]
+    if row is None:
+        session.execute(insert(RunLog).values(run_id=run_id, content=content, size=len(text)))
+    else:
+        session.execute(update(RunLog).where(RunLog.run_id == run_id)
+                        .values(content=content, size=RunLog.size + len(text)))
+
+
+def read_log(session: Session, run_id: int, after: int = 0) -> tuple[str, int, int]:
+    """The log from character offset ``after``: (text, next_offset, trimmed_chars). Offsets count
+    every character ever written, so they stay valid when old lines are trimmed away."""
+    row = session.execute(select(RunLog.content, RunLog.size).where(RunLog.run_id == run_id)).first()
+    if row is None:
+        return "", 0, 0
+    start = row.size - len(row.content)
+    return row.content[max(after - start, 0):], row.size, start
+
+
+def cancel_requested(session: Session, run_ids: Sequence[int]) -> set[int]:
+    """Which of ``run_ids`` (running here) someone asked to cancel."""
+    if not run_ids:
+        return set()
+    return set(session.scalars(select(Run.id).where(Run.id.in_(list(run_ids)), Run.cancel_requested.is_(True))))
+
+
+def request_cancel(session: Session, run_id: int) -> bool:
+    """Flag a running run for cancellation (its worker stops it). False if it is not running."""
+    result = session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
+                             .values(cancel_requested=True), execution_options={"synchronize_session": False})
+    return result.rowcount == 1
+
+
+def stale_runs(session: Session, *, cutoff: datetime, limit: int = 500) -> list[Any]:
+    """Running runs whose heartbeat is older than ``cutoff`` (their worker is presumed dead):
+    rows of (id, job_name, lease, attempt, max_attempts, worker, heartbeat_at)."""
+    return list(session.execute(
+        select(Run.id, Run.job_name, Run.lease, Run.attempt, Run.max_attempts, Run.worker, Run.heartbeat_at)
+        .where(Run.status == RunStatus.RUNNING.value, Run.heartbeat_at < cutoff)
+        .order_by(Run.heartbeat_at).limit(limit)))
+
+
+# ---------------------------------------------------------------- reads
+
+
+def get_run(session: Session, run_id: int) -> Run | None:
+    """The run with ``run_id``, or None."""
+    return session.get(Run, run_id)
+
+
+def list_runs(session: Session, *, status: str | None = None, job: str | None = None,
+              limit: int = 50, offset: int = 0) -> list[Run]:
+    """Runs newest first, optionally filtered by status and job."""
+    query = select(Run).order_by(Run.id.desc()).limit(limit).offset(offset)
+    if status:
+        query = query.where(Run.status == status)
+    if job:
+        query = query.where(Run.job_name == job)
+    return list(session.scalars(query))
+
+
+def run_events(session: Session, run_id: int) -> list[RunEvent]:
+    """The run's transitions, oldest first."""
+    return list(session.scalars(select(RunEvent).where(RunEvent.run_id == run_id).order_by(RunEvent.id)))
+
+
+def count_runs_by_status(session: Session, job: str | None = None) -> dict[str, int]:
+    """Number of runs in each status (statuses with no runs are absent)."""
+    query = select(Run.status, func.count()).group_by(Run.status)
+    if job:
+        query = query.where(Run.job_name == job)
+    return dict(session.execute(query).all())
+
+
+def active_runs_of_job(session: Session, name: str) -> int:
+    """Queued plus running runs of a job."""
+    return session.scalar(select(func.count()).select_from(Run).where(
+        Run.job_name == name, Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))) or 0

@@ -1,0 +1,400 @@
+"""The worker pool of one process: claims runs, executes them on its threads, heartbeats them,
+enforces timeouts and cancels, rescues runs of dead workers, and stops gracefully.
+
+Threads:
+- dispatcher: writes finished runs and claims new ones, both in one transaction per cycle
+  (batches of up to ``workers`` runs), then waits for a wake-up (local enqueue, a finished run,
+  Postgres NOTIFY) or the poll interval;
+- run threads (daemon, so a stuck job never blocks exit): execute one run at a time;
+- monitor: timeouts, cancel requests, progress/log flush and heartbeats (fenced by lease),
+  periodic rescue of stale runs;
+- listener (Postgres only): LISTEN for enqueues from other processes."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from lexyjobs import store
+from lexyjobs.config import Settings
+from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, JobFailed, RunCanceled, RunContext
+from lexyjobs.db import NOTIFY_CHANNEL, Database, utcnow
+from lexyjobs.definitions import JobDefinition
+from lexyjobs.durations import format_duration
+from lexyjobs.errors import LexyjobsError, TransitionConflict
+from lexyjobs.kinds import kinds
+from lexyjobs.models import Run
+from lexyjobs.registry import JobCatalog
+from lexyjobs.retry import backoff
+from lexyjobs.runs import rescue_stale
+from lexyjobs.states import RunStatus, transition
+
+log = logging.getLogger(__name__)
+MONITOR_TICK = 0.2
+FLUSH_INTERVAL = 1.0
+
+
+@dataclass
+class Active:
+    """A run this process is executing."""
+
+    claim: store.ClaimedRun
+    ctx: RunContext
+    definition: JobDefinition | None
+    problem: str | None = None             # why it cannot run (definition unavailable)
+    started: float = field(default_factory=time.monotonic)
+    deadline: float | None = None
+
+    @property
+    def lease(self) -> store.Lease:
+        return store.Lease(self.claim.id, self.claim.lease)
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended, waiting to be written by the dispatcher."""
+
+    active: Active
+    status: RunStatus | None               # None: lease lost or shutting down, write nothing
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    retryable: bool = True
+    log_text: str = ""
+    progress: tuple[float | None, str | None] | None = None
+
+
+class Worker:
+    def __init__(self, db: Database, settings: Settings, catalog: JobCatalog, *, name: str | None = None,
+                 clock: Callable[[], datetime] = utcnow, rng: random.Random | None = None) -> None:
+        self.db, self.settings, self.catalog = db, settings, catalog
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.size = max(1, settings.workers)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._active: dict[int, Active] = {}
+        self._busy = 0
+        self._outcomes: list[Outcome] = []
+        self._wake = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._closed = threading.Event()
+        self._work: queue.SimpleQueue[Active | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Rescue stale runs, then start the threads. Returns at once."""
+        self.db.on_enqueue(self.wake)
+        self._rescue()
+        loops: list[tuple[str, Callable[[], None]]] = [("dispatcher", self._dispatch_loop), ("monitor", self._monitor_loop)]
+        if self.db.is_postgres:
+            loops.append(("listener", self._listen_loop))
+        for name, target in loops:
+            self._spawn(f"lexyjobs-{name}", target, keep=True)
+        for i in range(self.size):
+            self._spawn(f"lexyjobs-run-{i}", self._run_loop, keep=False)
+        log.info("worker %s started with %d threads", self.name, self.size)
+
+    def _spawn(self, name: str, target: Callable[[], None], *, keep: bool) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        if keep:
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """Claim now (called after a local enqueue, a NOTIFY or a finished run)."""
+        self._wake.set()
+
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads) and not self._closed.is_set()
+
+    def active_run_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._active)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let running runs finish for up to ``grace`` seconds (default
+        LEXYJOBS_SHUTDOWN_GRACE), then re-queue what is left (fail it if the job is not
+        idempotent) and stop the threads."""
+        grace = self.settings.shutdown_grace if grace is None else grace
+        self._stopping.set()
+        self.wake()
+        deadline = time.monotonic() + grace
+        with self._idle:
+            while self._busy and time.monotonic() < deadline:
+                self._idle.wait(min(0.1, max(deadline - time.monotonic(), 0.0)))
+            leftovers = [a for a in self._active.values() if a.claim.id not in {o.active.claim.id for o in self._outcomes}]
+        if leftovers:
+            self._requeue(leftovers)
+            for active in leftovers:
+                active.ctx.cancel(SHUTDOWN)
+        self._closed.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._write_cycle(self._take_outcomes(), 0)  # anything finished while stopping
+        for _ in range(self.size):
+            self._work.put(None)
+        log.info("worker %s stopped (%d runs re-queued)", self.name, len(leftovers))
+
+    def cancel_local(self, run_id: int) -> bool:
+        """Stop a run executing in this process at once (after the database was flagged)."""
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is None:
+            return False
+        active.ctx.cancel(CANCEL)
+        return True
+
+    # ------------------------------------------------------------ dispatcher
+
+    def _dispatch_loop(self) -> None:
+        pause = 0.0
+        while not self._closed.is_set():
+            outcomes = self._take_outcomes()
+            with self._lock:
+                free = 0 if self._stopping.is_set() else self.size - self._busy
+            try:
+                claimed = self._write_cycle(outcomes, free)
+                pause = 0.0
+            except SQLAlchemyError:
+                log.exception("worker %s: database error; retrying", self.name)
+                with self._lock:
+                    self._outcomes[:0] = outcomes
+                pause = min(max(pause * 2, 0.1), 5.0)
+                self._closed.wait(pause)
+                continue
+            for claim in claimed:
+                self._start_run(claim)
+            if outcomes or (free and len(claimed) == free):
+                continue
+            self._wake.wait(self.settings.poll_interval)
+            self._wake.clear()
+
+    def _write_cycle(self, outcomes: list[Outcome], free: int) -> list[store.ClaimedRun]:
+        """Write finished runs and claim up to ``free`` new ones in one transaction."""
+        if not outcomes and free <= 0:
+            return []
+        now = self.clock()
+        with self.db.write() as session:
+            for outcome in outcomes:
+                self._finish(session, outcome, now)
+            claimed = store.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres) \
+                if free > 0 else []
+        with self._lock:
+            for outcome in outcomes:
+                self._active.pop(outcome.active.claim.id, None)
+        return claimed
+
+    def _take_outcomes(self) -> list[Outcome]:
+        with self._lock:
+            outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    def _start_run(self, claim: store.ClaimedRun) -> None:
+        definition, problem = None, None
+        try:
+            definition = self.catalog.get(claim.job_name, claim.job_version)
+        except LexyjobsError as exc:
+            problem = f"job definition unavailable: {exc.message}"
+        timeout = definition.timeout if definition else None
+        ctx = RunContext(run_id=claim.id, job_name=claim.job_name, params=claim.params, attempt=claim.attempt,
+                         max_attempts=claim.max_attempts, timeout=timeout, kill_grace=self.settings.kill_grace)
+        active = Active(claim, ctx, definition, problem)
+        if timeout:
+            active.deadline = active.started + timeout
+        with self._lock:
+            self._active[claim.id] = active
+            self._busy += 1
+        self._work.put(active)
+
+    # ------------------------------------------------------------ execution
+
+    def _run_loop(self) -> None:
+        while True:
+            active = self._work.get()
+            if active is None:
+                return
+            outcome = self._execute(active)
+            outcome.progress, outcome.log_text = active.ctx.take_updates()
+            with self._idle:
+                self._outcomes.append(outcome)
+                self._busy -= 1
+                self._idle.notify_all()
+            self.wake()
+
+    def _execute(self, active: Active) -> Outcome:
+        """Run the job; the only place that catches every exception a job can raise."""
+        claim, ctx = active.claim, active.ctx
+        if active.definition is None:
+            return Outcome(active, RunStatus.FAILED, error=active.problem, retryable=False)
+        log.info("run %s (%s) started, attempt %d/%d", claim.id, claim.job_name, claim.attempt, claim.max_attempts)
+        try:
+            result = kinds()[active.definition.kind].run(ctx, active.definition.config)
+            return self._stopped_outcome(active) or self._success(active, result)
+        except RunCanceled as exc:
+            return self._stopped_outcome(active) or Outcome(active, RunStatus.CANCELED, error=str(exc))
+        except JobFailed as exc:
+            return self._stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc))
+        except Exception as exc:
+            return self._stopped_outcome(active) or Outcome(
+                active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+
+    def _success(self, active: Active, result: Any) -> Outcome:
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            return Outcome(active, RunStatus.FAILED, error=f"the result is not JSON data: {exc}", retryable=False)
+        return Outcome(active, RunStatus.SUCCEEDED, result=result)
+
+    def _stopped_outcome(self, active: Active) -> Outcome | None:
+        reason = active.ctx.cancel_reason
+        if reason == CANCEL:
+            return Outcome(active, RunStatus.CANCELED, error="canceled")
+        if reason == TIMEOUT:
+            return Outcome(active, RunStatus.FAILED, error=f"timed out after {format_duration(active.ctx.timeout or 0)}")
+        if reason in (SHUTDOWN, LOST):
+            return Outcome(active, None)
+        return None
+
+    def _finish(self, session: Session, outcome: Outcome, now: datetime) -> None:
+        """Write one attempt's end, fenced by its lease; a lost lease writes nothing."""
+        active, claim = outcome.active, outcome.active.claim
+        if outcome.status is None:
+            return
+        values: dict[str, Any] = {"details": active.ctx.details or None}
+        if outcome.progress is not None:
+            values["progress"], values["progress_message"] = outcome.progress
+        status, note = outcome.status, None
+        if status == RunStatus.SUCCEEDED:
+            values.update(finished_at=now, result=outcome.result, error=None, traceback=None)
+        elif status == RunStatus.CANCELED:
+            values.update(finished_at=now, error=outcome.error)
+        else:
+            values.update(error=outcome.error, traceback=outcome.traceback)
+            note = f"attempt {claim.attempt} of {claim.max_attempts} failed: {(outcome.error or '')[:300]}"
+            if outcome.retryable and claim.attempt < claim.max_attempts and active.definition is not None:
+                delay = backoff(claim.attempt, active.definition.retry, self.rng)
+                status, note = RunStatus.QUEUED, f"{note}; retrying in {format_duration(delay)}"
+                values.update(scheduled_for=now + timedelta(seconds=delay), worker=None, heartbeat_at=None)
+            else:
+                values.update(finished_at=now)
+        try:
+            transition(session, claim.id, status, expected=RunStatus.RUNNING, lease=claim.lease, at=now, note=note, **values)
+        except TransitionConflict:
+            log.warning("run %s: lease %d lost before it finished; its outcome is discarded", claim.id, claim.lease)
+            return
+        store.append_log(session, claim.id, outcome.log_text, max_chars=self.settings.log_max_bytes)
+        elapsed = time.monotonic() - active.started
+        log.info("run %s (%s) attempt %d -> %s in %s", claim.id, claim.job_name, claim.attempt, status.value,
+                 format_duration(elapsed))
+
+    # ------------------------------------------------------------ monitor
+
+    def _monitor_loop(self) -> None:
+        last_flush = last_heartbeat = last_rescue = time.monotonic()
+        rescue_every = max(1.0, self.settings.stale_after / 4)
+        while not self._closed.wait(MONITOR_TICK):
+            now = time.monotonic()
+            with self._lock:
+                actives = [a for a in self._active.values() if not a.ctx.cancelled]
+            for active in actives:
+                if active.deadline is not None and now > active.deadline:
+                    log.warning("run %s timed out after %s", active.claim.id, format_duration(active.ctx.timeout or 0))
+                    active.ctx.cancel(TIMEOUT)
+            try:
+                heartbeat_due = now - last_heartbeat >= self.settings.heartbeat_interval
+                if actives and (now - last_flush >= FLUSH_INTERVAL or heartbeat_due):
+                    self._sync(actives, heartbeat=heartbeat_due)
+                    last_flush = now
+                    last_heartbeat = now if heartbeat_due else last_heartbeat
+                if now - last_rescue >= rescue_every:
+                    self._rescue()
+                    last_rescue = now
+            except SQLAlchemyError:
+                log.exception("worker %s: database error in monitor; retrying", self.name)
+
+    def _sync(self, actives: list[Active], *, heartbeat: bool) -> None:
+        """Apply cancel requests; write progress and log lines; heartbeat. Runs whose lease is
+        gone (rescued by another process) are stopped here."""
+        with self.db.read() as session:
+            for run_id in store.cancel_requested(session, [a.claim.id for a in actives]):
+                self.cancel_local(run_id)
+        updates = [(a, *a.ctx.take_updates()) for a in actives]
+        dirty = [(a, progress, text) for a, progress, text in updates if progress is not None or text]
+        if not dirty and not heartbeat:
+            return
+        lost: set[int] = set()
+        with self.db.write() as session:
+            if heartbeat:
+                lost.update(store.heartbeat(session, [a.lease for a in actives], now=self.clock()))
+            for active, progress, text in dirty:
+                if active.claim.id in lost:
+                    continue
+                percent, message = progress or active.ctx.current_progress() or (None, None)
+                if store.save_progress(session, active.lease, percent, message):
+                    store.append_log(session, active.claim.id, text, max_chars=self.settings.log_max_bytes)
+                else:
+                    lost.add(active.claim.id)
+        for active in actives:
+            if active.claim.id in lost:
+                log.warning("run %s: lease %d lost (rescued elsewhere); stopping it here", active.claim.id, active.claim.lease)
+                active.ctx.cancel(LOST)
+
+    def _rescue(self) -> None:
+        try:
+            rescue_stale(self.db, stale_after=self.settings.stale_after, now=self.clock())
+        except SQLAlchemyError:
+            log.exception("worker %s: could not rescue stale runs", self.name)
+
+    def _requeue(self, leftovers: list[Active]) -> None:
+        """On shutdown: put unfinished runs back in the queue without counting the attempt;
+        runs of non-idempotent jobs fail instead (at-most-once)."""
+        now = self.clock()
+        with self.db.write() as session:
+            for active in leftovers:
+                claim = active.claim
+                try:
+                    if active.definition is None or active.definition.idempotent:
+                        transition(session, claim.id, RunStatus.QUEUED, expected=RunStatus.RUNNING, lease=claim.lease,
+                                   at=now, note=f"re-queued: worker {self.name} stopped before the run finished",
+                                   attempt=Run.attempt - 1, scheduled_for=now, worker=None, heartbeat_at=None)
+                    else:
+                        transition(session, claim.id, RunStatus.FAILED, expected=RunStatus.RUNNING, lease=claim.lease,
+                                   at=now, note=f"interrupted: worker {self.name} stopped", finished_at=now,
+                                   error="interrupted: worker stopped before the run finished")
+                except TransitionConflict:
+                    pass  # already finished or rescued: nothing to give back
+            self.db.enqueued(session)
+
+    # ------------------------------------------------------------ Postgres LISTEN
+
+    def _listen_loop(self) -> None:
+        import psycopg
+
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(self.db.psycopg_conninfo(), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.wake()  # catch what was enqueued while we were not listening
+                    while not self._closed.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.wake()
+            except psycopg.Error:
+                log.exception("worker %s: LISTEN connection failed; reconnecting", self.name)
+                self._closed.wait(1.0)

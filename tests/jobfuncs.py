@@ -1,0 +1,69 @@
+"""Job functions used by the tests (importable by in-process and child-process workers)."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from lexyjobs import JobFailed, RunContext
+
+
+def noop(ctx: RunContext) -> None:
+    return None
+
+
+def echo_params(ctx: RunContext) -> dict[str, Any]:
+    return dict(ctx.params)
+
+
+def add(ctx: RunContext) -> int:
+    return ctx.params["a"] + ctx.params["b"]
+
+
+def boom(ctx: RunContext) -> None:
+    raise ValueError("boom: something broke")
+
+
+def fail_cleanly(ctx: RunContext) -> None:
+    raise JobFailed("expected failure")
+
+
+def sleepy(ctx: RunContext) -> str:
+    """Sleep ``seconds`` (default 5) cooperatively, so cancel and shutdown stop it."""
+    ctx.sleep(float(ctx.params.get("seconds", 5)))
+    return "slept"
+
+
+def stubborn(ctx: RunContext) -> str:
+    """Sleep without checking for cancellation (a badly behaved job)."""
+    time.sleep(float(ctx.params.get("seconds", 2)))
+    return "done"
+
+
+def with_progress(ctx: RunContext) -> str:
+    for step in range(1, 5):
+        ctx.progress(step * 25, f"step {step}")
+        ctx.log.info("step %d", step)
+        ctx.sleep(float(ctx.params.get("pause", 0.05)))
+    return "ok"
+
+
+def record(ctx: RunContext) -> None:
+    """Insert one row per execution into the side-effect table ``executions`` (test helper)."""
+    url = os.environ["LEXYJOBS_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = _engines.get(url) or _engines.setdefault(url, create_engine(url))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO executions (run_id, attempt, pid) VALUES (:r, :a, :p)"),
+                     {"r": ctx.run_id, "a": ctx.attempt, "p": os.getpid()})
+    seconds = float(ctx.params.get("seconds", 0)) if ctx.params else 0
+    if seconds:
+        time.sleep(seconds)
+
+
+_engines: dict[str, Any] = {}
+
+
+def not_json(ctx: RunContext) -> object:
+    return object()

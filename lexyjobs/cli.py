@@ -15,6 +15,7 @@ from typing import Any, Callable, NoReturn
 import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 
 from lexyjobs import registry, runs, store
 from lexyjobs.durations import format_duration, parse_duration
@@ -44,6 +45,8 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except LexyjobsError as exc:
             _fail(exc.message)
+        except SQLAlchemyError as exc:
+            _fail(f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}", code=1)
     return wrapper
 
 

@@ -164,6 +164,12 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
             for m in (by_id[i] for i in chosen if i in by_id)]
 
 
+def has_due_runs(session: Session, *, now: datetime) -> bool:
+    """True when at least one queued run is due (a cheap read before a claim)."""
+    return session.execute(select(Run.id).where(Run.status == RunStatus.QUEUED.value, Run.scheduled_for <= now)
+                           .limit(1)).first() is not None
+
+
 def _running_counts(session: Session, names: Sequence[str] | None = None) -> dict[str, int]:
     query = select(Run.job_name, func.count()).where(Run.status == RunStatus.RUNNING.value).group_by(Run.job_name)
     if names is not None:

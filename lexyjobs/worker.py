@@ -164,13 +164,16 @@ class Worker:
     # ------------------------------------------------------------ dispatcher
 
     def _dispatch_loop(self) -> None:
-        pause = 0.0
+        pause, probe = 0.0, False
         while not self._closed.is_set():
             outcomes = self._take_outcomes()
             with self._lock:
                 free = 0 if self._stopping.is_set() else self.size - self._busy
             try:
-                claimed = self._write_cycle(outcomes, free)
+                # An idle poll first asks with a cheap read whether anything is due, so idle
+                # processes do not take SQLite's write lock twice a second.
+                idle = probe and not outcomes and free and not self._anything_due()
+                claimed = [] if idle else self._write_cycle(outcomes, free)
                 pause = 0.0
             except SQLAlchemyError:
                 log.exception("worker %s: database error; retrying", self.name)
@@ -182,9 +185,14 @@ class Worker:
             for claim in claimed:
                 self._start_run(claim)
             if outcomes or (free and len(claimed) == free):
+                probe = False
                 continue
-            self._wake.wait(self.settings.poll_interval)
+            probe = not self._wake.wait(self.settings.poll_interval)
             self._wake.clear()
+
+    def _anything_due(self) -> bool:
+        with self.db.read() as session:
+            return store.has_due_runs(session, now=self.clock())
 
     def _write_cycle(self, outcomes: list[Outcome], free: int) -> list[store.ClaimedRun]:
         """Write finished runs and claim up to ``free`` new ones in one transaction."""

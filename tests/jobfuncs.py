@@ -67,3 +67,24 @@ _engines: dict[str, Any] = {}
 
 def not_json(ctx: RunContext) -> object:
     return object()
+
+
+def progress_until_gate(ctx: RunContext) -> str:
+    """Report progress 40 and log a line, then wait (cooperatively, at most 10 s) until the file
+    ``params["gate"]`` exists — lets a test look at a run while it is still running."""
+    ctx.progress(40, "loading")
+    ctx.log.info("loaded the first half")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(ctx.params["gate"]) and time.monotonic() < deadline:
+        ctx.sleep(0.02)
+    return "released"
+
+
+def fail_once_then_succeed(ctx: RunContext) -> dict[str, int]:
+    """Fail the first time (creating the file ``params["marker"]``), succeed once it exists."""
+    marker = ctx.params["marker"]
+    if not os.path.exists(marker):
+        with open(marker, "w", encoding="utf-8") as fh:
+            fh.write(str(ctx.attempt))
+        raise ValueError("first attempt fails on purpose")
+    return {"attempt": ctx.attempt}

@@ -55,7 +55,7 @@ class Lexyjobs:
             self.worker.stop(grace)
         self.db.dispose()
 
-    def health(self) -> dict[str, bool]:
+    def health(self) -> dict[str, bool | None]:
         """Readiness: the database answers and the started threads are alive."""
         try:
             with self.db.read() as session:

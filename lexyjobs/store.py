@@ -7,15 +7,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
 from lexyjobs.models import Job, Run, RunEvent, RunLog
 from lexyjobs.states import RunStatus, transition_many
 
 # ---------------------------------------------------------------- jobs
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return cast(CursorResult[Any], result).rowcount
 
 
 def get_job(session: Session, name: str) -> Job | None:
@@ -75,12 +80,12 @@ def archive_jobs_not_in(session: Session, source: str, keep: Iterable[str], *, n
 def set_job_enabled(session: Session, name: str, enabled: bool, *, now: datetime) -> bool:
     """Pause (False) or resume (True) a job. Returns False when there is no such job."""
     result = session.execute(update(Job).where(Job.name == name).values(enabled=enabled, updated_at=now))
-    return result.rowcount == 1
+    return _rowcount(result) == 1
 
 
 def delete_job(session: Session, name: str) -> bool:
     """Delete a job and (by cascade) its runs. Returns False when there is no such job."""
-    return session.execute(delete(Job).where(Job.name == name)).rowcount == 1
+    return _rowcount(session.execute(delete(Job).where(Job.name == name))) == 1
 
 
 # ---------------------------------------------------------------- enqueue
@@ -208,7 +213,7 @@ def save_progress(session: Session, lease: Lease, progress: float | None, messag
         update(Run).where(Run.id == lease.run_id, Run.lease == lease.lease, Run.status == RunStatus.RUNNING.value)
         .values(progress=progress, progress_message=(message or None) and message[:500]),
         execution_options={"synchronize_session": False})
-    return result.rowcount == 1
+    return _rowcount(result) == 1
 
 
 def holds_lease(session: Session, lease: Lease) -> bool:
@@ -256,7 +261,7 @@ def request_cancel(session: Session, run_id: int) -> bool:
     """Flag a running run for cancellation (its worker stops it). False if it is not running."""
     result = session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
                              .values(cancel_requested=True), execution_options={"synchronize_session": False})
-    return result.rowcount == 1
+    return _rowcount(result) == 1
 
 
 def stale_runs(session: Session, *, cutoff: datetime, limit: int = 500) -> list[Any]:

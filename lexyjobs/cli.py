@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import signal
 import sys
 import time
@@ -19,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lexyjobs import registry, runs, store
 from lexyjobs.durations import format_duration, parse_duration
-from lexyjobs.errors import InvalidDefinition, LexyjobsError
+from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError
 from lexyjobs.runtime import Lexyjobs, current
 from lexyjobs.states import TERMINAL, RunStatus
 
@@ -59,8 +60,9 @@ def _command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., 
 # ---------------------------------------------------------------- processes
 
 
-def _until_signal(on_stop: Callable[[], None]) -> None:
-    """Block until SIGTERM/SIGINT, then call ``on_stop``; a second signal exits at once."""
+def _until_signal(on_stop: Callable[[], None], ready: Callable[[], None] | None = None) -> None:
+    """Block until SIGTERM/SIGINT, then call ``on_stop``; a second signal exits at once. ``ready``
+    (the "serving on" line) runs once the handlers are in place, so a SIGTERM right after it is graceful."""
     stop = {"requested": False}
 
     def handler(signum: int, _frame: Any) -> None:
@@ -72,6 +74,8 @@ def _until_signal(on_stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     try:
+        if ready is not None:
+            ready()
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -103,23 +107,25 @@ def serve(app: Flask, *, host: str | None = None, port: int | None = None, worke
     _report_sync(lj)
     server = waitress.create_server(app, host=host, port=port, threads=lj.settings.http_threads,
                                     channel_request_lookahead=5)
-    click.echo(f"lexyjobs serving on http://{host}:{server.effective_port} "  # type: ignore[union-attr]
-               f"({lj.settings.database_url.split('://')[0]}, {lj.settings.workers} worker threads)", err=True)
+
+    def announce() -> None:
+        click.echo(f"lexyjobs serving on http://{host}:{server.effective_port} "  # type: ignore[union-attr]
+                   f"({lj.settings.database_url.split('://')[0]}, {lj.settings.workers} worker threads)", err=True)
 
     def stop() -> None:
         click.echo("lexyjobs stopping: waiting for running runs…", err=True)
         server.close()
         lj.stop()
 
-    _until_signal_serving(server, stop)
+    _until_signal_serving(server, stop, announce)
 
 
-def _until_signal_serving(server: Any, on_stop: Callable[[], None]) -> None:
+def _until_signal_serving(server: Any, on_stop: Callable[[], None], ready: Callable[[], None]) -> None:
     import threading
 
     thread = threading.Thread(target=server.run, name="lexyjobs-http", daemon=True)
     thread.start()
-    _until_signal(on_stop)
+    _until_signal(on_stop, ready)
 
 
 def _report_sync(lj: Lexyjobs) -> None:
@@ -145,9 +151,8 @@ def worker_command(threads: int | None) -> None:
     except LexyjobsError as exc:
         _fail(exc.message)
     _report_sync(lj)
-    click.echo(f"lexyjobs worker {lj.worker.name if lj.worker else ''} running "
-               f"{lj.settings.workers} threads", err=True)
-    _until_signal(lj.stop)
+    _until_signal(lj.stop, lambda: click.echo(f"lexyjobs worker {lj.worker.name if lj.worker else ''} running "
+                                              f"{lj.settings.workers} threads", err=True))
 
 
 # ---------------------------------------------------------------- jobs
@@ -187,8 +192,15 @@ def jobs_add(snippet: Any, replace: bool) -> None:
     All jobs in the snippet are checked before any is saved."""
     lj = _lexy()
     definitions = _parse_snippet(snippet.read())
-    for name, raw in definitions.items():
-        registry.parse_definition(name, raw, source="db")
+    with lj.db.read() as session:
+        for name, raw in definitions.items():
+            registry.parse_definition(name, raw, source="db")
+            row = store.get_job(session, name)
+            if row is not None and not row.archived and replace:
+                registry._editable(session, name)  # ReadOnlyJob for code/file jobs, before anything is saved
+            elif row is not None and not row.archived:
+                raise Conflict(f"a job named '{name}' already exists (use --replace to update it)",
+                               details={"job": name})
     for name, raw in definitions.items():
         with lj.db.read() as session:
             exists = store.get_job(session, name) is not None
@@ -202,7 +214,7 @@ def jobs_add(snippet: Any, replace: bool) -> None:
 
 def _parse_snippet(text: str) -> dict[str, dict[str, Any]]:
     stripped = text.strip()
-    if stripped.startswith(("{", "[")):
+    if stripped.startswith("{") or re.match(r"\[\s*[{\]]", stripped):  # JSON object or list; "[jobs.x]" is TOML
         try:
             data = json.loads(stripped)
         except json.JSONDecodeError as exc:

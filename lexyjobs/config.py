@@ -36,7 +36,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "host": ("LEXYJOBS_HOST", "address the web server binds"),
     "port": ("LEXYJOBS_PORT", "port the web server listens on"),
     "workers": ("LEXYJOBS_WORKERS", "worker threads per process (runs executed at once)"),
-    "jobs_file": ("LEXYJOBS_JOBS_FILE", "jobs file loaded at start (default `./jobs.toml` when present)"),
+    "jobs_file": ("LEXYJOBS_JOBS_FILE", "jobs file loaded at start (default `./jobs.toml` when present; set but empty: none)"),
     "imports": ("LEXYJOBS_IMPORTS", "comma-separated Python modules imported at start so their `@job` functions register"),
     "poll_interval": ("LEXYJOBS_POLL_INTERVAL", "seconds between queue polls when idle (Postgres also wakes on NOTIFY)"),
     "heartbeat_interval": ("LEXYJOBS_HEARTBEAT_INTERVAL", "seconds between heartbeats of running runs"),
@@ -80,7 +80,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         if key not in ENV_VARS:
             raise ValueError(f"unknown setting '{key}'")
         values[key] = _convert(key, value, getattr(Settings, key, None)) if value is not None else None
-    if values.get("jobs_file") is None and "jobs_file" not in (overrides or {}) and Path("jobs.toml").is_file():
+    explicit = "jobs_file" in (overrides or {}) or ENV_VARS["jobs_file"][0] in environ  # set, even to "": no default
+    if values.get("jobs_file") is None and not explicit and Path("jobs.toml").is_file():
         values["jobs_file"] = "jobs.toml"
     values["database_url"] = normalize_database_url(values.get("database_url", Settings.database_url))
     if values.get("sqlite_synchronous", "NORMAL").upper() not in ("NORMAL", "FULL", "EXTRA", "OFF"):

@@ -3,15 +3,17 @@ timezone, or intervals (``every 15m``). Pure functions; ``now`` is always passed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from lexyjobs.durations import parse_duration
 
 ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
            "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
+
+INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=timezone.utc)  # interval fires are anchor + k × interval everywhere
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ def parse_schedule(text: str) -> Schedule:
                          "(minute hour day-of-month month day-of-week)")
     if not croniter.is_valid(expression):
         raise ValueError(f"'{cleaned}' is not a valid cron expression")
+    try:
+        croniter(expression, INTERVAL_ANCHOR).get_next(datetime)
+    except CroniterBadDateError:  # e.g. '0 0 31 2 *': valid fields, but no such date
+        raise ValueError(f"'{cleaned}' never fires (no date matches it)") from None
     return Schedule(cleaned, cron=expression)
 
 
@@ -53,9 +59,10 @@ def parse_timezone(name: str) -> ZoneInfo:
 
 def next_fires(schedule: Schedule, tz: ZoneInfo, now: datetime, count: int = 5) -> list[datetime]:
     """The next ``count`` fire times strictly after ``now``, as aware datetimes in ``tz``."""
-    local = now.astimezone(tz)
     if schedule.interval is not None:
+        # the scheduler's fire times (anchor + k × interval), stepped in UTC: an hour is an hour across DST
         step = timedelta(seconds=schedule.interval)
-        return [local + step * (i + 1) for i in range(count)]
-    it = croniter(schedule.cron, local)
+        first = INTERVAL_ANCHOR + step * ((now - INTERVAL_ANCHOR) // step + 1)
+        return [(first + step * i).astimezone(tz) for i in range(count)]
+    it = croniter(schedule.cron, now.astimezone(tz))
     return [it.get_next(datetime) for _ in range(count)]

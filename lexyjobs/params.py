@@ -3,6 +3,7 @@ The panel renders its run-now form from the same ``ParamSpec`` list."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -117,7 +118,8 @@ def _check(spec: ParamSpec, value: Any, *, from_string: bool) -> Any:
             raise ValueError("must be a whole number")
         _bounds(spec, value)
     elif spec.type == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)):  # NaN/inf are not JSON (Postgres rejects them)
             raise ValueError("must be a number")
         _bounds(spec, value)
     elif spec.type == "boolean":
@@ -128,7 +130,7 @@ def _check(spec: ParamSpec, value: Any, *, from_string: bool) -> Any:
             raise ValueError(f"must be one of {', '.join(map(str, spec.choices))}")
     elif spec.type == "json":
         try:
-            json.dumps(value)
+            json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             raise ValueError("must be JSON data") from None
     return value

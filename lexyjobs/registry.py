@@ -88,9 +88,12 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
             sources["code"][name] = parse_definition(name, raw, source="code")
         except InvalidDefinition as exc:
             report.errors.append(exc)
+    file_unreadable = False
     if jobs_file:
         sources["file"], file_errors = load_jobs_file(jobs_file)
         report.errors.extend(file_errors)
+        # an unreadable file says nothing about which jobs it holds: archive none of them
+        file_unreadable = any(e.job == str(jobs_file) and e.field in (None, "jobs") for e in file_errors)
     for name in set(sources["code"]) & set(sources["file"]):
         del sources["file"][name]
         report.errors.append(InvalidDefinition(name, "name", f"defined both in code and in {jobs_file}; the code one is used"))
@@ -104,7 +107,7 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
                     continue
                 store.save_job(session, definition.row(), now=now)
                 report.loaded.append(name)
-            if archive_missing:
+            if archive_missing and not (source == "file" and file_unreadable):
                 # a job whose new definition is broken keeps its last good one (and is reported)
                 keep = [n for n in definitions if n in report.loaded] + [e.job for e in report.errors]
                 report.archived += store.archive_jobs_not_in(session, source, keep, now=now)

@@ -16,7 +16,7 @@ from croniter import croniter
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lexyjobs import store
-from lexyjobs.cron import parse_timezone
+from lexyjobs.cron import INTERVAL_ANCHOR, parse_timezone
 from lexyjobs.db import Database
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.errors import LexyjobsError
@@ -24,7 +24,6 @@ from lexyjobs.runs import enqueue
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 5.0
-INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=timezone.utc)  # same interval fire times in every process
 
 
 class CronTrigger(BaseTrigger):

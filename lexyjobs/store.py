@@ -216,10 +216,13 @@ def save_progress(session: Session, lease: Lease, progress: float | None, messag
     return _rowcount(result) == 1
 
 
-def holds_lease(session: Session, lease: Lease) -> bool:
-    """True while ``lease`` is the run's current lease and the run is running."""
-    return session.execute(select(Run.id).where(Run.id == lease.run_id, Run.lease == lease.lease,
-                                                Run.status == RunStatus.RUNNING.value)).first() is not None
+def holds_lease(session: Session, lease: Lease, *, running: bool = True) -> bool:
+    """True while ``lease`` is the run's current lease (and, with ``running``, the run runs).
+    A finished run keeps its last lease, so output that arrives late can still be attributed."""
+    query = select(Run.id).where(Run.id == lease.run_id, Run.lease == lease.lease)
+    if running:
+        query = query.where(Run.status == RunStatus.RUNNING.value)
+    return session.execute(query).first() is not None
 
 
 def append_log(session: Session, run_id: int, text: str, *, max_chars: int) -> None:

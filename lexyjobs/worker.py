@@ -54,6 +54,7 @@ class Active:
     ctx: RunContext
     definition: JobDefinition | None
     problem: str | None = None             # why it cannot run (definition unavailable)
+    finished: bool = False                 # its thread is done; the outcome awaits the dispatcher
     started: float = field(default_factory=time.monotonic)
     deadline: float | None = None
 
@@ -94,6 +95,7 @@ class Worker:
         self._closed = threading.Event()
         self._work: queue.SimpleQueue[Active | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._handover = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -102,10 +104,10 @@ class Worker:
         self.db.on_enqueue(self.wake)
         self._rescue()
         loops: list[tuple[str, Callable[[], None]]] = [("dispatcher", self._dispatch_loop), ("monitor", self._monitor_loop)]
-        if self.db.is_postgres:
-            loops.append(("listener", self._listen_loop))
         for name, target in loops:
             self._spawn(f"lexyjobs-{name}", target, keep=True)
+        if self.db.is_postgres:  # not joined on stop: it holds no locks and ends within a second
+            self._spawn("lexyjobs-listener", self._listen_loop, keep=False)
         for i in range(self.size):
             self._spawn(f"lexyjobs-run-{i}", self._run_loop, keep=False)
         log.info("worker %s started with %d threads", self.name, self.size)
@@ -134,6 +136,8 @@ class Worker:
         grace = self.settings.shutdown_grace if grace is None else grace
         self._stopping.set()
         self.wake()
+        with self._handover:
+            pass  # a claim in flight is now in _active; later cycles claim nothing
         deadline = time.monotonic() + grace
         with self._idle:
             while self._busy and time.monotonic() < deadline:
@@ -166,24 +170,29 @@ class Worker:
     def _dispatch_loop(self) -> None:
         pause, probe = 0.0, False
         while not self._closed.is_set():
-            outcomes = self._take_outcomes()
-            with self._lock:
-                free = 0 if self._stopping.is_set() else self.size - self._busy
-            try:
-                # An idle poll first asks with a cheap read whether anything is due, so idle
-                # processes do not take SQLite's write lock twice a second.
-                idle = probe and not outcomes and free and not self._anything_due()
-                claimed = [] if idle else self._write_cycle(outcomes, free)
-                pause = 0.0
-            except SQLAlchemyError:
-                log.exception("worker %s: database error; retrying", self.name)
+            # Held from the claim until the claimed runs are registered as active, so stop()
+            # never misses a run that is already ``running`` in the database.
+            with self._handover:
+                outcomes = self._take_outcomes()
                 with self._lock:
-                    self._outcomes[:0] = outcomes
-                pause = min(max(pause * 2, 0.1), 5.0)
+                    free = 0 if self._stopping.is_set() else self.size - self._busy
+                try:
+                    # An idle poll first asks with a cheap read whether anything is due, so idle
+                    # processes do not take SQLite's write lock twice a second.
+                    idle = probe and not outcomes and free and not self._anything_due()
+                    claimed: list[store.ClaimedRun] | None = [] if idle else self._write_cycle(outcomes, free)
+                    pause = 0.0
+                except SQLAlchemyError:
+                    log.exception("worker %s: database error; retrying", self.name)
+                    with self._lock:
+                        self._outcomes[:0] = outcomes
+                    pause = min(max(pause * 2, 0.1), 5.0)
+                    claimed = None
+                for claim in claimed or ():
+                    self._start_run(claim)
+            if claimed is None:
                 self._closed.wait(pause)
                 continue
-            for claim in claimed:
-                self._start_run(claim)
             if outcomes or (free and len(claimed) == free):
                 probe = False
                 continue
@@ -240,6 +249,7 @@ class Worker:
                 return
             outcome = self._execute(active)
             outcome.progress, outcome.log_text = active.ctx.take_updates()
+            active.finished = True
             with self._idle:
                 self._outcomes.append(outcome)
                 self._busy -= 1
@@ -320,7 +330,7 @@ class Worker:
         while not self._closed.wait(MONITOR_TICK):
             now = time.monotonic()
             with self._lock:
-                actives = [a for a in self._active.values() if not a.ctx.cancelled]
+                actives = [a for a in self._active.values() if not a.ctx.cancelled and not a.finished]
             for active in actives:
                 if active.deadline is not None and now > active.deadline:
                     log.warning("run %s timed out after %s", active.claim.id, format_duration(active.ctx.timeout or 0))
@@ -355,12 +365,14 @@ class Worker:
                 if active.claim.id in lost:
                     continue
                 percent, message = progress or active.ctx.current_progress() or (None, None)
-                if store.save_progress(session, active.lease, percent, message):
+                if store.save_progress(session, active.lease, percent, message) or (
+                        active.finished and store.holds_lease(session, active.lease, running=False)):
                     store.append_log(session, active.claim.id, text, max_chars=self.settings.log_max_bytes)
                 else:
                     lost.add(active.claim.id)
         for active in actives:
-            if active.claim.id in lost:
+            # a run that finished meanwhile is no longer running: that is not a lost lease
+            if active.claim.id in lost and not active.finished:
                 log.warning("run %s: lease %d lost (rescued elsewhere); stopping it here", active.claim.id, active.claim.lease)
                 active.ctx.cancel(LOST)
 

@@ -104,9 +104,9 @@ def start_worker(lj: Lexyjobs) -> Iterator[Callable[..., Worker]]:
     """Start in-process workers (fast intervals); they are stopped after the test."""
     started: list[Worker] = []
 
-    def start(**overrides: Any) -> Worker:
+    def start(name: str | None = None, **overrides: Any) -> Worker:
         settings = dataclasses.replace(lj.settings, **overrides)
-        worker = Worker(lj.db, settings, JobCatalog(lj.db), name=overrides.pop("name", None) or f"test:{len(started)}")
+        worker = Worker(lj.db, settings, JobCatalog(lj.db), name=name or f"test:{len(started)}")
         worker.start()
         started.append(worker)
         return worker

@@ -88,3 +88,26 @@ def fail_once_then_succeed(ctx: RunContext) -> dict[str, int]:
             fh.write(str(ctx.attempt))
         raise ValueError("first attempt fails on purpose")
     return {"attempt": ctx.attempt}
+
+
+def code_job_target(ctx: RunContext) -> str:
+    """Target of a ``@job`` declared in tests (registered under a unique name by the test)."""
+    return f"code job ran with {dict(ctx.params)}"
+
+
+def first_attempt_stalls(ctx: RunContext) -> dict[str, Any]:
+    """Attempt 1 sleeps ``seconds`` (default 3) without checking for cancellation, like a stuck
+    or paused worker; later attempts finish at once. Progress, log and result say which attempt
+    and process ran, so a late write from an old attempt is visible. With ``done_file``, attempt 1
+    creates that file when its sleep is over (just before it returns)."""
+    pid = os.getpid()
+    ctx.progress(10, f"attempt {ctx.attempt} in pid {pid} started")
+    ctx.log.info("attempt %d in pid %d started", ctx.attempt, pid)
+    if ctx.attempt == 1:
+        time.sleep(float(ctx.params.get("seconds", 3)))
+    ctx.progress(100, f"attempt {ctx.attempt} in pid {pid} finished")
+    ctx.log.info("attempt %d in pid %d finished", ctx.attempt, pid)
+    if ctx.attempt == 1 and ctx.params.get("done_file"):
+        with open(ctx.params["done_file"], "w", encoding="utf-8") as marker:
+            marker.write(str(pid))
+    return {"attempt": ctx.attempt, "pid": pid}

@@ -1,0 +1,187 @@
+"""Queue drain benchmark: how fast do workers empty a queue of no-op runs?
+
+    python -m bench.drain --db sqlite|postgres [--runs 3000] [--threads 4] [--processes 1]
+                          [--repeat 3] [--pg-url URL]
+
+Each repetition uses a fresh database (a temp SQLite file, or a fresh schema in the Postgres
+database of ``--pg-url`` / ``LEXYJOBS_TEST_POSTGRES_URL``, dropped afterwards), creates a no-op
+python job with ``max_concurrency = 0``, enqueues ``--runs`` runs with ``runs.enqueue_many`` in
+batches (timed: enqueue runs/s), then starts the workers and times until every run has
+succeeded (drain runs/s). One process means an in-process ``Worker`` with ``--threads`` threads;
+more means that many ``python -m lexyjobs worker --threads N`` children, whose start-up is inside
+the wall time, so the span from the first run's start to the last run's end (read from the
+database) is printed too. The median of the repetitions is printed last."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB = "bench-noop"
+BATCH = 500
+
+
+def noop(ctx: Any) -> None:
+    """The benchmarked job: does nothing, so the figures measure lexyjobs itself."""
+    return None
+
+
+class _Counter(logging.Handler):
+    """Counts lexyjobs warnings of the in-process worker instead of printing each one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+@dataclass
+class Figures:
+    enqueue_per_s: float
+    wall_s: float
+    span_s: float
+    warnings: int = 0
+
+    def drain_per_s(self, runs: int) -> float:
+        return runs / self.wall_s
+
+
+@contextmanager
+def fresh_database(kind: str, pg_url: str | None) -> Iterator[str]:
+    """Yield the URL of a new, empty database; remove it afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="lexyjobs-bench-") as folder:
+            yield f"sqlite:///{folder}/jobs.db"
+        return
+    if not pg_url:
+        raise SystemExit("--db postgres needs --pg-url or LEXYJOBS_TEST_POSTGRES_URL")
+    base = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def one_round(url: str, *, runs_count: int, threads: int, processes: int) -> Figures:
+    """Enqueue ``runs_count`` no-op runs, drain them, and return the timings."""
+    from lexyjobs import registry, runs
+    from lexyjobs.config import load_settings
+    from lexyjobs.models import Run
+    from lexyjobs.registry import JobCatalog
+    from lexyjobs.runtime import Lexyjobs
+    from lexyjobs.worker import Worker
+
+    counter = _Counter()
+    logging.getLogger("lexyjobs").addHandler(counter)
+    logging.getLogger("lexyjobs").propagate = False
+    settings = load_settings({"database_url": url, "jobs_file": None, "workers": threads, "poll_interval": 0.05})
+    lj = Lexyjobs(settings)
+    lj.prepare()
+    registry.create_job(lj.db, JOB, {"kind": "python", "func": "bench.drain:noop", "max_concurrency": 0})
+
+    started = time.perf_counter()
+    for first in range(0, runs_count, BATCH):
+        runs.enqueue_many(lj.db, [runs.RunRequest(JOB) for _ in range(first, min(first + BATCH, runs_count))])
+    enqueue_s = time.perf_counter() - started
+
+    def succeeded() -> int:
+        with lj.db.read() as session:
+            return session.scalar(select(func.count()).select_from(Run).where(Run.status == "succeeded")) or 0
+
+    worker: Worker | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    empty_jobs = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    empty_jobs.close()
+    try:
+        started = time.perf_counter()
+        if processes == 1:
+            worker = Worker(lj.db, settings, JobCatalog(lj.db), name="bench")
+            worker.start()
+        else:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LEXYJOBS_")}
+            env.update(LEXYJOBS_DATABASE_URL=url, LEXYJOBS_JOBS_FILE=empty_jobs.name, LEXYJOBS_POLL_INTERVAL="0.05",
+                       PYTHONPATH=str(ROOT))
+            children = [subprocess.Popen([sys.executable, "-m", "lexyjobs", "worker", "--threads", str(threads)],
+                                         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL) for _ in range(processes)]
+        deadline = started + 600
+        while succeeded() < runs_count:
+            if time.perf_counter() > deadline:
+                raise SystemExit("the queue did not drain within 10 minutes")
+            if any(child.poll() is not None for child in children):
+                raise SystemExit("a worker process exited early")
+            time.sleep(0.05)  # coarse: polling competes with the workers for the CPU and the database
+        wall_s = time.perf_counter() - started
+    finally:
+        if worker is not None:
+            worker.stop(grace=0)
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        os.unlink(empty_jobs.name)
+    with lj.db.read() as session:
+        first_start, last_end = session.execute(select(func.min(Run.started_at), func.max(Run.finished_at))).one()
+    assert first_start is not None and last_end is not None
+    lj.db.dispose()
+    logging.getLogger("lexyjobs").removeHandler(counter)
+    return Figures(runs_count / enqueue_s, wall_s, (last_end - first_start).total_seconds(), counter.count)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.drain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres"), required=True)
+    parser.add_argument("--runs", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=4, help="worker threads per process")
+    parser.add_argument("--processes", type=int, default=1, help="1 = in-process Worker; more = child processes")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pg-url", default=os.environ.get("LEXYJOBS_TEST_POSTGRES_URL"))
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.threads < 1 or args.processes < 1 or args.repeat < 1:
+        parser.error("--runs, --threads, --processes and --repeat must be at least 1")
+
+    print(f"drain: {args.runs} no-op runs on {args.db}, {args.processes} process(es) x {args.threads} threads")
+    results: list[Figures] = []
+    for round_no in range(1, args.repeat + 1):
+        with fresh_database(args.db, args.pg_url) as url:
+            figures = one_round(url, runs_count=args.runs, threads=args.threads, processes=args.processes)
+        results.append(figures)
+        print(f"  round {round_no}: enqueue {figures.enqueue_per_s:8.0f} runs/s | drain {figures.wall_s:6.2f} s wall "
+              f"= {figures.drain_per_s(args.runs):6.0f} runs/s | first start to last finish {figures.span_s:6.2f} s "
+              f"= {args.runs / figures.span_s:6.0f} runs/s"
+              + (f" | {figures.warnings} worker warnings" if figures.warnings else ""), flush=True)
+    print(f"median: enqueue {statistics.median(f.enqueue_per_s for f in results):.0f} runs/s, "
+          f"drain {statistics.median(f.drain_per_s(args.runs) for f in results):.0f} runs/s "
+          f"(wall {statistics.median(f.wall_s for f in results):.2f} s), "
+          f"start-to-finish {statistics.median(args.runs / f.span_s for f in results):.0f} runs/s")
+
+
+if __name__ == "__main__":
+    main()

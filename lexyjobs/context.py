@@ -44,12 +44,20 @@ class RunContext:
         self._log_chunks: list[str] = []
         self._progress: tuple[float | None, str | None] | None = None
         self._progress_dirty = False
-        self.log = logging.Logger(f"lexyjobs.run.{run_id}", logging.DEBUG)
-        handler = _ContextHandler(self)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        self.log.addHandler(handler)
+        self._log: logging.Logger | None = None
 
     # --- used by jobs
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger whose lines land in the run's log (created on first use)."""
+        if self._log is None:
+            logger = logging.Logger(f"lexyjobs.run.{self.run_id}", logging.DEBUG)
+            handler = _ContextHandler(self)
+            handler.setFormatter(_FORMAT)
+            logger.addHandler(handler)
+            self._log = logger
+        return self._log
 
     def progress(self, percent: float | None, message: str | None = None) -> None:
         """Report progress (0–100) with an optional message; shown live in the panel."""
@@ -125,6 +133,9 @@ class RunContext:
     def current_progress(self) -> tuple[float | None, str | None] | None:
         with self._lock:
             return self._progress
+
+
+_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
 
 
 class _ContextHandler(logging.Handler):

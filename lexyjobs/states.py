@@ -3,11 +3,12 @@ code that writes ``runs.status``. Each move is one conditional UPDATE (compare-a
 expected status and, for worker writes, the lease) plus an event row in the same transaction."""
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
-from sqlalchemy import Row, insert, update
+from sqlalchemy import Row, Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from lexyjobs.errors import TransitionConflict
@@ -21,6 +22,8 @@ class RunStatus(StrEnum):
     FAILED = "failed"        # finished with an error and no attempts left (or not retryable)
     CANCELED = "canceled"    # stopped on request before or while running
 
+
+RUNS, EVENTS = cast(Table, Run.__table__), cast(Table, RunEvent.__table__)
 
 TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
 
@@ -36,33 +39,71 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
 
 def transition_many(session: Session, run_ids: Iterable[int], to: RunStatus, *, expected: RunStatus,
                     at: datetime, lease: int | None = None, note: str | None = None,
-                    values: dict[str, Any] | None = None, returning: Sequence[Any] = ()) -> list[Row[Any]]:
+                    values: dict[str, Any] | None = None, returning: Sequence[Any] = (),
+                    events: list[dict[str, Any]] | None = None) -> list[Row[Any]]:
     """Move every run in ``run_ids`` that is still ``expected`` (and holds ``lease`` when given)
     to ``to``, setting ``values`` too. Returns the moved runs as rows of (id, job_name, attempt,
     lease, *returning) after the change; the others are left alone. Writes one RunEvent per moved
-    run in the caller's transaction."""
+    run in the caller's transaction — or, when ``events`` is given, appends the rows there for
+    the caller to write with ``insert_events`` before it commits (one INSERT for a batch)."""
     if to not in ALLOWED[expected]:
         raise ValueError(f"a run cannot go from {expected} to {to}")
     ids = list(run_ids)
     if not ids:
         return []
-    condition = [Run.id.in_(ids), Run.status == expected.value]
-    if lease is not None:
-        condition.append(Run.lease == lease)
-    statement = (update(Run).where(*condition).values(status=to.value, **(values or {}))
-                 .returning(Run.id, Run.job_name, Run.attempt, Run.lease, *returning))
-    moved = list(session.execute(statement, execution_options={"synchronize_session": False}))
-    if moved:
-        session.execute(insert(RunEvent), [
-            {"run_id": m.id, "at": at, "from_status": expected.value, "to_status": to.value,
-             "attempt": m.attempt, "note": note} for m in moved])
+    values = values or {}
+    params = {k: v for k, v in values.items() if not isinstance(v, _Step)}
+    shape = tuple(sorted((k, v if isinstance(v, _Step) else None) for k, v in values.items()))  # no values
+    statement = _update_statement(expected, to, lease is not None, shape, tuple(returning))
+    moved = list(session.execute(statement, {"b_ids": ids, "b_lease": lease, **{f"v_{k}": v for k, v in params.items()}}))
+    rows = [{"run_id": m.id, "at": at, "from_status": expected.value, "to_status": to.value,
+             "attempt": m.attempt, "note": note} for m in moved]
+    if events is not None:
+        events.extend(rows)
+    else:
+        insert_events(session, rows)
     return moved
 
 
+class _Step:
+    """A value meaning "the column's current value plus ``delta``" (cacheable, unlike an expression)."""
+
+    def __init__(self, delta: int) -> None:
+        self.delta = delta
+
+
+INCREMENT, DECREMENT = _Step(1), _Step(-1)
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(expected: RunStatus, to: RunStatus, fenced: bool, shape: tuple[tuple[str, _Step | None], ...],
+                      returning: tuple[Any, ...]) -> Any:
+    """The compare-and-set UPDATE for one shape of transition, built once and reused (building
+    SQLAlchemy statements costs more than SQLite executing them). ``shape`` names the columns
+    set (and which of them step); values arrive as bind parameters ``v_<column>`` (never a bare
+    column name: in an UPDATE that would be taken as a SET value)."""
+    condition = [RUNS.c.id.in_(bindparam("b_ids", expanding=True)), RUNS.c.status == expected.value]
+    if fenced:
+        condition.append(RUNS.c.lease == bindparam("b_lease"))
+    assignments: dict[str, Any] = {"status": to.value}
+    for column, value in shape:
+        assignments[column] = RUNS.c[column] + value.delta if isinstance(value, _Step) else bindparam(f"v_{column}")
+    return (update(RUNS).where(*condition).values(**assignments)
+            .returning(RUNS.c.id, RUNS.c.job_name, RUNS.c.attempt, RUNS.c.lease, *returning))
+
+
+def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write event rows collected by ``transition_many(..., events=...)``."""
+    if rows:
+        session.execute(insert(EVENTS), rows)
+
+
 def transition(session: Session, run_id: int, to: RunStatus, *, expected: RunStatus, at: datetime,
-               lease: int | None = None, note: str | None = None, **values: Any) -> Row[Any]:
+               lease: int | None = None, note: str | None = None, events: list[dict[str, Any]] | None = None,
+               **values: Any) -> Row[Any]:
     """Move one run; raise TransitionConflict if it was not ``expected`` (or lost its lease)."""
-    moved = transition_many(session, [run_id], to, expected=expected, at=at, lease=lease, note=note, values=values)
+    moved = transition_many(session, [run_id], to, expected=expected, at=at, lease=lease, note=note, values=values,
+                            events=events)
     if not moved:
         raise TransitionConflict(f"run {run_id} is not {expected}" + (f" with lease {lease}" if lease is not None else ""),
                                  details={"run_id": run_id, "expected": expected.value, "to": to.value})

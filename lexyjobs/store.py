@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence, cast
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import Table, delete, func, insert, select, tuple_, update
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
 from lexyjobs.models import Job, Run, RunEvent, RunLog
-from lexyjobs.states import RunStatus, transition_many
+from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
+
+JOBS = cast(Table, Job.__table__)
 
 # ---------------------------------------------------------------- jobs
 
@@ -131,27 +133,25 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
     IMMEDIATE`` transaction already serializes claimers."""
     if limit <= 0:
         return []
-    running = _running_counts(session)
-    limits = dict(session.execute(select(Job.name, Job.max_concurrency).where(Job.name.in_(list(running)))).all()) \
-        if running else {}
-    saturated = [name for name, count in running.items() if 0 < limits.get(name, 0) <= count]
-    query = (select(Run.id, Run.job_name, Job.max_concurrency, Job.version)
-             .join(Job, Job.name == Run.job_name)
-             .where(Run.status == RunStatus.QUEUED.value, Run.scheduled_for <= now)
-             .order_by(Run.priority.desc(), Run.scheduled_for, Run.id)
+    running, caps = _running_counts(session)
+    saturated = [name for name, count in running.items() if 0 < caps[name] <= count]
+    query = (select(RUNS.c.id, RUNS.c.job_name, JOBS.c.max_concurrency, JOBS.c.version)
+             .join(JOBS, JOBS.c.name == RUNS.c.job_name)
+             .where(RUNS.c.status == RunStatus.QUEUED.value, RUNS.c.scheduled_for <= now)
+             .order_by(RUNS.c.priority.desc(), RUNS.c.scheduled_for, RUNS.c.id)
              .limit(limit))
     if saturated:
-        query = query.where(Run.job_name.not_in(saturated))
+        query = query.where(RUNS.c.job_name.not_in(saturated))
     if postgres:
-        query = query.with_for_update(skip_locked=True, of=Run)
+        query = query.with_for_update(skip_locked=True, of=RUNS)
     candidates = session.execute(query).all()
     if not candidates:
         return []
     limited = sorted({c.job_name for c in candidates if c.max_concurrency > 0})
     if postgres and limited:
-        session.execute(select(Job.name).where(Job.name.in_(limited)).order_by(Job.name)
-                        .with_for_update(of=Job, key_share=True))  # FOR NO KEY UPDATE
-        running = _running_counts(session, limited)
+        session.execute(select(JOBS.c.name).where(JOBS.c.name.in_(limited)).order_by(JOBS.c.name)
+                        .with_for_update(of=JOBS, key_share=True))  # FOR NO KEY UPDATE
+        running, _ = _running_counts(session, limited)
     chosen: list[int] = []
     for c in candidates:
         if c.max_concurrency > 0:
@@ -160,9 +160,9 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
             running[c.job_name] = running.get(c.job_name, 0) + 1
         chosen.append(c.id)
     moved = transition_many(session, chosen, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
-        "attempt": Run.attempt + 1, "lease": Run.lease + 1, "started_at": now, "finished_at": None,
+        "attempt": INCREMENT, "lease": INCREMENT, "started_at": now, "finished_at": None,
         "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None},
-        returning=(Run.max_attempts, Run.params, Run.trigger))
+        returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger))
     by_id = {m.id: m for m in moved}
     versions = {c.id: c.version for c in candidates}
     return [ClaimedRun(m.id, m.job_name, versions[m.id], m.lease, m.attempt, m.max_attempts, m.params, m.trigger)
@@ -171,15 +171,20 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
 
 def has_due_runs(session: Session, *, now: datetime) -> bool:
     """True when at least one queued run is due (a cheap read before a claim)."""
-    return session.execute(select(Run.id).where(Run.status == RunStatus.QUEUED.value, Run.scheduled_for <= now)
-                           .limit(1)).first() is not None
+    return session.execute(select(RUNS.c.id).where(RUNS.c.status == RunStatus.QUEUED.value,
+                                                   RUNS.c.scheduled_for <= now).limit(1)).first() is not None
 
 
-def _running_counts(session: Session, names: Sequence[str] | None = None) -> dict[str, int]:
-    query = select(Run.job_name, func.count()).where(Run.status == RunStatus.RUNNING.value).group_by(Run.job_name)
+def _running_counts(session: Session, names: Sequence[str] | None = None) -> tuple[dict[str, int], dict[str, int]]:
+    """Running runs per job, and those jobs' max_concurrency (one grouped query)."""
+    query = (select(RUNS.c.job_name, func.count(), JOBS.c.max_concurrency)
+             .join(JOBS, JOBS.c.name == RUNS.c.job_name)
+             .where(RUNS.c.status == RunStatus.RUNNING.value)
+             .group_by(RUNS.c.job_name, JOBS.c.max_concurrency))
     if names is not None:
-        query = query.where(Run.job_name.in_(names))
-    return dict(session.execute(query).all())
+        query = query.where(RUNS.c.job_name.in_(names))
+    rows = session.execute(query).all()
+    return {name: count for name, count, _ in rows}, {name: cap for name, _, cap in rows}
 
 
 # ---------------------------------------------------------------- worker writes (fenced by lease)

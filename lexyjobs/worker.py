@@ -35,11 +35,10 @@ from lexyjobs.definitions import JobDefinition
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import LexyjobsError, TransitionConflict
 from lexyjobs.kinds import kinds
-from lexyjobs.models import Run
 from lexyjobs.registry import JobCatalog
 from lexyjobs.retry import backoff
 from lexyjobs.runs import rescue_stale
-from lexyjobs.states import RunStatus, transition
+from lexyjobs.states import DECREMENT, RunStatus, insert_events, transition
 
 log = logging.getLogger(__name__)
 MONITOR_TICK = 0.2
@@ -209,8 +208,10 @@ class Worker:
             return []
         now = self.clock()
         with self.db.write() as session:
+            events: list[dict[str, Any]] = []
             for outcome in outcomes:
-                self._finish(session, outcome, now)
+                self._finish(session, outcome, now, events)
+            insert_events(session, events)
             claimed = store.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres) \
                 if free > 0 else []
         with self._lock:
@@ -232,6 +233,8 @@ class Worker:
         timeout = definition.timeout if definition else None
         ctx = RunContext(run_id=claim.id, job_name=claim.job_name, params=claim.params, attempt=claim.attempt,
                          max_attempts=claim.max_attempts, timeout=timeout, kill_grace=self.settings.kill_grace)
+        if claim.attempt > 1:  # the log spans attempts: show where this one starts
+            ctx.write(f"--- attempt {claim.attempt} of {claim.max_attempts} ---\n")
         active = Active(claim, ctx, definition, problem)
         if timeout:
             active.deadline = active.started + timeout
@@ -290,8 +293,9 @@ class Worker:
             return Outcome(active, None)
         return None
 
-    def _finish(self, session: Session, outcome: Outcome, now: datetime) -> None:
-        """Write one attempt's end, fenced by its lease; a lost lease writes nothing."""
+    def _finish(self, session: Session, outcome: Outcome, now: datetime, events: list[dict[str, Any]]) -> None:
+        """Write one attempt's end, fenced by its lease; a lost lease writes nothing. Its event
+        row is added to ``events`` (written by the caller in the same transaction)."""
         active, claim = outcome.active, outcome.active.claim
         if outcome.status is None:
             return
@@ -313,7 +317,8 @@ class Worker:
             else:
                 values.update(finished_at=now)
         try:
-            transition(session, claim.id, status, expected=RunStatus.RUNNING, lease=claim.lease, at=now, note=note, **values)
+            transition(session, claim.id, status, expected=RunStatus.RUNNING, lease=claim.lease, at=now, note=note,
+                       events=events, **values)
         except TransitionConflict:
             log.warning("run %s: lease %d lost before it finished; its outcome is discarded", claim.id, claim.lease)
             return
@@ -393,7 +398,7 @@ class Worker:
                     if active.definition is None or active.definition.idempotent:
                         transition(session, claim.id, RunStatus.QUEUED, expected=RunStatus.RUNNING, lease=claim.lease,
                                    at=now, note=f"re-queued: worker {self.name} stopped before the run finished",
-                                   attempt=Run.attempt - 1, scheduled_for=now, worker=None, heartbeat_at=None)
+                                   attempt=DECREMENT, scheduled_for=now, worker=None, heartbeat_at=None)
                     else:
                         transition(session, claim.id, RunStatus.FAILED, expected=RunStatus.RUNNING, lease=claim.lease,
                                    at=now, note=f"interrupted: worker {self.name} stopped", finished_at=now,

@@ -1,6 +1,7 @@
 """``python`` kind: call ``module:function`` with the RunContext; its return value is the result."""
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import re
@@ -34,8 +35,15 @@ def resolve(ref: str) -> Callable[..., Any]:
     return getattr(target, "__lexyjobs_func__", target)
 
 
-def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
-    func = resolve(config["func"])
+@functools.lru_cache(maxsize=1024)
+def _callable(ref: str) -> tuple[Callable[..., Any], bool]:
+    """The function for ``ref`` and whether it takes the context (cached: the hot path)."""
+    func = resolve(ref)
     takes_context = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                         for p in inspect.signature(func).parameters.values())
+    return func, takes_context
+
+
+def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
+    func, takes_context = _callable(config["func"])
     return func(ctx) if takes_context else func()

@@ -57,6 +57,12 @@ def parse_timezone(name: str) -> ZoneInfo:
         raise ValueError(f"'{name}' is not an IANA timezone (e.g. 'UTC', 'Europe/Berlin')") from None
 
 
+def next_fire(schedule: Schedule, tz: ZoneInfo, after: datetime) -> datetime:
+    """The first fire time strictly after ``after`` (aware, in ``tz``). The scheduler's trigger
+    and the previews both use this, so what is shown is what fires."""
+    return next_fires(schedule, tz, after, 1)[0]
+
+
 def next_fires(schedule: Schedule, tz: ZoneInfo, now: datetime, count: int = 5) -> list[datetime]:
     """The next ``count`` fire times strictly after ``now``, as aware datetimes in ``tz``."""
     if schedule.interval is not None:

@@ -71,6 +71,7 @@ class Run(Base):
         Index("ix_runs_job_created", "job_name", "created_at"),
         Index("ix_runs_status_created", "status", "created_at"),
         Index("ix_runs_created", "created_at"),
+        Index("ix_runs_pipeline", "pipeline_id", "job_name"),
     )
 
     id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)

@@ -82,6 +82,30 @@ def _run_row(definition: JobDefinition, request: RunRequest, now: datetime) -> d
             "retry_of": request.retry_of, "fire_key": request.fire_key}
 
 
+def not_run_row(job: str, status: RunStatus, *, reason: str, trigger: str, now: datetime,
+                params: Mapping[str, Any] | None = None, scheduled_for: datetime | None = None,
+                fire_key: str | None = None, pipeline_id: str | None = None, parent_run_id: int | None = None,
+                created_by: str | None = None) -> dict[str, Any]:
+    """A run row created directly as BLOCKED or SKIPPED: the record that something did not run
+    (a missed or overlapping fire, a pipeline step behind a failure), visible in the history."""
+    if status not in (RunStatus.BLOCKED, RunStatus.SKIPPED):
+        raise ValueError(f"only blocked or skipped runs are recorded without running, not {status}")
+    return {"job_name": job, "status": status.value, "priority": 0, "params": dict(params or {}),
+            "trigger": trigger, "created_by": created_by, "created_at": now, "scheduled_for": scheduled_for or now,
+            "finished_at": now, "attempt": 0, "max_attempts": 0, "lease": 0, "cancel_requested": False,
+            "error": reason, "pipeline_id": pipeline_id, "parent_run_id": parent_run_id, "fire_key": fire_key}
+
+
+def record_not_run(db: Database, job: str, status: RunStatus, *, reason: str, trigger: str,
+                   now: datetime | None = None, **fields: Any) -> int:
+    """Insert one BLOCKED or SKIPPED run (see ``not_run_row``); returns its id."""
+    with db.write() as session:
+        if store.get_job(session, job) is None:
+            raise JobNotFound(job)
+        return store.insert_runs(session, [not_run_row(job, status, reason=reason, trigger=trigger,
+                                                       now=now or utcnow(), **fields)])[0]
+
+
 def get_run(db: Database, run_id: int) -> Run:
     """The run, or RunNotFound."""
     with db.read() as session:

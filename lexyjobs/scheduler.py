@@ -12,11 +12,10 @@ from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from croniter import croniter
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lexyjobs import store
-from lexyjobs.cron import INTERVAL_ANCHOR, parse_timezone
+from lexyjobs.cron import INTERVAL_ANCHOR, next_fire, parse_schedule, parse_timezone
 from lexyjobs.db import Database
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.errors import LexyjobsError
@@ -33,8 +32,7 @@ class CronTrigger(BaseTrigger):
         self.expression, self.tz_name = expression, tz_name
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        base = previous_fire_time or now
-        return croniter(self.expression, base.astimezone(parse_timezone(self.tz_name))).get_next(datetime)
+        return next_fire(parse_schedule(self.expression), parse_timezone(self.tz_name), previous_fire_time or now)
 
     def __str__(self) -> str:
         return f"cron[{self.expression} {self.tz_name}]"

@@ -21,11 +21,16 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"  # finished without error
     FAILED = "failed"        # finished with an error and no attempts left (or not retryable)
     CANCELED = "canceled"    # stopped on request before or while running
+    BLOCKED = "blocked"      # never ran: an upstream in its pipeline failed or was canceled
+    SKIPPED = "skipped"      # a scheduled fire that did not run (missed while down, or overlap policy)
 
 
 RUNS, EVENTS = cast(Table, Run.__table__), cast(Table, RunEvent.__table__)
 
-TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
+TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.BLOCKED,
+                      RunStatus.SKIPPED})
+# BLOCKED and SKIPPED runs are created in that state, as a record that something did not run;
+# no transition leads into or out of them.
 
 ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELED}),
@@ -34,6 +39,8 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.SUCCEEDED: frozenset(),
     RunStatus.FAILED: frozenset(),
     RunStatus.CANCELED: frozenset(),
+    RunStatus.BLOCKED: frozenset(),
+    RunStatus.SKIPPED: frozenset(),
 }
 
 

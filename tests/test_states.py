@@ -44,6 +44,8 @@ def claim(db: Database, limit: int = 1, *, worker: str = "test:1", now: datetime
 
 def run_in(db: Database, job: str, status: RunStatus) -> int:
     """A new run of ``job`` brought to ``status`` through real enqueue, claim and transitions."""
+    if status in (RunStatus.BLOCKED, RunStatus.SKIPPED):  # created in that state, never moved into it
+        return runs.record_not_run(db, job, status, reason=f"test: {status}", trigger="schedule")
     run_id = runs.enqueue(db, job)
     if status == RunStatus.QUEUED:
         return run_id
@@ -72,7 +74,7 @@ def test_the_allowed_moves_are_exactly_those_the_spec_describes() -> None:
     assert {(str(a), str(b)) for a, b in ALLOWED_MOVES} == {
         ("queued", "running"), ("queued", "canceled"),
         ("running", "succeeded"), ("running", "failed"), ("running", "canceled"), ("running", "queued")}
-    assert {str(s) for s in TERMINAL} == {"succeeded", "failed", "canceled"}
+    assert {str(s) for s in TERMINAL} == {"succeeded", "failed", "canceled", "blocked", "skipped"}
     assert all(not ALLOWED[s] for s in TERMINAL)
 
 

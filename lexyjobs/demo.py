@@ -1,5 +1,5 @@
-"""Functions used by the demo jobs.toml: a job with progress and a 3-step chain on local fake
-data (seed 000's keywords → metrics → corpus), written under ``LEXYJOBS_DEMO_DIR`` (default
+"""Functions used by the demo jobs.toml: a job with progress and a pipeline on local fake data
+(seed 000's keywords → keyword metrics + social metrics → corpus), written under ``LEXYJOBS_DEMO_DIR`` (default
 ``./demo-data``)."""
 from __future__ import annotations
 
@@ -50,15 +50,27 @@ def keyword_metrics(ctx: RunContext) -> dict[str, Any]:
     return {"measured": len(metrics)}
 
 
-def ingest_corpus(ctx: RunContext) -> dict[str, Any]:
-    """Step 3: ingest the metrics into the corpus file (the table that stayed empty in seed 000)."""
-    source = _data_dir() / "metrics.json"
+def social_metrics(ctx: RunContext) -> dict[str, Any]:
+    """Step 2b: attach fake social mention counts to the keywords of step 1."""
+    source = _data_dir() / "keywords.json"
     if not source.exists():
-        raise JobFailed("metrics.json is missing: run keyword-metrics first")
-    metrics = json.loads(source.read_text())
+        raise JobFailed("keywords.json is missing: run collect-keywords first")
+    rng = random.Random(7)
+    mentions = {word: rng.randint(0, 500) for word in json.loads(source.read_text())}
+    (_data_dir() / "social.json").write_text(json.dumps(mentions))
+    return {"measured": len(mentions)}
+
+
+def ingest_corpus(ctx: RunContext) -> dict[str, Any]:
+    """Step 3: ingest both metrics into the corpus file (the table that stayed empty in seed 000)."""
+    metrics_file, social_file = _data_dir() / "metrics.json", _data_dir() / "social.json"
+    for path, step in ((metrics_file, "keyword-metrics"), (social_file, "social-metrics")):
+        if not path.exists():
+            raise JobFailed(f"{path.name} is missing: run {step} first")
+    metrics, social = json.loads(metrics_file.read_text()), json.loads(social_file.read_text())
     corpus = _data_dir() / "corpus.jsonl"
     with corpus.open("a") as out:
         for word, volume in metrics.items():
-            out.write(json.dumps({"keyword": word, "volume": volume}) + "\n")
+            out.write(json.dumps({"keyword": word, "volume": volume, "mentions": social.get(word, 0)}) + "\n")
     ctx.log.info("ingested %d rows into %s", len(metrics), corpus)
     return {"ingested": len(metrics)}

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
-from lexyjobs import store
+from sqlalchemy.orm import Session
+
+from lexyjobs import pipelines, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job, parse_definition
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, ReadOnlyJob
@@ -99,6 +101,7 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
         report.errors.append(InvalidDefinition(name, "name", f"defined both in code and in {jobs_file}; the code one is used"))
     now = utcnow()
     with db.write() as session:
+        _reject_graph_problems(session, sources, report)
         for source, definitions in sources.items():
             for name, definition in definitions.items():
                 existing = store.get_job(session, name)
@@ -116,6 +119,24 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
     return report
 
 
+def _reject_graph_problems(session: Session, sources: dict[str, dict[str, JobDefinition]], report: SyncReport) -> None:
+    """Drop (and report) definitions whose ``depends_on`` names unknown jobs or closes a cycle."""
+    graph = dict(store.job_dependencies(session))
+    graph.update({name: d.depends_on for definitions in sources.values() for name, d in definitions.items()})
+    new_names = [name for definitions in sources.values() for name in definitions]
+    for name, (field_name, problem) in pipelines.graph_problems(graph, new_names).items():
+        for definitions in sources.values():
+            definitions.pop(name, None)
+        report.errors.append(InvalidDefinition(name, field_name, problem))
+
+
+def _check_graph(session: Session, definition: JobDefinition) -> None:
+    graph = {**store.job_dependencies(session), definition.name: definition.depends_on}
+    problem = pipelines.graph_problems(graph, [definition.name]).get(definition.name)
+    if problem is not None:
+        raise InvalidDefinition(definition.name, *problem)
+
+
 def create_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition:
     """Create a job stored in the database (source ``db``). Conflict if the name is taken."""
     definition = parse_definition(name, dict(raw), source="db")
@@ -123,6 +144,7 @@ def create_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition
         existing = store.get_job(session, name)
         if existing is not None and not existing.archived:
             raise Conflict(f"a job named '{name}' already exists", details={"job": name})
+        _check_graph(session, definition)
         store.save_job(session, definition.row(), now=utcnow())
     return definition
 
@@ -132,6 +154,7 @@ def update_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition
     definition = parse_definition(name, dict(raw), source="db")
     with db.write() as session:
         _editable(session, name)
+        _check_graph(session, definition)
         store.save_job(session, definition.row(), now=utcnow())
     return definition
 
@@ -140,6 +163,10 @@ def delete_job(db: Database, name: str) -> None:
     """Delete a database job and its run history; code and file jobs are read-only."""
     with db.write() as session:
         _editable(session, name)
+        dependents = sorted(job for job, ups in store.job_dependencies(session).items() if name in ups)
+        if dependents:
+            raise Conflict(f"job '{name}' is an upstream of {', '.join(dependents)}; change their depends_on first",
+                           details={"job": name, "dependents": dependents})
         store.delete_job(session, name)
 
 

@@ -2,14 +2,16 @@
 retry by hand, and rescue of runs whose worker died."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
-from lexyjobs import store
+from lexyjobs import pipelines, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, LexyjobsError, RunNotFound
@@ -49,7 +51,8 @@ def enqueue_many(db: Database, requests: Sequence[RunRequest], *, now: datetime 
     now = now or utcnow()
     with db.write() as session:
         definitions = _definitions(session, {r.job for r in requests})
-        rows = [_run_row(definitions[r.job], r, now) for r in requests]
+        upstreams = {u for ups in store.job_dependencies(session).values() for u in ups}
+        rows = [run_row(definitions[r.job], _start_pipeline(r, upstreams), now) for r in requests]
         ids = store.insert_runs(session, rows)
         db.enqueued(session)
     return ids
@@ -65,7 +68,15 @@ def _definitions(session: Session, names: set[str]) -> dict[str, JobDefinition]:
     return found
 
 
-def _run_row(definition: JobDefinition, request: RunRequest, now: datetime) -> dict[str, Any]:
+def _start_pipeline(request: RunRequest, upstreams: set[str]) -> RunRequest:
+    """A run of a job that has downstream jobs starts a pipeline, unless it is part of one."""
+    if request.pipeline_id is None and request.job in upstreams:
+        return dataclasses.replace(request, pipeline_id=uuid.uuid4().hex)
+    return request
+
+
+def run_row(definition: JobDefinition, request: RunRequest, now: datetime) -> dict[str, Any]:
+    """The row of a queued run for ``request`` (validated: trigger, priority, params)."""
     if request.trigger not in TRIGGERS:
         raise LexyjobsError(f"trigger must be one of {', '.join(TRIGGERS)}")
     priority = definition.priority if request.priority is None else request.priority
@@ -127,6 +138,8 @@ def cancel(db: Database, run_id: int, *, by: str | None = None) -> str:
         if run.status == RunStatus.QUEUED:
             transition(session, run_id, RunStatus.CANCELED, expected=RunStatus.QUEUED, at=now, note=note,
                        finished_at=now, error=note)
+            pipelines.advance(session, [pipelines.Finished(run_id, run.job_name, run.pipeline_id, RunStatus.CANCELED)],
+                              now=now, postgres=db.is_postgres)  # downstream steps are only blocked: no wake-up
             return "canceled"
         if run.status == RunStatus.RUNNING and store.request_cancel(session, run_id):
             return "cancel requested"
@@ -154,6 +167,7 @@ def rescue_stale(db: Database, *, stale_after: float, now: datetime | None = Non
     moved: list[tuple[int, str]] = []
     with db.write() as session:
         idempotent: dict[str, bool] = {}
+        failed: list[pipelines.Finished] = []
         for row in store.stale_runs(session, cutoff=now - timedelta(seconds=stale_after)):
             if row.job_name not in idempotent:
                 idempotent[row.job_name] = _is_idempotent(session, row.job_name)
@@ -170,6 +184,8 @@ def rescue_stale(db: Database, *, stale_after: float, now: datetime | None = Non
                 transition(session, row.id, RunStatus.FAILED, expected=RunStatus.RUNNING, lease=row.lease, at=now,
                            note=f"{why} ({reason})", finished_at=now, error=why, heartbeat_at=None)
                 moved.append((row.id, RunStatus.FAILED.value))
+                failed.append(pipelines.Finished(row.id, row.job_name, row.pipeline_id, RunStatus.FAILED))
+        pipelines.advance(session, failed, now=now, postgres=db.is_postgres)  # blocks only: no wake-up
         if any(status == RunStatus.QUEUED for _, status in moved):
             db.enqueued(session)
     for run_id, status in moved:

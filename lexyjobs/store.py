@@ -117,6 +117,7 @@ class ClaimedRun:
     max_attempts: int
     params: dict[str, Any]
     trigger: str
+    pipeline_id: str | None = None
 
 
 def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, postgres: bool) -> list[ClaimedRun]:
@@ -162,11 +163,11 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
     moved = transition_many(session, chosen, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
         "attempt": INCREMENT, "lease": INCREMENT, "started_at": now, "finished_at": None,
         "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None},
-        returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger))
+        returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger, RUNS.c.pipeline_id))
     by_id = {m.id: m for m in moved}
     versions = {c.id: c.version for c in candidates}
-    return [ClaimedRun(m.id, m.job_name, versions[m.id], m.lease, m.attempt, m.max_attempts, m.params, m.trigger)
-            for m in (by_id[i] for i in chosen if i in by_id)]
+    return [ClaimedRun(m.id, m.job_name, versions[m.id], m.lease, m.attempt, m.max_attempts, m.params, m.trigger,
+                       m.pipeline_id) for m in (by_id[i] for i in chosen if i in by_id)]
 
 
 def has_due_runs(session: Session, *, now: datetime) -> bool:
@@ -185,6 +186,29 @@ def _running_counts(session: Session, names: Sequence[str] | None = None) -> tup
         query = query.where(RUNS.c.job_name.in_(names))
     rows = session.execute(query).all()
     return {name: count for name, count, _ in rows}, {name: cap for name, _, cap in rows}
+
+
+# ---------------------------------------------------------------- pipelines
+
+
+def job_dependencies(session: Session) -> dict[str, tuple[str, ...]]:
+    """Upstream job names of every job that is not archived (its ``depends_on``)."""
+    rows = session.execute(select(JOBS.c.name, JOBS.c.spec).where(JOBS.c.archived.is_(False)))
+    return {name: tuple(spec.get("depends_on") or ()) for name, spec in rows}
+
+
+def lock_pipeline(session: Session, pipeline_id: str, *, postgres: bool) -> None:
+    """Serialize the steps of one pipeline that finish at the same time (Postgres: a
+    transaction-level advisory lock; SQLite's BEGIN IMMEDIATE already serializes writers), so
+    a fan-in step is enqueued once, not zero times or twice. Lock pipelines in sorted order."""
+    if postgres:
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(pipeline_id))))
+
+
+def pipeline_runs(session: Session, pipeline_id: str) -> list[Any]:
+    """Rows (id, job_name, status) of a pipeline's runs, oldest first; the first is its root."""
+    return list(session.execute(select(RUNS.c.id, RUNS.c.job_name, RUNS.c.status)
+                                .where(RUNS.c.pipeline_id == pipeline_id).order_by(RUNS.c.id)))
 
 
 # ---------------------------------------------------------------- worker writes (fenced by lease)
@@ -274,9 +298,10 @@ def request_cancel(session: Session, run_id: int) -> bool:
 
 def stale_runs(session: Session, *, cutoff: datetime, limit: int = 500) -> list[Any]:
     """Running runs whose heartbeat is older than ``cutoff`` (their worker is presumed dead):
-    rows of (id, job_name, lease, attempt, max_attempts, worker, heartbeat_at)."""
+    rows of (id, job_name, lease, attempt, max_attempts, worker, heartbeat_at, pipeline_id)."""
     return list(session.execute(
-        select(Run.id, Run.job_name, Run.lease, Run.attempt, Run.max_attempts, Run.worker, Run.heartbeat_at)
+        select(Run.id, Run.job_name, Run.lease, Run.attempt, Run.max_attempts, Run.worker, Run.heartbeat_at,
+               Run.pipeline_id)
         .where(Run.status == RunStatus.RUNNING.value, Run.heartbeat_at < cutoff)
         .order_by(Run.heartbeat_at).limit(limit)))
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lexyjobs import store
+from lexyjobs import pipelines, store
 from lexyjobs.config import Settings
 from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, JobFailed, RunCanceled, RunContext
 from lexyjobs.db import NOTIFY_CHANNEL, Database, utcnow
@@ -209,9 +209,10 @@ class Worker:
         now = self.clock()
         with self.db.write() as session:
             events: list[dict[str, Any]] = []
-            for outcome in outcomes:
-                self._finish(session, outcome, now, events)
+            finished = [f for f in (self._finish(session, o, now, events) for o in outcomes) if f is not None]
             insert_events(session, events)
+            if pipelines.advance(session, finished, now=now, postgres=self.db.is_postgres):
+                self.db.enqueued(session)
             claimed = store.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres) \
                 if free > 0 else []
         with self._lock:
@@ -293,12 +294,14 @@ class Worker:
             return Outcome(active, None)
         return None
 
-    def _finish(self, session: Session, outcome: Outcome, now: datetime, events: list[dict[str, Any]]) -> None:
+    def _finish(self, session: Session, outcome: Outcome, now: datetime,
+                events: list[dict[str, Any]]) -> pipelines.Finished | None:
         """Write one attempt's end, fenced by its lease; a lost lease writes nothing. Its event
-        row is added to ``events`` (written by the caller in the same transaction)."""
+        row is added to ``events`` (written by the caller in the same transaction). Returns the
+        run when it reached a terminal status (for its pipeline)."""
         active, claim = outcome.active, outcome.active.claim
         if outcome.status is None:
-            return
+            return None
         values: dict[str, Any] = {"details": active.ctx.details or None}
         if outcome.progress is not None:
             values["progress"], values["progress_message"] = outcome.progress
@@ -321,11 +324,13 @@ class Worker:
                        events=events, **values)
         except TransitionConflict:
             log.warning("run %s: lease %d lost before it finished; its outcome is discarded", claim.id, claim.lease)
-            return
+            return None
         store.append_log(session, claim.id, outcome.log_text, max_chars=self.settings.log_max_bytes)
         elapsed = time.monotonic() - active.started
         log.info("run %s (%s) attempt %d -> %s in %s", claim.id, claim.job_name, claim.attempt, status.value,
                  format_duration(elapsed))
+        return None if status == RunStatus.QUEUED else pipelines.Finished(claim.id, claim.job_name, claim.pipeline_id,
+                                                                           status)
 
     # ------------------------------------------------------------ monitor
 
@@ -391,6 +396,7 @@ class Worker:
         """On shutdown: put unfinished runs back in the queue without counting the attempt;
         runs of non-idempotent jobs fail instead (at-most-once)."""
         now = self.clock()
+        failed: list[pipelines.Finished] = []
         with self.db.write() as session:
             for active in leftovers:
                 claim = active.claim
@@ -403,8 +409,10 @@ class Worker:
                         transition(session, claim.id, RunStatus.FAILED, expected=RunStatus.RUNNING, lease=claim.lease,
                                    at=now, note=f"interrupted: worker {self.name} stopped", finished_at=now,
                                    error="interrupted: worker stopped before the run finished")
+                        failed.append(pipelines.Finished(claim.id, claim.job_name, claim.pipeline_id, RunStatus.FAILED))
                 except TransitionConflict:
                     pass  # already finished or rescued: nothing to give back
+            pipelines.advance(session, failed, now=now, postgres=self.db.is_postgres)  # blocks only
             self.db.enqueued(session)
 
     # ------------------------------------------------------------ Postgres LISTEN

@@ -168,6 +168,7 @@ def test_the_spec_keeps_the_fields_as_written(raw: dict[str, Any]) -> None:
 
 
 def test_a_definition_round_trips_through_the_database(db) -> None:  # type: ignore[no-untyped-def]
+    registry.create_job(db, "collect", SHELL)  # its upstream must exist
     created = registry.create_job(db, "trend-aggregation", FULL_HTTP)
     with db.read() as session:
         row = store.get_job(session, "trend-aggregation")

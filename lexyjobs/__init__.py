@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. ``config`` overrides environment settings by field name
     (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection."""
-    from lexyjobs import cli, web
+    from lexyjobs import cli, runtime, web
     from lexyjobs.config import load_settings
     from lexyjobs.runtime import Lexyjobs
 
@@ -30,5 +30,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["lexyjobs"] = Lexyjobs(settings)
     web.init_app(app)
     cli.init_app(app)
+    runtime.init_app(app)
     logging.getLogger("lexyjobs").setLevel(logging.INFO)
     return app

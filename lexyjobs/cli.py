@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from lexyjobs import registry, runs, store
+from lexyjobs import registry, runs, schema, store
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError
 from lexyjobs.runtime import Lexyjobs, current
@@ -30,12 +30,12 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def _lexy(prepare: bool = True) -> Lexyjobs:
+def _lexy() -> Lexyjobs:
+    """The app's Lexyjobs with its schema up to date. Only ``serve`` and ``worker`` load job
+    definitions from code and the jobs file; other commands use what the database holds (so a
+    command run in another folder never imports that folder's jobs.toml)."""
     lj = current()
-    if prepare:
-        report = lj.prepare()
-        for error in report.errors:
-            click.echo(f"warning: {error.message}", err=True)
+    schema.upgrade(lj.db)
     return lj
 
 
@@ -47,8 +47,12 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except LexyjobsError as exc:
             _fail(exc.message)
         except SQLAlchemyError as exc:
-            _fail(f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}", code=1)
+            _fail(_database_problem(exc), code=1)
     return wrapper
+
+
+def _database_problem(exc: SQLAlchemyError) -> str:
+    return f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}"
 
 
 def _command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
@@ -104,6 +108,8 @@ def serve(app: Flask, *, host: str | None = None, port: int | None = None, worke
         lj.start()
     except LexyjobsError as exc:
         _fail(exc.message)
+    except SQLAlchemyError as exc:
+        _fail(_database_problem(exc), code=1)
     _report_sync(lj)
     server = waitress.create_server(app, host=host, port=port, threads=lj.settings.http_threads,
                                     channel_request_lookahead=5)
@@ -150,6 +156,8 @@ def worker_command(threads: int | None) -> None:
         lj.start(worker=True, scheduler=False)
     except LexyjobsError as exc:
         _fail(exc.message)
+    except SQLAlchemyError as exc:
+        _fail(_database_problem(exc), code=1)
     _report_sync(lj)
     _until_signal(lj.stop, lambda: click.echo(f"lexyjobs worker {lj.worker.name if lj.worker else ''} running "
                                               f"{lj.settings.workers} threads", err=True))
@@ -168,18 +176,41 @@ def jobs_group() -> None:
 @with_appcontext
 @_handle_errors
 def jobs_list(as_json: bool) -> None:
-    """List jobs."""
+    """List jobs: schedule in words, next fire (in the job's timezone) and health."""
+    from lexyjobs.cron import describe, next_fire, parse_timezone
+    from lexyjobs.db import utcnow
+    from lexyjobs.definitions import definition_from_job
+    from lexyjobs.health import Health, jobs_health
+
     lj = _lexy()
+    now = utcnow()
     with lj.db.read() as session:
         jobs = store.list_jobs(session)
+    healths = jobs_health(lj.db, now)
+    items = []
+    for j in jobs:
+        try:
+            definition = definition_from_job(j)
+        except InvalidDefinition:
+            definition = None
+        schedule = definition.schedule if definition else None
+        words = describe(schedule, definition.timezone) if definition and schedule else j.schedule or "manual"
+        upcoming = (next_fire(schedule, parse_timezone(definition.timezone), now)
+                    if definition and schedule and j.enabled else None)
+        items.append((j, words, upcoming, healths.get(j.name) or Health("unknown", "never ran", 0.0)))
     if as_json:
         click.echo(json.dumps([{"name": j.name, "title": j.title, "category": j.category, "kind": j.kind,
-                                "source": j.source, "schedule": j.schedule, "enabled": j.enabled, **j.spec}
-                               for j in jobs], indent=2, default=str))
+                                "source": j.source, "schedule": j.schedule, "enabled": j.enabled, **j.spec,
+                                "schedule_description": words, "next_fire": upcoming and upcoming.isoformat(),
+                                "health": dataclasses.asdict(health)}
+                               for j, words, upcoming, health in items], indent=2, default=str))
         return
-    rows = [(j.name, j.kind, j.category, j.schedule or "manual", j.source, "active" if j.enabled else "paused")
-            for j in jobs]
-    _table(("NAME", "KIND", "CATEGORY", "SCHEDULE", "SOURCE", "STATE"), rows)
+    rows = []
+    for j, words, upcoming, health in items:
+        verdict = f"{health.state}: {health.reason}"
+        rows.append((j.name, j.kind, j.category, words, upcoming.strftime("%Y-%m-%d %H:%M %Z") if upcoming else "-",
+                     j.source, "active" if j.enabled else "paused", verdict if len(verdict) <= 70 else verdict[:69] + "…"))
+    _table(("NAME", "KIND", "CATEGORY", "SCHEDULE", "NEXT", "SOURCE", "STATE", "HEALTH"), rows)
 
 
 @jobs_group.command("add")
@@ -339,8 +370,7 @@ def _wait_for(lj: Lexyjobs, run_id: int, limit: float | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def runs_command(status: str | None, job: str | None, limit: int, as_json: bool) -> None:
     """List recent runs, newest first."""
-    lj = _lexy(prepare=False)
-    _upgrade(lj)
+    lj = _lexy()
     with lj.db.read() as session:
         items = store.list_runs(session, status=status, job=job, limit=limit)
     if as_json:
@@ -356,8 +386,7 @@ def runs_command(status: str | None, job: str | None, limit: int, as_json: bool)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def show_command(run_id: int, as_json: bool) -> None:
     """Show one run: status, times, params, result or error, events and log."""
-    lj = _lexy(prepare=False)
-    _upgrade(lj)
+    lj = _lexy()
     run = runs.get_run(lj.db, run_id)
     with lj.db.read() as session:
         events = store.run_events(session, run_id)
@@ -404,8 +433,7 @@ def run_dict(run: Any) -> dict[str, Any]:
 @click.argument("run_id", type=int)
 def cancel_command(run_id: int) -> None:
     """Cancel a queued run (at once) or a running one (its worker stops it)."""
-    lj = _lexy(prepare=False)
-    _upgrade(lj)
+    lj = _lexy()
     click.echo(f"run {run_id}: {runs.cancel(lj.db, run_id, by='cli')}")
 
 
@@ -413,8 +441,7 @@ def cancel_command(run_id: int) -> None:
 @click.argument("run_id", type=int)
 def retry_command(run_id: int) -> None:
     """Enqueue a new run with the same job and params as a finished run."""
-    lj = _lexy(prepare=False)
-    _upgrade(lj)
+    lj = _lexy()
     click.echo(f"run {runs.retry(lj.db, run_id, by='cli')} queued (retry of {run_id})")
 
 
@@ -425,16 +452,11 @@ def db_group() -> None:
 
 @db_group.command("upgrade")
 @with_appcontext
+@_handle_errors
 def db_upgrade() -> None:
     """Create or upgrade the schema (the server also does this at start)."""
-    _upgrade(current())
+    _lexy()
     click.echo("database schema is up to date")
-
-
-def _upgrade(lj: Lexyjobs) -> None:
-    from lexyjobs import schema
-
-    schema.upgrade(lj.db)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:

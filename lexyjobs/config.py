@@ -86,7 +86,28 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     values["database_url"] = normalize_database_url(values.get("database_url", Settings.database_url))
     if values.get("sqlite_synchronous", "NORMAL").upper() not in ("NORMAL", "FULL", "EXTRA", "OFF"):
         raise SystemExit("lexyjobs: LEXYJOBS_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
-    return Settings(**values)
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    """Refuse settings that would make the worker misbehave, naming the variable."""
+    def refuse(field: str, problem: str) -> None:
+        raise SystemExit(f"lexyjobs: {ENV_VARS[field][0]} {problem}")
+    if settings.workers < 1:
+        refuse("workers", "must be at least 1")
+    if not 0 <= settings.port <= 65535:
+        refuse("port", "must be a port number (0-65535)")
+    if settings.poll_interval <= 0:
+        refuse("poll_interval", "must be more than 0")
+    if settings.heartbeat_interval <= 0:
+        refuse("heartbeat_interval", "must be more than 0")
+    if settings.stale_after < 2 * settings.heartbeat_interval:
+        refuse("stale_after", f"must be at least twice LEXYJOBS_HEARTBEAT_INTERVAL ({settings.heartbeat_interval:g}s), "
+               "or healthy runs would be rescued")
+    if settings.log_max_bytes < 256:
+        refuse("log_max_bytes", "must be at least 256")
 
 
 def normalize_database_url(url: str) -> str:

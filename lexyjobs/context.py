@@ -6,6 +6,8 @@ import logging
 import threading
 from typing import Any, Callable
 
+log = logging.getLogger(__name__)
+
 CANCEL = "cancel"      # someone asked to cancel: the run ends canceled
 TIMEOUT = "timeout"    # the job's timeout passed: the attempt fails (and may be retried)
 SHUTDOWN = "shutdown"  # the process is stopping: the run is re-queued
@@ -63,8 +65,10 @@ class RunContext:
         """Report progress (0–100) with an optional message; shown live in the panel."""
         if percent is not None:
             percent = max(0.0, min(100.0, float(percent)))
+            if percent != percent:  # NaN
+                percent = None
         with self._lock:
-            self._progress = (percent, message)
+            self._progress = (percent, None if message is None else str(message).replace("\x00", "\\x00"))
             self._progress_dirty = True
 
     @property
@@ -102,7 +106,7 @@ class RunContext:
             if already is None:
                 self._callbacks.append(callback)
         if already is not None:
-            callback(already)
+            callback(already)  # in the job's own thread: its errors are the job's
 
         def remove() -> None:
             with self._lock:
@@ -119,7 +123,10 @@ class RunContext:
             callbacks = list(self._callbacks)
         self._stopped.set()
         for callback in callbacks:
-            callback(reason)
+            try:
+                callback(reason)
+            except Exception:  # a job's callback must not break the thread that stops it
+                log.exception("run %s: cancel callback failed", self.run_id)
 
     def take_updates(self) -> tuple[tuple[float | None, str | None] | None, str]:
         """(new progress or None, log text since the last call) — for the worker's flush."""

@@ -2,8 +2,10 @@
 definition raises InvalidDefinition naming the job and the field."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from typing import Any, Mapping
 
 from lexyjobs.cron import Schedule, parse_schedule, parse_timezone
@@ -24,7 +26,8 @@ COMMON_FIELDS: dict[str, str] = {
     "category": "group in the panel, e.g. \"Metrics\" (default \"General\")",
     "kind": "python, http or shell",
     "schedule": "cron (`0 */6 * * *`), alias (`@daily`) or interval (`every 15m`); omit for manual-only",
-    "timezone": "IANA timezone of the cron schedule (default UTC)",
+    "timezone": "IANA timezone of the cron schedule and of a `run_at` without offset (default UTC)",
+    "run_at": "fire once at this ISO 8601 datetime, e.g. `2025-03-01T09:30` (in `timezone`) or with an offset; not with `schedule`",
     "enabled": "false = paused: never fires, can still be run by hand (default true)",
     "priority": "0–10, higher runs first (default 0)",
     "max_attempts": "attempts before a run stays failed (default 3)",
@@ -54,6 +57,7 @@ class JobDefinition:
     category: str = "General"
     schedule: Schedule | None = None
     timezone: str = "UTC"
+    run_at: datetime | None = None         # one-off fire time (aware); never together with schedule
     enabled: bool = True
     priority: int = 0
     max_attempts: int = 3
@@ -88,6 +92,14 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
         problem = "is required" if kind_name is None else f"'{kind_name}' is not a job kind"
         raise InvalidDefinition(name, "kind", f"{problem}; use one of {', '.join(all_kinds)}")
     kind = all_kinds[kind_name]
+    for key, value in raw.items():  # stored as JSON: TOML dates (but run_at's), NaN and the like cannot be
+        if key == "run_at":
+            continue  # a TOML datetime is its natural form; it is validated and stored as text below
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise InvalidDefinition(name, key, "must be plain data (text, numbers, true/false, lists, tables); "
+                                    "dates and NaN are not allowed") from None
     unknown = sorted(set(raw) - set(COMMON_FIELDS) - set(kind.fields))
     if unknown:
         raise InvalidDefinition(name, unknown[0], f"unknown field for a {kind_name} job; allowed: "
@@ -95,10 +107,17 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
     v = _Validator(name, raw)
     schedule = v.get("schedule", parse_schedule, None)
     timezone = v.get("timezone", lambda t: parse_timezone(t) and t, "UTC")
+    run_at = v.get("run_at", lambda value: parse_run_at(value, timezone), None)
+    if run_at is not None and schedule is not None:
+        raise InvalidDefinition(name, "run_at", "cannot be combined with schedule: a job fires on its schedule "
+                                "or once at run_at")
+    spec = dict(raw)
+    if isinstance(spec.get("run_at"), datetime):  # a TOML datetime: stored as text, like every other spec value
+        spec["run_at"] = spec["run_at"].isoformat()
     return JobDefinition(
         name=name, kind=kind_name, config=kind.validate(name, {k: raw[k] for k in kind.fields if k in raw}),
         source=source, title=v.text("title", name), description=v.text("description", ""),
-        category=v.text("category", "General") or "General", schedule=schedule, timezone=timezone,
+        category=v.text("category", "General") or "General", schedule=schedule, timezone=timezone, run_at=run_at,
         enabled=v.boolean("enabled", True), priority=v.integer("priority", 0, 0, 10),
         max_attempts=v.integer("max_attempts", 3, 1, 100),
         retry=RetryPolicy(base=v.duration("backoff", 10.0), factor=v.number("backoff_factor", 2.0, 1.0, 100.0),
@@ -107,8 +126,24 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
         idempotent=v.boolean("idempotent", True), depends_on=v.names("depends_on"),
         params=parse_param_schema(name, raw.get("params")), stale_after=v.duration("stale_after", None, positive=True),
         misfire_grace=v.duration("misfire_grace", 3600.0), overlap=v.choice("overlap", OVERLAP_POLICIES, "queue"),
-        spec=dict(raw),
+        spec=spec,
     )
+
+
+def parse_run_at(value: Any, tz_name: str) -> datetime:
+    """A one-off fire time: an ISO 8601 text (or a TOML datetime), in ``tz_name`` when it has no
+    offset. ValueError says what is wrong."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"'{value}' is not an ISO 8601 datetime like '2025-03-01T09:30' or "
+                             "'2025-03-01T09:30:00+01:00'") from None
+    if isinstance(value, (date, time)) and not isinstance(value, datetime):
+        raise ValueError("needs both a date and a time, e.g. '2025-03-01T09:30'")
+    if not isinstance(value, datetime):
+        raise ValueError("must be an ISO 8601 datetime like '2025-03-01T09:30'")
+    return value if value.tzinfo is not None else value.replace(tzinfo=parse_timezone(tz_name))
 
 
 def definition_from_job(job: Job) -> JobDefinition:

@@ -1,8 +1,10 @@
 """Human durations: ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"`` or a plain number of seconds."""
 from __future__ import annotations
 
+import math
 import re
 
+MAX_SECONDS = 10 * 366 * 86400.0
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
@@ -23,6 +25,8 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"'{value}' is not a duration like '30s', '5m', '1h30m' or '2d'")
     else:
         raise ValueError("expected a duration like '30s', '5m' or a number of seconds")
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise ValueError(f"'{str(value)[:40]}' is longer than the longest duration lexyjobs takes (10 years)")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from lexyjobs.errors import InvalidDefinition, InvalidParams
 
+PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 PARAM_TYPES = ("string", "integer", "number", "boolean", "choice", "json")
 _SPEC_KEYS = {"type", "required", "default", "min", "max", "choices", "help"}
 _MISSING: Any = object()
@@ -43,6 +45,8 @@ def parse_param_schema(job: str, raw: Any) -> dict[str, ParamSpec]:
 
 def _parse_spec(job: str, name: str, raw: Any) -> ParamSpec:
     where = f"params.{name}"
+    if not PARAM_NAME.fullmatch(name):
+        raise InvalidDefinition(job, where, "a parameter name is letters, digits and '_', starting with a letter")
     if not isinstance(raw, Mapping):
         raw = {"type": _infer_type(raw), "default": raw}
     unknown = set(raw) - _SPEC_KEYS
@@ -52,10 +56,14 @@ def _parse_spec(job: str, name: str, raw: Any) -> ParamSpec:
     if kind not in PARAM_TYPES:
         raise InvalidDefinition(job, where, f"type '{kind}' is not one of {', '.join(PARAM_TYPES)}")
     choices = raw.get("choices", ())
-    if kind == "choice" and (not isinstance(choices, (list, tuple)) or not choices):
+    if not isinstance(choices, (list, tuple)):
+        raise InvalidDefinition(job, f"{where}.choices", "must be a list")
+    if kind == "choice" and not choices:
         raise InvalidDefinition(job, where, "a choice parameter needs a non-empty 'choices' list")
     for bound in ("min", "max"):
-        if bound in raw and (isinstance(raw[bound], bool) or not isinstance(raw[bound], (int, float))):
+        value = raw.get(bound)
+        if bound in raw and (isinstance(value, bool) or not isinstance(value, (int, float))
+                             or not math.isfinite(value)):
             raise InvalidDefinition(job, f"{where}.{bound}", "must be a number")
     if not isinstance(raw.get("required", False), bool):
         raise InvalidDefinition(job, f"{where}.required", "must be true or false")

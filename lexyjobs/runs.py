@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 from lexyjobs import pipelines, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job
-from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, LexyjobsError, RunNotFound
+from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, LexyjobsError, RunNotFound, TransitionConflict
 from lexyjobs.models import Run
 from lexyjobs.params import validate_params
-from lexyjobs.states import RunStatus, transition
+from lexyjobs.states import RunStatus, transition, transition_many
 
 log = logging.getLogger(__name__)
 TRIGGERS = ("schedule", "manual", "api", "dependency", "retry")
@@ -135,9 +135,9 @@ def cancel(db: Database, run_id: int, *, by: str | None = None) -> str:
         run = store.get_run(session, run_id)
         if run is None:
             raise RunNotFound(run_id)
-        if run.status == RunStatus.QUEUED:
-            transition(session, run_id, RunStatus.CANCELED, expected=RunStatus.QUEUED, at=now, note=note,
-                       finished_at=now, error=note)
+        if run.status == RunStatus.QUEUED and transition_many(
+                session, [run_id], RunStatus.CANCELED, expected=RunStatus.QUEUED, at=now, note=note,
+                values={"finished_at": now, "error": note}):
             pipelines.advance(session, [pipelines.Finished(run_id, run.job_name, run.pipeline_id, RunStatus.CANCELED)],
                               now=now, postgres=db.is_postgres)  # downstream steps are only blocked: no wake-up
             return "canceled"
@@ -157,40 +157,57 @@ def retry(db: Database, run_id: int, *, by: str | None = None, trigger: str = "r
                    retry_of=run.id, pipeline_id=run.pipeline_id)
 
 
-def rescue_stale(db: Database, *, stale_after: float, now: datetime | None = None) -> list[tuple[int, str]]:
+def rescue_stale(db: Database, *, stale_after: float, now: datetime | None = None,
+                 postgres: bool | None = None) -> list[tuple[int, str]]:
     """Runs left ``running`` by a dead worker (heartbeat older than ``stale_after`` seconds) are
     re-queued as a new attempt, or failed when attempts are exhausted or the job is not
-    idempotent ("interrupted: worker died", at-most-once). Each move is fenced by the lease the
-    dead worker held, so a worker that was only paused cannot be rescued twice.
+    idempotent ("interrupted: worker died", at-most-once); a run someone asked to cancel ends
+    canceled. Each move is fenced by the lease the dead worker held, and on Postgres the stale
+    rows are taken SKIP LOCKED, so processes rescuing at the same time never move a run twice.
     Returns (run id, new status) pairs."""
     now = now or utcnow()
+    postgres = db.is_postgres if postgres is None else postgres
     moved: list[tuple[int, str]] = []
     with db.write() as session:
         idempotent: dict[str, bool] = {}
-        failed: list[pipelines.Finished] = []
-        for row in store.stale_runs(session, cutoff=now - timedelta(seconds=stale_after)):
+        ended: list[pipelines.Finished] = []
+        for row in store.stale_runs(session, cutoff=now - timedelta(seconds=stale_after), skip_locked=postgres):
             if row.job_name not in idempotent:
                 idempotent[row.job_name] = _is_idempotent(session, row.job_name)
-            silent = (now - row.heartbeat_at).total_seconds()
-            reason = f"worker {row.worker} stopped heartbeating {silent:.0f}s ago"
-            if idempotent[row.job_name] and row.attempt < row.max_attempts:
-                transition(session, row.id, RunStatus.QUEUED, expected=RunStatus.RUNNING, lease=row.lease, at=now,
-                           note=f"rescued: {reason}; re-queued as attempt {row.attempt + 1}",
-                           scheduled_for=now, worker=None, heartbeat_at=None,
-                           error=f"interrupted: worker died (attempt {row.attempt})")
-                moved.append((row.id, RunStatus.QUEUED.value))
-            else:
-                why = "interrupted: worker died" + ("" if not idempotent[row.job_name] else "; attempts exhausted")
-                transition(session, row.id, RunStatus.FAILED, expected=RunStatus.RUNNING, lease=row.lease, at=now,
-                           note=f"{why} ({reason})", finished_at=now, error=why, heartbeat_at=None)
-                moved.append((row.id, RunStatus.FAILED.value))
-                failed.append(pipelines.Finished(row.id, row.job_name, row.pipeline_id, RunStatus.FAILED))
-        pipelines.advance(session, failed, now=now, postgres=db.is_postgres)  # blocks only: no wake-up
+            status = _rescue_one(session, row, idempotent[row.job_name], now)
+            if status is None:
+                continue  # moved meanwhile by someone else
+            moved.append((row.id, status.value))
+            if status != RunStatus.QUEUED:
+                ended.append(pipelines.Finished(row.id, row.job_name, row.pipeline_id, status))
+        pipelines.advance(session, ended, now=now, postgres=postgres)  # blocks only: no wake-up
         if any(status == RunStatus.QUEUED for _, status in moved):
             db.enqueued(session)
-    for run_id, status in moved:
-        log.warning("run %s rescued from a dead worker: now %s", run_id, status)
+    for run_id, status_text in moved:
+        log.warning("run %s rescued from a dead worker: now %s", run_id, status_text)
     return moved
+
+
+def _rescue_one(session: Session, row: Any, idempotent: bool, now: datetime) -> RunStatus | None:
+    silent = (now - row.heartbeat_at).total_seconds()
+    reason = f"worker {row.worker} stopped heartbeating {silent:.0f}s ago"
+    fence = {"expected": RunStatus.RUNNING, "lease": row.lease, "at": now}
+    try:
+        if row.cancel_requested:
+            transition(session, row.id, RunStatus.CANCELED, note=f"canceled ({reason})", finished_at=now,
+                       error="canceled", heartbeat_at=None, **fence)
+            return RunStatus.CANCELED
+        if idempotent and row.attempt < row.max_attempts:
+            transition(session, row.id, RunStatus.QUEUED, note=f"rescued: {reason}; re-queued as attempt {row.attempt + 1}",
+                       scheduled_for=now, worker=None, heartbeat_at=None,
+                       error=f"interrupted: worker died (attempt {row.attempt})", **fence)
+            return RunStatus.QUEUED
+        why = "interrupted: worker died" + ("; attempts exhausted" if idempotent else "")
+        transition(session, row.id, RunStatus.FAILED, note=f"{why} ({reason})", finished_at=now, error=why,
+                   heartbeat_at=None, **fence)
+        return RunStatus.FAILED
+    except TransitionConflict:
+        return None
 
 
 def _is_idempotent(session: Session, name: str) -> bool:

@@ -1,13 +1,18 @@
 """The app's engine room: settings, database, job catalog and — once started — the worker pool
 and the scheduler. ``create_app`` builds it without side effects; ``start`` is called by the
-server/worker entry points only."""
+server/worker entry points, or lazily by the first request a WSGI server other than ours serves
+(``flask run``, with or without the reloader; see ``init_app``). It starts once per process."""
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import sys
+import threading
 
-from flask import current_app
+from flask import Flask, current_app, request
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lexyjobs import schema
 from lexyjobs.config import Settings
@@ -28,24 +33,40 @@ class Lexyjobs:
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
         self.sync_report: SyncReport | None = None
+        self.started = False
+        self._start_lock = threading.Lock()
 
     def prepare(self, *, authoritative: bool = False) -> SyncReport:
         """Upgrade the schema and load code and file jobs into it. Only the server is
         ``authoritative``: it also archives jobs that disappeared from their source."""
         schema.upgrade(self.db)
-        self.sync_report = sync_jobs(self.db, jobs_file=self.settings.jobs_file, imports=self.settings.imports,
-                                     archive_missing=authoritative)
+        for attempt in range(3):
+            try:
+                self.sync_report = sync_jobs(self.db, jobs_file=self.settings.jobs_file,
+                                             imports=self.settings.imports, archive_missing=authoritative)
+                break
+            except IntegrityError:  # another process inserted the same new job at the same moment
+                if attempt == 2:
+                    raise
+        assert self.sync_report is not None
         return self.sync_report
 
-    def start(self, *, worker: bool = True, scheduler: bool = True) -> None:
-        """Prepare, then start the worker pool and/or the scheduler threads."""
-        self.prepare(authoritative=scheduler)
-        if worker:
-            self.worker = Worker(self.db, self.settings, self.catalog)
-            self.worker.start()
-        if scheduler:
-            self.scheduler = Scheduler(self.db)
-            self.scheduler.start()
+    def start(self, *, worker: bool = True, scheduler: bool = True) -> bool:
+        """Prepare, then start the worker pool and/or the scheduler threads. Only the first call
+        in a process starts anything (returns True); later ones return False."""
+        with self._start_lock:
+            if self.started:
+                return False
+            self.prepare(authoritative=scheduler)
+            if worker:
+                self.worker = Worker(self.db, self.settings, self.catalog)
+                self.worker.start()
+            if scheduler:
+                self.scheduler = Scheduler(self.db)
+                self.scheduler.start()
+                print(f"lexyjobs: scheduler started in pid {os.getpid()}", file=sys.stderr, flush=True)
+            self.started = True
+            return True
 
     def stop(self, grace: float | None = None) -> None:
         """Stop the scheduler, then stop the worker gracefully."""
@@ -71,3 +92,20 @@ class Lexyjobs:
 def current() -> Lexyjobs:
     """The Lexyjobs of the current Flask app."""
     return current_app.extensions["lexyjobs"]
+
+
+def init_app(app: Flask) -> None:
+    """Start the worker pool and the scheduler on the first request served by a real WSGI server
+    when no entry point started them (``flask --app app run [--debug]``). With the Werkzeug
+    reloader, only the child process (``WERKZEUG_RUN_MAIN=true``) serves requests, so the reloader
+    parent never starts them, and the child starts them once (lock + flag). Test clients set no
+    ``SERVER_SOFTWARE`` and start nothing. A runtime started this way stops gracefully at exit
+    (a reload or Ctrl-C)."""
+    lexy: Lexyjobs = app.extensions["lexyjobs"]
+
+    @app.before_request
+    def _start_on_first_request() -> None:
+        if lexy.started or not request.environ.get("SERVER_SOFTWARE"):
+            return
+        if lexy.start():
+            atexit.register(lexy.stop)

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence, cast
 
 from sqlalchemy import Table, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
@@ -259,17 +261,19 @@ def append_log(session: Session, run_id: int, text: str, *, max_chars: int) -> N
     a line start). ``size`` keeps counting everything ever written. Callers check the lease first."""
     if not text:
         return
-    row = session.execute(select(RunLog.content, RunLog.size).where(RunLog.run_id == run_id)).first()
-    content = (row.content if row else "") + text
+    text = text.replace("\x00", "\\x00")  # Postgres text cannot hold NUL
+    locked = select(RunLog.content, RunLog.size).where(RunLog.run_id == run_id).with_for_update()
+    row = session.execute(locked).first()  # two appenders (monitor, dispatcher) must not lose text
+    if row is None:  # create it, tolerating a concurrent creator, then lock it
+        dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(dialect_insert(RunLog).values(run_id=run_id, content="", size=0).on_conflict_do_nothing())
+        row = session.execute(locked).one()
+    content = row.content + text
     if len(content) > max_chars:
         cut = len(content) - max_chars
         newline = content.find("\n", cut)
         content = content[newline + 1:] if 0 <= newline < cut + 200 else content[cut:]
-    if row is None:
-        session.execute(insert(RunLog).values(run_id=run_id, content=content, size=len(text)))
-    else:
-        session.execute(update(RunLog).where(RunLog.run_id == run_id)
-                        .values(content=content, size=RunLog.size + len(text)))
+    session.execute(update(RunLog).where(RunLog.run_id == run_id).values(content=content, size=RunLog.size + len(text)))
 
 
 def read_log(session: Session, run_id: int, after: int = 0) -> tuple[str, int, int]:
@@ -296,14 +300,18 @@ def request_cancel(session: Session, run_id: int) -> bool:
     return _rowcount(result) == 1
 
 
-def stale_runs(session: Session, *, cutoff: datetime, limit: int = 500) -> list[Any]:
+def stale_runs(session: Session, *, cutoff: datetime, limit: int = 500, skip_locked: bool = False) -> list[Any]:
     """Running runs whose heartbeat is older than ``cutoff`` (their worker is presumed dead):
-    rows of (id, job_name, lease, attempt, max_attempts, worker, heartbeat_at, pipeline_id)."""
-    return list(session.execute(
-        select(Run.id, Run.job_name, Run.lease, Run.attempt, Run.max_attempts, Run.worker, Run.heartbeat_at,
-               Run.pipeline_id)
-        .where(Run.status == RunStatus.RUNNING.value, Run.heartbeat_at < cutoff)
-        .order_by(Run.heartbeat_at).limit(limit)))
+    rows of (id, job_name, lease, attempt, max_attempts, worker, heartbeat_at, pipeline_id,
+    cancel_requested). With ``skip_locked`` (Postgres) the rows are locked, skipping those
+    another rescuer holds."""
+    query = (select(RUNS.c.id, RUNS.c.job_name, RUNS.c.lease, RUNS.c.attempt, RUNS.c.max_attempts, RUNS.c.worker,
+                    RUNS.c.heartbeat_at, RUNS.c.pipeline_id, RUNS.c.cancel_requested)
+             .where(RUNS.c.status == RunStatus.RUNNING.value, RUNS.c.heartbeat_at < cutoff)
+             .order_by(RUNS.c.id).limit(limit))
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return list(session.execute(query))
 
 
 # ---------------------------------------------------------------- reads
@@ -342,3 +350,76 @@ def active_runs_of_job(session: Session, name: str) -> int:
     """Queued plus running runs of a job."""
     return session.scalar(select(func.count()).select_from(Run).where(
         Run.job_name == name, Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))) or 0
+
+
+# ---------------------------------------------------------------- health
+
+
+HEALTH_OUTCOMES = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.BLOCKED.value)
+
+
+def health_inputs(session: Session, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per job (all, or ``names``), the run summary ``lexyjobs.health.LastRuns`` takes, same keys:
+    ``last_status``/``last_finished_at``/``last_error`` of the latest run that ended succeeded,
+    failed or blocked (latest ``finished_at``, then highest id); ``last_success_at``;
+    ``failure_streak`` (failed runs that finished after the last success); ``running_since``
+    (earliest ``started_at`` of the job's running runs). Jobs without such runs are absent.
+    Four grouped queries whatever the number of jobs; read-only, takes no locks."""
+    def scoped(query: Any) -> Any:
+        return query if names is None else query.where(RUNS.c.job_name.in_(list(names)))
+
+    out: dict[str, dict[str, Any]] = {}
+    ranked = scoped(select(RUNS.c.job_name, RUNS.c.status, RUNS.c.finished_at, RUNS.c.error,
+                           func.row_number().over(partition_by=RUNS.c.job_name,
+                                                  order_by=(RUNS.c.finished_at.desc(), RUNS.c.id.desc()))
+                           .label("position"))
+                    .where(RUNS.c.status.in_(HEALTH_OUTCOMES))).subquery()
+    for row in session.execute(select(ranked.c.job_name, ranked.c.status, ranked.c.finished_at, ranked.c.error)
+                               .where(ranked.c.position == 1)):
+        out[row.job_name] = {"last_status": row.status, "last_finished_at": row.finished_at, "last_error": row.error}
+    successes = scoped(select(RUNS.c.job_name, func.max(RUNS.c.finished_at).label("at"))
+                       .where(RUNS.c.status == RunStatus.SUCCEEDED.value).group_by(RUNS.c.job_name)).subquery()
+    for name, at in session.execute(select(successes.c.job_name, successes.c.at)):
+        out.setdefault(name, {})["last_success_at"] = at
+    streaks = scoped(select(RUNS.c.job_name, func.count())
+                     .select_from(RUNS.outerjoin(successes, successes.c.job_name == RUNS.c.job_name))
+                     .where(RUNS.c.status == RunStatus.FAILED.value,
+                            successes.c.at.is_(None) | (RUNS.c.finished_at > successes.c.at))
+                     .group_by(RUNS.c.job_name))
+    for name, count in session.execute(streaks):
+        out.setdefault(name, {})["failure_streak"] = count
+    running = scoped(select(RUNS.c.job_name, func.min(RUNS.c.started_at))
+                     .where(RUNS.c.status == RunStatus.RUNNING.value).group_by(RUNS.c.job_name))
+    for name, since in session.execute(running):
+        out.setdefault(name, {})["running_since"] = since
+    return out
+
+
+# ---- scheduling
+
+_JOBSTORE_LOCK = 7_412_004  # arbitrary constant shared by every lexyjobs process (see create_jobstore_table)
+
+
+def create_jobstore_table(session: Session, table: Table, *, postgres: bool) -> None:
+    """Create APScheduler's job table (``apscheduler_jobs``, defined by its SQLAlchemyJobStore) in
+    our database if it is missing. Several processes may start at once: on Postgres they take an
+    advisory lock first (two concurrent CREATE TABLEs collide on the catalog even with IF NOT
+    EXISTS); on SQLite the caller's ``BEGIN IMMEDIATE`` write transaction serializes them."""
+    if postgres:
+        session.execute(select(func.pg_advisory_xact_lock(_JOBSTORE_LOCK)))
+    table.create(session.connection(), checkfirst=True)
+
+
+def active_runs(session: Session, name: str) -> list[tuple[int, str]]:
+    """(id, status) of the job's queued and running runs, oldest first (for overlap policies)."""
+    return [(row.id, row.status) for row in session.execute(
+        select(Run.id, Run.status).where(Run.job_name == name,
+                                         Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
+        .order_by(Run.id))]
+
+
+def add_creation_note(session: Session, run_id: int, note: str, *, status: str, at: datetime) -> None:
+    """Record why a run was created (e.g. the missed fires a scheduled run stands for) as an event
+    from no status to ``status``, so the note shows first in the run's timeline."""
+    session.execute(insert(RunEvent).values(run_id=run_id, at=at, from_status=None, to_status=status, attempt=0,
+                                            note=note))

@@ -74,6 +74,13 @@ class Outcome:
     retryable: bool = True
     log_text: str = ""
     progress: tuple[float | None, str | None] | None = None
+    details: dict[str, Any] | None = None
+
+    def unrecordable(self, exc: BaseException) -> Outcome:
+        """The same end as a plain failure, for an outcome the database refused to store."""
+        summary = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return Outcome(self.active, RunStatus.FAILED, error=f"could not record the run's outcome: {summary}",
+                       retryable=False)
 
 
 class Worker:
@@ -141,16 +148,23 @@ class Worker:
         with self._idle:
             while self._busy and time.monotonic() < deadline:
                 self._idle.wait(min(0.1, max(deadline - time.monotonic(), 0.0)))
-            leftovers = [a for a in self._active.values() if a.claim.id not in {o.active.claim.id for o in self._outcomes}]
+            leftovers = [a for a in self._active.values() if not a.finished]
+        for active in leftovers:  # stop them first, so nobody else claims a run still executing here
+            active.ctx.cancel(SHUTDOWN)
         if leftovers:
-            self._requeue(leftovers)
-            for active in leftovers:
-                active.ctx.cancel(SHUTDOWN)
+            try:
+                self._requeue(leftovers)
+            except SQLAlchemyError:
+                log.exception("worker %s: could not re-queue %d runs; they will be rescued when stale",
+                              self.name, len(leftovers))
         self._closed.set()
         self.wake()
         for thread in self._threads:
             thread.join(timeout=10)
-        self._write_cycle(self._take_outcomes(), 0)  # anything finished while stopping
+        try:
+            self._write_cycle(self._take_outcomes(), 0)  # anything finished while stopping
+        except SQLAlchemyError:
+            log.exception("worker %s: could not record runs that finished while stopping", self.name)
         for _ in range(self.size):
             self._work.put(None)
         log.info("worker %s stopped (%d runs re-queued)", self.name, len(leftovers))
@@ -181,22 +195,43 @@ class Worker:
                     idle = probe and not outcomes and free and not self._anything_due()
                     claimed: list[store.ClaimedRun] | None = [] if idle else self._write_cycle(outcomes, free)
                     pause = 0.0
-                except SQLAlchemyError:
-                    log.exception("worker %s: database error; retrying", self.name)
-                    with self._lock:
-                        self._outcomes[:0] = outcomes
-                    pause = min(max(pause * 2, 0.1), 5.0)
+                except Exception:  # the worker boundary: log, isolate the outcomes, go on
+                    log.exception("worker %s: could not write a batch; writing its runs one by one", self.name)
                     claimed = None
+                    if self._finish_separately(outcomes):
+                        pause = 0.0
+                    else:
+                        pause = min(max(pause * 2, 0.1), 5.0)
                 for claim in claimed or ():
                     self._start_run(claim)
             if claimed is None:
-                self._closed.wait(pause)
+                self._closed.wait(pause)  # zero after a bad outcome was isolated: claim again at once
                 continue
             if outcomes or (free and len(claimed) == free):
                 probe = False
                 continue
             probe = not self._wake.wait(self.settings.poll_interval)
             self._wake.clear()
+
+    def _finish_separately(self, outcomes: list[Outcome]) -> bool:
+        """Write each outcome in its own transaction, so one the database refuses (say a result
+        Postgres cannot store) cannot hold back the others; a refused one is recorded as a
+        failure instead. Outcomes that cannot be written at all (database unreachable) are kept
+        for the next cycle. Returns True when every outcome was written."""
+        ok = True
+        for outcome in outcomes:
+            try:
+                self._write_cycle([outcome], 0)
+            except Exception as exc:
+                try:
+                    self._write_cycle([outcome.unrecordable(exc)], 0)
+                    log.error("run %s: outcome refused by the database (%s); recorded as failed",
+                              outcome.active.claim.id, exc)
+                except Exception:
+                    ok = False
+                    with self._lock:
+                        self._outcomes.append(outcome)
+        return ok
 
     def _anything_due(self) -> bool:
         with self.db.read() as session:
@@ -207,6 +242,7 @@ class Worker:
         if not outcomes and free <= 0:
             return []
         now = self.clock()
+        outcomes = sorted(outcomes, key=lambda o: o.active.claim.id)  # row locks in id order: no deadlocks
         with self.db.write() as session:
             events: list[dict[str, Any]] = []
             finished = [f for f in (self._finish(session, o, now, events) for o in outcomes) if f is not None]
@@ -231,6 +267,8 @@ class Worker:
             definition = self.catalog.get(claim.job_name, claim.job_version)
         except LexyjobsError as exc:
             problem = f"job definition unavailable: {exc.message}"
+        except SQLAlchemyError as exc:
+            problem = f"job definition unavailable: {type(exc).__name__}"
         timeout = definition.timeout if definition else None
         ctx = RunContext(run_id=claim.id, job_name=claim.job_name, params=claim.params, attempt=claim.attempt,
                          max_attempts=claim.max_attempts, timeout=timeout, kill_grace=self.settings.kill_grace)
@@ -251,8 +289,13 @@ class Worker:
             active = self._work.get()
             if active is None:
                 return
-            outcome = self._execute(active)
+            try:
+                outcome = self._execute(active)
+            except BaseException as exc:  # never lose the slot or the run, whatever the job did
+                outcome = Outcome(active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                  traceback=traceback.format_exc())
             outcome.progress, outcome.log_text = active.ctx.take_updates()
+            outcome.details = _json_details(active.ctx.details)
             active.finished = True
             with self._idle:
                 self._outcomes.append(outcome)
@@ -273,15 +316,14 @@ class Worker:
             return self._stopped_outcome(active) or Outcome(active, RunStatus.CANCELED, error=str(exc))
         except JobFailed as exc:
             return self._stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc))
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit from a reused script included: the run fails, the thread lives
             return self._stopped_outcome(active) or Outcome(
                 active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
 
     def _success(self, active: Active, result: Any) -> Outcome:
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            return Outcome(active, RunStatus.FAILED, error=f"the result is not JSON data: {exc}", retryable=False)
+        problem = _json_problem(result)
+        if problem:
+            return Outcome(active, RunStatus.FAILED, error=f"the result is not JSON data: {problem}", retryable=False)
         return Outcome(active, RunStatus.SUCCEEDED, result=result)
 
     def _stopped_outcome(self, active: Active) -> Outcome | None:
@@ -302,18 +344,22 @@ class Worker:
         active, claim = outcome.active, outcome.active.claim
         if outcome.status is None:
             return None
-        values: dict[str, Any] = {"details": active.ctx.details or None}
+        error = _clean(outcome.error)
+        values: dict[str, Any] = {"details": outcome.details or None}
         if outcome.progress is not None:
             values["progress"], values["progress_message"] = outcome.progress
         status, note = outcome.status, None
         if status == RunStatus.SUCCEEDED:
             values.update(finished_at=now, result=outcome.result, error=None, traceback=None)
         elif status == RunStatus.CANCELED:
-            values.update(finished_at=now, error=outcome.error)
+            values.update(finished_at=now, error=error)
         else:
-            values.update(error=outcome.error, traceback=outcome.traceback)
-            note = f"attempt {claim.attempt} of {claim.max_attempts} failed: {(outcome.error or '')[:300]}"
-            if outcome.retryable and claim.attempt < claim.max_attempts and active.definition is not None:
+            values.update(error=error, traceback=_clean(outcome.traceback))
+            note = f"attempt {claim.attempt} of {claim.max_attempts} failed: {(error or '')[:300]}"
+            retry = outcome.retryable and claim.attempt < claim.max_attempts and active.definition is not None
+            if retry and store.cancel_requested(session, [claim.id]):  # asked to stop: do not try again
+                status, retry, values["error"] = RunStatus.CANCELED, False, "canceled"
+            if retry and active.definition is not None:
                 delay = backoff(claim.attempt, active.definition.retry, self.rng)
                 status, note = RunStatus.QUEUED, f"{note}; retrying in {format_duration(delay)}"
                 values.update(scheduled_for=now + timedelta(seconds=delay), worker=None, heartbeat_at=None)
@@ -339,13 +385,16 @@ class Worker:
         rescue_every = max(1.0, self.settings.stale_after / 4)
         while not self._closed.wait(MONITOR_TICK):
             now = time.monotonic()
+            # Every run whose thread still executes keeps its heartbeat, even one asked to stop
+            # (python jobs stop cooperatively): otherwise it would be rescued and run twice.
             with self._lock:
-                actives = [a for a in self._active.values() if not a.ctx.cancelled and not a.finished]
-            for active in actives:
-                if active.deadline is not None and now > active.deadline:
-                    log.warning("run %s timed out after %s", active.claim.id, format_duration(active.ctx.timeout or 0))
-                    active.ctx.cancel(TIMEOUT)
+                actives = [a for a in self._active.values() if not a.finished]
             try:
+                for active in actives:
+                    if active.deadline is not None and now > active.deadline and not active.ctx.cancelled:
+                        log.warning("run %s timed out after %s", active.claim.id,
+                                    format_duration(active.ctx.timeout or 0))
+                        active.ctx.cancel(TIMEOUT)
                 heartbeat_due = now - last_heartbeat >= self.settings.heartbeat_interval
                 if actives and (now - last_flush >= FLUSH_INTERVAL or heartbeat_due):
                     self._sync(actives, heartbeat=heartbeat_due)
@@ -354,42 +403,55 @@ class Worker:
                 if now - last_rescue >= rescue_every:
                     self._rescue()
                     last_rescue = now
-            except SQLAlchemyError:
-                log.exception("worker %s: database error in monitor; retrying", self.name)
+            except Exception:  # the worker boundary: the monitor must outlive any one problem
+                log.exception("worker %s: monitor cycle failed; retrying", self.name)
 
     def _sync(self, actives: list[Active], *, heartbeat: bool) -> None:
-        """Apply cancel requests; write progress and log lines; heartbeat. Runs whose lease is
-        gone (rescued by another process) are stopped here."""
+        """Apply cancel requests, heartbeat (its own transaction, so nothing else can hold it
+        back), then write each run's progress and log lines (a savepoint each). Runs whose
+        lease is gone (rescued by another process) are stopped here."""
         with self.db.read() as session:
-            for run_id in store.cancel_requested(session, [a.claim.id for a in actives]):
+            for run_id in store.cancel_requested(session, [a.claim.id for a in actives if not a.ctx.cancelled]):
                 self.cancel_local(run_id)
-        updates = [(a, *a.ctx.take_updates()) for a in actives]
-        dirty = [(a, progress, text) for a, progress, text in updates if progress is not None or text]
-        if not dirty and not heartbeat:
-            return
         lost: set[int] = set()
-        with self.db.write() as session:
-            if heartbeat:
+        if heartbeat:
+            with self.db.write() as session:
                 lost.update(store.heartbeat(session, [a.lease for a in actives], now=self.clock()))
-            for active, progress, text in dirty:
-                if active.claim.id in lost:
-                    continue
-                percent, message = progress or active.ctx.current_progress() or (None, None)
-                if store.save_progress(session, active.lease, percent, message) or (
-                        active.finished and store.holds_lease(session, active.lease, running=False)):
-                    store.append_log(session, active.claim.id, text, max_chars=self.settings.log_max_bytes)
-                else:
-                    lost.add(active.claim.id)
+        dirty = [(a, *a.ctx.take_updates()) for a in actives]
+        dirty = [(a, progress, text) for a, progress, text in dirty if progress is not None or text]
+        if dirty:
+            with self.db.write() as session:
+                for active, progress, text in dirty:
+                    if not self._flush(session, active, progress, text):
+                        lost.add(active.claim.id)
         for active in actives:
             # a run that finished meanwhile is no longer running: that is not a lost lease
             if active.claim.id in lost and not active.finished:
-                log.warning("run %s: lease %d lost (rescued elsewhere); stopping it here", active.claim.id, active.claim.lease)
+                log.warning("run %s: lease %d lost (rescued elsewhere); stopping it here", active.claim.id,
+                            active.claim.lease)
                 active.ctx.cancel(LOST)
+
+    def _flush(self, session: Session, active: Active, progress: tuple[float | None, str | None] | None,
+               text: str) -> bool:
+        """Write one run's new progress and log text, fenced by its lease; False if it is gone.
+        A run that just finished keeps its lease, so its last lines still land."""
+        percent, message = progress or active.ctx.current_progress() or (None, None)
+        try:
+            with session.begin_nested():
+                if store.save_progress(session, active.lease, percent, message) or (
+                        active.finished and store.holds_lease(session, active.lease, running=False)):
+                    store.append_log(session, active.claim.id, text, max_chars=self.settings.log_max_bytes)
+                    return True
+                return False
+        except SQLAlchemyError:
+            log.exception("run %s: could not write its progress/log; dropped this part", active.claim.id)
+            return True
 
     def _rescue(self) -> None:
         try:
-            rescue_stale(self.db, stale_after=self.settings.stale_after, now=self.clock())
-        except SQLAlchemyError:
+            rescue_stale(self.db, stale_after=self.settings.stale_after, now=self.clock(),
+                         postgres=self.db.is_postgres)
+        except (SQLAlchemyError, LexyjobsError):
             log.exception("worker %s: could not rescue stale runs", self.name)
 
     def _requeue(self, leftovers: list[Active]) -> None:
@@ -401,7 +463,12 @@ class Worker:
             for active in leftovers:
                 claim = active.claim
                 try:
-                    if active.definition is None or active.definition.idempotent:
+                    if store.cancel_requested(session, [claim.id]):
+                        transition(session, claim.id, RunStatus.CANCELED, expected=RunStatus.RUNNING, lease=claim.lease,
+                                   at=now, note="canceled (worker stopping)", finished_at=now, error="canceled")
+                        failed.append(pipelines.Finished(claim.id, claim.job_name, claim.pipeline_id,
+                                                         RunStatus.CANCELED))
+                    elif active.definition is None or active.definition.idempotent:
                         transition(session, claim.id, RunStatus.QUEUED, expected=RunStatus.RUNNING, lease=claim.lease,
                                    at=now, note=f"re-queued: worker {self.name} stopped before the run finished",
                                    attempt=DECREMENT, scheduled_for=now, worker=None, heartbeat_at=None)
@@ -431,3 +498,26 @@ class Worker:
             except psycopg.Error:
                 log.exception("worker %s: LISTEN connection failed; reconnecting", self.name)
                 self._closed.wait(1.0)
+
+
+def _clean(text: str | None) -> str | None:
+    """Text Postgres can store (no NUL characters)."""
+    return text.replace("\x00", "\\x00") if text else text
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be stored as JSON in both databases (NaN/Infinity and the NUL
+    character are refused by Postgres), or None."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return "it contains the NUL character (\\u0000)" if "\\u0000" in text else None
+
+
+def _json_details(details: dict[str, Any]) -> dict[str, Any] | None:
+    """A run's kind details, or a note in their place when they are not storable JSON."""
+    if not details:
+        return None
+    problem = _json_problem(details)
+    return {"note": f"details dropped: {problem}"} if problem else details

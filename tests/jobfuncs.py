@@ -111,3 +111,40 @@ def first_attempt_stalls(ctx: RunContext) -> dict[str, Any]:
         with open(ctx.params["done_file"], "w", encoding="utf-8") as marker:
             marker.write(str(pid))
     return {"attempt": ctx.attempt, "pid": pid}
+
+
+def returns_nan(ctx: RunContext) -> dict[str, float]:
+    """A result Postgres cannot store as JSON."""
+    return {"ratio": float("nan")}
+
+
+def nul_everywhere(ctx: RunContext) -> str:
+    """NUL characters in the log, progress message and error (Postgres text refuses NUL)."""
+    ctx.log.info("before\x00after")
+    ctx.progress(50, "half\x00way")
+    raise ValueError("bad\x00byte")
+
+
+def bad_details(ctx: RunContext) -> str:
+    """Kind details that are not JSON data."""
+    import datetime
+    ctx.details["when"] = datetime.datetime(2026, 1, 1)
+    return "ok"
+
+
+def exits(ctx: RunContext) -> None:
+    """A reused script calling sys.exit()."""
+    import sys
+    sys.exit(3)
+
+
+def odd_progress(ctx: RunContext) -> str:
+    ctx.progress(50, 123)  # type: ignore[arg-type]
+    ctx.sleep(0.3)
+    return "ok"
+
+
+def fail_after(ctx: RunContext) -> None:
+    """Fail after ``seconds`` (default 0.5), ignoring cancellation while it waits."""
+    time.sleep(float(ctx.params.get("seconds", 0.5)))
+    raise RuntimeError("failed after a while")

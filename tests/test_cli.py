@@ -3,6 +3,8 @@ databases; the CLI builds its own app from LEXYJOBS_* variables, like a real inv
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +14,8 @@ from conftest import wait_for
 
 from lexyjobs import registry, runs, store
 from lexyjobs.cli import main
+from lexyjobs.db import utcnow
+from lexyjobs.states import RunStatus, transition
 
 Invoke = Callable[..., Result]
 
@@ -136,32 +140,78 @@ def test_jobs_add_rejects_a_malformed_snippet(cli: Invoke, db, text: str, messag
     assert jobs_in(db) == {}
 
 
-def test_jobs_list_shows_every_job(cli: Invoke, make_job) -> None:  # type: ignore[no-untyped-def]
+HEADER = ["NAME", "KIND", "CATEGORY", "SCHEDULE", "NEXT", "SOURCE", "STATE", "HEALTH"]
+
+
+def table(result: Result) -> list[list[str]]:
+    """The cells of a printed table (columns are separated by at least two spaces)."""
+    return [re.split(r"\s{2,}", line.strip()) for line in result.stdout.splitlines()]
+
+
+def next_midnights() -> set[str]:
+    """The next 00:00 UTC as ``jobs list`` prints it, for a clock read just before or just after."""
+    tomorrow = datetime.now(timezone.utc).date() + timedelta(days=1)
+    return {f"{day:%Y-%m-%d} 00:00 UTC" for day in (tomorrow, tomorrow + timedelta(days=1))}
+
+
+def test_jobs_list_shows_every_job_with_schedule_in_words_next_fire_and_health(cli: Invoke, make_job) -> None:  # type: ignore[no-untyped-def]
     make_job("collect", category="Data Collection", schedule="@daily")
-    make_job("report", kind="shell", argv=["true"], enabled=False)
+    make_job("nightly", kind="shell", argv=["true"], schedule="30 2 * * *", timezone="Europe/Berlin", enabled=False)
+    make_job("report", kind="shell", argv=["true"])
     result = cli("jobs", "list")
     assert result.exit_code == 0, result.output
-    lines = [line.split() for line in result.stdout.splitlines()]
-    assert lines[0] == ["NAME", "KIND", "CATEGORY", "SCHEDULE", "SOURCE", "STATE"]
-    assert lines[1] == ["collect", "python", "Data", "Collection", "@daily", "db", "active"]
-    assert lines[2] == ["report", "shell", "General", "manual", "db", "paused"]
+    rows = table(result)
+    assert rows[0] == HEADER
+    assert rows[1][:4] == ["collect", "python", "Data Collection", "At 00:00 every day (UTC)"]
+    assert rows[1][4] in next_midnights()
+    assert rows[1][5:] == ["db", "active", "unknown: never ran"]
+    assert rows[2] == ["nightly", "shell", "General", "At 02:30 every day (Europe/Berlin)", "-", "db", "paused",
+                       "unknown: never ran"]
+    assert rows[3] == ["report", "shell", "General", "manual", "-", "db", "active", "unknown: never ran"]
 
 
-def test_jobs_list_json_is_machine_readable(cli: Invoke, make_job) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_list_shows_the_health_of_each_job(cli: Invoke, db, make_job) -> None:  # type: ignore[no-untyped-def]
+    make_job("good", max_concurrency=0)
+    make_job("bad", kind="shell", argv=["false"])
+    finish(db, "good", RunStatus.SUCCEEDED)
+    finish(db, "bad", RunStatus.FAILED, "exit status 1")
+    finish(db, "bad", RunStatus.FAILED, "exit status 2 " + "x" * 100)
+    rows = {row[0]: row for row in table(cli("jobs", "list"))[1:]}
+    assert re.fullmatch(r"ok: last success \d+s ago", rows["good"][-1])
+    assert rows["bad"][-1] == ("error: failed 2 times in a row: exit status 2 " + "x" * 100)[:69] + "…"
+
+
+def test_jobs_list_json_is_machine_readable(cli: Invoke, db, make_job) -> None:  # type: ignore[no-untyped-def]
     make_job("collect", category="Data Collection", schedule="@daily", params={"since": "yesterday"})
+    make_job("broken", kind="shell", argv=["false"])
+    finish(db, "broken", RunStatus.FAILED, "exit status 1")
     result = cli("jobs", "list", "--json")
     assert result.exit_code == 0, result.output
-    [item] = json.loads(result.stdout)
-    assert {k: item[k] for k in ("name", "kind", "category", "source", "schedule", "enabled", "func", "params")} == {
+    collect, broken = json.loads(result.stdout)  # by category, then name
+    assert {k: collect[k] for k in ("name", "kind", "category", "source", "schedule", "enabled", "func", "params",
+                                    "schedule_description", "health")} == {
         "name": "collect", "kind": "python", "category": "Data Collection", "source": "db", "schedule": "@daily",
-        "enabled": True, "func": "jobfuncs:noop", "params": {"since": "yesterday"}}
+        "enabled": True, "func": "jobfuncs:noop", "params": {"since": "yesterday"},
+        "schedule_description": "At 00:00 every day (UTC)",
+        "health": {"state": "unknown", "reason": "never ran", "window_seconds": 2 * 86400 + 8640.0}}
+    assert datetime.fromisoformat(collect["next_fire"]).strftime("%Y-%m-%d %H:%M UTC") in next_midnights()
+    assert (broken["name"], broken["schedule_description"], broken["next_fire"]) == ("broken", "manual", None)
+    assert broken["health"] == {"state": "error", "reason": "failed: exit status 1", "window_seconds": 48 * 3600.0}
 
 
 def test_jobs_list_on_an_empty_database_prints_only_the_header(cli: Invoke) -> None:
     result = cli("jobs", "list")
-    assert result.exit_code == 0 and result.stdout.split() == ["NAME", "KIND", "CATEGORY", "SCHEDULE", "SOURCE",
-                                                              "STATE"]
+    assert result.exit_code == 0 and table(result) == [HEADER]
     assert json.loads(cli("jobs", "list", "--json").stdout) == []
+
+
+def finish(db, name: str, status: RunStatus, error: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """A run of ``name`` that went queued -> running -> ``status`` just now."""
+    run_id = runs.enqueue(db, name)
+    with db.write() as session:
+        [claimed] = store.claim_runs(session, 1, worker="test:cli", now=utcnow(), postgres=db.is_postgres)
+        assert claimed.id == run_id
+        transition(session, run_id, status, expected=RunStatus.RUNNING, at=utcnow(), finished_at=utcnow(), error=error)
 
 
 def test_jobs_pause_and_resume_flip_the_job(cli: Invoke, db, make_job) -> None:  # type: ignore[no-untyped-def]

@@ -135,3 +135,16 @@ def test_the_default_jobs_file_can_be_turned_off(empty_cwd: Path) -> None:
     (empty_cwd / "jobs.toml").write_text("")
     assert load_settings({"jobs_file": None}, environ={}).jobs_file is None
     assert load_settings(environ={"LEXYJOBS_JOBS_FILE": ""}).jobs_file is None
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("LEXYJOBS_WORKERS", "0", "at least 1"),
+    ("LEXYJOBS_PORT", "70000", "port number"),
+    ("LEXYJOBS_POLL_INTERVAL", "0", "more than 0"),
+    ("LEXYJOBS_STALE_AFTER", "5s", "twice LEXYJOBS_HEARTBEAT_INTERVAL"),
+    ("LEXYJOBS_LOG_MAX_BYTES", "10", "at least 256"),
+])
+def test_settings_that_would_break_the_worker_are_refused_by_name(variable: str, value: str, message: str) -> None:
+    with pytest.raises(SystemExit) as error:
+        load_settings(environ={variable: value})
+    assert variable in str(error.value) and message in str(error.value)

@@ -2,12 +2,15 @@
 passes a fixed ``now``."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
+from croniter import croniter
 
-from lexyjobs.cron import ALIASES, INTERVAL_ANCHOR, Schedule, next_fires, parse_schedule, parse_timezone
+from lexyjobs.cron import (ALIASES, INTERVAL_ANCHOR, Schedule, describe, dst_days, is_dst_change_day, next_fire,
+                           next_fires, parse_schedule, parse_timezone, period_seconds, typical_period_seconds)
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.scheduler import CronTrigger
 
@@ -141,11 +144,154 @@ def test_an_hourly_cron_fires_every_real_hour_across_the_fall_back_night() -> No
     assert [f.astimezone(UTC) for f in got] == [utc(2024, 10, 27, h) for h in range(4)]
 
 
-@pytest.mark.xfail(strict=True, reason="croniter fires a fixed-time daily job twice in the repeated hour of a "
-                                       "DST fall-back night (02:30 CEST and 02:30 CET); cron convention is once")
 def test_a_daily_cron_in_the_repeated_hour_fires_once_on_the_fall_back_day() -> None:
     got = fires("30 2 * * *", utc(2024, 10, 25, 12), "Europe/Berlin", count=3)
     assert [f.date().isoformat() for f in got] == ["2024-10-26", "2024-10-27", "2024-10-28"]
+
+
+def test_the_fall_back_fire_is_the_first_pass_of_the_repeated_hour() -> None:
+    [fire] = fires("30 2 * * *", utc(2024, 10, 26, 12), "Europe/Berlin", count=1)
+    assert fire.astimezone(UTC) == utc(2024, 10, 27, 0, 30) and fire.utcoffset() == timedelta(hours=2)  # 02:30 CEST
+
+
+def test_a_daily_cron_asked_during_the_repeated_hour_waits_for_the_next_day_once_its_fire_passed() -> None:
+    first_pass_after_fire = utc(2024, 10, 27, 0, 40)   # 02:40 CEST
+    second_pass_before_time = utc(2024, 10, 27, 1, 10)  # 02:10 CET: 02:30 comes round again, but already fired
+    assert fires("30 2 * * *", first_pass_after_fire, "Europe/Berlin", 1)[0].astimezone(UTC) == utc(2024, 10, 28, 1, 30)
+    assert fires("30 2 * * *", second_pass_before_time, "Europe/Berlin", 1)[0].astimezone(UTC) == utc(2024, 10, 28, 1, 30)
+    assert fires("30 2 * * *", utc(2024, 10, 27, 0, 10), "Europe/Berlin", 1)[0].astimezone(UTC) == utc(2024, 10, 27, 0, 30)
+
+
+def test_several_skipped_times_of_one_job_collapse_into_one_fire_after_the_jump() -> None:
+    got = fires("0,30 2 * * *", utc(2024, 3, 30, 12), "Europe/Berlin", count=3)
+    assert [f.astimezone(UTC) for f in got] == [utc(2024, 3, 31, 1), utc(2024, 4, 1, 0), utc(2024, 4, 1, 0, 30)]
+    assert got[0].strftime("%H:%M %Z") == "03:00 CEST"
+
+
+def test_a_quarter_hourly_cron_fires_in_both_passes_of_the_repeated_hour() -> None:
+    got = fires("*/15 * * * *", utc(2024, 10, 26, 23, 50), "Europe/Berlin", count=10)
+    assert [f.astimezone(UTC) for f in got] == [utc(2024, 10, 27, 0) + timedelta(minutes=15 * i) for i in range(10)]
+    assert [f.strftime("%H:%M%z") for f in got] == [
+        "02:00+0200", "02:15+0200", "02:30+0200", "02:45+0200",
+        "02:00+0100", "02:15+0100", "02:30+0100", "02:45+0100", "03:00+0100", "03:15+0100"]
+
+
+def test_a_quarter_hourly_cron_asked_late_in_the_first_pass_continues_with_the_second_pass() -> None:
+    got = fires("*/15 * * * *", utc(2024, 10, 27, 0, 50), "Europe/Berlin", count=2)  # 02:50 CEST
+    assert [f.strftime("%H:%M%z") for f in got] == ["02:00+0100", "02:15+0100"]
+
+
+def test_a_quarter_hourly_cron_runs_on_real_time_through_the_spring_forward_jump() -> None:
+    got = fires("*/15 * * * *", utc(2024, 3, 31, 0, 40), "Europe/Berlin", count=3)
+    assert [f.strftime("%H:%M%z") for f in got] == ["01:45+0100", "03:00+0200", "03:15+0200"]
+    assert [f.astimezone(UTC) for f in got] == [utc(2024, 3, 31, 0, 45), utc(2024, 3, 31, 1), utc(2024, 3, 31, 1, 15)]
+
+
+def test_a_stepped_hour_cron_fires_at_both_two_oclocks_of_the_fall_back_night() -> None:
+    got = fires("0 */2 * * *", utc(2024, 10, 26, 21), "Europe/Berlin", count=4)
+    assert [f.strftime("%H:%M%z") for f in got] == ["00:00+0200", "02:00+0200", "02:00+0100", "04:00+0100"]
+
+
+def test_a_wildcard_minute_in_a_skipped_hour_does_not_fire_that_day() -> None:
+    got = fires("*/20 2 * * *", utc(2024, 3, 30, 12), "Europe/Berlin", count=3)
+    assert [f.isoformat() for f in got] == ["2024-04-01T02:00:00+02:00", "2024-04-01T02:20:00+02:00",
+                                            "2024-04-01T02:40:00+02:00"]
+
+
+def test_a_weekly_cron_on_dst_sundays_fires_once_each() -> None:
+    spring = fires("30 2 * * sun", utc(2024, 3, 25), "Europe/Berlin", count=2)
+    assert [f.isoformat() for f in spring] == ["2024-03-31T03:00:00+02:00", "2024-04-07T02:30:00+02:00"]
+    autumn = fires("30 2 * * sun", utc(2024, 10, 21), "Europe/Berlin", count=2)
+    assert [f.isoformat() for f in autumn] == ["2024-10-27T02:30:00+02:00", "2024-11-03T02:30:00+01:00"]
+
+
+def test_a_monthly_cron_on_a_dst_day_fires_once() -> None:
+    spring = fires("30 2 31 * *", utc(2024, 3, 1), "Europe/Berlin", count=2)
+    assert [f.isoformat() for f in spring] == ["2024-03-31T03:00:00+02:00", "2024-05-31T02:30:00+02:00"]
+    autumn = fires("30 2 27 * *", utc(2024, 10, 1), "Europe/Berlin", count=2)
+    assert [f.isoformat() for f in autumn] == ["2024-10-27T02:30:00+02:00", "2024-11-27T02:30:00+01:00"]
+
+
+def test_a_us_cron_in_the_repeated_hour_fires_once() -> None:
+    got = fires("30 1 * * *", utc(2024, 11, 2, 12), "America/New_York", count=3)
+    assert [f.isoformat() for f in got] == ["2024-11-03T01:30:00-04:00", "2024-11-04T01:30:00-05:00",
+                                            "2024-11-05T01:30:00-05:00"]
+
+
+def test_a_midnight_cron_fires_at_the_first_instant_of_a_day_that_starts_at_one() -> None:
+    got = fires("0 0 * * *", utc(2024, 9, 7, 12), "America/Santiago", count=2)  # 00:00 -> 01:00 on 8 September
+    assert [f.isoformat() for f in got] == ["2024-09-08T01:00:00-03:00", "2024-09-09T00:00:00-03:00"]
+
+
+# A reference cron daemon that ticks every real minute and applies vixie cron's DST rules directly
+# ("wildcard" jobs follow the wall clock; fixed-time jobs fire for every newly reached wall minute,
+# skipped ones included, and never for a wall minute seen before). next_fires must agree with it.
+
+DST_CHANGES = [("Europe/Berlin", date(2024, 3, 31)), ("Europe/Berlin", date(2024, 10, 27)),
+               ("America/New_York", date(2024, 3, 10)), ("America/New_York", date(2024, 11, 3)),
+               ("Australia/Lord_Howe", date(2024, 4, 7)), ("Australia/Lord_Howe", date(2024, 10, 6)),
+               ("America/Santiago", date(2024, 4, 6)), ("America/Santiago", date(2024, 9, 8))]
+REFERENCE_CRONS = ["30 2 * * *", "0,30 2 * * *", "15 1-3 * * *", "0 3 * * *", "45 1 * * *", "10 2,3 * * *",
+                   "0 0 * * *", "30 23 * * *", "59 23 * * *", "*/15 * * * *", "0 * * * *", "*/20 2 * * *",
+                   "0 */2 * * *", "*/10 23 * * *"]
+
+
+def offset_change(tz: ZoneInfo, day: date) -> datetime:
+    """The instant (UTC) at which ``tz`` changes its offset during ``day``."""
+    low = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC) - timedelta(hours=2)
+    high = low + timedelta(hours=28)
+    before = low.astimezone(tz).utcoffset()
+    while high - low > timedelta(minutes=1):
+        middle = low + (high - low) / 2
+        low, high = (middle, high) if middle.astimezone(tz).utcoffset() == before else (low, middle)
+    return high.replace(second=0, microsecond=0)
+
+
+def reference_fires(expression: str, tz: ZoneInfo, start: datetime, minutes: int) -> list[datetime]:
+    minute_set, hour_set = (set(range(60)) if f == ["*"] else set(f) for f in croniter(expression).expanded[:2])
+    fields = expression.split()
+    wildcard = fields[0].startswith("*") or fields[1].startswith("*")
+    found, newest_wall = [], None
+    for i in range(minutes):
+        now = start + timedelta(minutes=i)
+        wall = now.astimezone(tz).replace(tzinfo=None)
+        if wildcard:
+            reached = [wall]
+        elif newest_wall is None:
+            reached = [wall]
+        else:
+            reached = [newest_wall + timedelta(minutes=k) for k in range(1, int((wall - newest_wall).total_seconds() // 60) + 1)]
+        if not wildcard:
+            newest_wall = wall if newest_wall is None else max(newest_wall, wall)
+        if any(w.minute in minute_set and w.hour in hour_set for w in reached):
+            found.append(now)
+    return found
+
+
+@pytest.mark.parametrize(("zone", "day"), DST_CHANGES, ids=[f"{z}-{d}" for z, d in DST_CHANGES])
+def test_fires_around_a_dst_change_match_a_minute_by_minute_vixie_cron(zone: str, day: date) -> None:
+    tz = parse_timezone(zone)
+    start = offset_change(tz, day) - timedelta(hours=4)
+    for expression in REFERENCE_CRONS:
+        expected = [f for f in reference_fires(expression, tz, start, 8 * 60) if f > start]
+        got = next_fires(parse_schedule(expression), tz, start, len(expected) + 1)
+        assert [f.astimezone(UTC) for f in got[:-1]] == expected, expression
+        assert got[-1] >= start + timedelta(hours=8), expression
+        assert all(f.tzinfo == tz for f in got)
+
+
+@pytest.mark.parametrize(("zone", "day"), DST_CHANGES, ids=[f"{z}-{d}" for z, d in DST_CHANGES])
+def test_chaining_next_fire_from_each_previous_fire_gives_the_same_fires(zone: str, day: date) -> None:
+    """The scheduler's trigger asks for the fire after the previous fire, one at a time."""
+    tz = parse_timezone(zone)
+    start = offset_change(tz, day) - timedelta(hours=4)
+    for expression in REFERENCE_CRONS:
+        schedule = parse_schedule(expression)
+        chained, previous = [], start
+        for _ in range(12):
+            previous = next_fire(schedule, tz, previous)
+            chained.append(previous)
+        assert chained == next_fires(schedule, tz, start, 12), expression
 
 
 def test_next_fires_match_the_scheduler_cron_trigger() -> None:
@@ -227,3 +373,107 @@ def test_a_duration_is_formatted_in_short_human_form(seconds: float, text: str) 
 @pytest.mark.parametrize("seconds", [0.25, 1, 59, 61, 3599, 3661, 90061, 604800])
 def test_a_formatted_duration_parses_back(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
+
+
+# ---------------------------------------------------------------- periods and DST days
+
+
+def period(text: str, now: datetime, tz: str = "UTC") -> float:
+    return period_seconds(parse_schedule(text), parse_timezone(tz), now)
+
+
+def test_an_interval_period_is_the_interval() -> None:
+    assert period("every 15m", utc(2024, 6, 10)) == 900
+    assert period("every 1h30m", utc(2024, 6, 10), "Europe/Berlin") == 5400
+
+
+def test_a_cron_period_is_the_longest_gap_between_its_next_fires() -> None:
+    now = utc(2024, 6, 12, 12)  # a Wednesday
+    assert period("@daily", now) == 86400
+    assert period("*/15 * * * *", now) == 900
+    assert period("0 9 * * mon-fri", now, "Europe/Berlin") == 3 * 86400  # the weekend
+    assert period("@weekly", now) == 7 * 86400
+    assert period("@monthly", now) == 31 * 86400  # July -> August
+    assert period("0 9,17 * * *", now) == 16 * 3600
+
+
+def test_a_daily_period_across_the_fall_back_night_is_25_hours() -> None:
+    assert period("30 2 * * *", utc(2024, 10, 25), "Europe/Berlin") == 25 * 3600
+    assert period("30 2 * * *", utc(2024, 6, 1), "Europe/Berlin") == 24 * 3600
+
+
+def test_the_typical_period_is_the_median_gap() -> None:
+    schedule, berlin = parse_schedule("0 9 * * mon-fri"), parse_timezone("Europe/Berlin")
+    assert typical_period_seconds(schedule, berlin, utc(2024, 6, 12, 12)) == 86400
+    assert typical_period_seconds(parse_schedule("30 2 * * *"), berlin, utc(2024, 10, 25)) == 86400
+
+
+def test_dst_days_are_the_days_the_offset_changes() -> None:
+    assert dst_days(BERLIN, date(2024, 1, 1), 366) == {date(2024, 3, 31), date(2024, 10, 27)}
+    assert dst_days(parse_timezone("America/New_York"), date(2024, 1, 1), 366) == {date(2024, 3, 10),
+                                                                                  date(2024, 11, 3)}
+    assert dst_days(parse_timezone("Australia/Sydney"), date(2024, 1, 1), 366) == {date(2024, 4, 7),
+                                                                                  date(2024, 10, 6)}
+    assert dst_days(parse_timezone("UTC"), date(2024, 1, 1), 366) == set()
+    assert dst_days(parse_timezone("Asia/Kolkata"), date(2024, 1, 1), 366) == set()
+    assert dst_days(BERLIN, date(2024, 3, 31), 1) == {date(2024, 3, 31)}
+    assert dst_days(BERLIN, date(2024, 3, 30), 1) == set()
+
+
+def test_a_fire_can_be_flagged_as_falling_on_a_dst_day() -> None:
+    got = fires("30 2 * * *", utc(2024, 3, 29, 12), "Europe/Berlin", count=3)
+    assert [is_dst_change_day(BERLIN, f.date()) for f in got] == [False, True, False]
+    assert is_dst_change_day(parse_timezone("America/Santiago"), date(2024, 9, 8))
+
+
+# ---------------------------------------------------------------- describe
+
+
+@pytest.mark.parametrize(("text", "tz", "words"), [
+    ("0 2 * * *", "UTC", "At 02:00 every day (UTC)"),
+    ("@daily", "UTC", "At 00:00 every day (UTC)"),
+    ("*/15 * * * *", "Europe/Berlin", "Every 15 minutes"),
+    ("* * * * *", "UTC", "Every minute"),
+    ("0 0 * * 1", "Europe/Berlin", "At 00:00 on Monday (Europe/Berlin)"),
+    ("0 */6 * * *", "UTC", "Every 6 hours, at minute 0 (UTC)"),
+    ("@hourly", "UTC", "Every hour, at minute 0 (UTC)"),
+    ("0,30 * * * *", "UTC", "Every hour, at minutes 0 and 30 (UTC)"),
+    ("*/45 * * * *", "UTC", "Every hour, at minutes 0 and 45 (UTC)"),
+    ("15 */5 * * *", "UTC", "At 00:15, 05:15, 10:15, 15:15 and 20:15 every day (UTC)"),
+    ("*/20 */6 * * *", "UTC", "Every 6 hours, at minutes 0, 20 and 40 (UTC)"),
+    ("*/5 * * * 1-5", "UTC", "Every 5 minutes on Monday through Friday (UTC)"),
+    ("0 9 * * mon-fri", "America/New_York", "At 09:00 on Monday through Friday (America/New_York)"),
+    ("0 9,17 * * *", "UTC", "At 09:00 and 17:00 every day (UTC)"),
+    ("0 12 * * 1,3,5", "UTC", "At 12:00 on Monday, Wednesday and Friday (UTC)"),
+    ("0 0 * * sat,sun", "UTC", "At 00:00 on Saturday and Sunday (UTC)"),
+    ("@weekly", "UTC", "At 00:00 on Sunday (UTC)"),
+    ("0 0 * * 7", "UTC", "At 00:00 on Sunday (UTC)"),
+    ("0 0 * * 0-6", "UTC", "At 00:00 every day (UTC)"),
+    ("@monthly", "UTC", "At 00:00 on day 1 of the month (UTC)"),
+    ("30 2 1,15 * *", "Europe/Berlin", "At 02:30 on days 1 and 15 of the month (Europe/Berlin)"),
+    ("@yearly", "UTC", "At 00:00 on 1 January (UTC)"),
+    ("every 15m", "UTC", "Every 15 minutes (interval)"),
+    ("every 1h", "Europe/Berlin", "Every hour (interval)"),
+    ("every 1h30m", "UTC", "Every 90 minutes (interval)"),
+    ("every 2d", "UTC", "Every 2 days (interval)"),
+    ("every 1s", "UTC", "Every second (interval)"),
+])
+def test_a_schedule_is_described_in_words(text: str, tz: str, words: str) -> None:
+    assert describe(parse_schedule(text), tz) == words
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("*/10 8-18 * * 1-5", "Every 10 minutes, between 08:00 and 18:59, Monday through Friday (UTC)"),
+    ("5 4 * jan-mar sun", "At 04:05, only on Sunday, January through March (UTC)"),
+    ("0 0 L * *", "At 00:00, on the last day of the month (UTC)"),
+    ("0 0 * * mon#2", "At 00:00, on the second Monday of the month (UTC)"),
+])
+def test_an_uncommon_cron_is_described_in_24_hour_words_with_its_timezone(text: str, words: str) -> None:
+    assert describe(parse_schedule(text), "UTC") == words
+
+
+@pytest.mark.parametrize("text", ["0 0 1-7 * 1", "0 0 15W * *", "0 0 * * L5", "0 0 ? * *", "0-59/61 * * * *",
+                                  "0 0 1,L * *", "0 0 29-31 2 *", "7 7 7 7 *", "1-5,10-15/2 3 */2 * *"])
+def test_describing_any_valid_cron_gives_text_naming_the_timezone(text: str) -> None:
+    words = describe(parse_schedule(text), "Asia/Kolkata")
+    assert words and words.endswith("(Asia/Kolkata)")

@@ -55,7 +55,7 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
         kwargs["params" if method in ("GET", "HEAD", "DELETE") else "json"] = ctx.params
     timeout = ctx.timeout or DEFAULT_TIMEOUT
     started = time.monotonic()
-    response = _request_unless_cancelled(ctx, method, url, timeout=(min(10.0, timeout), timeout), **kwargs)
+    response = _request_unless_cancelled(ctx, method, url, config["url"], timeout=(min(10.0, timeout), timeout), **kwargs)
     elapsed_ms = round((time.monotonic() - started) * 1000)
     text = response.text
     ctx.details.update(status_code=response.status_code, duration_ms=elapsed_ms, response_bytes=len(response.content))
@@ -68,7 +68,9 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
         return {"status_code": response.status_code, "body": text[:MAX_BODY_CHARS]} if text else None
 
 
-def _request_unless_cancelled(ctx: RunContext, method: str, url: str, **kwargs: Any) -> requests.Response:
+def _request_unless_cancelled(ctx: RunContext, method: str, url: str, shown: str, **kwargs: Any) -> requests.Response:
+    """Send the request in a helper thread; return early (RunCanceled) if the run is stopped.
+    Messages name ``shown``, the URL as defined (``${SECRET}`` references, not their values)."""
     done = threading.Event()
     box: dict[str, Any] = {}
 
@@ -76,9 +78,11 @@ def _request_unless_cancelled(ctx: RunContext, method: str, url: str, **kwargs: 
         try:
             box["response"] = requests.request(method, url, **kwargs)
         except requests.Timeout:
-            box["error"] = JobFailed(f"timed out waiting for {method} {url}")
+            box["error"] = JobFailed(f"timed out waiting for {method} {shown}")
         except requests.RequestException as exc:
-            box["error"] = JobFailed(f"{method} {url} failed: {exc}")
+            box["error"] = JobFailed(f"{method} {shown} failed: {str(exc).replace(url, shown)}")
+        except BaseException as exc:  # e.g. a header value requests cannot encode: the run fails with it
+            box["error"] = exc
         finally:
             done.set()
 

@@ -1,18 +1,23 @@
 """``shell`` kind: run an argv list (never a shell string) in its own process group. Output
 streams into the run log; ``::progress 40 message`` lines set progress; params arrive as
-``LEXYJOBS_PARAM_<NAME>``; cancel and timeout kill the whole group (grandchildren included)."""
+``LEXYJOBS_PARAM_<NAME>``; cancel and timeout kill the whole group (grandchildren included).
+The run ends when the command exits (output still arriving is read for EXIT_DRAIN seconds)."""
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import threading
-from typing import Any, Mapping
+import time
+from typing import Any, Iterator, Mapping
 
-from lexyjobs.context import JobFailed, RunCanceled, RunContext
+from lexyjobs.context import SHUTDOWN, JobFailed, RunCanceled, RunContext
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import expand_env
+
+EXIT_DRAIN = 2.0  # seconds output is still read after the command exited
 
 FIELDS = {
     "argv": "command and arguments as a list, e.g. `[\"python\", \"scripts/ingest.py\"]`",
@@ -53,10 +58,10 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise JobFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
     ctx.details["pid"] = proc.pid
-    remove = ctx.on_cancel(lambda _reason: _kill_group(proc, ctx.kill_grace))
+    killer = _GroupKiller(proc.pid, ctx.kill_grace)
+    remove = ctx.on_cancel(killer.stop)
     try:
-        assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
+        for raw in _lines(proc):
             line = raw.decode("utf-8", "replace")
             if line.startswith("::progress"):
                 _progress(ctx, line)
@@ -65,13 +70,38 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
         code = proc.wait()
     finally:
         remove()
-        proc.stdout and proc.stdout.close()
+        killer.finish()
+        if proc.stdout is not None:
+            proc.stdout.close()
     ctx.details["exit_code"] = code
     if ctx.cancelled:
         raise RunCanceled(ctx.cancel_reason or "cancel")
     if code != 0:
         raise JobFailed(f"killed by signal {-code}" if code < 0 else f"exit code {code}")
     return {"exit_code": code}
+
+
+def _lines(proc: subprocess.Popen[bytes]) -> Iterator[bytes]:
+    """The command's output line by line, as it comes. Reading stops at end of output, or
+    EXIT_DRAIN seconds after the command exited (a child that left its process group may keep
+    the pipe open forever)."""
+    assert proc.stdout is not None
+    fd, pending, exited_at = proc.stdout.fileno(), b"", None
+    while True:
+        if proc.poll() is not None:
+            exited_at = exited_at or time.monotonic()
+            if time.monotonic() - exited_at > EXIT_DRAIN:
+                break
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+    if pending:
+        yield pending
 
 
 def _progress(ctx: RunContext, line: str) -> None:
@@ -82,15 +112,34 @@ def _progress(ctx: RunContext, line: str) -> None:
         ctx.write(line)
 
 
-def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the process group, then SIGKILL it after ``grace`` seconds (even if the leader
-    exited, so grandchildren that ignore SIGTERM cannot keep the output pipe open)."""
-    def send(sig: int) -> None:
+class _GroupKiller:
+    """Stops a process group: SIGTERM, then SIGKILL after ``grace`` seconds (at once when the
+    process is shutting down). When the run is over, leftovers of a stopped group are killed
+    and no timer stays armed (a process-group id may be reused later)."""
+
+    def __init__(self, pgid: int, grace: float) -> None:
+        self.pgid, self.grace = pgid, grace
+        self.stopped = False
+        self._timer: threading.Timer | None = None
+
+    def _send(self, sig: int) -> None:
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(self.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-    send(signal.SIGTERM)
-    timer = threading.Timer(grace, send, args=(signal.SIGKILL,))
-    timer.daemon = True
-    timer.start()
+
+    def stop(self, reason: str) -> None:
+        self.stopped = True
+        if reason == SHUTDOWN:
+            self._send(signal.SIGKILL)
+            return
+        self._send(signal.SIGTERM)
+        self._timer = threading.Timer(self.grace, self._send, args=(signal.SIGKILL,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.stopped:
+            self._send(signal.SIGKILL)

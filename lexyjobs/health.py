@@ -1,0 +1,140 @@
+"""Job health (SPEC §1, seed 000's green/orange/red): a pure function of the job, a summary of its
+recent runs and ``now``.
+
+States, first match wins:
+
+* ``error`` (red): the latest run with an outcome failed. Stays red while a re-run is running,
+  until a run succeeds: a failure is never hidden behind a retry in progress.
+* ``warning`` (orange): a run is running now.
+* ``unknown``: no run has an outcome yet (never ran).
+* ``warning``: the latest outcome is ``blocked`` (an upstream in its pipeline failed, so this
+  job's data was not refreshed), or the last success is older than the stale window.
+* ``ok`` (green): the last success is within the window.
+
+Which runs count: ``succeeded`` and ``failed`` are outcomes of the job itself; ``blocked`` is an
+outcome too (the job should have run and did not), but never counts as a failure of the job.
+``canceled`` (someone stopped it) and ``skipped`` (a fire that did not run: overlap policy or
+missed while down) are neutral: they neither refresh the last success nor break or extend a
+failure streak; if they keep a job from succeeding, the stale window turns it orange.
+
+The stale window is the job's ``stale_after`` when set; else, for a scheduled job, 2 × its
+period + a grace of 10 % of the period (at least 5 minutes), where the period is the longest gap
+between its next fires (see ``cron.period_seconds``; a weekday job's weekend counts); 48 h for
+a manual job. A paused job is judged like any other: if it stops succeeding, it turns orange.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Literal
+
+from lexyjobs import store
+from lexyjobs.cron import parse_timezone, period_seconds, typical_period_seconds
+from lexyjobs.db import Database
+from lexyjobs.definitions import JobDefinition, definition_from_job
+from lexyjobs.durations import format_duration
+from lexyjobs.errors import InvalidDefinition
+from lexyjobs.states import RunStatus
+
+HealthState = Literal["unknown", "ok", "warning", "error"]
+MANUAL_WINDOW = 48 * 3600.0
+MIN_GRACE = 300.0
+GRACE_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class LastRuns:
+    """What health needs to know about a job's runs (``store.health_inputs`` computes it)."""
+
+    last_status: str | None = None            # latest outcome: succeeded, failed or blocked (by finished_at)
+    last_finished_at: datetime | None = None  # when that run finished
+    last_error: str | None = None             # its error (failed / blocked)
+    last_success_at: datetime | None = None   # latest succeeded run's finished_at
+    failure_streak: int = 0                   # failed runs that finished after the last success
+    running_since: datetime | None = None     # earliest started_at of the runs running now, else None
+
+
+@dataclass(frozen=True)
+class Health:
+    state: HealthState
+    reason: str             # short, human: "last success 3d ago, expected daily"
+    window_seconds: float   # the stale window used
+
+
+def stale_window(definition: JobDefinition, now: datetime) -> float:
+    """Seconds without a success before the job turns orange (see the module docstring)."""
+    if definition.stale_after is not None:
+        return definition.stale_after
+    if definition.schedule is None:
+        return MANUAL_WINDOW
+    period = period_seconds(definition.schedule, parse_timezone(definition.timezone), now)
+    return 2 * period + max(GRACE_FRACTION * period, MIN_GRACE)
+
+
+def job_health(definition: JobDefinition, last: LastRuns, now: datetime) -> Health:
+    """The job's health at ``now`` (pure: the runs summary and the clock are passed in)."""
+    window = stale_window(definition, now)
+    if last.last_status == RunStatus.FAILED:
+        times = "" if last.failure_streak <= 1 else f" {last.failure_streak} times in a row"
+        running = "; running again now" if last.running_since is not None else ""
+        return Health("error", f"failed{times}: {_short(last.last_error) or 'no error message'}{running}", window)
+    if last.running_since is not None:
+        return Health("warning", f"running now (started {_ago(now, last.running_since)} ago)", window)
+    if last.last_status is None:
+        return Health("unknown", "never ran", window)
+    success = (f"last success {_ago(now, last.last_success_at)} ago" if last.last_success_at is not None
+               else "no success yet")
+    if last.last_status == RunStatus.BLOCKED:
+        return Health("warning", f"blocked: {_short(last.last_error) or 'an upstream did not succeed'} ({success})",
+                      window)
+    if last.last_success_at is None or (now - last.last_success_at).total_seconds() > window:
+        return Health("warning", f"{success}, {_expected(definition, now, window)}", window)
+    return Health("ok", success, window)
+
+
+def jobs_health(db: Database, now: datetime, names: Iterable[str] | None = None) -> dict[str, Health]:
+    """Health of every job (or of ``names``), in one read: the panel's and the API's entry point.
+    A job whose stored definition no longer parses is ``error`` with the reason."""
+    wanted = None if names is None else set(names)
+    with db.read() as session:
+        jobs = [j for j in store.list_jobs(session) if wanted is None or j.name in wanted]
+        inputs = store.health_inputs(session, [j.name for j in jobs] if wanted is not None else None)
+    result: dict[str, Health] = {}
+    for job in jobs:
+        try:
+            definition = definition_from_job(job)
+        except InvalidDefinition as exc:
+            result[job.name] = Health("error", f"invalid definition: {exc.message}", MANUAL_WINDOW)
+            continue
+        result[job.name] = job_health(definition, LastRuns(**inputs.get(job.name, {})), now)
+    return result
+
+
+def _expected(definition: JobDefinition, now: datetime, window: float) -> str:
+    """ "expected daily" for a scheduled job without stale_after, else "window 2d"."""
+    if definition.schedule is None or definition.stale_after is not None:
+        return f"window {format_duration(window)}"
+    typical = typical_period_seconds(definition.schedule, parse_timezone(definition.timezone), now)
+    words = {60.0: "every minute", 3600.0: "hourly", 86400.0: "daily", 604800.0: "weekly"}
+    if typical in words:
+        return f"expected {words[typical]}"
+    if 28 * 86400 <= typical <= 31 * 86400:
+        return "expected monthly"
+    if 365 * 86400 <= typical <= 366 * 86400:
+        return "expected yearly"
+    return f"expected every {format_duration(typical)}"
+
+
+def _ago(now: datetime, then: datetime) -> str:
+    """The age in its largest unit, rounded down: "45s", "12m", "5h", "3d"."""
+    seconds = max((now - then).total_seconds(), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _short(error: str | None, limit: int = 200) -> str:
+    """The first line of an error message, at most ``limit`` characters."""
+    line = (error or "").strip().split("\n", 1)[0]
+    return line if len(line) <= limit else line[:limit - 1] + "…"

@@ -197,6 +197,10 @@ def jobs_list(as_json: bool) -> None:
         words = describe(schedule, definition.timezone) if definition and schedule else j.schedule or "manual"
         upcoming = (next_fire(schedule, parse_timezone(definition.timezone), now)
                     if definition and schedule and j.enabled else None)
+        if definition and definition.run_at:
+            at = definition.run_at.astimezone(parse_timezone(definition.timezone))
+            words = f"Once at {at:%Y-%m-%d %H:%M} ({definition.timezone})"
+            upcoming = at if j.enabled and at > now else None
         items.append((j, words, upcoming, healths.get(j.name) or Health("unknown", "never ran", 0.0)))
     if as_json:
         click.echo(json.dumps([{"name": j.name, "title": j.title, "category": j.category, "kind": j.kind,

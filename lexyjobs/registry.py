@@ -103,7 +103,7 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
     with db.write() as session:
         _reject_graph_problems(session, sources, report)
         for source, definitions in sources.items():
-            for name, definition in definitions.items():
+            for name, definition in sorted(definitions.items()):  # row locks in name order, as claims take them
                 existing = store.get_job(session, name)
                 if existing is not None and existing.source == "db":
                     report.errors.append(InvalidDefinition(name, "name", f"a job created in the panel/API already has this name; the {source} one is ignored"))

@@ -131,10 +131,6 @@ class Worker:
     def alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads) and not self._closed.is_set()
 
-    def active_run_ids(self) -> list[int]:
-        with self._lock:
-            return list(self._active)
-
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming, let running runs finish for up to ``grace`` seconds (default
         LEXYJOBS_SHUTDOWN_GRACE), then re-queue what is left (fail it if the job is not

@@ -439,3 +439,11 @@ def test_db_upgrade_creates_the_schema(cli: Invoke) -> None:
     result = cli("db", "upgrade")
     assert (result.exit_code, result.stdout.strip()) == (0, "database schema is up to date")
     assert cli("runs", "--json").stdout.strip() == "[]"
+
+
+def test_jobs_list_shows_a_one_off_job_with_its_time(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    snippet = tmp_path / "once.toml"
+    snippet.write_text('[jobs.once]\nkind = "shell"\nargv = ["true"]\nrun_at = "2099-01-02T03:04:00"\ntimezone = "UTC"\n')
+    assert cli("jobs", "add", str(snippet)).exit_code == 0
+    out = cli("jobs", "list").output
+    assert "Once at 2099-01-02 03:04 (UTC)" in out and "2099-01-02 03:04" in out

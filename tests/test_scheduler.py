@@ -536,3 +536,11 @@ def test_flask_run_debug_starts_one_scheduler_in_the_reloader_child_on_the_first
     pid = int(started[0].rsplit(" ", 1)[1])
     assert pid != flask.proc.pid  # the reloader child, not the reloader parent
     assert {r.created_by for r in job_runs(db, "tick")} == {f"scheduler ({socket.gethostname()}:{pid})"}
+
+
+def test_a_scheduled_upstream_starts_a_pipeline(db, make_job, sched) -> None:
+    make_job("upstream-step", schedule="* * * * *")
+    make_job("downstream-step", depends_on=["upstream-step"])
+    fire_now(sched, "upstream-step")
+    [run] = job_runs(db, "upstream-step")
+    assert run.trigger == "schedule" and run.pipeline_id

@@ -32,7 +32,7 @@ def resolve(ref: str) -> Callable[..., Any]:
         raise JobFailed(f"cannot load {ref}: {type(exc).__name__}: {exc}") from exc
     if not callable(target):
         raise JobFailed(f"{ref} is not callable")
-    return getattr(target, "__lexyjobs_func__", target)
+    return target
 
 
 @functools.lru_cache(maxsize=1024)

@@ -213,8 +213,9 @@ class Worker:
         """Write each outcome in its own transaction, so one the database refuses (say a result
         Postgres cannot store) cannot hold back the others; a refused one is recorded as a
         failure instead. Outcomes that cannot be written at all (database unreachable) are kept
-        for the next cycle. Returns True when every outcome was written."""
-        ok = True
+        for the next cycle. Returns True when there were outcomes and every one was written (the
+        failure was theirs, not the database's, so the next cycle need not back off)."""
+        ok = bool(outcomes)
         for outcome in outcomes:
             try:
                 self._write_cycle([outcome], 0)

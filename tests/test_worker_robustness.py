@@ -103,3 +103,22 @@ def test_processes_rescuing_at_the_same_time_move_each_run_once(db, make_job):
     assert not errors
     moved = [run_id for result in results for run_id, _ in result]
     assert sorted(moved) == sorted(ids)  # each run moved exactly once
+
+
+def test_a_database_that_keeps_failing_makes_the_dispatcher_back_off(db, make_job, start_worker, caplog):
+    import logging
+    import time
+
+    from sqlalchemy import text
+
+    start_worker()
+    with db.write() as session:  # every claim now fails until the table is back
+        session.execute(text("ALTER TABLE runs RENAME TO runs_gone"))
+    try:
+        with caplog.at_level(logging.ERROR, logger="lexyjobs.worker"):
+            time.sleep(1.5)
+        failures = [r for r in caplog.records if "could not write a batch" in r.getMessage()]
+        assert 1 <= len(failures) <= 8  # 0.1 s, 0.2 s, 0.4 s … apart, not a tight loop
+    finally:
+        with db.write() as session:
+            session.execute(text("ALTER TABLE runs_gone RENAME TO runs"))

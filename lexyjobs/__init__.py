@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,16 +18,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. ``config`` overrides environment settings by field name
-    (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection."""
-    from lexyjobs import cli, runtime, web
-    from lexyjobs.config import load_settings
+    (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection; the only
+    side effect is creating the secret key file on the very first start (see config.secret_key)."""
+    from lexyjobs import api, cli, guard, login, runtime, web
+    from lexyjobs.config import load_settings, secret_key
     from lexyjobs.runtime import Lexyjobs
 
     settings = load_settings(config)
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
+    app.config["SECRET_KEY"] = secret_key(settings)
     app.extensions["lexyjobs"] = Lexyjobs(settings)
+    guard.init_app(app, settings)
     web.init_app(app)
+    login.init_app(app)
+    api.init_app(app)
     cli.init_app(app)
     runtime.init_app(app)
     logging.getLogger("lexyjobs").setLevel(logging.INFO)

@@ -22,6 +22,8 @@ from lexyjobs import registry, runs, schema, store
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError
 from lexyjobs.runtime import Lexyjobs, current
+from lexyjobs.masking import mask_config
+from lexyjobs.serialize import run_dict
 from lexyjobs.states import TERMINAL, RunStatus
 
 
@@ -177,10 +179,10 @@ def jobs_group() -> None:
 @_handle_errors
 def jobs_list(as_json: bool) -> None:
     """List jobs: schedule in words, next fire (in the job's timezone) and health."""
-    from lexyjobs.cron import describe, next_fire, parse_timezone
     from lexyjobs.db import utcnow
     from lexyjobs.definitions import definition_from_job
     from lexyjobs.health import Health, jobs_health
+    from lexyjobs.serialize import schedule_summary
 
     lj = _lexy()
     now = utcnow()
@@ -193,18 +195,11 @@ def jobs_list(as_json: bool) -> None:
             definition = definition_from_job(j)
         except InvalidDefinition:
             definition = None
-        schedule = definition.schedule if definition else None
-        words = describe(schedule, definition.timezone) if definition and schedule else j.schedule or "manual"
-        upcoming = (next_fire(schedule, parse_timezone(definition.timezone), now)
-                    if definition and schedule and j.enabled else None)
-        if definition and definition.run_at:
-            at = definition.run_at.astimezone(parse_timezone(definition.timezone))
-            words = f"Once at {at:%Y-%m-%d %H:%M} ({definition.timezone})"
-            upcoming = at if j.enabled and at > now else None
+        words, upcoming = schedule_summary(definition, j, now)
         items.append((j, words, upcoming, healths.get(j.name) or Health("unknown", "never ran", 0.0)))
     if as_json:
         click.echo(json.dumps([{"name": j.name, "title": j.title, "category": j.category, "kind": j.kind,
-                                "source": j.source, "schedule": j.schedule, "enabled": j.enabled, **j.spec,
+                                "source": j.source, "schedule": j.schedule, "enabled": j.enabled, **mask_config(j.spec),
                                 "schedule_description": words, "next_fire": upcoming and upcoming.isoformat(),
                                 "health": dataclasses.asdict(health)}
                                for j, words, upcoming, health in items], indent=2, default=str))
@@ -396,6 +391,7 @@ def show_command(run_id: int, as_json: bool) -> None:
         events = store.run_events(session, run_id)
         text, _, trimmed = store.read_log(session, run_id)
     data = run_dict(run)
+    data["attempt"] = f"{run.attempt}/{run.max_attempts}"
     if as_json:
         data["events"] = [{"at": e.at, "from": e.from_status, "to": e.to_status, "attempt": e.attempt, "note": e.note}
                           for e in events]
@@ -417,20 +413,6 @@ def show_command(run_id: int, as_json: bool) -> None:
     if text:
         click.echo("\nlog:" + (f" [… {trimmed} earlier characters trimmed …]" if trimmed else ""))
         click.echo(text.rstrip("\n"))
-
-
-def run_dict(run: Any) -> dict[str, Any]:
-    """A run as JSON-able data, with derived queue and processing times."""
-    queue = (run.started_at - run.created_at).total_seconds() if run.started_at else None
-    processing = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
-    return {"id": run.id, "job": run.job_name, "status": run.status, "priority": run.priority, "params": run.params,
-            "trigger": run.trigger, "created_by": run.created_by, "created_at": run.created_at,
-            "scheduled_for": run.scheduled_for, "started_at": run.started_at, "finished_at": run.finished_at,
-            "queue_seconds": queue, "processing_seconds": processing,
-            "attempt": f"{run.attempt}/{run.max_attempts}", "progress": run.progress,
-            "progress_message": run.progress_message, "result": run.result, "error": run.error,
-            "details": run.details, "worker": run.worker, "cancel_requested": run.cancel_requested,
-            "retry_of": run.retry_of, "pipeline_id": run.pipeline_id}
 
 
 @_command("cancel")
@@ -470,8 +452,11 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+# Imported here, not at the top: cli_accounts uses the helpers above (_lexy, _handle_errors, _table).
+from lexyjobs.cli_accounts import tokens_group, users_group  # noqa: E402
+
 COMMANDS: list[click.Command] = [serve_command, worker_command, jobs_group, run_command, runs_command, show_command,
-                                 cancel_command, retry_command, db_group]
+                                 cancel_command, retry_command, users_group, tokens_group, db_group]
 
 
 @click.group()

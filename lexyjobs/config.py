@@ -5,6 +5,7 @@ configuration table is written from the same list."""
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +30,22 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"
     http_threads: int = 16
     secret_key: str | None = None
+    data_dir: str | None = None
+    admin_password: str | None = None
+    api_token: str | None = None
+    secure_cookies: str = "auto"
+    max_body: int = 1024 * 1024
+    login_attempts_per_minute: int = 10
+    trusted_proxies: int = 0
+
+    def data_path(self) -> Path:
+        """Where lexyjobs keeps its files (the secret key): LEXYJOBS_DATA_DIR, else the SQLite
+        database's folder, else the current directory."""
+        if self.data_dir:
+            return Path(self.data_dir)
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url[len("sqlite:///"):].split("?")[0]).parent
+        return Path(".")
 
 
 ENV_VARS: dict[str, tuple[str, str]] = {
@@ -46,7 +63,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "log_max_bytes": ("LEXYJOBS_LOG_MAX_BYTES", "characters of log kept per run; older lines are trimmed with a marker"),
     "sqlite_synchronous": ("LEXYJOBS_SQLITE_SYNCHRONOUS", "`NORMAL` (WAL: a power loss may drop the last commits, a crash never does) or `FULL`"),
     "http_threads": ("LEXYJOBS_HTTP_THREADS", "waitress threads serving HTTP"),
-    "secret_key": ("LEXYJOBS_SECRET_KEY", "Flask secret key (sessions); random per start when unset"),
+    "secret_key": ("LEXYJOBS_SECRET_KEY", "key signing session cookies, at least 32 characters; when unset one is generated once and kept in `<data dir>/secret_key`"),
+    "data_dir": ("LEXYJOBS_DATA_DIR", "folder for lexyjobs' own files (the generated secret key); default: the SQLite database's folder, else the current one"),
+    "admin_password": ("LEXYJOBS_ADMIN_PASSWORD", "creates or updates user `admin` (role admin) with this password at start; unset and no users: a password is generated and printed once"),
+    "api_token": ("LEXYJOBS_API_TOKEN", "a bearer token (at least 16 characters) accepted as an admin token, for automation bootstrap"),
+    "secure_cookies": ("LEXYJOBS_SECURE_COOKIES", "`auto` (Secure cookies when the request is https), `true` or `false`"),
+    "max_body": ("LEXYJOBS_MAX_BODY", "largest request body in bytes; bigger ones get 413"),
+    "login_attempts_per_minute": ("LEXYJOBS_LOGIN_ATTEMPTS_PER_MINUTE", "login attempts allowed per minute per client address and per username"),
+    "trusted_proxies": ("LEXYJOBS_TRUSTED_PROXIES", "number of reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0 = none)"),
 }
 
 DURATION_FIELDS = {"poll_interval", "heartbeat_interval", "stale_after", "shutdown_grace", "kill_grace"}
@@ -58,6 +82,8 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
     if name == "imports":
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(item.strip() for item in items if item.strip())
+    if name == "secure_cookies":
+        return str(raw).strip().lower()
     if isinstance(default, bool):
         return str(raw).lower() in ("1", "true", "yes", "on")
     if isinstance(default, int) and not isinstance(raw, int):
@@ -108,6 +134,57 @@ def _check(settings: Settings) -> None:
                "or healthy runs would be rescued")
     if settings.log_max_bytes < 256:
         refuse("log_max_bytes", "must be at least 256")
+    if settings.secret_key is not None and len(settings.secret_key.encode()) < 32:
+        refuse("secret_key", "must be at least 32 bytes long (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+    if settings.api_token is not None and len(settings.api_token) < 16:
+        refuse("api_token", "must be at least 16 characters long")
+    if settings.admin_password is not None and len(settings.admin_password) < 8:
+        refuse("admin_password", "must be at least 8 characters long")
+    if settings.secure_cookies not in ("auto", "true", "false"):
+        refuse("secure_cookies", "must be auto, true or false")
+    if settings.max_body < 1024:
+        refuse("max_body", "must be at least 1024 bytes")
+    if settings.login_attempts_per_minute < 1:
+        refuse("login_attempts_per_minute", "must be at least 1")
+    if settings.trusted_proxies < 0:
+        refuse("trusted_proxies", "must be 0 or more")
+
+
+SECRET_KEY_FILE = "secret_key"
+
+
+def secret_key(settings: Settings) -> str:
+    """LEXYJOBS_SECRET_KEY, else the key kept in the data directory, generated (mode 0600) on the
+    first start so that restarts keep sessions valid."""
+    if settings.secret_key is not None:
+        return settings.secret_key
+    path = settings.data_path() / SECRET_KEY_FILE
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    except OSError as exc:
+        raise SystemExit(f"lexyjobs: cannot read the secret key {path}: {exc.strerror}") from None
+    if len(key.encode()) >= 32:
+        return key
+    key = secrets.token_hex(32)
+    temporary = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(key + "\n")
+        os.link(temporary, path)  # atomic; fails if another process (or an old short key) is there
+    except FileExistsError:
+        key = path.read_text().strip()
+        if len(key.encode()) < 32:
+            raise SystemExit(f"lexyjobs: the secret key in {path} is shorter than 32 bytes; delete the file "
+                             "or set LEXYJOBS_SECRET_KEY") from None
+    except OSError as exc:
+        raise SystemExit(f"lexyjobs: cannot write the secret key {path}: {exc.strerror}; set LEXYJOBS_SECRET_KEY "
+                         "or LEXYJOBS_DATA_DIR") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return key
 
 
 def normalize_database_url(url: str) -> str:

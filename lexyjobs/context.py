@@ -6,6 +6,8 @@ import logging
 import threading
 from typing import Any, Callable
 
+from lexyjobs.masking import Redactor
+
 log = logging.getLogger(__name__)
 
 CANCEL = "cancel"      # someone asked to cancel: the run ends canceled
@@ -27,10 +29,13 @@ class JobFailed(Exception):
 
 
 class RunContext:
-    """Handed to every job. Thread-safe: the worker thread writes, the monitor thread reads."""
+    """Handed to every job. Thread-safe: the worker thread writes, the monitor thread reads.
+    Log text and progress messages pass through ``redactor`` (secret values become ``****``)
+    before they are buffered, so nothing unmasked ever waits to be written."""
 
     def __init__(self, *, run_id: int, job_name: str, params: dict[str, Any], attempt: int,
-                 max_attempts: int, timeout: float | None = None, kill_grace: float = 5.0) -> None:
+                 max_attempts: int, timeout: float | None = None, kill_grace: float = 5.0,
+                 redactor: Redactor | None = None) -> None:
         self.run_id = run_id
         self.job_name = job_name
         self.params = params
@@ -38,6 +43,7 @@ class RunContext:
         self.max_attempts = max_attempts
         self.timeout = timeout  # seconds, or None
         self.kill_grace = kill_grace
+        self.redactor = redactor if redactor is not None else Redactor([])
         self.details: dict[str, Any] = {}  # kind facts recorded on the run (exit code, HTTP status…)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -67,8 +73,10 @@ class RunContext:
             percent = max(0.0, min(100.0, float(percent)))
             if percent != percent:  # NaN
                 percent = None
+        if message is not None:
+            message = self.redactor.text(str(message)).replace("\x00", "\\x00")
         with self._lock:
-            self._progress = (percent, None if message is None else str(message).replace("\x00", "\\x00"))
+            self._progress = (percent, message)
             self._progress_dirty = True
 
     @property
@@ -93,6 +101,7 @@ class RunContext:
     def write(self, text: str) -> None:
         """Append raw text (e.g. a subprocess's output) to the run's log."""
         if text:
+            text = self.redactor.text(text)  # per call: a secret split across two writes is not seen
             with self._lock:
                 self._log_chunks.append(text)
 

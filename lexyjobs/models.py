@@ -72,6 +72,7 @@ class Run(Base):
         Index("ix_runs_status_created", "status", "created_at"),
         Index("ix_runs_created", "created_at"),
         Index("ix_runs_pipeline", "pipeline_id", "job_name"),
+        Index("ix_runs_retry_of", "retry_of"),
     )
 
     id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)
@@ -127,3 +128,51 @@ class RunLog(Base):
     run_id: Mapped[int] = mapped_column(RunId, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     content: Mapped[str] = mapped_column(Text, default="")
     size: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class User(Base):
+    """A panel login. ``session_epoch`` is copied into every session cookie; bumping it (logout,
+    password change) invalidates the user's existing sessions."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))  # viewer | operator | admin
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for the API. Only the SHA-256 of the token is stored (tokens are 256 random
+    bits, so a fast hash is safe); ``prefix`` identifies it in lists."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(20))
+    role: Mapped[str] = mapped_column(String(20))
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """One manual action: who (user, token or CLI), what, on which target, from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_actor_at", "actor", "at"))
+
+    id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str | None] = mapped_column(String(200))
+    client: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -14,7 +14,7 @@ from flask import Flask, current_app, request
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from lexyjobs import schema
+from lexyjobs import accounts, schema
 from lexyjobs.config import Settings
 from lexyjobs.db import Database
 from lexyjobs.registry import JobCatalog, SyncReport, sync_jobs
@@ -49,7 +49,18 @@ class Lexyjobs:
                 if attempt == 2:
                     raise
         assert self.sync_report is not None
+        if authoritative:
+            self._ensure_admin()
         return self.sync_report
+
+    def _ensure_admin(self) -> None:
+        """LEXYJOBS_ADMIN_PASSWORD sets user admin's password; with no users at all, a generated
+        one is printed once, here, and never stored in clear."""
+        generated = accounts.ensure_admin(self.db, self.settings.admin_password)
+        if generated is not None:
+            print(f"lexyjobs: created user 'admin' with password: {generated}\n"
+                  "lexyjobs: it is shown only this once; change it with `lexyjobs users set-password admin`",
+                  file=sys.stderr, flush=True)
 
     def start(self, *, worker: bool = True, scheduler: bool = True) -> bool:
         """Prepare, then start the worker pool and/or the scheduler threads. Only the first call

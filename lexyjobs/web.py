@@ -1,17 +1,25 @@
-"""Web routes of the core: ``/healthz`` and a read-only overview page. The panel and the JSON
-API arrive in their own blueprints."""
+"""Web routes of the core: ``/healthz``, the overview and audit pages, and the error pages. The
+API is in ``lexyjobs.api``; who may see what is decided in ``lexyjobs.guard``."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, render_template
+import logging
 
-from lexyjobs import store
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from lexyjobs import audit, store
+from lexyjobs.api.inputs import page_and_limit, pagination, query_text
+from lexyjobs.errors import LexyjobsError
+from lexyjobs.guard import actor, public
 from lexyjobs.runtime import current
 
 bp = Blueprint("core", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+@public
+def healthz() -> tuple[Response, int]:
     """200 when the database answers and the started threads are alive, else 503."""
     checks = current().health()
     ok = checks["database"] and all(v is not False for v in checks.values())
@@ -19,7 +27,7 @@ def healthz():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/")
-def overview():  # type: ignore[no-untyped-def]
+def overview() -> str:
     db = current().db
     with db.read() as session:
         jobs = store.list_jobs(session)
@@ -28,5 +36,51 @@ def overview():  # type: ignore[no-untyped-def]
     return render_template("overview.html", jobs=jobs, runs=runs, counts=counts)
 
 
+@bp.get("/audit")
+def audit_log() -> str:
+    """Admins: the audit log, filtered by actor / action / target, 50 a page."""
+    actor().require("admin")
+    page, limit = page_and_limit()
+    filters = {name: query_text(name) for name in ("actor", "action", "target")}
+    found = audit.search(current().db, actor=filters["actor"], action=filters["action"], target=filters["target"],
+                         limit=limit, offset=(page - 1) * limit)
+    return render_template("audit.html", entries=found.entries, filters=filters,
+                           pagination=pagination(page, limit, found.total))
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/api" or request.accept_mimetypes.best == "application/json"
+
+
+def _error_response(status: int, code: str, message: str, details: object = None) -> tuple[Response | str, int]:
+    if _wants_json():
+        return jsonify(error={"code": code, "message": message, "details": details}), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def _lexyjobs_error(exc: LexyjobsError) -> tuple[Response | str, int]:
+    return _error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+
+def _http_error(exc: HTTPException) -> tuple[Response | str, int] | HTTPException:
+    if exc.code is None or exc.code < 400:
+        return exc
+    body, status = _error_response(exc.code, (exc.name or "error").lower().replace(" ", "_"),
+                                   exc.description or exc.name or "error")
+    if isinstance(body, Response):
+        for header in ("Allow", "Retry-After"):
+            if header in exc.get_headers():
+                body.headers[header] = dict(exc.get_headers())[header]
+    return body, status
+
+
+def _unexpected(exc: Exception) -> tuple[Response | str, int]:
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return _error_response(500, "internal_error", "something went wrong on the server; the details are in its log")
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.register_error_handler(LexyjobsError, _lexyjobs_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

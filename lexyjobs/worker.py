@@ -35,6 +35,7 @@ from lexyjobs.definitions import JobDefinition
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import LexyjobsError, TransitionConflict
 from lexyjobs.kinds import kinds
+from lexyjobs.masking import Redactor
 from lexyjobs.registry import JobCatalog
 from lexyjobs.retry import backoff
 from lexyjobs.runs import rescue_stale
@@ -79,8 +80,16 @@ class Outcome:
     def unrecordable(self, exc: BaseException) -> Outcome:
         """The same end as a plain failure, for an outcome the database refused to store."""
         summary = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        return Outcome(self.active, RunStatus.FAILED, error=f"could not record the run's outcome: {summary}",
-                       retryable=False)
+        error = self.active.ctx.redactor.text(f"could not record the run's outcome: {summary}")
+        return Outcome(self.active, RunStatus.FAILED, error=error, retryable=False)
+
+    def redact(self) -> None:
+        """Mask the run's secret values in what will be recorded (log text and progress were
+        masked as the job wrote them). Done in the run thread, not in the write transaction."""
+        redactor = self.active.ctx.redactor
+        if redactor:
+            self.error, self.traceback = redactor.value(self.error), redactor.value(self.traceback)
+            self.result, self.details = redactor.value(self.result), redactor.value(self.details)
 
 
 class Worker:
@@ -267,8 +276,10 @@ class Worker:
         except SQLAlchemyError as exc:
             problem = f"job definition unavailable: {type(exc).__name__}"
         timeout = definition.timeout if definition else None
+        redactor = Redactor.for_config(definition.config if definition else None)  # lexyjobs' own secrets at least
         ctx = RunContext(run_id=claim.id, job_name=claim.job_name, params=claim.params, attempt=claim.attempt,
-                         max_attempts=claim.max_attempts, timeout=timeout, kill_grace=self.settings.kill_grace)
+                         max_attempts=claim.max_attempts, timeout=timeout, kill_grace=self.settings.kill_grace,
+                         redactor=redactor)
         if claim.attempt > 1:  # the log spans attempts: show where this one starts
             ctx.write(f"--- attempt {claim.attempt} of {claim.max_attempts} ---\n")
         active = Active(claim, ctx, definition, problem)
@@ -293,6 +304,7 @@ class Worker:
                                   traceback=traceback.format_exc())
             outcome.progress, outcome.log_text = active.ctx.take_updates()
             outcome.details = _json_details(active.ctx.details)
+            outcome.redact()
             active.finished = True
             with self._idle:
                 self._outcomes.append(outcome)

@@ -22,6 +22,7 @@ from lexyjobs.worker import Worker
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 PG_ENV = "LEXYJOBS_TEST_POSTGRES_URL"
+TEST_SECRET_KEY = "test-only-secret-key-0123456789abcdef"
 FAST = {"poll_interval": 0.05, "heartbeat_interval": 0.2, "stale_after": 2.0, "shutdown_grace": 2.0,
         "kill_grace": 1.0}
 
@@ -64,7 +65,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def app_config(db_url: str, tmp_path: Path) -> dict[str, Any]:
-    return {"database_url": db_url, "jobs_file": None, "workers": 4, **FAST}
+    return {"database_url": db_url, "jobs_file": None, "workers": 4, "data_dir": str(tmp_path), **FAST}
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def subprocess_env(db_url: str, **extra: str) -> dict[str, str]:
     """Environment for a child lexyjobs process on ``db_url`` that can import tests/jobfuncs.py."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEXYJOBS_")}
     env.update({"LEXYJOBS_DATABASE_URL": db_url, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
-                "PYTHONUNBUFFERED": "1", **extra})
+                "PYTHONUNBUFFERED": "1", "LEXYJOBS_SECRET_KEY": TEST_SECRET_KEY, **extra})
     return env
 
 

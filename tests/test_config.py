@@ -37,13 +37,13 @@ def test_variables_are_read_and_converted() -> None:
         "LEXYJOBS_WORKERS": "8", "LEXYJOBS_JOBS_FILE": "/etc/lexy/jobs.toml", "LEXYJOBS_IMPORTS": "app.jobs, app.more ,,",
         "LEXYJOBS_POLL_INTERVAL": "250ms", "LEXYJOBS_HEARTBEAT_INTERVAL": "2", "LEXYJOBS_STALE_AFTER": "1m",
         "LEXYJOBS_SHUTDOWN_GRACE": "1m30s", "LEXYJOBS_KILL_GRACE": "3s", "LEXYJOBS_LOG_MAX_BYTES": "1000",
-        "LEXYJOBS_SQLITE_SYNCHRONOUS": "FULL", "LEXYJOBS_HTTP_THREADS": "4", "LEXYJOBS_SECRET_KEY": "s3cret",
+        "LEXYJOBS_SQLITE_SYNCHRONOUS": "FULL", "LEXYJOBS_HTTP_THREADS": "4", "LEXYJOBS_SECRET_KEY": "s3cret-s3cret-s3cret-s3cret-s3cret",
     })
     assert settings == Settings(
         database_url="sqlite:////data/lexy.db", host="0.0.0.0", port=9090, workers=8, jobs_file="/etc/lexy/jobs.toml",
         imports=("app.jobs", "app.more"), poll_interval=0.25, heartbeat_interval=2.0, stale_after=60.0,
         shutdown_grace=90.0, kill_grace=3.0, log_max_bytes=1000, sqlite_synchronous="FULL", http_threads=4,
-        secret_key="s3cret")
+        secret_key="s3cret-s3cret-s3cret-s3cret-s3cret")
 
 
 def test_other_variables_are_ignored() -> None:

@@ -41,6 +41,9 @@ max_attempts = 1
 """
 
 
+E2E_TOKEN = "e2e-token-0123456789abcdef"
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[str]
@@ -48,9 +51,10 @@ class Server:
     stderr: list[str] = field(default_factory=list)
     url: str = ""
 
-    def get(self, path: str) -> tuple[int, str]:
+    def get(self, path: str, token: str | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"} if token else {})
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
@@ -72,7 +76,8 @@ def running_server(db_url: str, jobs_file: Path, **env_extra: str) -> Iterator[S
     which must end it with exit code 0."""
     env = subprocess_env(db_url, LEXYJOBS_JOBS_FILE=str(jobs_file), LEXYJOBS_WORKERS="2",
                          LEXYJOBS_POLL_INTERVAL="0.05", LEXYJOBS_HEARTBEAT_INTERVAL="0.2",
-                         LEXYJOBS_SHUTDOWN_GRACE="5", LEXYJOBS_HTTP_THREADS="4", **env_extra)
+                         LEXYJOBS_SHUTDOWN_GRACE="5", LEXYJOBS_HTTP_THREADS="4", LEXYJOBS_API_TOKEN=E2E_TOKEN,
+                         **env_extra)
     process = subprocess.Popen([PYTHON, "app.py", "--port", "0"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     srv = Server(process, env)
@@ -128,8 +133,12 @@ def test_the_server_is_healthy_and_lists_the_file_jobs(server: Server) -> None:
     health = json.loads(body)
     assert health["status"] == "ok" and health["checks"] == {"database": True, "worker": True, "scheduler": True}
     status, page = server.get("/")
+    assert status == 200 and "Log in" in page  # the panel is locked
+    status, body = server.get("/api/jobs", token=E2E_TOKEN)
     assert status == 200
-    assert "E2E adder" in page and "End to end" in page and "E2E shell" in page
+    jobs = json.loads(body)["jobs"]
+    assert {"E2E adder", "E2E shell"} <= {job["title"] for job in jobs}
+    assert "End to end" in {job["category"] for job in jobs}
     assert any("3 jobs loaded from code and file" in line for line in server.stderr)
 
 

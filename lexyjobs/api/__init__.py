@@ -1,0 +1,14 @@
+"""The JSON API under ``/api`` (bearer tokens only; see ``lexyjobs.guard``). Routes are thin:
+they read input strictly (``inputs``), call ``lexyjobs.actions`` or the read queries, and return
+``lexyjobs.serialize`` data. Errors always have the shape ``{"error": {code, message, details}}``."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def init_app(app: Flask) -> None:
+    from lexyjobs.api import jobs, runs, system  # noqa: F401  (they add their routes to bp)
+
+    app.register_blueprint(bp)

@@ -1,0 +1,123 @@
+"""Reading request input strictly: JSON bodies with known fields and types, query arguments with
+ranges. Every problem raises BadInput (or InvalidInput) naming the field."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from flask import request
+
+from lexyjobs.errors import LexyjobsError
+
+MAX_LIMIT = 200
+
+
+class BadInput(LexyjobsError):
+    """The request is malformed."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, field: str | None, problem: str, *, status: int | None = None) -> None:
+        message = f"{field}: {problem}" if field else problem
+        super().__init__(message, details={"field": field, "problem": problem})
+        if status is not None:
+            self.status_code = status
+
+
+class InvalidInput(BadInput):
+    """A field has the wrong type or value."""
+
+    status_code = 422
+    code = "invalid_field"
+
+
+def json_object(allowed: Iterable[str] | None = None, *, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object; ``allowed`` (when given) lists the fields it may have."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if optional:
+            return {}
+        raise BadInput("body", "a JSON object is required")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadInput("body", f"is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadInput("body", f"must be a JSON object, not {type(body).__name__}")
+    if allowed is not None:
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            raise InvalidInput(unknown[0], f"unknown field; allowed: {', '.join(sorted(allowed))}")
+    return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadInput(name, f"'{raw}' is not a whole number") from None
+    if not low <= value <= high:
+        raise BadInput(name, f"must be between {low} and {high}")
+    return value
+
+
+def query_text(name: str, *, max_length: int = 200) -> str | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > max_length:
+        raise BadInput(name, f"is longer than {max_length} characters")
+    return raw
+
+
+def query_choices(name: str, choices: Iterable[str]) -> tuple[str, ...]:
+    """A comma-separated list of values, each one of ``choices``."""
+    raw = query_text(name)
+    if raw is None:
+        return ()
+    allowed = tuple(choices)
+    values = tuple(v.strip() for v in raw.split(",") if v.strip())
+    for value in values:
+        if value not in allowed:
+            raise BadInput(name, f"'{value}' is not one of {', '.join(allowed)}")
+    return values
+
+
+def query_bool(name: str) -> bool | None:
+    raw = query_text(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadInput(name, f"'{raw}' is not true or false")
+
+
+def query_datetime(name: str) -> datetime | None:
+    """An ISO 8601 datetime; without an offset it is UTC."""
+    raw = query_text(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise BadInput(name, f"'{raw}' is not an ISO 8601 datetime like 2025-03-01T09:30:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def page_and_limit(default_limit: int = 50) -> tuple[int, int]:
+    return query_int("page", 1, 1, 1_000_000), query_int("limit", default_limit, 1, MAX_LIMIT)
+
+
+def pagination(page: int, limit: int, total: int) -> dict[str, int]:
+    return {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}

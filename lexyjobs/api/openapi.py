@@ -1,0 +1,209 @@
+"""The OpenAPI 3.1 document of ``/api``. A test checks that its paths and methods are exactly the
+registered routes, and schemathesis checks the real responses against these schemas."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from lexyjobs.states import RunStatus
+
+STATUSES = [s.value for s in RunStatus]
+TRIGGERS = ["schedule", "manual", "api", "dependency", "retry"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Any], *, required: list[str] | None = None, extra: bool = False) -> dict[str, Any]:
+    return {"type": "object", "properties": properties,
+            "required": list(properties) if required is None else required, "additionalProperties": extra}
+
+
+STRING, INTEGER, NUMBER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+TIME = {"type": "string", "format": "date-time"}
+ANY: dict[str, Any] = {}
+STATUS_COUNTS = _object({"total": INTEGER, **{s: INTEGER for s in STATUSES}})
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object({"error": _object({"code": STRING, "message": STRING, "details": ANY})}),
+    "Health": _object({"state": {"enum": ["ok", "warning", "error", "unknown"]}, "reason": STRING,
+                       "window_seconds": NUMBER}),
+    "Job": _object({
+        "name": STRING, "title": STRING, "category": STRING, "kind": STRING,
+        "source": {"enum": ["code", "file", "db"]}, "editable": BOOLEAN, "enabled": BOOLEAN, "archived": BOOLEAN,
+        "schedule": _nullable(STRING), "schedule_description": STRING, "timezone": _nullable(STRING),
+        "next_fire": _nullable(TIME), "description": STRING, "depends_on": {"type": "array", "items": STRING},
+        "params": {"type": "array", "items": {"type": "object"}}, "health": _nullable(_ref("Health")),
+        "definition": {"type": "object", "description": "the definition as written; ${ENV} references are not "
+                                                          "expanded and literal secrets are shown as ****"},
+        "version": INTEGER, "created_at": TIME, "updated_at": TIME}),
+    "JobDetail": {"allOf": [_ref("Job"), {"type": "object", "required": ["runs"], "properties": {"runs": _object({
+        "stats": STATUS_COUNTS, "latest_run_id": _nullable(INTEGER), "list_url": STRING})}}]},
+    "JobList": _object({"jobs": {"type": "array", "items": _ref("Job")}, "total": INTEGER}),
+    "JobDefinition": {
+        "type": "object", "additionalProperties": True,
+        "description": "the fields of a [jobs.<name>] table (see the README's job reference); unknown fields "
+                       "are refused with 422 naming the field",
+        "properties": {"kind": {"enum": ["python", "http", "shell"]}, "schedule": STRING, "timezone": STRING,
+                       "title": STRING, "category": STRING, "description": STRING, "enabled": BOOLEAN,
+                       "priority": {"type": "integer", "minimum": 0, "maximum": 10}},
+    },
+    "NewJob": {"allOf": [_ref("JobDefinition"), {"type": "object", "required": ["name", "kind"],
+                                                  "properties": {"name": {"type": "string"}}}]},
+    "RunRequest": _object({"params": {"type": "object"}, "priority": {"type": "integer", "minimum": 0, "maximum": 10},
+                           "run_at": _nullable({"type": "string", "description": "ISO 8601; without an offset it is "
+                                                                                "in the job's timezone"})},
+                          required=[]),
+    "Accepted": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING}),
+    "Run": _object({
+        "id": INTEGER, "job": STRING, "status": {"enum": STATUSES}, "priority": INTEGER, "params": {"type": "object"},
+        "trigger": STRING, "created_by": _nullable(STRING), "created_at": TIME, "scheduled_for": TIME,
+        "started_at": _nullable(TIME), "finished_at": _nullable(TIME), "queue_seconds": _nullable(NUMBER),
+        "processing_seconds": _nullable(NUMBER), "attempt": INTEGER, "max_attempts": INTEGER,
+        "progress": _nullable(NUMBER), "progress_message": _nullable(STRING), "result": ANY,
+        "error": _nullable(STRING), "details": _nullable({"type": "object"}), "worker": _nullable(STRING),
+        "cancel_requested": BOOLEAN, "retry_of": _nullable(INTEGER), "pipeline_id": _nullable(STRING),
+        "parent_run_id": _nullable(INTEGER)}),
+    "RunDetail": {"allOf": [_ref("Run"), _object({
+        "traceback": _nullable(STRING), "log_size": INTEGER, "retried_by": {"type": "array", "items": INTEGER},
+        "log_url": STRING, "events": {"type": "array", "items": _object({
+            "at": TIME, "from": _nullable(STRING), "to": STRING, "attempt": INTEGER, "note": _nullable(STRING)})}},
+        extra=True)]},
+    "Pagination": _object({"page": INTEGER, "limit": INTEGER, "total": INTEGER, "pages": INTEGER}),
+    "RunList": _object({"runs": {"type": "array", "items": _ref("Run")}, "pagination": _ref("Pagination"),
+                        "stats": STATUS_COUNTS}),
+    "CancelResult": _object({"run_id": INTEGER, "status": STRING, "outcome": {"enum": ["canceled", "cancel requested"]}}),
+    "RetryResult": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING, "retry_of": INTEGER}),
+    "Log": _object({"run_id": INTEGER, "text": STRING, "next_offset": INTEGER, "trimmed": INTEGER, "finished": BOOLEAN}),
+    "Stats": _object({
+        "runs": STATUS_COUNTS,
+        "queue": _object({"queued_due": INTEGER, "oldest_queued_seconds": _nullable(NUMBER), "running": INTEGER,
+                          "last_24h": _object({"finished": INTEGER, "succeeded": INTEGER, "failed": INTEGER,
+                                               "failure_rate": _nullable(NUMBER),
+                                               "avg_queue_seconds": _nullable(NUMBER),
+                                               "avg_processing_seconds": _nullable(NUMBER)})}),
+        "jobs": _object({"total": INTEGER, "paused": INTEGER, "scheduled": INTEGER})}),
+    "HealthReport": _object({
+        "status": {"enum": ["ok", "unavailable"]}, "checks": {"type": "object"},
+        "counts": _object({"ok": INTEGER, "warning": INTEGER, "error": INTEGER, "unknown": INTEGER}),
+        "jobs": {"type": "array", "items": _object({"name": STRING, "title": STRING, "category": STRING,
+                                                    "state": STRING, "reason": STRING})}}),
+    "AuditList": _object({"entries": {"type": "array", "items": _object({
+        "id": INTEGER, "at": TIME, "actor": STRING, "action": STRING, "target": _nullable(STRING),
+        "client": _nullable(STRING), "details": _nullable({"type": "object"})})}, "pagination": _ref("Pagination")}),
+    "Me": _object({"name": STRING, "role": {"enum": ["viewer", "operator", "admin"]}, "kind": STRING}),
+}
+
+ERRORS = {
+    "400": "malformed request (bad JSON, bad query argument)",
+    "401": "no API token, or an unknown or revoked one",
+    "403": "the token's role does not allow this",
+    "404": "no such job or run",
+    "409": "conflicts with the current state (finished run, read-only job, name taken…)",
+    "413": "the body is larger than LEXYJOBS_MAX_BODY",
+    "422": "a field has the wrong type or value (the message names it)",
+}
+
+
+def _op(summary: str, ok: str, schema: str | None, *, errors: str = "400 401 404", body: str | None = None,
+        params: list[dict[str, Any]] | None = None, role: str = "viewer", required_body: bool = True) -> dict[str, Any]:
+    responses: dict[str, Any] = {ok: {"description": "success"}}
+    if schema is not None:
+        responses[ok]["content"] = {"application/json": {"schema": _ref(schema)}}
+    for code in errors.split():
+        responses[code] = {"description": ERRORS[code], "content": {"application/json": {"schema": _ref("Error")}}}
+    operation: dict[str, Any] = {"summary": summary, "description": f"Role: {role} or higher.", "responses": responses}
+    if body is not None:
+        operation["requestBody"] = {"required": required_body,
+                                    "content": {"application/json": {"schema": _ref(body)}}}
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+PAGE = [_query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number, from 1"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "items per page (default 50, max 200)")]
+RUN_FILTERS = [
+    _query("status", STRING, f"comma-separated statuses: {', '.join(STATUSES)}"),
+    _query("job", STRING, "job name"), _query("category", STRING, "job category"),
+    _query("trigger", {"enum": TRIGGERS}, "what created the run"),
+    _query("since", TIME, "created at or after"), _query("until", TIME, "created before"),
+    _query("q", STRING, "text in params or error"),
+]
+JOB_FILTERS = [_query("category", STRING, "job category"), _query("kind", STRING, "job kind"),
+               _query("source", STRING, "code, file or db"), _query("paused", BOOLEAN, "only paused / active jobs"),
+               _query("archived", BOOLEAN, "include jobs gone from their code/file source")]
+WRITE = "400 401 403 404 409 413 422"
+
+
+@lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    from lexyjobs import __version__
+
+    job, run = [NAME], [RUN_ID]
+    paths = {
+        "/api/jobs": {
+            "get": _op("List jobs with schedule, next fire and health", "200", "JobList", params=JOB_FILTERS,
+                       errors="400 401"),
+            "post": _op("Create a job (stored in the database)", "201", "Job", body="NewJob", role="admin",
+                        errors="400 401 403 409 413 422"),
+        },
+        "/api/jobs/{name}": {
+            "get": _op("A job with its run stats", "200", "JobDetail", params=job),
+            "put": _op("Replace a database job's definition", "200", "Job", body="JobDefinition", params=job,
+                       role="admin", errors=WRITE),
+            "patch": _op("Change some fields of a database job (null removes a field)", "200", "Job",
+                         body="JobDefinition", params=job, role="admin", errors=WRITE),
+            "delete": _op("Delete a database job and its runs", "204", None, params=job, role="admin",
+                          errors="401 403 404 409"),
+        },
+        "/api/jobs/{name}/run": {"post": _op("Run now (or at run_at)", "202", "Accepted", body="RunRequest",
+                                             params=job, role="operator", errors=WRITE, required_body=False)},
+        "/api/jobs/{name}/pause": {"post": _op("Pause the schedule", "200", "Job", params=job, role="operator",
+                                               errors="401 403 404")},
+        "/api/jobs/{name}/resume": {"post": _op("Resume the schedule", "200", "Job", params=job, role="operator",
+                                                errors="401 403 404")},
+        "/api/runs": {"get": _op("Search runs, with pagination and status counts", "200", "RunList",
+                                 params=RUN_FILTERS + PAGE, errors="400 401")},
+        "/api/runs/{run_id}": {"get": _op("A run with events, queue and processing time", "200", "RunDetail",
+                                          params=run)},
+        "/api/runs/{run_id}/cancel": {"post": _op("Cancel a queued or running run", "200", "CancelResult",
+                                                  params=run, role="operator", errors="400 401 403 404 409 413")},
+        "/api/runs/{run_id}/retry": {"post": _op("Retry a finished run (a new run)", "202", "RetryResult",
+                                                 params=run, role="operator", errors="400 401 403 404 409 413")},
+        "/api/runs/{run_id}/log": {"get": _op("The run's log from character offset `after`", "200", "Log",
+                                              params=run + [_query("after", {"type": "integer", "minimum": 0},
+                                                                   "offset returned as next_offset")])},
+        "/api/stats": {"get": _op("Run counts, queue depth, last 24 h outcomes and times", "200", "Stats",
+                                  errors="401")},
+        "/api/health": {"get": _op("Health of every job and of the process", "200", "HealthReport", errors="401")},
+        "/api/audit": {"get": _op("The audit log, newest first", "200", "AuditList", role="admin",
+                                  params=[_query("actor", STRING, "who"), _query("action", STRING, "e.g. run.create"),
+                                          _query("target", STRING, "job name, run id, user or token"),
+                                          _query("since", TIME, "at or after"), _query("until", TIME, "before")] + PAGE,
+                                  errors="400 401 403")},
+        "/api/me": {"get": _op("Who the token belongs to", "200", "Me", errors="401")},
+        "/api/openapi.json": {"get": _op("This document", "200", None, errors="401")},
+    }
+    paths["/api/runs/{run_id}/cancel"]["post"]["responses"]["202"] = {
+        "description": "a running run was asked to stop", "content": {"application/json": {"schema": _ref("CancelResult")}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lexyjobs API", "version": __version__,
+                 "description": "Send `Authorization: Bearer <token>`. Errors: `{\"error\": {code, message, details}}`."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": paths,
+    }

@@ -1,0 +1,75 @@
+"""``/api/runs``: search with filters, pagination and stats; detail; cancel; retry; log tail."""
+from __future__ import annotations
+
+from flask import Response, jsonify, url_for
+
+from lexyjobs import actions, queries, runs, store
+from lexyjobs.api import bp
+from lexyjobs.api.inputs import json_object, page_and_limit, pagination, query_choices, query_datetime, query_int, query_text
+from lexyjobs.guard import actor
+from lexyjobs.queries import RunFilter
+from lexyjobs.runtime import current
+from lexyjobs.serialize import event_dict, run_dict
+from lexyjobs.states import TERMINAL, RunStatus
+
+TRIGGERS = ("schedule", "manual", "api", "dependency", "retry")
+MAX_LOG_OFFSET = 2**62
+
+
+def run_filter() -> RunFilter:
+    """The run filter given by the query string (shared by the runs list and the panel)."""
+    return RunFilter(statuses=query_choices("status", [s.value for s in RunStatus]), job=query_text("job"),
+                     category=query_text("category"), trigger=(query_choices("trigger", TRIGGERS) or (None,))[0],
+                     since=query_datetime("since"), until=query_datetime("until"), text=query_text("q"))
+
+
+@bp.get("/runs")
+def list_runs() -> Response:
+    where = run_filter()
+    page, limit = page_and_limit()
+    with current().db.read() as session:
+        total = queries.count_runs(session, where)
+        items = queries.search_runs(session, where, limit=limit, offset=(page - 1) * limit)
+        stats = queries.status_counts(session, where)
+    return jsonify(runs=[run_dict(r) for r in items], pagination=pagination(page, limit, total), stats=stats)
+
+
+@bp.get("/runs/<int:run_id>")
+def get_run(run_id: int) -> Response:
+    run = runs.get_run(current().db, run_id)
+    with current().db.read() as session:
+        events = store.run_events(session, run_id)
+        _, log_size, _ = store.read_log(session, run_id, after=MAX_LOG_OFFSET)
+        retries = queries.retries_of(session, run_id)
+    data = run_dict(run)
+    data.update(traceback=run.traceback, events=[event_dict(e) for e in events], log_size=log_size,
+                retried_by=retries, log_url=url_for("api.run_log", run_id=run_id))
+    return jsonify(data)
+
+
+@bp.post("/runs/<int:run_id>/cancel")
+def cancel_run(run_id: int) -> tuple[Response, int]:
+    json_object((), optional=True)
+    outcome = actions.cancel_run(current().db, actor(), run_id)
+    status = RunStatus.CANCELED.value if outcome == "canceled" else RunStatus.RUNNING.value
+    return jsonify(run_id=run_id, status=status, outcome=outcome), 202 if outcome != "canceled" else 200
+
+
+@bp.post("/runs/<int:run_id>/retry")
+def retry_run(run_id: int) -> tuple[Response, int, dict[str, str]]:
+    json_object((), optional=True)
+    new_id = actions.retry_run(current().db, actor(), run_id)
+    status_url = url_for("api.get_run", run_id=new_id)
+    return jsonify(run_id=new_id, status="queued", status_url=status_url, retry_of=run_id), 202, {"Location": status_url}
+
+
+@bp.get("/runs/<int:run_id>/log")
+def run_log(run_id: int) -> Response:
+    """The run's log from character offset ``after`` (0 = all that is kept); poll with the
+    returned ``next_offset`` to tail it."""
+    after = query_int("after", 0, 0, MAX_LOG_OFFSET)
+    run = runs.get_run(current().db, run_id)
+    with current().db.read() as session:
+        text, next_offset, trimmed = store.read_log(session, run_id, after=after)
+    return jsonify(run_id=run_id, text=text, next_offset=next_offset, trimmed=trimmed,
+                   finished=run.status in TERMINAL)

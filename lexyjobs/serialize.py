@@ -1,0 +1,77 @@
+"""Jobs, runs and audit entries as JSON-able data, for the API and the CLI. Secrets stay masked
+(``lexyjobs.masking``): definitions show ``${ENV}`` references, never their values."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from lexyjobs.cron import describe, next_fire, parse_timezone
+from lexyjobs.definitions import JobDefinition
+from lexyjobs.health import Health
+from lexyjobs.masking import mask_config
+from lexyjobs.models import AuditEntry, Job, Run, RunEvent
+from lexyjobs.params import schema_to_json
+
+
+def schedule_summary(definition: JobDefinition | None, job: Job, now: datetime) -> tuple[str, datetime | None]:
+    """The schedule in words and the next fire (in the job's timezone; None when paused or none)."""
+    if definition is None:
+        return job.schedule or "manual", None
+    zone = parse_timezone(definition.timezone)
+    if definition.run_at is not None:
+        at = definition.run_at.astimezone(zone)
+        return f"Once at {at:%Y-%m-%d %H:%M} ({definition.timezone})", at if job.enabled and at > now else None
+    if definition.schedule is None:
+        return "manual", None
+    upcoming = next_fire(definition.schedule, zone, now) if job.enabled else None
+    return describe(definition.schedule, definition.timezone), upcoming
+
+
+def job_dict(job: Job, definition: JobDefinition | None, health: Health | None, now: datetime) -> dict[str, Any]:
+    """A job with its masked definition, schedule in words, next fire and health."""
+    words, upcoming = schedule_summary(definition, job, now)
+    return {
+        "name": job.name, "title": job.title, "category": job.category, "kind": job.kind, "source": job.source,
+        "editable": job.source == "db" or job.archived, "enabled": job.enabled, "archived": job.archived,
+        "schedule": job.schedule, "schedule_description": words,
+        "timezone": definition.timezone if definition else None,
+        "next_fire": iso(upcoming), "description": definition.description if definition else "",
+        "depends_on": list(definition.depends_on) if definition else [],
+        "params": schema_to_json(definition.params) if definition else [],
+        "health": dataclasses.asdict(health) if health else None,
+        "definition": mask_config(job.spec), "version": job.version,
+        "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
+    }
+
+
+def run_dict(run: Run) -> dict[str, Any]:
+    """A run with its derived queue time (due → started) and processing time (started → finished)."""
+    queue = seconds_between(run.scheduled_for, run.started_at) if run.started_at else None
+    processing = seconds_between(run.started_at, run.finished_at) if run.started_at and run.finished_at else None
+    return {"id": run.id, "job": run.job_name, "status": run.status, "priority": run.priority, "params": run.params,
+            "trigger": run.trigger, "created_by": run.created_by, "created_at": iso(run.created_at),
+            "scheduled_for": iso(run.scheduled_for), "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at), "queue_seconds": queue, "processing_seconds": processing,
+            "attempt": run.attempt, "max_attempts": run.max_attempts, "progress": run.progress,
+            "progress_message": run.progress_message, "result": run.result, "error": run.error,
+            "details": run.details, "worker": run.worker, "cancel_requested": run.cancel_requested,
+            "retry_of": run.retry_of, "pipeline_id": run.pipeline_id, "parent_run_id": run.parent_run_id}
+
+
+def event_dict(event: RunEvent) -> dict[str, Any]:
+    return {"at": iso(event.at), "from": event.from_status, "to": event.to_status, "attempt": event.attempt,
+            "note": event.note}
+
+
+def audit_dict(entry: AuditEntry) -> dict[str, Any]:
+    return {"id": entry.id, "at": iso(entry.at), "actor": entry.actor, "action": entry.action,
+            "target": entry.target, "client": entry.client, "details": entry.details}
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    return round(max(0.0, (end - start).total_seconds()), 3)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -116,6 +116,8 @@ def set_password(db: Database, username: str, password: str, *, role: str | None
     if role is not None:
         values["role"] = check_role(role)
     with db.write() as session:
+        if role is not None and role != "admin":
+            _keep_an_admin(session, username)
         done = session.execute(update(User).where(User.username == username).values(**values)).rowcount  # type: ignore[attr-defined]
     if not done:
         raise NotFound(f"no user named '{username}'", details={"username": username})
@@ -123,9 +125,18 @@ def set_password(db: Database, username: str, password: str, *, role: str | None
 
 def remove_user(db: Database, username: str) -> None:
     with db.write() as session:
+        _keep_an_admin(session, username)
         done = session.execute(delete(User).where(User.username == username)).rowcount  # type: ignore[attr-defined]
     if not done:
         raise NotFound(f"no user named '{username}'", details={"username": username})
+
+
+def _keep_an_admin(session: Session, username: str) -> None:
+    """Refuse to remove or demote the last admin: nobody could manage users and jobs any more."""
+    admins = list(session.scalars(select(User.username).where(User.role == "admin")))
+    if admins == [username]:
+        raise Conflict(f"'{username}' is the last admin; make another user admin first",
+                       details={"username": username})
 
 
 def end_sessions(db: Database, user_id: int) -> None:

@@ -12,7 +12,8 @@ import secrets
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
-from flask import Flask, Response, current_app, g, jsonify, redirect, request, session, url_for
+from flask import (Flask, Response, current_app, g, jsonify, make_response, redirect, render_template, request, session,
+                   url_for)
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -139,7 +140,11 @@ def _csrf_ok() -> bool:
 
 
 def _refuse(status: int, code: str, message: str) -> Response:
-    response = jsonify(error={"code": code, "message": message, "details": None})
+    """JSON for the API and htmx, an error page for a browser form."""
+    if request.blueprint == "api" or request.headers.get("HX-Request"):
+        response = jsonify(error={"code": code, "message": message, "details": None})
+    else:
+        response = make_response(render_template("error.html", status=status, message=message))
     response.status_code = status
     if status == 401 and request.blueprint == "api":
         response.headers["WWW-Authenticate"] = 'Bearer realm="lexyjobs"'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask, Response, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from lexyjobs import audit, store
@@ -62,16 +62,16 @@ def _lexyjobs_error(exc: LexyjobsError) -> tuple[Response | str, int]:
     return _error_response(exc.status_code, exc.code, exc.message, exc.details)
 
 
-def _http_error(exc: HTTPException) -> tuple[Response | str, int] | HTTPException:
+def _http_error(exc: HTTPException) -> Response | HTTPException:
     if exc.code is None or exc.code < 400:
         return exc
     body, status = _error_response(exc.code, (exc.name or "error").lower().replace(" ", "_"),
                                    exc.description or exc.name or "error")
-    if isinstance(body, Response):
-        for header in ("Allow", "Retry-After"):
-            if header in exc.get_headers():
-                body.headers[header] = dict(exc.get_headers())[header]
-    return body, status
+    response = make_response(body, status)
+    for name, value in exc.get_headers():
+        if name in ("Allow", "Retry-After"):
+            response.headers[name] = value
+    return response
 
 
 def _unexpected(exc: Exception) -> tuple[Response | str, int]:

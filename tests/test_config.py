@@ -148,3 +148,9 @@ def test_settings_that_would_break_the_worker_are_refused_by_name(variable: str,
     with pytest.raises(SystemExit) as error:
         load_settings(environ={variable: value})
     assert variable in str(error.value) and message in str(error.value)
+
+
+def test_every_variable_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [env for env, _ in ENV_VARS.values() if f"`{env}`" not in readme]
+    assert missing == []

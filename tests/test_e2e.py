@@ -3,20 +3,14 @@ separate ``python -m lexyjobs run NAME --wait`` process enqueues and waits. Real
 127.0.0.1, on SQLite and on Postgres."""
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import signal
-import subprocess
-import threading
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import PYTHON, ROOT, subprocess_env, wait_for
+from conftest import PYTHON, ROOT
+from liveserver import E2E_TOKEN, Server, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -39,71 +33,6 @@ kind = "shell"
 argv = [{json.dumps(PYTHON)}, "-c", "import sys; print('about to fail'); sys.exit(3)"]
 max_attempts = 1
 """
-
-
-E2E_TOKEN = "e2e-token-0123456789abcdef"
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-    stderr: list[str] = field(default_factory=list)
-    url: str = ""
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, str]:
-        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"} if token else {})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m lexyjobs ARGS`` as its own process against the server's database."""
-        return subprocess.run([PYTHON, "-m", "lexyjobs", *args], cwd=ROOT, env=self.env, capture_output=True,
-                              text=True, timeout=60)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-
-@contextlib.contextmanager
-def running_server(db_url: str, jobs_file: Path, **env_extra: str) -> Iterator[Server]:
-    """``python app.py --port 0`` on ``db_url`` loading ``jobs_file``; stopped with SIGTERM afterwards,
-    which must end it with exit code 0."""
-    env = subprocess_env(db_url, LEXYJOBS_JOBS_FILE=str(jobs_file), LEXYJOBS_WORKERS="2",
-                         LEXYJOBS_POLL_INTERVAL="0.05", LEXYJOBS_HEARTBEAT_INTERVAL="0.2",
-                         LEXYJOBS_SHUTDOWN_GRACE="5", LEXYJOBS_HTTP_THREADS="4", LEXYJOBS_API_TOKEN=E2E_TOKEN,
-                         **env_extra)
-    process = subprocess.Popen([PYTHON, "app.py", "--port", "0"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    srv = Server(process, env)
-
-    def drain() -> None:  # keep reading so the server never blocks on a full pipe
-        assert process.stderr is not None
-        for line in process.stderr:
-            srv.stderr.append(line)
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        def serving() -> str | None:
-            assert process.poll() is None, "server exited early:\n" + "".join(srv.stderr)
-            found = [m for line in list(srv.stderr) if (m := re.search(r"lexyjobs serving on (http://\S+)", line))]
-            return found[0].group(1) if found else None
-        srv.url = wait_for(serving, timeout=30)
-        yield srv
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise
-    assert code == 0, "server did not stop cleanly:\n" + "".join(srv.stderr)
 
 
 @pytest.fixture

@@ -147,6 +147,9 @@ def end_sessions(db: Database, user_id: int) -> None:
 
 def authenticate(db: Database, username: str, password: str) -> Identity | None:
     """The user's identity if the password is right, else None (same cost either way)."""
+    if len(username) > 100 or not set(username) <= USERNAME_CHARS:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
     with db.read() as session:
         user = get_user(session, username)
     if user is None:

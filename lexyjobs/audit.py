@@ -16,9 +16,14 @@ def record(db: Database, actor: str, action: str, target: str | None = None, *,
            client: str | None = None, details: dict[str, Any] | None = None) -> None:
     """Write one entry in its own short transaction."""
     with db.write() as session:
-        session.add(AuditEntry(at=utcnow(), actor=actor[:200], action=action[:50],
-                               target=None if target is None else target[:200],
-                               client=None if client is None else client[:100], details=details))
+        session.add(AuditEntry(at=utcnow(), actor=_text(actor, 200), action=_text(action, 50),
+                               target=None if target is None else _text(target, 200),
+                               client=None if client is None else _text(client, 100), details=details))
+
+
+def _text(value: str, limit: int) -> str:
+    """Storable text: NUL is shown escaped (databases refuse it), cut to the column's size."""
+    return value.replace("\x00", "\\x00")[:limit]
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,12 @@ def json_object(allowed: Iterable[str] | None = None, *, optional: bool = False)
             return {}
         raise BadInput("body", "a JSON object is required")
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise BadInput("body", f"is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadInput("body", f"must be a JSON object, not {type(body).__name__}")
+    _check_storable(body, "")
     if allowed is not None:
         unknown = sorted(set(body) - set(allowed))
         if unknown:
@@ -55,6 +56,36 @@ def json_object(allowed: Iterable[str] | None = None, *, optional: bool = False)
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]} is too large")
+    return value
+
+
+def _check_storable(value: Any, path: str) -> None:
+    """Refuse text a database cannot store: NUL characters and unpaired surrogates."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, path or "body")
+            _check_storable(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_storable(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        _check_text(value, path or "body")
+
+
+def _check_text(text: str, field: str) -> str:
+    if "\x00" in text:
+        raise InvalidInput(field, "must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(field, "is not valid Unicode text") from None
+    return text
 
 
 def query_int(name: str, default: int, low: int, high: int) -> int:
@@ -76,7 +107,10 @@ def query_text(name: str, *, max_length: int = 200) -> str | None:
         return None
     if len(raw) > max_length:
         raise BadInput(name, f"is longer than {max_length} characters")
-    return raw
+    try:
+        return _check_text(raw, name)
+    except InvalidInput as exc:
+        raise BadInput(name, exc.details["problem"]) from None
 
 
 def query_choices(name: str, choices: Iterable[str]) -> tuple[str, ...]:

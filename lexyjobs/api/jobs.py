@@ -44,7 +44,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     return _job_response(name), 201, {"Location": url_for("api.get_job", name=name)}
 
 
-@bp.get("/jobs/<name>")
+@bp.get("/jobs/<job_name:name>")
 def get_job(name: str) -> Response:
     response = _job_response(name)
     with current().db.read() as session:
@@ -56,7 +56,7 @@ def get_job(name: str) -> Response:
     return jsonify(data)
 
 
-@bp.put("/jobs/<name>")
+@bp.put("/jobs/<job_name:name>")
 def replace_job(name: str) -> Response:
     body = json_object()
     if body.pop("name", name) != name:
@@ -65,7 +65,7 @@ def replace_job(name: str) -> Response:
     return _job_response(name)
 
 
-@bp.patch("/jobs/<name>")
+@bp.patch("/jobs/<job_name:name>")
 def patch_job(name: str) -> Response:
     """Merge the given fields into the definition; a field set to null is removed."""
     body = json_object()
@@ -80,13 +80,13 @@ def patch_job(name: str) -> Response:
     return _job_response(name)
 
 
-@bp.delete("/jobs/<name>")
+@bp.delete("/jobs/<job_name:name>")
 def delete_job(name: str) -> tuple[str, int]:
     actions.delete_job(current().db, actor(), name)
     return "", 204
 
 
-@bp.post("/jobs/<name>/run")
+@bp.post("/jobs/<job_name:name>/run")
 def run_job(name: str) -> tuple[Response, int, dict[str, str]]:
     body = json_object(RUN_FIELDS, optional=True)
     lexy = current()
@@ -108,13 +108,13 @@ def run_job(name: str) -> tuple[Response, int, dict[str, str]]:
     return jsonify(run_id=run_id, status="queued", status_url=status_url), 202, {"Location": status_url}
 
 
-@bp.post("/jobs/<name>/pause")
+@bp.post("/jobs/<job_name:name>/pause")
 def pause_job(name: str) -> Response:
     actions.set_paused(current().db, actor(), name, True)
     return _job_response(name)
 
 
-@bp.post("/jobs/<name>/resume")
+@bp.post("/jobs/<job_name:name>/resume")
 def resume_job(name: str) -> Response:
     actions.set_paused(current().db, actor(), name, False)
     return _job_response(name)

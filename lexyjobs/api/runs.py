@@ -34,7 +34,7 @@ def list_runs() -> Response:
     return jsonify(runs=[run_dict(r) for r in items], pagination=pagination(page, limit, total), stats=stats)
 
 
-@bp.get("/runs/<int:run_id>")
+@bp.get("/runs/<run_id:run_id>")
 def get_run(run_id: int) -> Response:
     run = runs.get_run(current().db, run_id)
     with current().db.read() as session:
@@ -47,7 +47,7 @@ def get_run(run_id: int) -> Response:
     return jsonify(data)
 
 
-@bp.post("/runs/<int:run_id>/cancel")
+@bp.post("/runs/<run_id:run_id>/cancel")
 def cancel_run(run_id: int) -> tuple[Response, int]:
     json_object((), optional=True)
     outcome = actions.cancel_run(current().db, actor(), run_id)
@@ -55,7 +55,7 @@ def cancel_run(run_id: int) -> tuple[Response, int]:
     return jsonify(run_id=run_id, status=status, outcome=outcome), 202 if outcome != "canceled" else 200
 
 
-@bp.post("/runs/<int:run_id>/retry")
+@bp.post("/runs/<run_id:run_id>/retry")
 def retry_run(run_id: int) -> tuple[Response, int, dict[str, str]]:
     json_object((), optional=True)
     new_id = actions.retry_run(current().db, actor(), run_id)
@@ -63,7 +63,7 @@ def retry_run(run_id: int) -> tuple[Response, int, dict[str, str]]:
     return jsonify(run_id=new_id, status="queued", status_url=status_url, retry_of=run_id), 202, {"Location": status_url}
 
 
-@bp.get("/runs/<int:run_id>/log")
+@bp.get("/runs/<run_id:run_id>/log")
 def run_log(run_id: int) -> Response:
     """The run's log from character offset ``after`` (0 = all that is kept); poll with the
     returned ``next_offset`` to tail it."""

@@ -88,8 +88,9 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
         raise InvalidDefinition(name, None, "must be a table of fields")
     kind_name = raw.get("kind")
     all_kinds = kinds()
-    if kind_name not in all_kinds:
-        problem = "is required" if kind_name is None else f"'{kind_name}' is not a job kind"
+    if not isinstance(kind_name, str) or kind_name not in all_kinds:
+        shown = kind_name if isinstance(kind_name, str) else json.dumps(kind_name, default=str)
+        problem = "is required" if kind_name is None else f"'{shown}' is not a job kind"
         raise InvalidDefinition(name, "kind", f"{problem}; use one of {', '.join(all_kinds)}")
     kind = all_kinds[kind_name]
     for key, value in raw.items():  # stored as JSON: TOML dates (but run_at's), NaN and the like cannot be

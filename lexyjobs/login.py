@@ -17,7 +17,7 @@ bp = Blueprint("login", __name__)
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
-def login() -> BaseResponse | tuple[str, int]:
+def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
     target = _safe_next(request.values.get("next"))
     if request.method == "GET":
         return render_template("login.html", next=target, error=None), 200
@@ -28,7 +28,8 @@ def login() -> BaseResponse | tuple[str, int]:
     if wait:
         audit.record(lexy.db, username or "-", "login.rate_limited", username or None, client=request.remote_addr)
         message = f"Too many login attempts. Try again in {math.ceil(wait)} seconds."
-        return render_template("login.html", next=target, error=message, username=username), 429
+        page = render_template("login.html", next=target, error=message, username=username)
+        return page, 429, {"Retry-After": str(math.ceil(wait))}
     who = accounts.authenticate(lexy.db, username, password) if username and password else None
     if who is None:
         audit.record(lexy.db, username or "-", "login.failure", username or None, client=request.remote_addr)

@@ -15,12 +15,12 @@ from lexyjobs.states import RunStatus
 
 @dataclass(frozen=True)
 class RunFilter:
-    """Which runs to show. Every field is optional; ``statuses`` matches any of them."""
+    """Which runs to show. Every field is optional; ``statuses`` and ``triggers`` match any of theirs."""
 
     statuses: tuple[str, ...] = ()
     job: str | None = None
     category: str | None = None
-    trigger: str | None = None
+    triggers: tuple[str, ...] = ()
     since: datetime | None = None   # created at or after
     until: datetime | None = None   # created before
     text: str | None = None         # in params or error
@@ -33,8 +33,8 @@ class RunFilter:
             found.append(Run.job_name == self.job)
         if self.category:
             found.append(Run.job_name.in_(select(Job.name).where(Job.category == self.category)))
-        if self.trigger:
-            found.append(Run.trigger == self.trigger)
+        if self.triggers:
+            found.append(Run.trigger.in_(self.triggers))
         if self.since:
             found.append(Run.created_at >= self.since)
         if self.until:

@@ -138,3 +138,181 @@ def subprocess_env(db_url: str, **extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+# ---------------------------------------------------------------- JSON API (tests/test_api_*.py)
+
+from datetime import timedelta  # noqa: E402
+
+from flask import Flask  # noqa: E402
+from werkzeug.exceptions import HTTPException  # noqa: E402
+from werkzeug.test import TestResponse  # noqa: E402
+
+from lexyjobs import accounts, runs  # noqa: E402
+from lexyjobs.db import Database  # noqa: E402
+from lexyjobs.states import INCREMENT, TERMINAL, RunStatus, transition, transition_many  # noqa: E402
+
+API_ROLES = ("viewer", "operator", "admin")
+
+
+def json_schema_errors(schema: dict[str, Any], instance: Any) -> list[str] | None:
+    """What is wrong with ``instance`` under JSON Schema 2020-12 ``schema`` (``$ref`` resolved
+    inside ``schema``), or None when no validator is installed (``jsonschema``, else
+    ``jsonschema_rs``, which schemathesis brings along)."""
+    try:
+        import jsonschema
+    except ImportError:
+        try:
+            import jsonschema_rs
+        except ImportError:
+            return None
+        checker = jsonschema_rs.validator_for(schema, validate_formats=True)
+        return [f"{e.message} at {list(e.instance_path)}" for e in checker.iter_errors(instance)]
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    return [f"{e.message} at {list(e.absolute_path)}" for e in validator.iter_errors(instance)]
+
+
+def openapi_path(rule: str) -> str:
+    """A Flask rule as an OpenAPI path: ``/api/runs/<int:run_id>`` → ``/api/runs/{run_id}``."""
+    import re
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+class ApiClient:
+    """The Flask test client speaking to ``/api`` as a persona: ``api_client.post(path, role="operator",
+    json=...)`` sends that role's bearer token (``role=None``: no Authorization header; ``token=``:
+    that exact token). ``ok()`` and ``error()`` check a response against the OpenAPI document."""
+
+    def __init__(self, app: Flask, tokens: dict[str, str]) -> None:
+        self.app, self.tokens = app, tokens
+        self.client = app.test_client()
+        self._document: dict[str, Any] | None = None
+
+    def on(self, app: Flask) -> "ApiClient":
+        """The same personas on another app (same database)."""
+        return ApiClient(app, self.tokens)
+
+    def request(self, method: str, path: str, *, role: str | None = "admin", token: str | None = None,
+                **kwargs: Any) -> TestResponse:
+        headers = dict(kwargs.pop("headers", None) or {})
+        bearer = token if token is not None else (self.tokens[role] if role is not None else None)
+        if bearer is not None:
+            headers["Authorization"] = f"Bearer {bearer}"
+        return self.client.open(path, method=method, headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("DELETE", path, **kwargs)
+
+    @property
+    def document(self) -> dict[str, Any]:
+        if self._document is None:
+            response = self.get("/api/openapi.json", role="viewer")
+            assert response.status_code == 200, response.get_data(as_text=True)
+            self._document = response.get_json()
+        return self._document
+
+    def operation(self, response: TestResponse) -> tuple[str, str] | None:
+        """(OpenAPI path, method) of the route that answered ``response``; None for no route."""
+        adapter = self.app.url_map.bind("localhost")
+        try:
+            rule, _ = adapter.match(response.request.path, method=response.request.method, return_rule=True)
+        except HTTPException:
+            return None
+        return openapi_path(rule.rule), response.request.method.lower()
+
+    def schema_problems(self, response: TestResponse, *, documented: bool = True) -> list[str]:
+        """Why ``response`` does not match the document (its status must be listed for the
+        operation when ``documented``; a listed JSON body must match the listed schema)."""
+        found = self.operation(response)
+        assert found is not None, f"no /api route answers {response.request.method} {response.request.path}"
+        path, method = found
+        responses = self.document["paths"][path][method]["responses"]
+        listed = responses.get(str(response.status_code))
+        if listed is None:
+            return [f"{method.upper()} {path} does not document status {response.status_code}"] if documented else []
+        schema = listed.get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            return []
+        errors = json_schema_errors({**schema, "components": self.document["components"]}, response.get_json())
+        return [f"{method.upper()} {path} {response.status_code}: {e}" for e in errors or []]
+
+    def ok(self, response: TestResponse, status: int = 200, *, schema: bool = True) -> Any:
+        """The JSON body of a success; asserts the status and (``schema``) the documented shape."""
+        assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+        if schema:
+            assert self.schema_problems(response) == []
+        return response.get_json() if response.get_data() else None
+
+    def error(self, response: TestResponse, status: int, code: str | None = None, *, field: str | None = None,
+              documented: bool = True) -> dict[str, Any]:
+        """The ``error`` object of a failure: ``{"error": {code, message, details}}`` with
+        ``status``; ``field`` must be named in the message (and in details.field when it has one)."""
+        assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+        assert response.mimetype == "application/json"
+        body = response.get_json()
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
+        error: dict[str, Any] = body["error"]
+        assert isinstance(error["code"], str) and isinstance(error["message"], str) and error["message"]
+        if code is not None:
+            assert error["code"] == code, error
+        if field is not None:
+            assert field in error["message"], error
+            if isinstance(error["details"], dict) and "field" in error["details"]:
+                assert error["details"]["field"] == field, error
+        if self.operation(response) is not None:
+            assert self.schema_problems(response, documented=documented) == []
+        return error
+
+
+@pytest.fixture
+def api_client(app: Flask, lj: Lexyjobs) -> ApiClient:
+    """An API client with one token per role: ``ci-viewer``, ``ci-operator``, ``ci-admin``."""
+    return ApiClient(app, {role: accounts.create_token(lj.db, f"ci-{role}", role) for role in API_ROLES})
+
+
+@pytest.fixture
+def make_api_app(app_config: dict[str, Any], lj: Lexyjobs) -> Iterator[Callable[..., Flask]]:
+    """Another app on the test database with some settings changed (``max_body=2048``,
+    ``api_token=...``, ``jobs_file=...``); its schema is prepared and its jobs synced."""
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        other = create_app({**app_config, **overrides})
+        made.append(other)
+        other.extensions["lexyjobs"].prepare()
+        return other
+    yield make
+    for other in made:
+        other.extensions["lexyjobs"].db.dispose()
+
+
+def drive_run(db: Database, run_id: int, status: RunStatus, *, queued_for: float = 5.0, ran_for: float = 2.5,
+              error: str | None = None, result: Any = None) -> None:
+    """Bring a queued run to ``running`` and on to ``status`` through the state machine (``queued``:
+    leave it). It starts ``queued_for`` seconds after it was due and finishes ``ran_for`` seconds
+    later, so its queue and processing times are exactly those (the times may lie in the future)."""
+    if status == RunStatus.QUEUED:
+        return
+    run = runs.get_run(db, run_id)
+    started = run.scheduled_for + timedelta(seconds=queued_for)
+    finished = started + timedelta(seconds=ran_for)
+    with db.write() as session:
+        moved = transition_many(session, [run_id], RunStatus.RUNNING, expected=RunStatus.QUEUED, at=started, values={
+            "started_at": started, "attempt": INCREMENT, "lease": INCREMENT, "worker": "test:api",
+            "heartbeat_at": started})  # what a claim sets
+        assert len(moved) == 1, f"run {run_id} is {run.status}, not queued"
+        if status in TERMINAL:
+            transition(session, run_id, status, expected=RunStatus.RUNNING, lease=moved[0].lease, at=finished,
+                       finished_at=finished, error=error, result=result)

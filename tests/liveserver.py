@@ -3,6 +3,7 @@ schemathesis and browser tests."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import signal
 import subprocess
@@ -11,12 +12,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from conftest import PYTHON, ROOT, subprocess_env, wait_for
 
 E2E_TOKEN = "e2e-token-0123456789abcdef"
 LOOPBACK = "http://127.0.0.1:"
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
 
 
 @dataclass
@@ -29,10 +31,22 @@ class Server:
     def get(self, path: str, token: str | None = None) -> tuple[int, str]:
         request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"} if token else {})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with _DIRECT.open(request, timeout=10) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+
+    def call(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+        """An API request with a JSON body (when given); returns the status and the decoded JSON."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with _DIRECT.open(request, timeout=10) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        return status, json.loads(raw) if raw else None
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``python -m lexyjobs ARGS`` as its own process against the server's database."""

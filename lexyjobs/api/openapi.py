@@ -29,21 +29,32 @@ TIME = {"type": "string", "format": "date-time"}
 ANY: dict[str, Any] = {}
 STATUS_COUNTS = _object({"total": INTEGER, **{s: INTEGER for s in STATUSES}})
 
+JOB = {
+    "name": STRING, "title": STRING, "category": STRING, "kind": STRING,
+    "source": {"enum": ["code", "file", "db"]}, "editable": BOOLEAN, "enabled": BOOLEAN, "archived": BOOLEAN,
+    "schedule": _nullable(STRING), "schedule_description": STRING, "timezone": _nullable(STRING),
+    "next_fire": _nullable(TIME), "description": STRING, "depends_on": {"type": "array", "items": STRING},
+    "params": {"type": "array", "items": {"type": "object"}}, "health": _nullable(_ref("Health")),
+    "definition": {"type": "object", "description": "the definition as written; ${ENV} references are not "
+                                                      "expanded and literal secrets are shown as ****"},
+    "version": INTEGER, "created_at": TIME, "updated_at": TIME}
+RUN = {
+    "id": INTEGER, "job": STRING, "status": {"enum": STATUSES}, "priority": INTEGER, "params": {"type": "object"},
+    "trigger": STRING, "created_by": _nullable(STRING), "created_at": TIME, "scheduled_for": TIME,
+    "started_at": _nullable(TIME), "finished_at": _nullable(TIME), "queue_seconds": _nullable(NUMBER),
+    "processing_seconds": _nullable(NUMBER), "attempt": INTEGER, "max_attempts": INTEGER,
+    "progress": _nullable(NUMBER), "progress_message": _nullable(STRING), "result": ANY,
+    "error": _nullable(STRING), "details": _nullable({"type": "object"}), "worker": _nullable(STRING),
+    "cancel_requested": BOOLEAN, "retry_of": _nullable(INTEGER), "pipeline_id": _nullable(STRING),
+    "parent_run_id": _nullable(INTEGER)}
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": _object({"code": STRING, "message": STRING, "details": ANY})}),
     "Health": _object({"state": {"enum": ["ok", "warning", "error", "unknown"]}, "reason": STRING,
                        "window_seconds": NUMBER}),
-    "Job": _object({
-        "name": STRING, "title": STRING, "category": STRING, "kind": STRING,
-        "source": {"enum": ["code", "file", "db"]}, "editable": BOOLEAN, "enabled": BOOLEAN, "archived": BOOLEAN,
-        "schedule": _nullable(STRING), "schedule_description": STRING, "timezone": _nullable(STRING),
-        "next_fire": _nullable(TIME), "description": STRING, "depends_on": {"type": "array", "items": STRING},
-        "params": {"type": "array", "items": {"type": "object"}}, "health": _nullable(_ref("Health")),
-        "definition": {"type": "object", "description": "the definition as written; ${ENV} references are not "
-                                                          "expanded and literal secrets are shown as ****"},
-        "version": INTEGER, "created_at": TIME, "updated_at": TIME}),
-    "JobDetail": {"allOf": [_ref("Job"), {"type": "object", "required": ["runs"], "properties": {"runs": _object({
-        "stats": STATUS_COUNTS, "latest_run_id": _nullable(INTEGER), "list_url": STRING})}}]},
+    "Job": _object(JOB),
+    "JobDetail": _object({**JOB, "runs": _object({"stats": STATUS_COUNTS, "latest_run_id": _nullable(INTEGER),
+                                                  "list_url": STRING})}),
     "JobList": _object({"jobs": {"type": "array", "items": _ref("Job")}, "total": INTEGER}),
     "JobDefinition": {
         "type": "object", "additionalProperties": True,
@@ -60,20 +71,12 @@ SCHEMAS: dict[str, Any] = {
                                                                                 "in the job's timezone"})},
                           required=[]),
     "Accepted": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING}),
-    "Run": _object({
-        "id": INTEGER, "job": STRING, "status": {"enum": STATUSES}, "priority": INTEGER, "params": {"type": "object"},
-        "trigger": STRING, "created_by": _nullable(STRING), "created_at": TIME, "scheduled_for": TIME,
-        "started_at": _nullable(TIME), "finished_at": _nullable(TIME), "queue_seconds": _nullable(NUMBER),
-        "processing_seconds": _nullable(NUMBER), "attempt": INTEGER, "max_attempts": INTEGER,
-        "progress": _nullable(NUMBER), "progress_message": _nullable(STRING), "result": ANY,
-        "error": _nullable(STRING), "details": _nullable({"type": "object"}), "worker": _nullable(STRING),
-        "cancel_requested": BOOLEAN, "retry_of": _nullable(INTEGER), "pipeline_id": _nullable(STRING),
-        "parent_run_id": _nullable(INTEGER)}),
-    "RunDetail": {"allOf": [_ref("Run"), _object({
-        "traceback": _nullable(STRING), "log_size": INTEGER, "retried_by": {"type": "array", "items": INTEGER},
-        "log_url": STRING, "events": {"type": "array", "items": _object({
-            "at": TIME, "from": _nullable(STRING), "to": STRING, "attempt": INTEGER, "note": _nullable(STRING)})}},
-        extra=True)]},
+    "Run": _object(RUN),
+    "RunDetail": _object({**RUN, "traceback": _nullable(STRING), "log_size": INTEGER,
+                          "retried_by": {"type": "array", "items": INTEGER}, "log_url": STRING,
+                          "events": {"type": "array", "items": _object({
+                              "at": TIME, "from": _nullable(STRING), "to": STRING, "attempt": INTEGER,
+                              "note": _nullable(STRING)})}}),
     "Pagination": _object({"page": INTEGER, "limit": INTEGER, "total": INTEGER, "pages": INTEGER}),
     "RunList": _object({"runs": {"type": "array", "items": _ref("Run")}, "pagination": _ref("Pagination"),
                         "stats": STATUS_COUNTS}),
@@ -137,7 +140,7 @@ PAGE = [_query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, 
 RUN_FILTERS = [
     _query("status", STRING, f"comma-separated statuses: {', '.join(STATUSES)}"),
     _query("job", STRING, "job name"), _query("category", STRING, "job category"),
-    _query("trigger", {"enum": TRIGGERS}, "what created the run"),
+    _query("trigger", STRING, f"comma-separated, what created the run: {', '.join(TRIGGERS)}"),
     _query("since", TIME, "created at or after"), _query("until", TIME, "created before"),
     _query("q", STRING, "text in params or error"),
 ]
@@ -179,9 +182,9 @@ def document() -> dict[str, Any]:
         "/api/runs/{run_id}": {"get": _op("A run with events, queue and processing time", "200", "RunDetail",
                                           params=run)},
         "/api/runs/{run_id}/cancel": {"post": _op("Cancel a queued or running run", "200", "CancelResult",
-                                                  params=run, role="operator", errors="400 401 403 404 409 413")},
+                                                  params=run, role="operator", errors="400 401 403 404 409 413 422")},
         "/api/runs/{run_id}/retry": {"post": _op("Retry a finished run (a new run)", "202", "RetryResult",
-                                                 params=run, role="operator", errors="400 401 403 404 409 413")},
+                                                 params=run, role="operator", errors="400 401 403 404 409 413 422")},
         "/api/runs/{run_id}/log": {"get": _op("The run's log from character offset `after`", "200", "Log",
                                               params=run + [_query("after", {"type": "integer", "minimum": 0},
                                                                    "offset returned as next_offset")])},

@@ -19,7 +19,7 @@ MAX_LOG_OFFSET = 2**62
 def run_filter() -> RunFilter:
     """The run filter given by the query string (shared by the runs list and the panel)."""
     return RunFilter(statuses=query_choices("status", [s.value for s in RunStatus]), job=query_text("job"),
-                     category=query_text("category"), trigger=(query_choices("trigger", TRIGGERS) or (None,))[0],
+                     category=query_text("category"), triggers=query_choices("trigger", TRIGGERS),
                      since=query_datetime("since"), until=query_datetime("until"), text=query_text("q"))
 
 

@@ -3,6 +3,7 @@ Values may reference environment variables (``${SERVICE_TOKEN}``) so secrets sta
 definition. Cancel returns at once; the abandoned request ends at its own timeout."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Mapping
@@ -21,6 +22,8 @@ FIELDS = {
     "verify_tls": "check the server's TLS certificate (default true)",
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+# urllib3 logs each request line, with ${ENV} values already expanded, at DEBUG: never let it.
+logging.getLogger("urllib3").setLevel(logging.INFO)
 DEFAULT_TIMEOUT = 60.0
 MAX_BODY_CHARS = 64 * 1024
 
@@ -61,7 +64,8 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     ctx.details.update(status_code=response.status_code, duration_ms=elapsed_ms, response_bytes=len(response.content))
     ctx.log.info("%s %s -> %s in %d ms", method, config["url"], response.status_code, elapsed_ms)
     if not response.ok:
-        raise JobFailed(f"HTTP {response.status_code} {response.reason}: {text[:500]}".rstrip(": "))
+        body = ctx.redactor.text(text)[:500]  # mask before cutting: a cut secret could not be found any more
+        raise JobFailed(f"HTTP {response.status_code} {response.reason}: {body}".rstrip(": "))
     try:
         return response.json()
     except ValueError:

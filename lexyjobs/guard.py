@@ -25,7 +25,7 @@ from lexyjobs.runtime import current
 
 F = TypeVar("F", bound=Callable[..., Any])
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_ENDPOINTS = frozenset({"static", "htmx_static"})
+PUBLIC_ENDPOINTS = frozenset({"static", "htmx.static"})
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_LIFETIME = timedelta(hours=12)
 SECURITY_HEADERS = {

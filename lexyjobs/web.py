@@ -2,7 +2,9 @@
 API is in ``lexyjobs.api``; who may see what is decided in ``lexyjobs.guard``."""
 from __future__ import annotations
 
+import importlib.util
 import logging
+from pathlib import Path
 
 from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -15,6 +17,9 @@ from lexyjobs.runtime import current
 
 bp = Blueprint("core", __name__)
 log = logging.getLogger(__name__)
+# htmx 2 as shipped by the django-js-lib-htmx wheel (plain static files; Django is not imported).
+HTMX_DIR = Path(importlib.util.find_spec("js_lib_htmx").origin or "").parent / "static" / "htmx"  # type: ignore[union-attr]
+htmx = Blueprint("htmx", __name__, static_folder=str(HTMX_DIR), static_url_path="/vendor/htmx")
 
 
 @bp.get("/healthz")
@@ -81,6 +86,7 @@ def _unexpected(exc: Exception) -> tuple[Response | str, int]:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.register_blueprint(htmx)
     app.register_error_handler(LexyjobsError, _lexyjobs_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -183,6 +183,15 @@ def test_the_panel_shows_xss_payloads_as_text_and_never_runs_them(panel_server: 
             _assert_harmless(page, watch, "admin · admin", *PAYLOADS,
                              *(f"could not convert string to float: '{p}'" for p in PAYLOADS))
             page.screenshot(path=str(shots / "overview.png"), full_page=True)
+            # htmx (served from the pip package) runs under the CSP, and every htmx request
+            # carries the CSRF token from the page's meta tag.
+            assert page.evaluate("typeof htmx === 'object' && htmx.version.startsWith('2.')")
+            sent = page.evaluate("""() => new Promise(resolve => {
+                document.addEventListener('htmx:configRequest', e => resolve(e.detail.headers['X-CSRF-Token']),
+                                          {once: true});
+                htmx.ajax('GET', '/', {target: 'body', swap: 'none'});
+            })""")
+            assert sent and sent == page.get_attribute('meta[name="csrf-token"]', "content")
 
             assert _visit(page, f"{base}/audit") == 200
             _assert_harmless(page, watch, "login.failure", PAYLOADS[2], "xss-log")

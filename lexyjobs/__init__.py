@@ -20,7 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. ``config`` overrides environment settings by field name
     (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection; the only
     side effect is creating the secret key file on the very first start (see config.secret_key)."""
-    from lexyjobs import api, cli, guard, login, runtime, web
+    from lexyjobs import api, cli, guard, login, panel, runtime, web
     from lexyjobs.config import load_settings, secret_key
     from lexyjobs.runtime import Lexyjobs
 
@@ -31,6 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     guard.init_app(app, settings)
     web.init_app(app)
     login.init_app(app)
+    panel.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     runtime.init_app(app)

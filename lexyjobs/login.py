@@ -52,10 +52,10 @@ def logout() -> BaseResponse:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site (no ``//host`` or scheme), else the overview."""
+    """Only a path on this site (no ``//host`` or scheme), else the dashboard."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
-    return url_for("core.overview")
+    return url_for("panel.dashboard")
 
 
 def _limiter() -> SlidingWindow:

@@ -2,14 +2,15 @@
 the queue and throughput statistics. (The engine's own SQL is in ``lexyjobs.store``.)"""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from lexyjobs.models import Job, Run
+from lexyjobs.models import Job, Run, RunEvent, RunLog
 from lexyjobs.states import RunStatus
 
 
@@ -108,3 +109,30 @@ def _weighted(by_status: dict[str, tuple[int, Any, Any]], column: int) -> float 
     pairs = [(row[0], float(row[column])) for row in by_status.values() if row[column] is not None]
     total = sum(n for n, _ in pairs)
     return round(sum(n * v for n, v in pairs) / total, 3) if total else None
+
+
+# ---------------------------------------------------------------- change stamps (polling)
+
+def activity_stamp(session: Session) -> str:
+    """Changes whenever a run is created, changes status, moves its progress or is asked to
+    cancel, and when a job changes: what a polled list shows. Primary-key maxima plus an
+    aggregate over the (few) running runs, so it stays cheap at millions of runs."""
+    newest_run = session.scalar(select(func.max(Run.id)))
+    newest_event = session.scalar(select(func.max(RunEvent.id)))
+    running = session.execute(select(
+        func.count(), func.sum(func.coalesce(Run.progress, 0)), func.sum(func.length(func.coalesce(Run.progress_message, ""))),
+        func.sum(case((Run.cancel_requested, 1), else_=0))).where(Run.status == "running")).one()
+    jobs = session.execute(select(func.count(), func.max(Job.updated_at), func.sum(Job.version))).one()
+    return _stamp(newest_run, newest_event, *running, *jobs)
+
+
+def run_stamp(session: Session, run_id: int) -> str:
+    """Changes whenever what a run's detail page shows changes (status, progress, log…)."""
+    run = session.execute(select(Run.status, Run.attempt, Run.progress, Run.progress_message, Run.cancel_requested,
+                                 Run.finished_at).where(Run.id == run_id)).first()
+    log_size = session.scalar(select(RunLog.size).where(RunLog.run_id == run_id))
+    return _stamp(*(run or ("missing",)), log_size)
+
+
+def _stamp(*parts: Any) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()

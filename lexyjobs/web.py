@@ -1,5 +1,5 @@
-"""Web routes of the core: ``/healthz``, the overview and audit pages, and the error pages. The
-API is in ``lexyjobs.api``; who may see what is decided in ``lexyjobs.guard``."""
+"""Web routes of the core: ``/healthz``, the audit page, htmx's static files and the error pages.
+The panel is in ``lexyjobs.panel``, the API in ``lexyjobs.api``; ``lexyjobs.guard`` decides who sees what."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from lexyjobs import audit, store
+from lexyjobs import audit
 from lexyjobs.api.inputs import page_and_limit, pagination, query_text
 from lexyjobs.errors import LexyjobsError
 from lexyjobs.guard import actor, public
@@ -29,16 +29,6 @@ def healthz() -> tuple[Response, int]:
     checks = current().health()
     ok = checks["database"] and all(v is not False for v in checks.values())
     return jsonify(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
-
-
-@bp.get("/")
-def overview() -> str:
-    db = current().db
-    with db.read() as session:
-        jobs = store.list_jobs(session)
-        runs = store.list_runs(session, limit=50)
-        counts = store.count_runs_by_status(session)
-    return render_template("overview.html", jobs=jobs, runs=runs, counts=counts)
 
 
 @bp.get("/audit")

@@ -1,0 +1,39 @@
+"""The control panel: server-rendered pages with htmx partials, behind the login (``guard``).
+
+Each page lives in its own module and adds its routes to the one ``panel`` blueprint. Routes are
+short: read the query, call ``lexyjobs.queries`` / ``lexyjobs.actions``, render the page — or only
+its partial for an htmx request (``htmx.render``). Polled partials answer 204 when nothing changed
+(``htmx.unchanged``), so an open page costs one cheap query per poll."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g
+
+bp = Blueprint("panel", __name__)
+
+# (label, endpoint, least role); an entry whose page is not registered is not shown.
+NAV: list[tuple[str, str, str]] = [
+    ("Dashboard", "panel.dashboard", "viewer"),
+    ("Jobs", "panel.jobs", "viewer"),
+    ("Runs", "panel.runs", "viewer"),
+    ("Pipelines", "panel.pipelines", "viewer"),
+    ("Workers", "panel.workers", "viewer"),
+    ("Settings", "panel.settings", "admin"),
+    ("Audit log", "core.audit_log", "admin"),
+]
+
+
+def _navigation() -> dict[str, Any]:
+    who = getattr(g, "identity", None)
+    items = [(label, endpoint) for label, endpoint, role in NAV
+             if endpoint in current_app.view_functions and who is not None and who.can(role)]
+    return {"nav_items": items, "nav_endpoints": set(current_app.view_functions)}
+
+
+def init_app(app: Flask) -> None:
+    from lexyjobs.panel import dashboard, formatting, jobs, run_detail, runs  # noqa: F401  (routes join bp)
+
+    app.register_blueprint(bp)
+    app.context_processor(_navigation)
+    formatting.init_app(app)

@@ -1,0 +1,54 @@
+"""The dashboard: run counts, job health, queue times, recent failures and upcoming fires."""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from flask import Response
+
+from lexyjobs import queries, store
+from lexyjobs.db import utcnow
+from lexyjobs.definitions import InvalidDefinition, definition_from_job
+from lexyjobs.health import jobs_health
+from lexyjobs.panel import bp
+from lexyjobs.panel.htmx import no_change, render, unchanged
+from lexyjobs.queries import RunFilter
+from lexyjobs.runtime import current
+from lexyjobs.serialize import schedule_summary
+
+HEALTH_STATES = ("ok", "warning", "error", "unknown")
+RECENT_FAILURES = 8
+UPCOMING = 8
+
+
+@bp.get("/")
+def dashboard() -> str | Response:
+    lexy, now = current(), utcnow()
+    with lexy.db.read() as session:
+        stamp = queries.activity_stamp(session)
+        if unchanged(stamp):
+            return no_change()
+        counts = queries.status_counts(session)
+        queue = queries.queue_stats(session, now=now, postgres=lexy.db.is_postgres)
+        failures = queries.search_runs(session, RunFilter(statuses=("failed",)), limit=RECENT_FAILURES)
+        jobs = store.list_jobs(session)
+    health: Counter[str] = Counter(h.state for h in jobs_health(lexy.db, now).values())
+    return render("dashboard.html", "_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
+                  failures=failures, health={s: health[s] for s in HEALTH_STATES}, jobs=jobs,
+                  upcoming=_upcoming(jobs, now), now=now)
+
+
+def _upcoming(jobs: list[Any], now: datetime) -> list[tuple[datetime, Any]]:
+    """The next fire of every scheduled, active job, soonest first."""
+    fires = []
+    for job in jobs:
+        if not job.enabled or (job.schedule is None and "run_at" not in job.spec):
+            continue
+        try:
+            _, at = schedule_summary(definition_from_job(job), job, now)
+        except InvalidDefinition:
+            continue
+        if at is not None:
+            fires.append((at, job))
+    return sorted(fires, key=lambda fire: fire[0])[:UPCOMING]

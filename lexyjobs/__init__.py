@@ -20,7 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. ``config`` overrides environment settings by field name
     (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection; the only
     side effect is creating the secret key file on the very first start (see config.secret_key)."""
-    from lexyjobs import api, cli, guard, login, panel, runtime, web
+    from lexyjobs import api, cli, guard, login, panel, routing, runtime, web
     from lexyjobs.config import load_settings, secret_key
     from lexyjobs.runtime import Lexyjobs
 
@@ -28,6 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config["SECRET_KEY"] = secret_key(settings)
     app.extensions["lexyjobs"] = Lexyjobs(settings)
+    routing.init_app(app)
     guard.init_app(app, settings)
     web.init_app(app)
     login.init_app(app)

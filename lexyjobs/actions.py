@@ -3,16 +3,20 @@ checks the actor's role, does the work through the engine (``runs``, ``registry`
 writes its audit entry, so every entry point gets the same rules and the same trail."""
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from lexyjobs import audit, registry, runs, store
+from lexyjobs import audit, pipelines, registry, runs, store
 from lexyjobs.accounts import Identity
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition
-from lexyjobs.errors import JobNotFound, LexyjobsError
+from lexyjobs.errors import Conflict, JobNotFound, LexyjobsError
 from lexyjobs.masking import restore_masked
+from lexyjobs.queries import RunFilter
+from lexyjobs.states import RunStatus
 
 
 class Forbidden(LexyjobsError):
@@ -99,3 +103,105 @@ def delete_job(db: Database, actor: Actor, name: str) -> None:
     actor.require("admin")
     registry.delete_job(db, name)
     actor.record("job.delete", name, db=db)
+
+
+# ---------------------------------------------------------------- bulk actions (the runs list)
+
+BULK_LIMIT = 10_000  # runs one bulk action may touch; past that, narrow the filter
+BULK_CHUNK = 500     # runs per write transaction, so a big bulk never holds the write lock long
+BULK_STATUSES: dict[str, tuple[str, ...]] = {
+    "cancel": (RunStatus.QUEUED.value, RunStatus.RUNNING.value),
+    "retry": (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELED.value),
+}
+
+
+class TooManyRuns(LexyjobsError):
+    """A bulk action may touch at most BULK_LIMIT runs at once."""
+
+    status_code = 422
+    code = "too_many_runs"
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What a bulk action did: ``done`` runs acted on, ``skipped`` ones it could not act on
+    (finished, not finished, gone…). For cancel, ``requested`` of the done ones were running:
+    their workers were asked to stop them."""
+
+    done: int
+    skipped: int
+    requested: int = 0
+
+
+def bulk_filter(where: RunFilter, action: str) -> RunFilter | None:
+    """``where`` narrowed to the statuses ``action`` ("cancel"/"retry") applies to; None when
+    ``where`` asks only for statuses it cannot apply to."""
+    allowed = BULK_STATUSES[action]
+    statuses = tuple(s for s in (where.statuses or allowed) if s in allowed)
+    return dataclasses.replace(where, statuses=statuses) if statuses else None
+
+
+def bulk_cancel(db: Database, actor: Actor, run_ids: Sequence[int], *,
+                matching: Mapping[str, Any] | None = None) -> BulkOutcome:
+    """Cancel many runs (operator), like ``cancel_run`` each: queued ones at once, running ones
+    flagged for their worker; finished or unknown ones are skipped. ``matching`` (the filter that
+    chose them, if one did) goes to the single audit entry."""
+    ids = _bulk_ids(actor, run_ids)
+    by = actor.identity.actor
+    canceled = requested = 0
+    for start in range(0, len(ids), BULK_CHUNK):
+        moved, flagged = runs.cancel_many(db, ids[start:start + BULK_CHUNK], by=by)
+        canceled, requested = canceled + moved, requested + flagged
+    outcome = BulkOutcome(canceled + requested, len(ids) - canceled - requested, requested)
+    actor.record("run.bulk_cancel", f"{len(ids)} runs", _bulk_details(ids, outcome, matching), db=db)
+    return outcome
+
+
+def bulk_retry(db: Database, actor: Actor, run_ids: Sequence[int], *,
+               matching: Mapping[str, Any] | None = None) -> BulkOutcome:
+    """Retry many finished runs (operator), like ``retry_run`` each; runs not finished, unknown,
+    or whose job is gone or no longer accepts their params are skipped. One audit entry."""
+    ids = _bulk_ids(actor, run_ids)
+    by = actor.identity.actor
+    retried = sum(runs.retry_many(db, ids[start:start + BULK_CHUNK], by=by) for start in range(0, len(ids), BULK_CHUNK))
+    outcome = BulkOutcome(retried, len(ids) - retried)
+    actor.record("run.bulk_retry", f"{len(ids)} runs", _bulk_details(ids, outcome, matching), db=db)
+    return outcome
+
+
+def _bulk_ids(actor: Actor, run_ids: Sequence[int]) -> list[int]:
+    actor.require("operator")
+    ids = list(dict.fromkeys(run_ids))
+    if len(ids) > BULK_LIMIT:
+        raise TooManyRuns(f"{len(ids):,} runs selected; a bulk action takes at most {BULK_LIMIT:,} at once",
+                          details={"count": len(ids), "limit": BULK_LIMIT})
+    return ids
+
+
+def _bulk_details(ids: list[int], outcome: BulkOutcome, matching: Mapping[str, Any] | None) -> dict[str, Any]:
+    details: dict[str, Any] = {"run_ids": ids[:100], "count": len(ids), "done": outcome.done,
+                               "skipped": outcome.skipped}
+    if matching is not None:
+        details["filter"] = dict(matching)
+    return details
+
+
+# ---------------------------------------------------------------- pipelines (the job detail page)
+
+def run_pipeline_from(db: Database, actor: Actor, name: str) -> int:
+    """Start a pipeline at ``name`` (operator): a manual run of it with a new ``pipeline_id``; the
+    jobs downstream of it follow as their upstreams succeed (``pipelines.advance``). Conflict when
+    nothing depends on ``name``. Returns the run id; one audit entry names the steps."""
+    actor.require("operator")
+    with db.read() as session:
+        graph = store.job_dependencies(session)
+    if name not in graph:
+        raise JobNotFound(name)
+    steps = pipelines.descendants(graph, name)
+    if not steps:
+        raise Conflict(f"no job depends on '{name}': run it on its own instead", details={"job": name})
+    pipeline_id = uuid.uuid4().hex
+    run_id = runs.enqueue(db, name, trigger="manual", created_by=actor.identity.actor, pipeline_id=pipeline_id)
+    actor.record("pipeline.start", name, {"run_id": run_id, "pipeline_id": pipeline_id, "steps": [name, *steps]},
+                 db=db)
+    return run_id

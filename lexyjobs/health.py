@@ -34,6 +34,7 @@ from lexyjobs.db import Database
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import InvalidDefinition
+from lexyjobs.models import Job
 from lexyjobs.states import RunStatus
 
 HealthState = Literal["unknown", "ok", "warning", "error"]
@@ -47,6 +48,7 @@ class LastRuns:
     """What health needs to know about a job's runs (``store.health_inputs`` computes it)."""
 
     last_status: str | None = None            # latest outcome: succeeded, failed or blocked (by finished_at)
+    last_started_at: datetime | None = None   # when that run's last attempt started (None if blocked)
     last_finished_at: datetime | None = None  # when that run finished
     last_error: str | None = None             # its error (failed / blocked)
     last_success_at: datetime | None = None   # latest succeeded run's finished_at
@@ -92,22 +94,46 @@ def job_health(definition: JobDefinition, last: LastRuns, now: datetime) -> Heal
     return Health("ok", success, window)
 
 
-def jobs_health(db: Database, now: datetime, names: Iterable[str] | None = None) -> dict[str, Health]:
-    """Health of every job (or of ``names``), in one read: the panel's and the API's entry point.
-    A job whose stored definition no longer parses is ``error`` with the reason."""
+@dataclass(frozen=True)
+class JobOverview:
+    """What the jobs page shows of one job: its definition (None if it no longer parses), the
+    summary of its runs and its health."""
+
+    job: Job
+    definition: JobDefinition | None
+    last: LastRuns
+    health: Health
+
+    @property
+    def last_duration(self) -> float | None:
+        if self.last.last_started_at is None or self.last.last_finished_at is None:
+            return None
+        return max(0.0, (self.last.last_finished_at - self.last.last_started_at).total_seconds())
+
+
+def jobs_overview(db: Database, now: datetime, names: Iterable[str] | None = None) -> list[JobOverview]:
+    """Every job (or those in ``names``) with its runs summary and health, in one read. A job
+    whose stored definition no longer parses is ``error`` with the reason."""
     wanted = None if names is None else set(names)
     with db.read() as session:
         jobs = [j for j in store.list_jobs(session) if wanted is None or j.name in wanted]
         inputs = store.health_inputs(session, [j.name for j in jobs] if wanted is not None else None)
-    result: dict[str, Health] = {}
+    found = []
     for job in jobs:
+        last = LastRuns(**inputs.get(job.name, {}))
         try:
             definition = definition_from_job(job)
         except InvalidDefinition as exc:
-            result[job.name] = Health("error", f"invalid definition: {exc.message}", MANUAL_WINDOW)
+            found.append(JobOverview(job, None, last, Health("error", f"invalid definition: {exc.message}",
+                                                             MANUAL_WINDOW)))
             continue
-        result[job.name] = job_health(definition, LastRuns(**inputs.get(job.name, {})), now)
-    return result
+        found.append(JobOverview(job, definition, last, job_health(definition, last, now)))
+    return found
+
+
+def jobs_health(db: Database, now: datetime, names: Iterable[str] | None = None) -> dict[str, Health]:
+    """Health of every job (or of ``names``): the API's and the dashboard's entry point."""
+    return {o.job.name: o.health for o in jobs_overview(db, now, names)}
 
 
 def _expected(definition: JobDefinition, now: datetime, window: float) -> str:

@@ -73,6 +73,7 @@ class Run(Base):
         Index("ix_runs_created", "created_at"),
         Index("ix_runs_pipeline", "pipeline_id", "job_name"),
         Index("ix_runs_retry_of", "retry_of"),
+        Index("ix_runs_finished", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)

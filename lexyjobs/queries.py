@@ -111,6 +111,21 @@ def _weighted(by_status: dict[str, tuple[int, Any, Any]], column: int) -> float 
     return round(sum(n * v for n, v in pairs) / total, 3) if total else None
 
 
+def throughput(session: Session, *, since: datetime, hourly: bool, postgres: bool) -> dict[str, dict[str, int]]:
+    """Finished runs per hour (``hourly``) or per day since ``since``, by outcome: ``{"2025-03-01T14":
+    {"succeeded": 12, "failed": 1, ...}}`` with UTC bucket keys (``YYYY-MM-DD`` for days)."""
+    if postgres:
+        bucket = func.to_char(func.timezone("UTC", Run.finished_at), 'YYYY-MM-DD"T"HH24' if hourly else "YYYY-MM-DD")
+    else:
+        bucket = func.strftime("%Y-%m-%dT%H" if hourly else "%Y-%m-%d", Run.finished_at)
+    rows = session.execute(select(bucket.label("bucket"), Run.status, func.count())
+                           .where(Run.finished_at >= since).group_by("bucket", Run.status)).all()
+    found: dict[str, dict[str, int]] = {}
+    for key, status, count in rows:
+        found.setdefault(key, {})[status] = count
+    return found
+
+
 # ---------------------------------------------------------------- change stamps (polling)
 
 def activity_stamp(session: Session) -> str:
@@ -136,3 +151,141 @@ def run_stamp(session: Session, run_id: int) -> str:
 
 def _stamp(*parts: Any) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
+
+
+# ---------------------------------------------------------------- one run (the run detail page)
+
+def run_status(session: Session, run_id: int) -> str | None:
+    """The run's status alone (None: no such run) — what the log tail's poller needs each second."""
+    return session.scalar(select(Run.status).where(Run.id == run_id))
+
+
+def log_size(session: Session, run_id: int) -> int:
+    """Characters ever written to the run's log (0 without a log): the offset the next text gets.
+    Reading it does not load the log itself, so an idle tail poll stays cheap."""
+    return session.scalar(select(RunLog.size).where(RunLog.run_id == run_id)) or 0
+
+
+def retry_family(session: Session, run_id: int, *, limit: int = 50) -> list[Any]:
+    """The runs linked to ``run_id`` by retries by hand: the ``retry_of`` chain up to the first run
+    and every retry below that one, as rows of (id, status, attempt, max_attempts, created_at),
+    oldest first. At most ``limit`` runs (``run_id`` always among them)."""
+    root, ids = run_id, {run_id}
+    while len(ids) < limit:
+        parent = session.scalar(select(Run.retry_of).where(Run.id == root))
+        if parent is None or parent in ids:
+            break
+        root = parent
+        ids.add(root)
+    tree, frontier = {root}, [root]
+    while frontier and len(tree | ids) < limit:
+        children = session.scalars(select(Run.id).where(Run.retry_of.in_(frontier)).order_by(Run.id)
+                                   .limit(limit)).all()
+        frontier = [child for child in children if child not in tree][:limit - len(tree | ids)]
+        tree.update(frontier)
+    ids |= tree
+    query = (select(Run.id, Run.status, Run.attempt, Run.max_attempts, Run.created_at)
+             .where(Run.id.in_(ids)).order_by(Run.id))
+    return list(session.execute(query).all())
+
+
+# ---------------------------------------------------------------- runs list: bulk actions, export, filter choices
+
+def run_ids(session: Session, where: RunFilter, *, limit: int) -> list[int]:
+    """Ids of at most ``limit`` runs matching ``where``, newest first (the targets of a bulk action)."""
+    return list(session.scalars(select(Run.id).where(*where.conditions()).order_by(Run.id.desc()).limit(limit)))
+
+
+def runs_by_ids(session: Session, ids: list[int]) -> list[Run]:
+    """The runs with these ids (missing ones left out), in ascending id order."""
+    return list(session.scalars(select(Run).where(Run.id.in_(ids)).order_by(Run.id))) if ids else []
+
+
+EXPORT_COLUMNS = (Run.id, Run.job_name, Run.status, Run.trigger, Run.created_by, Run.created_at, Run.scheduled_for,
+                  Run.started_at, Run.finished_at, Run.attempt, Run.max_attempts, Run.error)
+
+
+def export_rows(session: Session, where: RunFilter, *, before: int | None, limit: int) -> list[Any]:
+    """Matching runs with an id below ``before`` (None: from the newest), newest first, as rows of
+    ``EXPORT_COLUMNS`` (no ORM objects, no params: an export of a million runs stays quick).
+    Keyset paging, so reading deep into a large export is as cheap as its first page."""
+    conditions = where.conditions() + ([Run.id < before] if before is not None else [])
+    return list(session.execute(select(*EXPORT_COLUMNS).where(*conditions).order_by(Run.id.desc()).limit(limit)))
+
+
+def job_choices(session: Session) -> tuple[list[str], list[str]]:
+    """Job names and categories (sorted, archived jobs included): the options of a filter form."""
+    rows = session.execute(select(Job.name, Job.category)).all()
+    return sorted(name for name, _ in rows), sorted({category for _, category in rows})
+
+
+# ---------------------------------------------------------------- one job (the job detail page)
+
+def recent_durations(session: Session, job: str, *, limit: int = 30) -> list[Any]:
+    """The job's last ``limit`` runs that started and finished (succeeded, failed or canceled
+    after starting), oldest first, as rows of (id, status, started_at, finished_at). Walks the
+    job's runs newest first on ``ix_runs_job_created``, so it stays cheap at millions of runs."""
+    query = (select(Run.id, Run.status, Run.started_at, Run.finished_at)
+             .where(Run.job_name == job, Run.started_at.is_not(None), Run.finished_at.is_not(None),
+                    Run.status.in_((RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELED.value)))
+             .order_by(Run.created_at.desc(), Run.id.desc()).limit(limit))
+    return list(reversed(session.execute(query).all()))
+
+
+# ---------------------------------------------------------------- pipelines (the pipelines page)
+
+_PIPELINE_COLUMNS = (Run.id, Run.pipeline_id, Run.job_name, Run.status, Run.trigger, Run.attempt, Run.max_attempts,
+                     Run.created_at, Run.started_at, Run.finished_at, Run.progress, Run.error)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """One pipeline: its runs as rows of ``_PIPELINE_COLUMNS``, oldest first (the first is its root)."""
+
+    pipeline_id: str
+    runs: tuple[Any, ...]
+
+    @property
+    def root(self) -> Any:
+        return self.runs[0]
+
+    def latest(self) -> dict[str, Any]:
+        """The newest run of each step (a retried step has several), by job name."""
+        return {row.job_name: row for row in self.runs}
+
+    def step_counts(self) -> dict[str, int]:
+        """How many steps are in each status, going by each step's newest run."""
+        counts: dict[str, int] = {}
+        for row in self.latest().values():
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+
+def recent_pipelines(session: Session, *, limit: int = 20) -> list[PipelineRun]:
+    """The ``limit`` pipelines started last (by their root run's id), newest first, with their runs.
+    Reads only runs that belong to a pipeline (``ix_runs_pipeline``)."""
+    newest = (select(Run.pipeline_id).where(Run.pipeline_id.is_not(None)).group_by(Run.pipeline_id)
+              .order_by(func.min(Run.id).desc()).limit(limit))
+    ids = [pipeline_id for pipeline_id in session.scalars(newest) if pipeline_id is not None]
+    if not ids:
+        return []
+    rows = session.execute(select(*_PIPELINE_COLUMNS).where(Run.pipeline_id.in_(ids)).order_by(Run.id)).all()
+    grouped: dict[str, list[Any]] = {pipeline_id: [] for pipeline_id in ids}
+    for row in rows:
+        grouped[row.pipeline_id].append(row)
+    return [PipelineRun(pipeline_id, tuple(grouped[pipeline_id])) for pipeline_id in ids]
+
+
+def pipeline_run(session: Session, pipeline_id: str) -> PipelineRun | None:
+    """One pipeline with its runs; None when no run carries ``pipeline_id``."""
+    rows = session.execute(select(*_PIPELINE_COLUMNS).where(Run.pipeline_id == pipeline_id).order_by(Run.id)).all()
+    return PipelineRun(pipeline_id, tuple(rows)) if rows else None
+
+
+def pipeline_stamp(session: Session, pipeline_id: str) -> str:
+    """Changes whenever a run of the pipeline is added or changes status, attempt or progress,
+    and when a job changes (its ``depends_on`` shapes the drawing)."""
+    rows = session.execute(select(Run.id, Run.status, Run.attempt, Run.progress)
+                           .where(Run.pipeline_id == pipeline_id).order_by(Run.id)).all()
+    jobs = session.execute(select(func.count(), func.sum(Job.version))).one()
+    return _stamp(*(tuple(row) for row in rows), *jobs)

@@ -147,14 +147,55 @@ def cancel(db: Database, run_id: int, *, by: str | None = None) -> str:
                    details={"run_id": run_id, "status": run.status})
 
 
+RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELED, RunStatus.SUCCEEDED})
+
+
 def retry(db: Database, run_id: int, *, by: str | None = None, trigger: str = "retry") -> int:
     """Enqueue a new run with the same job and params as a finished one; returns the new id."""
     run = get_run(db, run_id)
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.SUCCEEDED):
+    if run.status not in RETRYABLE:
         raise Conflict(f"run {run_id} is {run.status}; only finished runs can be retried",
                        details={"run_id": run_id, "status": run.status})
     return enqueue(db, run.job_name, run.params, priority=run.priority, trigger=trigger, created_by=by,
                    retry_of=run.id, pipeline_id=run.pipeline_id)
+
+
+def cancel_many(db: Database, ids: Sequence[int], *, by: str) -> tuple[int, int]:
+    """``cancel`` for many runs in one transaction: (canceled, cancel requested); finished or
+    unknown runs are left alone. Queued runs
+    move first; a run a worker claimed meanwhile is running by then and gets the flag instead."""
+    now = utcnow()
+    note = f"canceled by {by}"
+    with db.write() as session:
+        moved = transition_many(session, ids, RunStatus.CANCELED, expected=RunStatus.QUEUED, at=now, note=note,
+                                values={"finished_at": now, "error": note}, returning=(Run.__table__.c.pipeline_id,))
+        pipelines.advance(session, [pipelines.Finished(row.id, row.job_name, row.pipeline_id, RunStatus.CANCELED)
+                                    for row in moved], now=now, postgres=db.is_postgres)  # only blocks: no wake-up
+        done = {row.id for row in moved}
+        flagged = sum(1 for run_id in ids if run_id not in done and store.request_cancel(session, run_id))
+    return len(moved), flagged
+
+
+def retry_many(db: Database, ids: Sequence[int], *, by: str) -> int:
+    """Enqueue retries of the finished runs among ``ids`` in one transaction; if one of them
+    cannot be enqueued (job deleted, params no longer valid), the others go one by one."""
+    with db.read() as session:
+        found = [run for run in (store.get_run(session, run_id) for run_id in ids) if run is not None]
+    requests = [RunRequest(run.job_name, run.params, priority=run.priority, trigger="retry", created_by=by,
+                                retry_of=run.id, pipeline_id=run.pipeline_id)
+                for run in found if run.status in RETRYABLE]
+    try:
+        return len(enqueue_many(db, requests)) if requests else 0
+    except LexyjobsError:
+        return sum(_enqueue_or_skip(db, request) for request in requests)
+
+
+def _enqueue_or_skip(db: Database, request: RunRequest) -> int:
+    try:
+        enqueue_many(db, [request])
+    except LexyjobsError:
+        return 0
+    return 1
 
 
 def rescue_stale(db: Database, *, stale_after: float, now: datetime | None = None,

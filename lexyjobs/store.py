@@ -360,7 +360,7 @@ HEALTH_OUTCOMES = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.
 
 def health_inputs(session: Session, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per job (all, or ``names``), the run summary ``lexyjobs.health.LastRuns`` takes, same keys:
-    ``last_status``/``last_finished_at``/``last_error`` of the latest run that ended succeeded,
+    ``last_status``/``last_started_at``/``last_finished_at``/``last_error`` of the latest run that ended succeeded,
     failed or blocked (latest ``finished_at``, then highest id); ``last_success_at``;
     ``failure_streak`` (failed runs that finished after the last success); ``running_since``
     (earliest ``started_at`` of the job's running runs). Jobs without such runs are absent.
@@ -369,14 +369,15 @@ def health_inputs(session: Session, names: Sequence[str] | None = None) -> dict[
         return query if names is None else query.where(RUNS.c.job_name.in_(list(names)))
 
     out: dict[str, dict[str, Any]] = {}
-    ranked = scoped(select(RUNS.c.job_name, RUNS.c.status, RUNS.c.finished_at, RUNS.c.error,
+    ranked = scoped(select(RUNS.c.job_name, RUNS.c.status, RUNS.c.started_at, RUNS.c.finished_at, RUNS.c.error,
                            func.row_number().over(partition_by=RUNS.c.job_name,
                                                   order_by=(RUNS.c.finished_at.desc(), RUNS.c.id.desc()))
                            .label("position"))
                     .where(RUNS.c.status.in_(HEALTH_OUTCOMES))).subquery()
-    for row in session.execute(select(ranked.c.job_name, ranked.c.status, ranked.c.finished_at, ranked.c.error)
-                               .where(ranked.c.position == 1)):
-        out[row.job_name] = {"last_status": row.status, "last_finished_at": row.finished_at, "last_error": row.error}
+    for row in session.execute(select(ranked.c.job_name, ranked.c.status, ranked.c.started_at, ranked.c.finished_at,
+                                      ranked.c.error).where(ranked.c.position == 1)):
+        out[row.job_name] = {"last_status": row.status, "last_started_at": row.started_at,
+                             "last_finished_at": row.finished_at, "last_error": row.error}
     successes = scoped(select(RUNS.c.job_name, func.max(RUNS.c.finished_at).label("at"))
                        .where(RUNS.c.status == RunStatus.SUCCEEDED.value).group_by(RUNS.c.job_name)).subquery()
     for name, at in session.execute(select(successes.c.job_name, successes.c.at)):

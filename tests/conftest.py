@@ -316,3 +316,53 @@ def drive_run(db: Database, run_id: int, status: RunStatus, *, queued_for: float
         if status in TERMINAL:
             transition(session, run_id, status, expected=RunStatus.RUNNING, lease=moved[0].lease, at=finished,
                        finished_at=finished, error=error, result=result)
+
+
+# ---------------------------------------------------------------- panel pages (tests/test_panel_*.py)
+
+import re  # noqa: E402
+
+from flask.testing import FlaskClient  # noqa: E402
+
+PANEL_PASSWORD = "panel-persona-password"
+PANEL_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+class PanelSession:
+    """A test client logged in to the panel as one persona. ``get``/``post`` take ``hx=True`` to
+    act as htmx (``HX-Request``); ``post`` sends the session's CSRF token unless ``csrf=False``."""
+
+    def __init__(self, client: FlaskClient, username: str, csrf: str) -> None:
+        self.client, self.username, self.csrf = client, username, csrf
+
+    def get(self, path: str, *, hx: bool = False, **kwargs: Any) -> TestResponse:
+        headers = {"HX-Request": "true", **kwargs.pop("headers", {})} if hx else kwargs.pop("headers", {})
+        return self.client.get(path, headers=headers, **kwargs)
+
+    def post(self, path: str, *, hx: bool = False, csrf: bool = True, data: dict[str, Any] | None = None,
+             **kwargs: Any) -> TestResponse:
+        form = {**({"csrf_token": self.csrf} if csrf else {}), **(data or {})}
+        headers = {"HX-Request": "true", **kwargs.pop("headers", {})} if hx else kwargs.pop("headers", {})
+        return self.client.post(path, data=form, headers=headers, **kwargs)
+
+
+@pytest.fixture
+def panel_as(app: Flask, lj: Lexyjobs) -> Callable[[str], PanelSession]:
+    """``panel_as("operator")``: a client logged in through the login form as the persona
+    ``panel-<role>`` (created on first use)."""
+    def log_in(role: str) -> PanelSession:
+        username = f"panel-{role}"
+        with lj.db.read() as session:
+            known = accounts.get_user(session, username) is not None
+        if not known:
+            accounts.add_user(lj.db, username, PANEL_PASSWORD, role)
+        client = app.test_client()
+        token = PANEL_CSRF.search(client.get("/login").get_data(as_text=True))
+        assert token, "no CSRF token on the login page"
+        response = client.post("/login", data={"username": username, "password": PANEL_PASSWORD,
+                                               "csrf_token": token.group(1)})
+        assert response.status_code in (302, 303), response.get_data(as_text=True)
+        fresh = PANEL_CSRF.search(client.get("/").get_data(as_text=True))  # login starts a new session
+        assert fresh, "no CSRF token after logging in"
+        return PanelSession(client, username, fresh.group(1))
+    return log_in

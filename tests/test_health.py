@@ -2,6 +2,8 @@
 summary read by ``store.health_inputs`` from real runs on both databases."""
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -190,11 +192,11 @@ def test_health_inputs_summarize_each_jobs_runs(db: Database, make_job: MakeJob)
     runs.record_not_run(db, "never", RunStatus.SKIPPED, reason="missed while down", trigger="schedule",
                         now=before(hours=1))
     assert inputs(db) == {
-        "flaky": {"last_status": "failed", "last_finished_at": before(hours=4), "last_error": "second",
+        "flaky": {"last_status": "failed", "last_started_at": ANY, "last_finished_at": before(hours=4), "last_error": "second",
                   "last_success_at": before(hours=8), "failure_streak": 2},
-        "downstream": {"last_status": "blocked", "last_finished_at": before(hours=2),
+        "downstream": {"last_status": "blocked", "last_started_at": None, "last_finished_at": before(hours=2),
                        "last_error": "upstream flaky failed", "failure_streak": 1},
-        "busy": {"last_status": "succeeded", "last_finished_at": before(hours=1), "last_error": None,
+        "busy": {"last_status": "succeeded", "last_started_at": ANY, "last_finished_at": before(hours=1), "last_error": None,
                  "last_success_at": before(hours=1), "running_since": before(minutes=10)},
     }
     verdicts = {name: (h.state, h.reason) for name, h in jobs_health(db, T0).items()}
@@ -211,7 +213,7 @@ def test_the_latest_outcome_is_the_last_to_finish_not_the_last_created(db: Datab
     make_job("slow", max_concurrency=0)
     finish_run(db, "slow", RunStatus.SUCCEEDED, before(minutes=5))  # created first, finished last
     finish_run(db, "slow", RunStatus.FAILED, before(minutes=30), "boom")
-    assert inputs(db)["slow"] == {"last_status": "succeeded", "last_finished_at": before(minutes=5),
+    assert inputs(db)["slow"] == {"last_status": "succeeded", "last_started_at": ANY, "last_finished_at": before(minutes=5),
                                   "last_error": None, "last_success_at": before(minutes=5)}
     assert jobs_health(db, T0)["slow"] == Health("ok", "last success 5m ago", 48 * HOUR)
 

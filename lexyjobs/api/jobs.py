@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, jsonify, url_for
 
 from lexyjobs import actions, queries, store
 from lexyjobs.api import bp

@@ -32,7 +32,8 @@ def _navigation() -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    from lexyjobs.panel import dashboard, formatting, jobs, run_detail, runs  # noqa: F401  (routes join bp)
+    from lexyjobs.panel import (dashboard, formatting, job_detail, job_form, jobs, pipelines,  # noqa: F401
+                                run_detail, runs)  # (each page module adds its routes to bp)
 
     app.register_blueprint(bp)
     app.context_processor(_navigation)

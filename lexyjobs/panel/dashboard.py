@@ -1,8 +1,9 @@
-"""The dashboard: run counts, job health, queue times, recent failures and upcoming fires."""
+"""The dashboard: run counts, job health, throughput charts, queue times, recent failures and
+upcoming fires."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Response
@@ -12,6 +13,7 @@ from lexyjobs.db import utcnow
 from lexyjobs.definitions import InvalidDefinition, definition_from_job
 from lexyjobs.health import jobs_health
 from lexyjobs.panel import bp
+from lexyjobs.panel.charts import Chart, bucket_keys, throughput_chart
 from lexyjobs.panel.htmx import no_change, render, unchanged
 from lexyjobs.queries import RunFilter
 from lexyjobs.runtime import current
@@ -33,10 +35,18 @@ def dashboard() -> str | Response:
         queue = queries.queue_stats(session, now=now, postgres=lexy.db.is_postgres)
         failures = queries.search_runs(session, RunFilter(statuses=("failed",)), limit=RECENT_FAILURES)
         jobs = store.list_jobs(session)
+        charts = {name: _chart(session, now, hourly=hourly, postgres=lexy.db.is_postgres)
+                  for name, hourly in (("24 hours", True), ("7 days", False))}
     health: Counter[str] = Counter(h.state for h in jobs_health(lexy.db, now).values())
     return render("dashboard.html", "_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
                   failures=failures, health={s: health[s] for s in HEALTH_STATES}, jobs=jobs,
-                  upcoming=_upcoming(jobs, now), now=now)
+                  upcoming=_upcoming(jobs, now), charts=charts, now=now)
+
+
+def _chart(session: Any, now: datetime, *, hourly: bool, postgres: bool) -> Chart:
+    keys = bucket_keys(now, hourly=hourly)
+    since = datetime.fromisoformat(keys[0][0] + ("" if not hourly else ":00")).replace(tzinfo=timezone.utc)
+    return throughput_chart(queries.throughput(session, since=since, hourly=hourly, postgres=postgres), keys)
 
 
 def _upcoming(jobs: list[Any], now: datetime) -> list[tuple[datetime, Any]]:

@@ -9,8 +9,9 @@ POLL_SECONDS = 2
 
 
 def wants_partial() -> bool:
-    """An htmx request for a fragment (boosted navigations want the whole page)."""
-    return bool(request.headers.get("HX-Request")) and not request.headers.get("HX-Boosted")
+    """An htmx request for a fragment (boosted navigations and history restores want the page)."""
+    headers = request.headers
+    return bool(headers.get("HX-Request")) and not headers.get("HX-Boosted") and not headers.get("HX-History-Restore-Request")
 
 
 def render(page: str, partial: str, **context: Any) -> str:

@@ -1,0 +1,202 @@
+"""Panel pages: create, edit and delete database jobs (admins), with the cron preview that
+validates a schedule as it is typed. Code and jobs.toml jobs are read-only here."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import tomllib
+from flask import Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from lexyjobs import actions, store
+from lexyjobs.cron import describe, is_dst_change_day, next_fires, parse_schedule, parse_timezone
+from lexyjobs.db import utcnow
+from lexyjobs.definitions import COMMON_FIELDS, InvalidDefinition
+from lexyjobs.errors import Conflict, JobNotFound, ReadOnlyJob
+from lexyjobs.guard import actor
+from lexyjobs.kinds import kinds
+from lexyjobs.masking import mask_config
+from lexyjobs.panel import bp
+from lexyjobs.panel.htmx import wants_partial
+from lexyjobs.runtime import current
+
+TEXT_FIELDS = ("title", "category", "description", "schedule", "timezone", "timeout", "backoff", "stale_after")
+NUMBER_FIELDS = ("priority", "max_attempts", "max_concurrency")
+PREVIEW_FIRES = 5
+
+
+@bp.route("/jobs/new", methods=["GET", "POST"])
+def job_new() -> str | BaseResponse | tuple[str, int]:
+    actor().require("admin")
+    if request.method == "GET":
+        return _form(None, {"kind": request.args.get("kind", "python")}, {})
+    form = _submitted()
+    name = request.form.get("name", "").strip()
+    try:
+        actions.create_job(current().db, actor(), name, _definition(form))
+    except (InvalidDefinition, Conflict) as exc:
+        return _form(None, {**form, "name": name}, _errors(exc)), 422
+    return _done(name)
+
+
+@bp.route("/jobs/<job_name:name>/edit", methods=["GET", "POST"])
+def job_edit(name: str) -> str | BaseResponse | tuple[str, int]:
+    actor().require("admin")
+    job = _editable(name)
+    if request.method == "GET":
+        return _form(name, _fields_of(mask_config(job.spec)), {})
+    form = _submitted()
+    try:
+        actions.update_job(current().db, actor(), name, _definition(form))
+    except (InvalidDefinition, Conflict) as exc:
+        return _form(name, form, _errors(exc)), 422
+    return _done(name)
+
+
+@bp.post("/jobs/<job_name:name>/delete")
+def job_delete(name: str) -> BaseResponse | tuple[str, int]:
+    actor().require("admin")
+    _editable(name)
+    if request.form.get("confirm") != name:
+        return render_template("job_delete.html", name=name, error=request.form.get("confirm") is not None), 422
+    actions.delete_job(current().db, actor(), name)
+    return redirect(url_for("panel.jobs"))
+
+
+@bp.get("/jobs/kind-fields")
+def job_kind_fields() -> str:
+    """The fields of the chosen kind (htmx swaps them in when the kind changes)."""
+    kind = kinds().get(request.args.get("kind", "")) or kinds()["python"]
+    return render_template("_partials/_kind_fields.html", kind=kind, form={}, errors={})
+
+
+@bp.get("/jobs/cron-preview")
+def cron_preview() -> str:
+    """The schedule in words and its next fires, or what is wrong with it (htmx, as you type)."""
+    text, zone = request.args.get("schedule", "").strip(), request.args.get("timezone", "").strip() or "UTC"
+    return render_template("_partials/_cron_preview.html", **preview(text, zone, utcnow()))
+
+
+def preview(text: str, zone: str, now: Any) -> dict[str, Any]:
+    """``{"error"}`` or ``{"words", "fires": [(time, dst_day)], "zone"}`` for a schedule (pure)."""
+    if not text:
+        return {"empty": True}
+    try:
+        tz = parse_timezone(zone)
+    except ValueError as exc:
+        return {"error": f"timezone: {exc}"}
+    try:
+        schedule = parse_schedule(text)
+    except ValueError as exc:
+        return {"error": f"schedule: {exc}"}
+    fires = next_fires(schedule, tz, now, PREVIEW_FIRES)
+    return {"words": describe(schedule, zone), "zone": zone,
+            "fires": [(at, is_dst_change_day(tz, at.date())) for at in fires]}
+
+
+def _editable(name: str) -> Any:
+    with current().db.read() as session:
+        job = store.get_job(session, name)
+    if job is None:
+        raise JobNotFound(name)
+    if job.source != "db" and not job.archived:
+        where = "in code (@job)" if job.source == "code" else "in the jobs file"
+        raise ReadOnlyJob(f"job '{name}' is defined {where}; change it there", details={"job": name})
+    return job
+
+
+def _submitted() -> dict[str, Any]:
+    """The form as text fields (what is shown again when something is wrong)."""
+    form: dict[str, Any] = {key: request.form.get(key, "").strip()
+                            for key in (*TEXT_FIELDS, *NUMBER_FIELDS, "kind", "overlap")}
+    form["enabled"] = bool(request.form.get("enabled"))
+    form["depends_on"] = request.form.getlist("depends_on")
+    kind = kinds().get(form["kind"])
+    for field in (kind.fields if kind else ()):
+        form[f"k_{field}"] = request.form.get(f"k_{field}", "").strip()
+    form["params"] = request.form.get("params", "").strip()
+    return form
+
+
+def _definition(form: dict[str, Any]) -> dict[str, Any]:
+    """The definition fields from the form: empty fields are left out (defaults apply); numbers,
+    kind fields and params are parsed (a parse problem raises InvalidDefinition naming the field)."""
+    name = request.form.get("name", "").strip() or "new-job"
+    raw: dict[str, Any] = {"kind": form["kind"], "enabled": form["enabled"]}
+    raw.update({key: form[key] for key in TEXT_FIELDS if form.get(key)})
+    for key in NUMBER_FIELDS:
+        if form.get(key):
+            raw[key] = _number(name, key, form[key])
+    if form.get("overlap"):
+        raw["overlap"] = form["overlap"]
+    if form["depends_on"]:
+        raw["depends_on"] = form["depends_on"]
+    for key, value in form.items():
+        if key.startswith("k_") and value:
+            raw[key[2:]] = _structured(name, key[2:], value)
+    if form.get("params"):
+        raw["params"] = _structured(name, "params", form["params"])
+    return raw
+
+
+def _number(job: str, field: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidDefinition(job, field, f"'{text}' is not a whole number") from None
+
+
+STRUCTURED = {"argv", "headers", "body", "env", "params"}
+
+
+def _structured(job: str, field: str, text: str) -> Any:
+    """Lists and tables are typed as JSON (``["a", "b"]``, ``{"k": "v"}``) or TOML (``k = "v"``)."""
+    if field not in STRUCTURED:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        raise InvalidDefinition(job, field, "must be JSON (e.g. [\"python\", \"run.py\"] or {\"KEY\": \"value\"}) "
+                                "or TOML lines (KEY = \"value\")") from None
+
+
+def _fields_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored definition as the form's text fields."""
+    form: dict[str, Any] = {key: "" if spec.get(key) is None else str(spec[key]) for key in (*TEXT_FIELDS, *NUMBER_FIELDS)}
+    form.update(kind=spec.get("kind", "python"), overlap=spec.get("overlap", ""), enabled=spec.get("enabled", True),
+                depends_on=list(spec.get("depends_on", [])))
+    kind = kinds().get(form["kind"])
+    for field in (kind.fields if kind else ()):
+        value = spec.get(field)
+        form[f"k_{field}"] = "" if value is None else (json.dumps(value) if field in STRUCTURED else str(value))
+    form["params"] = json.dumps(spec["params"], indent=2) if spec.get("params") else ""
+    return form
+
+
+def _errors(exc: InvalidDefinition | Conflict) -> dict[str, str]:
+    if isinstance(exc, InvalidDefinition):
+        field = exc.field or "form"
+        return {field: exc.problem}
+    return {"name" if "already exists" in exc.message else "form": exc.message}
+
+
+def _form(name: str | None, form: dict[str, Any], errors: dict[str, str]) -> str:
+    with current().db.read() as session:
+        others = [j.name for j in store.list_jobs(session) if j.name != name]
+    kind = kinds().get(form.get("kind", "python")) or kinds()["python"]
+    return render_template("job_form.html", name=name, form=form, errors=errors, others=others, kind=kind,
+                           kinds=list(kinds()), help=COMMON_FIELDS,
+                           preview={"hidden": True} if "schedule" in errors or "timezone" in errors
+                           else preview(form.get("schedule", ""), form.get("timezone") or "UTC", utcnow()))
+
+
+def _done(name: str) -> BaseResponse:
+    target = url_for("panel.job_detail", name=name)
+    if wants_partial():
+        return Response(status=204, headers={"HX-Redirect": target})
+    return redirect(target)

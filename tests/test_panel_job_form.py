@@ -1,0 +1,154 @@
+"""Creating, editing and deleting database jobs in the panel, and the cron preview."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import pytest
+
+from lexyjobs import audit, runs, store
+from lexyjobs.db import Database
+from lexyjobs.panel.job_form import preview
+from test_panel_jobs import HX, Panel, login, text  # noqa: F401  (the login fixture)
+
+MakeJob = Callable[..., str]
+SHELL = {"name": "nightly", "title": "Nightly export", "kind": "shell", "k_argv": '["echo", "hi"]',
+         "schedule": "0 3 * * *", "timezone": "Europe/Berlin", "enabled": "true"}
+
+
+def spec(db: Database, name: str) -> dict[str, Any]:
+    with db.read() as session:
+        job = store.get_job(session, name)
+    assert job is not None
+    return job.spec
+
+
+def errors(response: Any) -> list[str]:
+    return re.findall(r'role="alert">([^<]+)', text(response))
+
+
+def test_an_admin_creates_a_shell_job(login: Callable[[str], Panel], db: Database) -> None:
+    response = login("admin").post("/jobs/new", {**SHELL, "k_env": 'TOKEN = "${SERVICE_TOKEN}"',
+                                                 "params": '{"limit": {"type": "integer", "default": 3}}',
+                                                 "priority": "4", "overlap": "skip"})
+    assert response.status_code == 302 and response.headers["Location"] == "/jobs/nightly"
+    assert spec(db, "nightly") == {"title": "Nightly export", "kind": "shell", "argv": ["echo", "hi"],
+                                   "schedule": "0 3 * * *", "timezone": "Europe/Berlin", "enabled": True,
+                                   "env": {"TOKEN": "${SERVICE_TOKEN}"}, "priority": 4, "overlap": "skip",
+                                   "params": {"limit": {"type": "integer", "default": 3}}}
+    assert [e.action for e in audit.search(db, target="nightly").entries] == ["job.create"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"schedule": "0 3 * * 9"}, "is not a valid cron expression"),
+    ({"timezone": "Mars/Olympus"}, "Mars/Olympus"),
+    ({"k_argv": "echo hi"}, "must be JSON"),
+    ({"priority": "high"}, "'high' is not a whole number"),
+    ({"name": "Bad Name"}, "must be 1–100 characters"),
+    ({"params": '{"n": {"type": "colour"}}'}, "colour"),
+])
+def test_a_bad_field_is_shown_inline_and_nothing_is_created(login: Callable[[str], Panel], db: Database,
+                                                            change: dict[str, str], message: str) -> None:
+    response = login("admin").post("/jobs/new", {**SHELL, **change})
+    assert response.status_code == 422
+    assert any(message in e.replace("&#39;", "'") for e in errors(response)), errors(response)
+    with db.read() as session:
+        assert store.list_jobs(session) == []
+    assert 'value="Nightly export"' in text(response)  # what was typed is kept
+
+
+def test_a_taken_name_is_a_conflict_on_the_name_field(login: Callable[[str], Panel], make_job: MakeJob) -> None:
+    make_job("nightly")
+    response = login("admin").post("/jobs/new", SHELL)
+    assert response.status_code == 422 and any("already exists" in e for e in errors(response))
+
+
+def test_depends_on_refuses_a_cycle(login: Callable[[str], Panel], make_job: MakeJob, db: Database) -> None:
+    make_job("first")
+    make_job("second", depends_on=["first"])
+    admin = login("admin")
+    form = text(admin.get("/jobs/first/edit"))
+    assert '<option>second</option>' in form
+    response = admin.post("/jobs/first/edit", {"kind": "python", "k_func": "jobfuncs:noop", "depends_on": ["second"]})
+    assert response.status_code == 422 and any("cycle" in e for e in errors(response))
+    assert "depends_on" not in spec(db, "first")
+
+
+def test_editing_keeps_masked_secrets_and_shows_references(login: Callable[[str], Panel], make_job: MakeJob,
+                                                           db: Database) -> None:
+    make_job("hook", kind="http", url="https://example.invalid/hook",
+             headers={"Authorization": "Bearer literal-secret-xyz", "X-Ref": "${HOOK_TOKEN}"})
+    admin = login("admin")
+    form = text(admin.get("/jobs/hook/edit"))
+    assert "literal-secret-xyz" not in form and "****" in form and "${HOOK_TOKEN}" in form
+    headers = re.search(r'<textarea id="k_headers" name="k_headers"[^>]*>([^<]*)</textarea>', form).group(1)  # type: ignore[union-attr]
+    response = admin.post("/jobs/hook/edit", {"kind": "http", "k_url": "https://example.invalid/hook2",
+                                              "k_headers": headers.replace("&#34;", '"').replace("&quot;", '"'),
+                                              "k_method": "POST", "enabled": "true"})
+    assert response.status_code == 302, errors(response)
+    assert spec(db, "hook")["headers"] == {"Authorization": "Bearer literal-secret-xyz", "X-Ref": "${HOOK_TOKEN}"}
+    assert spec(db, "hook")["url"] == "https://example.invalid/hook2"
+
+
+def test_file_jobs_cannot_be_edited_here(login: Callable[[str], Panel], db: Database, tmp_path: Any) -> None:
+    from lexyjobs import registry
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text('[jobs.from-file]\nkind = "python"\nfunc = "jobfuncs:noop"\n')
+    assert registry.sync_jobs(db, jobs_file=str(jobs_file), imports=()).loaded == ["from-file"]
+    admin = login("admin")
+    assert admin.get("/jobs/from-file/edit").status_code == 409
+    assert "in the jobs file" in text(admin.post("/jobs/from-file/edit", {"kind": "python", "k_func": "x:y"}))
+    assert admin.post("/jobs/from-file/delete", {"confirm": "from-file"}).status_code == 409
+    assert spec(db, "from-file") == {"kind": "python", "func": "jobfuncs:noop"}
+
+
+def test_only_admins_reach_the_form(login: Callable[[str], Panel], make_job: MakeJob) -> None:
+    make_job("guarded")
+    operator = login("operator")
+    assert operator.get("/jobs/new").status_code == 403
+    assert operator.get("/jobs/guarded/edit").status_code == 403
+    assert operator.post("/jobs/new", SHELL).status_code == 403
+    assert operator.post("/jobs/guarded/delete", {"confirm": "guarded"}).status_code == 403
+    assert 'href="/jobs/new"' not in text(operator.get("/jobs"))
+    assert 'href="/jobs/new"' in text(login("admin").get("/jobs"))
+
+
+def test_delete_needs_the_name_typed(login: Callable[[str], Panel], make_job: MakeJob, db: Database) -> None:
+    make_job("doomed")
+    runs.enqueue(db, "doomed")
+    admin = login("admin")
+    assert admin.post("/jobs/doomed/delete", {"confirm": "doome"}).status_code == 422
+    assert admin.post("/jobs/doomed/delete").status_code == 422
+    with db.read() as session:
+        assert store.get_job(session, "doomed") is not None
+    response = admin.post("/jobs/doomed/delete", {"confirm": "doomed"})
+    assert response.status_code == 302 and response.headers["Location"] == "/jobs"
+    with db.read() as session:
+        assert store.get_job(session, "doomed") is None
+    assert [e.action for e in audit.search(db, target="doomed").entries] == ["job.delete"]
+
+
+def test_the_kind_fields_swap_with_the_kind(login: Callable[[str], Panel]) -> None:
+    admin = login("admin")
+    fields = text(admin.get("/jobs/kind-fields?kind=http", headers=HX))
+    assert 'name="k_url"' in fields and 'name="k_method"' in fields and 'name="k_argv"' not in fields
+    assert 'name="k_func"' in text(admin.get("/jobs/kind-fields?kind=bogus", headers=HX))
+
+
+def test_the_cron_preview_describes_and_lists_next_fires(login: Callable[[str], Panel]) -> None:
+    admin = login("admin")
+    good = text(admin.get("/jobs/cron-preview?schedule=*/15+*+*+*+*&timezone=UTC", headers=HX))
+    assert "Every 15 minutes" in good and good.count("<li>") == 5
+    bad = text(admin.get("/jobs/cron-preview?schedule=every+banana", headers=HX))
+    assert 'role="alert"' in bad and "schedule" in bad
+    assert "runs only when started by hand" in text(admin.get("/jobs/cron-preview?schedule=", headers=HX))
+
+
+def test_the_preview_flags_dst_change_days() -> None:
+    now = datetime(2025, 3, 28, 12, 0, tzinfo=timezone.utc)  # Berlin moves to summer time on Sunday 30 March
+    shown = preview("30 2 * * *", "Europe/Berlin", now)
+    flagged = [at.date().isoformat() for at, dst in shown["fires"] if dst]
+    assert len(shown["fires"]) == 5 and flagged == ["2025-03-30"]
+    assert "Europe/Berlin" in shown["words"]
+    assert preview("30 2 * * *", "Nowhere/Land", now)["error"].startswith("timezone:")

@@ -123,6 +123,21 @@ def set_password(db: Database, username: str, password: str, *, role: str | None
         raise NotFound(f"no user named '{username}'", details={"username": username})
 
 
+def set_role(db: Database, username: str, role: str) -> str:
+    """Change a user's role; returns the role it had. The last admin cannot be demoted. Sessions
+    read the role from the database on every request, so it applies at once."""
+    check_role(role)
+    with db.write() as session:
+        user = get_user(session, username)
+        if user is None:
+            raise NotFound(f"no user named '{username}'", details={"username": username})
+        before = user.role
+        if role != "admin":
+            _keep_an_admin(session, username)
+        user.role, user.updated_at = role, utcnow()
+    return before
+
+
 def remove_user(db: Database, username: str) -> None:
     with db.write() as session:
         _keep_an_admin(session, username)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from lexyjobs import audit, pipelines, registry, runs, store
+from lexyjobs import accounts, audit, pipelines, registry, runs, store
 from lexyjobs.accounts import Identity
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition
@@ -205,3 +205,46 @@ def run_pipeline_from(db: Database, actor: Actor, name: str) -> int:
     actor.record("pipeline.start", name, {"run_id": run_id, "pipeline_id": pipeline_id, "steps": [name, *steps]},
                  db=db)
     return run_id
+
+
+# ---------------------------------------------------------------- accounts (the settings page)
+
+def create_token(db: Database, actor: Actor, name: str, role: str) -> str:
+    """Create an API token (admin) and return it. The caller shows it once; it is stored only as
+    its SHA-256 and never written to the audit log."""
+    actor.require("admin")
+    token = accounts.create_token(db, name, role, created_by=actor.identity.actor)
+    actor.record("token.create", name, {"role": role}, db=db)
+    return token
+
+
+def revoke_token(db: Database, actor: Actor, name: str) -> None:
+    """Revoke an API token (admin); requests bearing it are refused from now on."""
+    actor.require("admin")
+    accounts.revoke_token(db, name)
+    actor.record("token.revoke", name, db=db)
+
+
+def add_user(db: Database, actor: Actor, username: str, password: str, role: str) -> None:
+    """Create a panel login (admin)."""
+    actor.require("admin")
+    accounts.add_user(db, username, password, role)
+    actor.record("user.add", username, {"role": role}, db=db)
+
+
+def set_role(db: Database, actor: Actor, username: str, role: str) -> None:
+    """Change a user's role (admin). The last admin cannot be demoted (Conflict). The change
+    applies to the user's next request: sessions read the role from the database each time."""
+    actor.require("admin")
+    before = accounts.set_role(db, username, role)
+    actor.record("user.set_role", username, {"from": before, "to": role}, db=db)
+
+
+def remove_user(db: Database, actor: Actor, username: str) -> None:
+    """Delete a user (admin); their sessions stop working at once. Nobody removes themselves
+    (Conflict): another admin must, so an admin never locks themselves out by a slip."""
+    actor.require("admin")
+    if actor.identity.kind == "user" and actor.identity.name == username:
+        raise Conflict("you cannot remove yourself; ask another admin to do it", details={"username": username})
+    accounts.remove_user(db, username)
+    actor.record("user.remove", username, db=db)

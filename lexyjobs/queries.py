@@ -2,15 +2,16 @@
 the queue and throughput statistics. (The engine's own SQL is in ``lexyjobs.store``.)"""
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import String, case, cast, func, or_, select
+from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
-from lexyjobs.models import Job, Run, RunEvent, RunLog
+from lexyjobs.models import Job, Run, RunEvent, RunLog, UTCDateTime
 from lexyjobs.states import RunStatus
 
 
@@ -66,10 +67,34 @@ def status_counts(session: Session, where: RunFilter | None = None) -> dict[str,
     """``total`` and one count per status (zeros included) of the runs matching ``where``,
     ignoring its status filter — the stat cards above a filtered list."""
     conditions = where.conditions(with_status=False) if where else []
-    rows = session.execute(select(Run.status, func.count()).where(*conditions).group_by(Run.status)).all()
     counts = {status.value: 0 for status in RunStatus}
-    counts.update({status: n for status, n in rows})
+    if conditions:
+        counts.update(session.execute(select(Run.status, func.count()).where(*conditions).group_by(Run.status)).all())
+    else:
+        counts.update(_all_status_counts(session))
     return {"total": sum(counts.values()), **counts}
+
+
+def _all_status_counts(session: Session) -> dict[str, int]:
+    """Runs per status over all runs without reading each run's status: the total is a plain
+    ``count(*)`` (SQLite counts the entries of its smallest index page by page), every status but
+    ``succeeded`` — the bulk of a healthy history — a range count on an index led by status, and
+    ``succeeded`` the difference. That holds because ``runs.status`` only ever holds a RunStatus
+    (``states`` writes it). One statement, so one snapshot: the parts add up while runs move."""
+    total, *counts = session.execute(_status_totals()).one()
+    found = dict(zip(_RARER, counts))
+    return {RunStatus.SUCCEEDED.value: total - sum(found.values()), **found}
+
+
+_RARER = tuple(status.value for status in RunStatus if status != RunStatus.SUCCEEDED)
+
+
+@functools.cache
+def _status_totals() -> Any:
+    """(count of all runs, then of each status in ``_RARER``). The statements the panel runs on
+    every page view are built once, not per call: building them costs more than running them."""
+    parts = [select(func.count()).select_from(Run).where(Run.status == status).scalar_subquery() for status in _RARER]
+    return select(select(func.count()).select_from(Run).scalar_subquery(), *parts)
 
 
 def _seconds(start: Any, end: Any, postgres: bool) -> Any:
@@ -83,12 +108,8 @@ def queue_stats(session: Session, *, now: datetime, postgres: bool) -> dict[str,
     due = session.execute(select(func.count(), func.min(Run.scheduled_for)).where(
         Run.status == RunStatus.QUEUED.value, Run.scheduled_for <= now)).one()
     running = session.scalar(select(func.count()).select_from(Run).where(Run.status == RunStatus.RUNNING.value))
-    day_ago = now - timedelta(hours=24)
-    finished = session.execute(
-        select(Run.status, func.count(), func.avg(_seconds(Run.scheduled_for, Run.started_at, postgres)),
-               func.avg(_seconds(Run.started_at, Run.finished_at, postgres)))
-        .where(Run.finished_at >= day_ago, Run.started_at.is_not(None)).group_by(Run.status)).all()
-    by_status = {status: (n, wait, busy) for status, n, wait, busy in finished}
+    finished = session.execute(_finished_by_status(postgres), {"since": now - timedelta(hours=24)}).all()
+    by_status = {status: (n, wait, busy) for status, n, wait, busy in finished if n}
     done = sum(n for n, _, _ in by_status.values())
     succeeded, failed = by_status.get("succeeded", (0,))[0], by_status.get("failed", (0,))[0]
     return {
@@ -101,6 +122,19 @@ def queue_stats(session: Session, *, now: datetime, postgres: bool) -> dict[str,
     }
 
 
+@functools.cache
+def _finished_by_status(postgres: bool) -> Any:
+    """Per status: the runs that finished at or after ``:since`` (having started), their
+    average queue and processing seconds. One range per status on ix_runs_status_finished, so only the
+    last day's runs are read (a GROUP BY status over a finished_at range makes SQLite scan
+    the status index over every run instead)."""
+    return union_all(*(
+        select(literal(status.value), func.count(), func.avg(_seconds(Run.scheduled_for, Run.started_at, postgres)),
+               func.avg(_seconds(Run.started_at, Run.finished_at, postgres)))
+        .where(Run.status == status.value, Run.finished_at >= bindparam("since"), Run.started_at.is_not(None))
+        for status in RunStatus))
+
+
 def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else max(0.0, round((now - then).total_seconds(), 3))
 
@@ -111,19 +145,91 @@ def _weighted(by_status: dict[str, tuple[int, Any, Any]], column: int) -> float 
     return round(sum(n * v for n, v in pairs) / total, 3) if total else None
 
 
+# Buckets counted by index ranges; runs finished after them are grouped the plain way. One
+# statement holds buckets × statuses counts, and Postgres takes at most 1664 columns.
+MAX_BUCKETS = 60
+
+
 def throughput(session: Session, *, since: datetime, hourly: bool, postgres: bool) -> dict[str, dict[str, int]]:
     """Finished runs per hour (``hourly``) or per day since ``since``, by outcome: ``{"2025-03-01T14":
-    {"succeeded": 12, "failed": 1, ...}}`` with UTC bucket keys (``YYYY-MM-DD`` for days)."""
+    {"succeeded": 12, "failed": 1, ...}}`` with UTC bucket keys (``YYYY-MM-DD`` for days).
+
+    Each (status, bucket) is a range count on ``ix_runs_status_finished`` — no per-run date
+    formatting or sorting, which at a week of a busy history (a quarter of a million runs) is what
+    costs. The buckets run from ``since`` to the newest ``finished_at`` (at most MAX_BUCKETS of
+    them), for the statuses that have runs finished since ``since``; runs that finished after the
+    last bucket, if any, are grouped by their formatted time."""
+    newest = {status: at for status, at in _newest_finishes(session).items() if at is not None and at >= since}
+    if not newest:
+        return {}
+    edges = _bucket_edges(since, max(newest.values()), hourly=hourly)
+    statuses = list(newest)
+    found: dict[str, dict[str, int]] = {}
+    for (key, status), count in zip(((_bucket_key(edge, hourly), status) for edge in edges[:-1] for status in statuses),
+                                    session.execute(_range_counts(len(edges) - 1, len(statuses)),
+                                                    _range_params(edges, statuses)).one()):
+        if count:
+            found.setdefault(key, {})[status] = count
+    if edges[-1] <= max(newest.values()):  # beyond MAX_BUCKETS
+        for key, status, count in session.execute(_grouped_throughput(edges[-1], hourly=hourly, postgres=postgres)):
+            found.setdefault(key, {})[status] = found.get(key, {}).get(status, 0) + count
+    return found
+
+
+def _newest_finishes(session: Session) -> dict[str, datetime | None]:
+    """The latest ``finished_at`` of each status (None: no finished run in it)."""
+    return dict(zip((status.value for status in RunStatus), session.execute(_newest_finish_query()).one()))
+
+
+@functools.cache
+def _newest_finish_query() -> Any:
+    """The latest ``finished_at`` per status: one index seek each."""
+    return select(*(select(func.max(Run.finished_at)).where(Run.status == status.value).scalar_subquery()
+                    for status in RunStatus))
+
+
+def _bucket_edges(since: datetime, newest: datetime, *, hourly: bool) -> list[datetime]:
+    """``since``, then each UTC hour (or day) start after it up to the first one after ``newest``
+    (at most MAX_BUCKETS + 1 edges): consecutive edges bound one bucket."""
+    since = since.astimezone(timezone.utc)
+    step = timedelta(hours=1) if hourly else timedelta(days=1)
+    start = since.replace(minute=0, second=0, microsecond=0)
+    if not hourly:
+        start = start.replace(hour=0)
+    edges = [since]
+    while edges[-1] <= newest and len(edges) <= MAX_BUCKETS:
+        start += step
+        edges.append(start)
+    return edges
+
+
+def _bucket_key(edge: datetime, hourly: bool) -> str:
+    return edge.astimezone(timezone.utc).strftime("%Y-%m-%dT%H" if hourly else "%Y-%m-%d")
+
+
+@functools.lru_cache(maxsize=64)
+def _range_counts(buckets: int, statuses: int) -> Any:
+    """One row: for each bucket ``b`` and status ``s`` (in that order) the runs with status
+    ``:s{s}`` that finished at or after ``:e{b}`` and before ``:e{b+1}``. Plain SQL on the
+    ``runs`` table, built once per shape: a couple of hundred subqueries would cost more to build
+    with the expression language on every call than to run."""
+    counts = ", ".join(f"(SELECT count(*) FROM runs WHERE status = :s{s} AND finished_at >= :e{b} "
+                       f"AND finished_at < :e{b + 1})" for b in range(buckets) for s in range(statuses))
+    edges = [bindparam(f"e{b}", type_=UTCDateTime()) for b in range(buckets + 1)]
+    return text(f"SELECT {counts}").bindparams(*edges)
+
+
+def _range_params(edges: list[datetime], statuses: list[str]) -> dict[str, Any]:
+    return {**{f"e{b}": edge for b, edge in enumerate(edges)}, **{f"s{s}": status for s, status in enumerate(statuses)}}
+
+
+def _grouped_throughput(since: datetime, *, hourly: bool, postgres: bool) -> Any:
     if postgres:
         bucket = func.to_char(func.timezone("UTC", Run.finished_at), 'YYYY-MM-DD"T"HH24' if hourly else "YYYY-MM-DD")
     else:
         bucket = func.strftime("%Y-%m-%dT%H" if hourly else "%Y-%m-%d", Run.finished_at)
-    rows = session.execute(select(bucket.label("bucket"), Run.status, func.count())
-                           .where(Run.finished_at >= since).group_by("bucket", Run.status)).all()
-    found: dict[str, dict[str, int]] = {}
-    for key, status, count in rows:
-        found.setdefault(key, {})[status] = count
-    return found
+    return (select(bucket.label("bucket"), Run.status, func.count()).where(Run.finished_at >= since)
+            .group_by("bucket", Run.status))
 
 
 # ---------------------------------------------------------------- change stamps (polling)
@@ -261,12 +367,35 @@ class PipelineRun:
         return counts
 
 
+PIPELINE_WALK = 500  # pipeline runs read per step, newest first
+
+
 def recent_pipelines(session: Session, *, limit: int = 20) -> list[PipelineRun]:
     """The ``limit`` pipelines started last (by their root run's id), newest first, with their runs.
-    Reads only runs that belong to a pipeline (``ix_runs_pipeline``)."""
-    newest = (select(Run.pipeline_id).where(Run.pipeline_id.is_not(None)).group_by(Run.pipeline_id)
-              .order_by(func.min(Run.id).desc()).limit(limit))
-    ids = [pipeline_id for pipeline_id in session.scalars(newest) if pipeline_id is not None]
+
+    Walks the runs that belong to a pipeline newest first, PIPELINE_WALK at a time, looking up
+    the root id (smallest id, on ``ix_runs_pipeline``) of each pipeline met; it stops once
+    ``limit`` pipelines are known to start at or after the walk's position — a pipeline not met
+    yet has all its runs, its root too, below it. So it reads the latest few hundred pipeline
+    runs, not all of them."""
+    if limit <= 0:
+        return []
+    roots: dict[str, int] = {}  # pipeline id -> its root run's id
+    before: int | None = None
+    while True:
+        walk = (select(Run.id, Run.pipeline_id).where(Run.pipeline_id.is_not(None)).order_by(Run.id.desc())
+                .limit(PIPELINE_WALK))
+        walked = session.execute(walk if before is None else walk.where(Run.id < before)).all()
+        met = {pipeline_id for _, pipeline_id in walked if pipeline_id is not None and pipeline_id not in roots}
+        if met:
+            roots.update({pipeline_id: root for pipeline_id, root in session.execute(
+                select(Run.pipeline_id, func.min(Run.id)).where(Run.pipeline_id.in_(met)).group_by(Run.pipeline_id))
+                if pipeline_id is not None})
+        newest = sorted(roots.values(), reverse=True)[:limit]
+        if len(walked) < PIPELINE_WALK or (len(newest) == limit and newest[-1] >= walked[-1].id):
+            break
+        before = walked[-1].id
+    ids = [pipeline_id for pipeline_id, _ in sorted(roots.items(), key=lambda item: item[1], reverse=True)[:limit]]
     if not ids:
         return []
     rows = session.execute(select(*_PIPELINE_COLUMNS).where(Run.pipeline_id.in_(ids)).order_by(Run.id)).all()
@@ -289,3 +418,31 @@ def pipeline_stamp(session: Session, pipeline_id: str) -> str:
                            .where(Run.pipeline_id == pipeline_id).order_by(Run.id)).all()
     jobs = session.execute(select(func.count(), func.sum(Job.version))).one()
     return _stamp(*(tuple(row) for row in rows), *jobs)
+
+
+@dataclass(frozen=True)
+class WorkerSeen:
+    """A worker as the runs table knows it (``runs.worker``): until workers register themselves,
+    this is how the panel sees workers in other processes."""
+
+    name: str
+    running: int                    # runs it is running now
+    recent: int                     # runs it started since the window began (running ones included)
+    last_heartbeat: datetime | None
+    last_started: datetime | None
+
+
+def workers_seen(session: Session, *, since: datetime) -> list[WorkerSeen]:
+    """Workers with a running run or a run started since ``since``, busiest first. A run started
+    in the window is running or has finished since then, so the two halves of the OR each use an
+    index (status, finished_at) instead of scanning the table."""
+    started_recently = case((Run.started_at >= since, 1), else_=0)
+    rows = session.execute(
+        select(Run.worker, func.sum(case((Run.status == RunStatus.RUNNING.value, 1), else_=0)),
+               func.sum(started_recently), func.max(Run.heartbeat_at), func.max(Run.started_at))
+        .where(Run.worker.is_not(None),
+               or_(Run.status == RunStatus.RUNNING.value, (Run.finished_at >= since) & (Run.started_at >= since)))
+        .group_by(Run.worker)).all()
+    seen = [WorkerSeen(name, int(running or 0), int(recent or 0), heartbeat, started)
+            for name, running, recent, heartbeat, started in rows]
+    return sorted(seen, key=lambda w: (-w.running, -w.recent, w.name))

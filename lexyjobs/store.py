@@ -5,11 +5,12 @@ worker finishes a batch of runs and claims the next batch in a single commit). S
 through ``lexyjobs.states``; this module never writes ``runs.status`` itself."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence, cast
 
-from sqlalchemy import Table, delete, func, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Result
@@ -364,36 +365,79 @@ def health_inputs(session: Session, names: Sequence[str] | None = None) -> dict[
     failed or blocked (latest ``finished_at``, then highest id); ``last_success_at``;
     ``failure_streak`` (failed runs that finished after the last success); ``running_since``
     (earliest ``started_at`` of the job's running runs). Jobs without such runs are absent.
-    Four grouped queries whatever the number of jobs; read-only, takes no locks."""
-    def scoped(query: Any) -> Any:
-        return query if names is None else query.where(RUNS.c.job_name.in_(list(names)))
 
+    Two queries whatever the number of jobs; read-only, takes no locks. The first asks, per row
+    of ``jobs``, correlated subqueries that are each an index seek or a short range on
+    ``ix_runs_job_outcome (job_name, status, finished_at, id)``: the job's latest run of each
+    outcome, its last success and the failures after it. So the cost grows with the number of
+    jobs and of their current failure streaks, not with the length of their history. The
+    second reads the (at most three per job) candidate runs and keeps each job's latest."""
+    if names is None:
+        rows = session.execute(_health_summary(False)).all()
+    else:
+        rows = session.execute(_health_summary(True), {"names": list(names)}).all()
     out: dict[str, dict[str, Any]] = {}
-    ranked = scoped(select(RUNS.c.job_name, RUNS.c.status, RUNS.c.started_at, RUNS.c.finished_at, RUNS.c.error,
-                           func.row_number().over(partition_by=RUNS.c.job_name,
-                                                  order_by=(RUNS.c.finished_at.desc(), RUNS.c.id.desc()))
-                           .label("position"))
-                    .where(RUNS.c.status.in_(HEALTH_OUTCOMES))).subquery()
-    for row in session.execute(select(ranked.c.job_name, ranked.c.status, ranked.c.started_at, ranked.c.finished_at,
-                                      ranked.c.error).where(ranked.c.position == 1)):
-        out[row.job_name] = {"last_status": row.status, "last_started_at": row.started_at,
-                             "last_finished_at": row.finished_at, "last_error": row.error}
-    successes = scoped(select(RUNS.c.job_name, func.max(RUNS.c.finished_at).label("at"))
-                       .where(RUNS.c.status == RunStatus.SUCCEEDED.value).group_by(RUNS.c.job_name)).subquery()
-    for name, at in session.execute(select(successes.c.job_name, successes.c.at)):
-        out.setdefault(name, {})["last_success_at"] = at
-    streaks = scoped(select(RUNS.c.job_name, func.count())
-                     .select_from(RUNS.outerjoin(successes, successes.c.job_name == RUNS.c.job_name))
-                     .where(RUNS.c.status == RunStatus.FAILED.value,
-                            successes.c.at.is_(None) | (RUNS.c.finished_at > successes.c.at))
-                     .group_by(RUNS.c.job_name))
-    for name, count in session.execute(streaks):
-        out.setdefault(name, {})["failure_streak"] = count
-    running = scoped(select(RUNS.c.job_name, func.min(RUNS.c.started_at))
-                     .where(RUNS.c.status == RunStatus.RUNNING.value).group_by(RUNS.c.job_name))
-    for name, since in session.execute(running):
-        out.setdefault(name, {})["running_since"] = since
+    for row in rows:
+        name, succeeded_id, last_success, streak, running_since = row[0], row[1], row[4], row[5], row[6]
+        entry: dict[str, Any] = {}
+        if succeeded_id is not None:
+            entry["last_success_at"] = last_success
+        if streak:
+            entry["failure_streak"] = streak
+        if running_since is not None:
+            entry["running_since"] = running_since
+        if entry:
+            out[name] = entry
+    candidates = [run_id for row in rows for run_id in row[1:4] if run_id is not None]
+    if candidates:
+        latest = (select(RUNS.c.job_name, RUNS.c.status, RUNS.c.started_at, RUNS.c.finished_at, RUNS.c.error)
+                  .where(RUNS.c.id.in_(candidates))
+                  .order_by(RUNS.c.job_name, RUNS.c.finished_at.desc(), RUNS.c.id.desc()))
+        for outcome in session.execute(latest):
+            entry = out.setdefault(outcome.job_name, {})
+            if "last_status" not in entry:  # the first row of each job is its latest outcome
+                entry.update(last_status=outcome.status, last_started_at=outcome.started_at,
+                             last_finished_at=outcome.finished_at, last_error=outcome.error)
     return out
+
+
+@functools.cache
+def _health_summary(scoped: bool) -> Any:
+    """Per job: the ids of its latest succeeded, failed and blocked runs, its last success,
+    failure streak and running since; ``scoped``: of the jobs in ``:names`` only. Built once
+    (its construction costs more than running it)."""
+    summary = select(JOBS.c.name, *(_latest_run_id(status) for status in HEALTH_OUTCOMES), _last_success(),
+                     _failure_streak(), _running_since())
+    return summary.where(JOBS.c.name.in_(bindparam("names", expanding=True))) if scoped else summary
+
+
+def _latest_run_id(status: str) -> Any:
+    """The id of the job's latest run in ``status`` (latest finished_at, then highest id)."""
+    runs = RUNS.alias(f"latest_{status}")
+    return (select(runs.c.id).where(runs.c.job_name == JOBS.c.name, runs.c.status == status)
+            .order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(1).scalar_subquery())
+
+
+def _last_success() -> Any:
+    runs = RUNS.alias("success")
+    return (select(func.max(runs.c.finished_at))
+            .where(runs.c.job_name == JOBS.c.name, runs.c.status == RunStatus.SUCCEEDED.value)
+            .correlate(JOBS).scalar_subquery())  # to the outer ``jobs`` even when nested two levels deep
+
+
+def _failure_streak() -> Any:
+    """Failed runs that finished after the last success (all of them when it never succeeded)."""
+    runs = RUNS.alias("failure")
+    failed = (select(func.count()).select_from(runs)
+              .where(runs.c.job_name == JOBS.c.name, runs.c.status == RunStatus.FAILED.value))
+    return case((_last_success().is_(None), failed.scalar_subquery()),
+                else_=failed.where(runs.c.finished_at > _last_success()).scalar_subquery())
+
+
+def _running_since() -> Any:
+    runs = RUNS.alias("running")
+    return (select(func.min(runs.c.started_at))
+            .where(runs.c.job_name == JOBS.c.name, runs.c.status == RunStatus.RUNNING.value).scalar_subquery())
 
 
 # ---- scheduling

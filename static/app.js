@@ -5,15 +5,43 @@ document.addEventListener("htmx:configRequest", function (event) {
   if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }
 });
 
-// Polled fragments (data-poll) pause while the page is hidden, and refresh at once when it is
-// shown again, so a dashboard left open in a background tab costs nothing.
+// Live updates. Polled fragments (data-poll) refresh on "lexyjobs:poll" and on a 2 s timer.
+// While the page is visible, /events (Server-Sent Events) says when anything changed: the
+// fragments then refresh at once and their timers stand down. Without the stream (refused,
+// broken, a proxy that buffers) the timers keep polling. A hidden page neither streams nor polls,
+// so a dashboard left open in a background tab costs nothing.
+var lexyjobsStream = null;
+var lexyjobsLive = false;
+
+function lexyjobsRefresh() {
+  document.querySelectorAll("[data-poll]").forEach(function (el) { htmx.trigger(el, "lexyjobs:poll"); });
+}
+function lexyjobsConnect() {
+  if (lexyjobsStream || !window.EventSource || !document.querySelector("[data-poll]")) { return; }
+  lexyjobsStream = new EventSource("/events");
+  lexyjobsStream.onopen = function () { lexyjobsLive = true; lexyjobsRefresh(); };  // catch up once
+  lexyjobsStream.onerror = function () { lexyjobsLive = false; };
+  lexyjobsStream.addEventListener("activity", lexyjobsRefresh);
+}
+function lexyjobsDisconnect() {
+  if (lexyjobsStream) { lexyjobsStream.close(); }
+  lexyjobsStream = null;
+  lexyjobsLive = false;
+}
 document.addEventListener("htmx:beforeRequest", function (event) {
-  if (document.hidden && event.detail.elt.hasAttribute("data-poll")) { event.preventDefault(); }
+  if (!event.detail.elt.hasAttribute("data-poll")) { return; }
+  var trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+  var pushed = trigger && trigger.type === "lexyjobs:poll";
+  var own = event.detail.elt.getAttribute("data-poll") === "self";  // e.g. the log tail: not in the feed
+  if (document.hidden || (lexyjobsLive && !pushed && !own)) { event.preventDefault(); }
 });
 document.addEventListener("visibilitychange", function () {
-  if (document.hidden) { return; }
-  document.querySelectorAll("[data-poll]").forEach(function (el) { htmx.trigger(el, "lexyjobs:poll"); });
+  if (document.hidden) { lexyjobsDisconnect(); return; }
+  lexyjobsConnect();
+  lexyjobsRefresh();
 });
+window.addEventListener("pagehide", lexyjobsDisconnect);
+lexyjobsConnect();
 
 // The run log (<pre data-follow>) keeps its newest lines in view as the tail appends them,
 // unless the reader has scrolled up to read something older.
@@ -33,4 +61,15 @@ document.addEventListener("change", function (event) {
   if (!box.matches || !box.matches("input[data-select-all]") || !box.form) { return; }
   box.form.querySelectorAll('input[type="checkbox"][name="' + box.getAttribute("data-select-all") + '"]')
     .forEach(function (el) { el.checked = box.checked; });
+});
+
+// A copy button (data-copy="<input id>", hidden until this script shows it) copies that field's value.
+document.querySelectorAll("button[data-copy]").forEach(function (button) {
+  if (navigator.clipboard) { button.hidden = false; }
+});
+document.addEventListener("click", function (event) {
+  var button = event.target.closest && event.target.closest("button[data-copy]");
+  var field = button && document.getElementById(button.getAttribute("data-copy"));
+  if (!field) { return; }
+  navigator.clipboard.writeText(field.value).then(function () { button.textContent = "Copied"; });
 });

@@ -32,9 +32,10 @@ def _navigation() -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    from lexyjobs.panel import (dashboard, formatting, job_detail, job_form, jobs, pipelines,  # noqa: F401
-                                run_detail, runs)  # (each page module adds its routes to bp)
+    from lexyjobs.panel import (dashboard, events, formatting, job_detail, job_form, jobs, pipelines,  # noqa: F401
+                                run_detail, runs, settings)  # (each page module adds its routes to bp)
 
     app.register_blueprint(bp)
     app.context_processor(_navigation)
     formatting.init_app(app)
+    events.init_app(app)

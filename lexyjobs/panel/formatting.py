@@ -22,7 +22,7 @@ def short_duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     if seconds < 86400 * 2:
-        return f"{seconds / 3600:.1f} h"
+        return f"{seconds / 3600:.1f} h" if seconds < 36000 else f"{seconds / 3600:.0f} h"
     return f"{seconds / 86400:.0f} d"
 
 

@@ -1,0 +1,216 @@
+"""Panel pages: settings (admins: API tokens, users, the effective configuration) and workers
+(this process and the workers seen in the runs table). Account changes go through
+``lexyjobs.actions`` (role check + audit entry); their refusals are shown on the page, not as
+error pages. A new API token is shown once, in the response to the POST that made it — never in
+a redirect, a flash message or a log."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from flask import flash, redirect, render_template, request, url_for
+from markupsafe import Markup, escape
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from werkzeug.wrappers import Response as BaseResponse
+
+from lexyjobs import accounts, actions, queries
+from lexyjobs.accounts import InvalidAccount
+from lexyjobs.config import ENV_VARS, Settings
+from lexyjobs.db import utcnow
+from lexyjobs.errors import Conflict, NotFound
+from lexyjobs.guard import actor, identity
+from lexyjobs.panel import bp
+from lexyjobs.runtime import Lexyjobs, current
+
+ACCOUNT_ERRORS = (InvalidAccount, Conflict, NotFound)
+SECRET_FIELDS = frozenset({"secret_key", "admin_password", "api_token"})
+SECRET_URL_PARAMS = ("password", "secret", "token")  # query parameters of database_url never shown
+WORKER_WINDOW = timedelta(hours=1)
+LOADED_AT = utcnow()  # when this process loaded the panel: close enough to "serving since"
+
+Page = str | tuple[str, int]
+
+
+# ---------------------------------------------------------------- settings (admins)
+
+
+@bp.get("/settings")
+def settings() -> str:
+    actor().require("admin")
+    return _page()
+
+
+@bp.post("/settings/tokens")
+def token_create() -> Page:
+    """Create a token and show it on this response only (never redirect with it)."""
+    who = actor()
+    who.require("admin")
+    form = {"name": request.form.get("name", "").strip(), "role": request.form.get("role", "viewer")}
+    try:
+        token = actions.create_token(current().db, who, form["name"], form["role"])
+    except ACCOUNT_ERRORS as exc:
+        return _page(errors={"tokens": exc.message}, forms={"tokens": form}), exc.status_code
+    return _page(created={"name": form["name"], "role": form["role"], "token": token})
+
+
+@bp.post("/settings/tokens/<path:name>/revoke")
+def token_revoke(name: str) -> BaseResponse | Page:
+    who = actor()
+    who.require("admin")
+    return _after("tokens", lambda: actions.revoke_token(current().db, who, name),
+                  f"Revoked token {name}: requests bearing it are refused from now on.")
+
+
+@bp.post("/settings/users")
+def user_add() -> BaseResponse | Page:
+    who = actor()
+    who.require("admin")
+    form = {"username": request.form.get("username", "").strip(), "role": request.form.get("role", "viewer")}
+    return _after("users", lambda: actions.add_user(current().db, who, form["username"], _new_password(), form["role"]),
+                  f"Added {form['username']} ({form['role']}).", form=form)
+
+
+@bp.post("/settings/users/<username>/role")
+def user_role(username: str) -> BaseResponse | Page:
+    who = actor()
+    who.require("admin")
+    role = request.form.get("role", "")
+    if username == identity().name and role != "admin":  # demoting yourself: this page is no longer yours
+        return _after("users", lambda: actions.set_role(current().db, who, username, role), None,
+                      to=url_for("panel.dashboard"))
+    return _after("users", lambda: actions.set_role(current().db, who, username, role), f"{username} is now {role}.")
+
+
+@bp.route("/settings/users/<username>/remove", methods=["GET", "POST"])
+def user_remove(username: str) -> BaseResponse | Page:
+    """GET (or a POST without ``confirm=yes``) asks first; the confirmed POST removes."""
+    who = actor()
+    who.require("admin")
+    if request.method == "GET" or request.form.get("confirm") != "yes":
+        return _page(confirm_remove=username)
+    return _after("users", lambda: actions.remove_user(current().db, who, username),
+                  f"Removed {username}; their sessions ended.")
+
+
+def _after(section: str, action: Callable[[], None], message: str | None, *,
+           form: dict[str, str] | None = None, to: str | None = None) -> BaseResponse | Page:
+    """Do ``action``, then back to the page (or ``to``) with ``message``; a refusal is shown in
+    ``section`` of the page (422/409/404) with what was typed (never a password)."""
+    try:
+        action()
+    except ACCOUNT_ERRORS as exc:
+        return _page(errors={section: exc.message}, forms={section: form or {}}), exc.status_code
+    if message:
+        flash(message)
+    return redirect(to or url_for("panel.settings", _anchor=section), code=303)
+
+
+def _new_password() -> str:
+    password = request.form.get("password", "")
+    if password != request.form.get("confirm", ""):
+        raise InvalidAccount("the password and its confirmation differ; type the same password twice",
+                             details={"field": "confirm"})
+    return password
+
+
+def _page(*, errors: dict[str, str] | None = None, forms: dict[str, dict[str, str]] | None = None,
+          created: dict[str, str] | None = None, confirm_remove: str | None = None) -> str:
+    lexy = current()
+    return render_template("settings.html", tokens=accounts.list_tokens(lexy.db), users=accounts.list_users(lexy.db),
+                           roles=accounts.ROLES, min_password=accounts.MIN_PASSWORD_LENGTH,
+                           effective=effective_settings(lexy.settings), errors=errors or {}, forms=forms or {},
+                           created=created, confirm_remove=confirm_remove, me=identity().name)
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One setting as the page shows it: secrets only as "set" / "not set"."""
+
+    name: str
+    env: str
+    meaning: Markup
+    value: str
+    is_default: bool
+
+
+def effective_settings(settings: Settings) -> list[SettingRow]:
+    """Every setting with its env var and value as shown to admins. Secret values never appear:
+    secret_key, admin_password and api_token read "set"/"not set"; database_url loses its
+    password (and any password/secret/token query parameter)."""
+    rows = []
+    for field in fields(Settings):
+        value = getattr(settings, field.name)
+        env, meaning = ENV_VARS[field.name]
+        rows.append(SettingRow(field.name, env, _code_spans(meaning), _shown(field.name, value, settings),
+                               value == field.default))
+    return rows
+
+
+def _code_spans(text: str) -> Markup:
+    """The README's `code` spans as <code> (the text is escaped first)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+def _shown(name: str, value: Any, settings: Settings) -> str:
+    if name in SECRET_FIELDS:
+        if value:
+            return "set"
+        if name == "secret_key":
+            return f"not set (a generated key is kept in {settings.data_path() / 'secret_key'})"
+        return "not set"
+    if name == "database_url":
+        return masked_url(value)
+    if value is None or value == ():
+        return "–"
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return str(value)
+
+
+def masked_url(url: str) -> str:
+    """A database URL without its password: ``postgresql+psycopg://app:***@db/jobs``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "set (not shown: it is not a valid URL)"
+    query = {key: ("hidden" if any(word in key.lower() for word in SECRET_URL_PARAMS) else value)
+             for key, value in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------- workers (everyone)
+
+
+@bp.get("/workers")
+def workers() -> str:
+    """This process's worker and scheduler, and every worker the runs table saw in the last hour."""
+    lexy, now = current(), utcnow()
+    with lexy.db.read() as session:
+        seen = queries.workers_seen(session, since=now - WORKER_WINDOW)
+    stale = timedelta(seconds=lexy.settings.stale_after)
+    return render_template("workers.html", here=this_process(lexy),
+                           seen=[(w, worker_state(w, now, stale)) for w in seen])
+
+
+def this_process(lexy: Lexyjobs) -> dict[str, Any]:
+    health = lexy.health()
+    return {"pid": os.getpid(), "host": socket.gethostname(), "loaded_at": LOADED_AT, "started": lexy.started,
+            "worker": lexy.worker.name if lexy.worker else None,
+            "threads": lexy.worker.size if lexy.worker else None, "worker_alive": health["worker"],
+            "scheduler": lexy.scheduler.name if lexy.scheduler else None, "scheduler_alive": health["scheduler"],
+            "database": health["database"]}
+
+
+def worker_state(worker: queries.WorkerSeen, now: datetime, stale_after: timedelta) -> str:
+    """``busy`` (running runs with a fresh heartbeat), ``silent`` (running runs but no heartbeat
+    for LEXYJOBS_STALE_AFTER: they will be rescued) or ``idle`` (nothing running now)."""
+    if not worker.running:
+        return "idle"
+    if worker.last_heartbeat is None or now - worker.last_heartbeat > stale_after:
+        return "silent"
+    return "busy"

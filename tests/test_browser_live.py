@@ -1,0 +1,85 @@
+"""Live updates in a real browser (Debian chromium): pushed over /events (SSE) while the page is
+visible, with htmx polling taking over when the stream is unavailable."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from liveserver import Server, running_server
+from test_browser import ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS, TOKEN, _browser_or_skip
+
+try:
+    from playwright.sync_api import Page, Route, sync_playwright
+except ImportError:  # _browser_or_skip says so
+    sync_playwright = None  # type: ignore[assignment]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def live_server(db_url: str, tmp_path: Path) -> Iterator[Server]:
+    _browser_or_skip()
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text('[jobs.tick]\nkind = "python"\nfunc = "jobfuncs:noop"\nmax_concurrency = 0\n')
+    with running_server(db_url, jobs_file, LEXYJOBS_API_TOKEN=TOKEN, LEXYJOBS_ADMIN_PASSWORD=ADMIN_PASSWORD) as srv:
+        yield srv
+
+
+def _dashboard(page: Page, srv: Server) -> None:
+    page.goto(f"{srv.url}/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("form.login button[type=submit]")
+    page.wait_for_load_state()
+    assert page.url == f"{srv.url}/"
+
+
+def _seconds_until_total_shows(page: Page, srv: Server, total: int) -> float:
+    """Start a run through the API, then time until the dashboard's total card shows ``total``."""
+    status, _ = srv.call("POST", "/api/jobs/tick/run", TOKEN, {})
+    assert status == 202
+    started = time.monotonic()
+    while time.monotonic() - started < 10:
+        if page.locator("#dashboard-live .cards a.card strong").first.inner_text() == str(total):
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"the dashboard never showed {total} runs")
+
+
+def test_the_dashboard_is_pushed_changes_over_sse(live_server: Server) -> None:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            polls: list[str] = []
+            page.on("request", lambda request: polls.append(request.url) if "stamp=" in request.url else None)
+            _dashboard(page, live_server)
+            deadline = time.monotonic() + 5
+            while not page.evaluate("() => lexyjobsLive") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert page.evaluate("() => lexyjobsLive"), "the event stream did not connect"
+            assert _seconds_until_total_shows(page, live_server, 1) < 1.5  # pushed within the feed interval
+            quiet = len(polls)
+            time.sleep(4.5)  # two timer periods with nothing happening
+            assert len(polls) == quiet, f"the timers kept polling while the stream was live: {polls[quiet:]}"
+        finally:
+            browser.close()
+
+
+def test_polling_takes_over_when_the_stream_is_refused(live_server: Server) -> None:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+
+            def refuse_events(route: Route) -> None:
+                route.fulfill(status=204)
+            context.route("**/events", refuse_events)
+            page = context.new_page()
+            _dashboard(page, live_server)
+            assert page.evaluate("() => lexyjobsLive") is False
+            assert _seconds_until_total_shows(page, live_server, 1) < 4.0  # the 2 s timer picks it up
+        finally:
+            browser.close()

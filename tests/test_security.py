@@ -40,6 +40,8 @@ TERMINAL = ("succeeded", "failed", "canceled")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Reachable without logging in: the login page, static files (ours and htmx's) and /healthz.
 ALLOWED_PUBLIC = {"login.login", "static", "htmx.static", "core.healthz"}
+# Files and the SSE stream (it runs for minutes; tests/test_panel_events.py covers it) are not pages to scan.
+NOT_PAGES = ("static", "htmx.static", "panel.events")
 CANARY_ENV = "LJ_CANARY_SECRET"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
@@ -406,7 +408,7 @@ def test_no_payload_reaches_the_panel_html_unescaped(app, xss_world):
     pages = {f"POST /login as {key}": attempt(client, payload, "wrong-password") for key, payload in PAYLOADS.items()}
     token = log_in(client)
     pages.update({f"GET {u}": client.get(u) for rule, m, u in routes(app, xss_world, api=False)
-                  if m == "GET" and rule.endpoint not in ("static", "htmx.static")})
+                  if m == "GET" and rule.endpoint not in NOT_PAGES})
     for payload in PAYLOADS.values():
         q = quote(payload, safe="")
         for url in (f"/audit?actor={q}&action={q}&target={q}", f"/audit?page={q}", f"/login?next=/{q}",
@@ -448,7 +450,7 @@ def every_api_body(client: FlaskClient, app: Flask, world: World, token: str) ->
 
 def every_panel_body(client: FlaskClient, app: Flask, world: World) -> dict[str, str]:
     bodies = {f"GET {u}": client.get(u).get_data(as_text=True) for rule, m, u in routes(app, world, api=False)
-              if m == "GET" and rule.endpoint not in ("static", "htmx.static")}
+              if m == "GET" and rule.endpoint not in NOT_PAGES}
     for url in ("/no-such-page", "/audit?page=x", "/login"):
         bodies[f"GET {url}"] = client.get(url).get_data(as_text=True)
     return bodies

@@ -227,7 +227,7 @@ def jobs_add(snippet: Any, replace: bool) -> None:
             registry.parse_definition(name, raw, source="db")
             row = store.get_job(session, name)
             if row is not None and not row.archived and replace:
-                registry._editable(session, name)  # ReadOnlyJob for code/file jobs, before anything is saved
+                registry.editable_job(session, name)  # ReadOnlyJob for code/file jobs, before anything is saved
             elif row is not None and not row.archived:
                 raise Conflict(f"a job named '{name}' already exists (use --replace to update it)",
                                details={"job": name})

@@ -82,10 +82,10 @@ def job_health(definition: JobDefinition, last: LastRuns, now: datetime) -> Heal
         running = "; running again now" if last.running_since is not None else ""
         return Health("error", f"failed{times}: {_short(last.last_error) or 'no error message'}{running}", window)
     if last.running_since is not None:
-        return Health("warning", f"running now (started {_ago(now, last.running_since)} ago)", window)
+        return Health("warning", f"running now (started {_ago(now, last.running_since)})", window)
     if last.last_status is None:
         return Health("unknown", "never ran", window)
-    success = (f"last success {_ago(now, last.last_success_at)} ago" if last.last_success_at is not None
+    success = (f"last success {_ago(now, last.last_success_at)}" if last.last_success_at is not None
                else "no success yet")
     if last.last_status == RunStatus.BLOCKED:
         return Health("warning", f"blocked: {_short(last.last_error) or 'an upstream did not succeed'} ({success})",
@@ -171,12 +171,12 @@ def _expected(definition: JobDefinition, now: datetime, window: float) -> str:
 
 
 def _ago(now: datetime, then: datetime) -> str:
-    """The age in its largest unit, rounded down: "45s", "12m", "5h", "3d"."""
+    """The age in its largest unit, rounded down: "45s ago", "12m ago", "3d ago"; "just now"."""
     seconds = max((now - then).total_seconds(), 0)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
+            return f"{int(seconds // size)}{unit} ago"
+    return "just now"
 
 
 def _short(error: str | None, limit: int = 200) -> str:

@@ -153,7 +153,7 @@ def update_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition
     """Replace the definition of a database job; code and file jobs are read-only."""
     definition = parse_definition(name, dict(raw), source="db")
     with db.write() as session:
-        _editable(session, name)
+        editable_job(session, name)
         _check_graph(session, definition)
         store.save_job(session, definition.row(), now=utcnow())
     return definition
@@ -162,7 +162,7 @@ def update_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition
 def delete_job(db: Database, name: str) -> None:
     """Delete a database job and its run history; code and file jobs are read-only."""
     with db.write() as session:
-        _editable(session, name)
+        editable_job(session, name)
         dependents = sorted(job for job, ups in store.job_dependencies(session).items() if name in ups)
         if dependents:
             raise Conflict(f"job '{name}' is an upstream of {', '.join(dependents)}; change their depends_on first",
@@ -170,13 +170,16 @@ def delete_job(db: Database, name: str) -> None:
         store.delete_job(session, name)
 
 
-def _editable(session: Any, name: str) -> None:
+def editable_job(session: Any, name: str) -> Any:
+    """The stored job ``name`` if it may be changed from the panel, the API or the CLI: code and
+    file jobs are read-only (``ReadOnlyJob`` says where to change them)."""
     job_row = store.get_job(session, name)
     if job_row is None:
         raise JobNotFound(name)
     if job_row.source != "db" and not job_row.archived:
         where = "in code (@job)" if job_row.source == "code" else "in the jobs file"
         raise ReadOnlyJob(f"job '{name}' is defined {where}; change it there", details={"job": name})
+    return job_row
 
 
 class JobCatalog:

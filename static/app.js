@@ -5,6 +5,16 @@ document.addEventListener("htmx:configRequest", function (event) {
   if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }
 });
 
+// A filter form (data-drop-empty) leaves its blank fields out, so the address bar reads
+// /runs?status=failed rather than /runs?status=failed&job=&category=&q=&since=&until=.
+document.addEventListener("htmx:configRequest", function (event) {
+  if (!event.detail.elt.closest || !event.detail.elt.closest("[data-drop-empty]")) { return; }
+  var data = event.detail.formData;
+  Array.from(data.keys()).forEach(function (key) {
+    if (data.getAll(key).every(function (value) { return value === ""; })) { data.delete(key); }
+  });
+});
+
 // Live updates. Polled fragments (data-poll) refresh on "lexyjobs:poll" and on a 2 s timer.
 // While the page is visible, /events (Server-Sent Events) says when anything changed: the
 // fragments then refresh at once and their timers stand down. Without the stream (refused,

@@ -72,6 +72,11 @@ def test_a_first_run_in_progress_is_a_warning_not_unknown() -> None:
     assert health(LastRuns(running_since=ago(seconds=30))).reason == "running now (started 30s ago)"
 
 
+def test_an_age_under_a_second_reads_just_now() -> None:
+    assert health(succeeded(ago(seconds=0.4))).reason == "last success just now"
+    assert health(LastRuns(running_since=NOW)).reason == "running now (started just now)"
+
+
 def test_a_failed_last_run_is_an_error_with_its_message() -> None:
     last = LastRuns(last_status="failed", last_finished_at=ago(hours=1), last_error="HTTP 503 from upstream",
                     last_success_at=ago(days=1), failure_streak=1)

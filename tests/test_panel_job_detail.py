@@ -328,3 +328,16 @@ def test_a_job_whose_stored_definition_no_longer_parses_still_shows_its_page(pan
     page = text(panel_as("operator").get("/jobs/broken"))
     assert 'class="health error"' in page and "invalid definition" in page and "teleport" in page
     assert 'class="fires"' not in page and "Effective settings" not in page
+
+
+def test_the_poll_brings_the_health_line_out_of_band(panel_as: PanelAs, make_job: MakeJob, db: Database) -> None:
+    make_job("watched", max_attempts=1)
+    panel = panel_as("viewer")
+    page = text(panel.get("/jobs/watched"))
+    assert 'id="job-health"' in page and "never ran" in page and "hx-swap-oob" not in page
+    poll = poll_url(page)
+    drive_run(db, runs.enqueue(db, "watched"), RunStatus.FAILED, error="quota exceeded")
+    fresh = text(panel.get(poll, hx=True))
+    health = re.search(r'<p id="job-health" hx-swap-oob="true">(.*?)</p>', fresh, re.S)
+    assert health, fresh
+    assert "failed: quota exceeded" in health.group(1) and "never ran" not in fresh

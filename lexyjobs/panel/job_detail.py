@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Sequence
 
-from flask import Response, redirect, url_for
+from flask import Response, redirect, render_template, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -21,7 +21,7 @@ from lexyjobs.guard import actor, identity
 from lexyjobs.health import JobOverview, jobs_overview
 from lexyjobs.masking import mask_config
 from lexyjobs.panel import bp
-from lexyjobs.panel.htmx import no_change, render, unchanged, wants_partial
+from lexyjobs.panel.htmx import no_change, unchanged, wants_partial
 from lexyjobs.panel.jobs import SOURCE_LABELS
 from lexyjobs.pipelines import descendants, downstream_map
 from lexyjobs.queries import RunFilter
@@ -37,7 +37,8 @@ MAX_DST_SPAN_DAYS = 5 * 366  # DST days are looked up between now and the last f
 
 @bp.get("/jobs/<job_name:name>")
 def job_detail(name: str) -> str | Response:
-    """The job's page; for htmx (its poll, its pager) only the run history, 204 when unchanged."""
+    """The job's page; for htmx (its poll, its pager) the run history and the health line, 204
+    when unchanged."""
     lexy, now, page = current(), utcnow(), query_int("page", 1, 1, 1_000_000)
     with lexy.db.read() as session:
         stamp = f"{queries.activity_stamp(session)}-{page}"
@@ -48,8 +49,10 @@ def job_detail(name: str) -> str | Response:
             raise JobNotFound(name)
         history = _history(session, name, page, stamp)
         graph = {} if wants_partial() else store.job_dependencies(session)
-    page_context = {} if wants_partial() else _page_context(_overview(name, now), graph, now)
-    return render("job_detail.html", "_partials/_job_runs.html", job=job, **history, **page_context)
+    overview = _overview(name, now)
+    if wants_partial():  # the history, and the health line out of band
+        return render_template("_partials/_job_runs.html", job=job, **history, o=overview, oob=True)
+    return render_template("job_detail.html", job=job, **history, **_page_context(overview, graph, now))
 
 
 @bp.post("/jobs/<job_name:name>/run-pipeline")

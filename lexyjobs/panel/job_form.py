@@ -13,12 +13,13 @@ from lexyjobs import actions, store
 from lexyjobs.cron import describe, is_dst_change_day, next_fires, parse_schedule, parse_timezone
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import COMMON_FIELDS, InvalidDefinition
-from lexyjobs.errors import Conflict, JobNotFound, ReadOnlyJob
+from lexyjobs.errors import Conflict
 from lexyjobs.guard import actor
 from lexyjobs.kinds import kinds
 from lexyjobs.masking import mask_config
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import wants_partial
+from lexyjobs.registry import editable_job
 from lexyjobs.runtime import current
 
 TEXT_FIELDS = ("title", "category", "description", "schedule", "timezone", "timeout", "backoff", "stale_after")
@@ -97,13 +98,7 @@ def preview(text: str, zone: str, now: Any) -> dict[str, Any]:
 
 def _editable(name: str) -> Any:
     with current().db.read() as session:
-        job = store.get_job(session, name)
-    if job is None:
-        raise JobNotFound(name)
-    if job.source != "db" and not job.archived:
-        where = "in code (@job)" if job.source == "code" else "in the jobs file"
-        raise ReadOnlyJob(f"job '{name}' is defined {where}; change it there", details={"job": name})
-    return job
+        return editable_job(session, name)
 
 
 def _submitted() -> dict[str, Any]:

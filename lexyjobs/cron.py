@@ -80,6 +80,27 @@ def next_fire(schedule: Schedule, tz: ZoneInfo, after: datetime) -> datetime:
     return next_fires(schedule, tz, after, 1)[0]
 
 
+UPCOMING_KEPT = 1000
+_upcoming: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+
+
+def upcoming_fire(schedule: Schedule, tz: ZoneInfo, now: datetime) -> datetime:
+    """``next_fire(schedule, tz, now)``, remembered per schedule and zone until that fire passes:
+    the next fire seen from an earlier time is still the next one while it lies ahead (nothing
+    fires in between). The jobs page and the dashboard ask it for every job on every render."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    key = (schedule.text, tz.key)
+    seen = _upcoming.get(key)
+    if seen is not None and seen[0] <= now < seen[1]:
+        return seen[1]
+    fire = next_fire(schedule, tz, now)
+    if len(_upcoming) >= UPCOMING_KEPT:
+        _upcoming.clear()
+    _upcoming[key] = (now, fire)
+    return fire
+
+
 def next_fires(schedule: Schedule, tz: ZoneInfo, now: datetime, count: int = 5) -> list[datetime]:
     """The next ``count`` fire times strictly after ``now``, as aware datetimes in ``tz``
     (a naive ``now`` is taken as UTC). DST handling: see the module docstring."""
@@ -206,6 +227,7 @@ def is_dst_change_day(tz: ZoneInfo, day: date) -> bool:
 # ---------------------------------------------------------------- describe
 
 
+@functools.lru_cache(maxsize=1024)
 def describe(schedule: Schedule, tz_name: str) -> str:
     """The schedule in words: "At 02:00 every day (UTC)", "Every 15 minutes", "Every 6 hours,
     at minute 0 (UTC)", "Every 15 minutes (interval)". Common shapes are worded here; others go

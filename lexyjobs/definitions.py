@@ -147,9 +147,23 @@ def parse_run_at(value: Any, tz_name: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=parse_timezone(tz_name))
 
 
+DEFINITIONS_KEPT = 1000
+_parsed: dict[tuple[str, str, str], JobDefinition] = {}
+
+
 def definition_from_job(job: Job) -> JobDefinition:
-    """The definition stored in a jobs row."""
-    return parse_definition(job.name, job.spec, source=job.source)
+    """The definition stored in a jobs row, remembered by what it is parsed from (name, source and
+    the spec's JSON): parsing validates every field, cron expression included, and the panel's
+    pages and every enqueue ask for it (at a hundred jobs the parsing cost more than the page's
+    SQL). Definitions are frozen, so sharing one is safe. One that does not parse raises every time."""
+    key = (job.name, job.source, json.dumps(job.spec, sort_keys=True))
+    found = _parsed.get(key)
+    if found is None:
+        found = parse_definition(job.name, job.spec, source=job.source)
+        if len(_parsed) >= DEFINITIONS_KEPT:
+            _parsed.clear()
+        _parsed[key] = found
+    return found
 
 
 class _Validator:

@@ -24,7 +24,6 @@ a manual job. A paused job is judged like any other: if it stops succeeding, it 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Literal
@@ -123,30 +122,12 @@ def jobs_overview(db: Database, now: datetime, names: Iterable[str] | None = Non
     for job in jobs:
         last = LastRuns(**inputs.get(job.name, {}))
         try:
-            definition = _definition(job)
+            definition = definition_from_job(job)
         except InvalidDefinition as exc:
             found.append(JobOverview(job, None, last, Health("error", f"invalid definition: {exc.message}",
                                                              MANUAL_WINDOW)))
             continue
         found.append(JobOverview(job, definition, last, job_health(definition, last, now)))
-    return found
-
-
-DEFINITIONS_KEPT = 1000
-_definitions: dict[tuple[str, str, str], JobDefinition] = {}
-
-
-def _definition(job: Job) -> JobDefinition:
-    """``definition_from_job``, remembered by what it reads (name, source and the spec's JSON):
-    parsing validates every field, cron expression included, and at a hundred jobs that cost
-    more than the whole health read. A definition that does not parse raises every time."""
-    key = (job.name, job.source, json.dumps(job.spec))
-    found = _definitions.get(key)
-    if found is None:
-        found = definition_from_job(job)
-        if len(_definitions) >= DEFINITIONS_KEPT:
-            _definitions.clear()
-        _definitions[key] = found
     return found
 
 

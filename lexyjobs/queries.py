@@ -75,6 +75,12 @@ def status_counts(session: Session, where: RunFilter | None = None) -> dict[str,
     return {"total": sum(counts.values()), **counts}
 
 
+def matching(counts: dict[str, int], where: RunFilter) -> int:
+    """How many runs match ``where``, from its ``status_counts`` (which drop only the status
+    filter): a list page needs both, and counting the same runs twice is what costs."""
+    return sum(counts.get(status, 0) for status in set(where.statuses)) if where.statuses else counts["total"]
+
+
 def _all_status_counts(session: Session) -> dict[str, int]:
     """Runs per status over all runs without reading each run's status: the total is a plain
     ``count(*)`` (SQLite counts the entries of its smallest index page by page), every status but
@@ -125,9 +131,9 @@ def queue_stats(session: Session, *, now: datetime, postgres: bool) -> dict[str,
 @functools.cache
 def _finished_by_status(postgres: bool) -> Any:
     """Per status: the runs that finished at or after ``:since`` (having started), their
-    average queue and processing seconds. One range per status on ix_runs_status_finished, so only the
-    last day's runs are read (a GROUP BY status over a finished_at range makes SQLite scan
-    the status index over every run instead)."""
+    average queue and processing seconds. One range per status on ix_runs_status_finished_times,
+    which holds the times too: only the last day's index entries are read, no rows (a GROUP BY
+    status over a finished_at range makes SQLite scan the status index over every run instead)."""
     return union_all(*(
         select(literal(status.value), func.count(), func.avg(_seconds(Run.scheduled_for, Run.started_at, postgres)),
                func.avg(_seconds(Run.started_at, Run.finished_at, postgres)))
@@ -154,7 +160,7 @@ def throughput(session: Session, *, since: datetime, hourly: bool, postgres: boo
     """Finished runs per hour (``hourly``) or per day since ``since``, by outcome: ``{"2025-03-01T14":
     {"succeeded": 12, "failed": 1, ...}}`` with UTC bucket keys (``YYYY-MM-DD`` for days).
 
-    Each (status, bucket) is a range count on ``ix_runs_status_finished`` — no per-run date
+    Each (status, bucket) is a range count on ``ix_runs_status_finished_times`` — no per-run date
     formatting or sorting, which at a week of a busy history (a quarter of a million runs) is what
     costs. The buckets run from ``since`` to the newest ``finished_at`` (at most MAX_BUCKETS of
     them), for the statuses that have runs finished since ``since``; runs that finished after the

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from lexyjobs.cron import describe, next_fire, parse_timezone
+from lexyjobs.cron import describe, parse_timezone, upcoming_fire
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.health import Health
 from lexyjobs.masking import mask_config
@@ -24,7 +24,7 @@ def schedule_summary(definition: JobDefinition | None, job: Job, now: datetime) 
         return f"Once at {at:%Y-%m-%d %H:%M} ({definition.timezone})", at if job.enabled and at > now else None
     if definition.schedule is None:
         return "manual", None
-    upcoming = next_fire(definition.schedule, zone, now) if job.enabled else None
+    upcoming = upcoming_fire(definition.schedule, zone, now) if job.enabled else None
     return describe(definition.schedule, definition.timezone), upcoming
 
 

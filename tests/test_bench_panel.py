@@ -59,6 +59,15 @@ def test_status_counts_agree_with_a_grouped_count(history: Database) -> None:
     assert fast == {"total": sum(plain.values()), **{s.value: plain.get(s.value, 0) for s in RunStatus}}
 
 
+@pytest.mark.parametrize("where", [
+    queries.RunFilter(), queries.RunFilter(statuses=("failed",)), queries.RunFilter(statuses=("failed", "canceled", "failed")),
+    queries.RunFilter(job="job-001"), queries.RunFilter(job="job-001", statuses=("succeeded", "running")),
+    queries.RunFilter(text="TimeoutError", statuses=("failed",)), queries.RunFilter(statuses=("skipped",), category="Reports")])
+def test_a_lists_total_taken_from_its_status_counts_is_its_count(history: Database, where: queries.RunFilter) -> None:
+    with history.read() as session:
+        assert queries.matching(queries.status_counts(session, where), where) == queries.count_runs(session, where)
+
+
 @pytest.mark.parametrize("hours, hourly", [(40, True), (24 * 30, True), (24 * 10, False), (24 * 90, False)])
 def test_throughput_agrees_with_grouping_by_the_formatted_time(history: Database, hours: int, hourly: bool) -> None:
     """From a day and a half to beyond MAX_BUCKETS buckets (those after are grouped the plain way)."""

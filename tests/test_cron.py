@@ -10,7 +10,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from croniter import croniter
 
 from lexyjobs.cron import (ALIASES, INTERVAL_ANCHOR, Schedule, describe, dst_days, is_dst_change_day, next_fire,
-                           next_fires, parse_schedule, parse_timezone, period_seconds, typical_period_seconds)
+                           next_fires, parse_schedule, parse_timezone, period_seconds, typical_period_seconds, upcoming_fire)
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.scheduler import CronTrigger
 
@@ -477,3 +477,19 @@ def test_an_uncommon_cron_is_described_in_24_hour_words_with_its_timezone(text: 
 def test_describing_any_valid_cron_gives_text_naming_the_timezone(text: str) -> None:
     words = describe(parse_schedule(text), "Asia/Kolkata")
     assert words and words.endswith("(Asia/Kolkata)")
+
+
+@pytest.mark.parametrize("text, zone", [("*/7 * * * *", "UTC"), ("30 2 * * *", "Europe/Berlin"), ("every 90s", "UTC"),
+                                        ("0 1-3 * * *", "America/New_York")])
+def test_the_remembered_upcoming_fire_is_always_the_next_fire(text: str, zone: str) -> None:
+    """Walked minute by minute (and back in time, which must not reuse a fire from later), across
+    fires and the DST changes of 2025: the memo never answers anything but next_fire."""
+    schedule, tz = parse_schedule(text), ZoneInfo(zone)
+    starts = [datetime(2025, 3, 30, 0, 0, tzinfo=timezone.utc), datetime(2025, 11, 2, 4, 0, tzinfo=timezone.utc),
+              datetime(2025, 3, 29, 23, 0, tzinfo=timezone.utc)]
+    for start in starts:
+        for step in range(0, 8 * 60, 7):
+            now = start + timedelta(minutes=step, seconds=step % 60)
+            assert upcoming_fire(schedule, tz, now) == next_fire(schedule, tz, now), now
+    naive = datetime(2025, 6, 1, 12, 0)
+    assert upcoming_fire(schedule, tz, naive) == next_fire(schedule, tz, naive.replace(tzinfo=timezone.utc))

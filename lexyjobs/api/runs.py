@@ -28,10 +28,10 @@ def list_runs() -> Response:
     where = run_filter()
     page, limit = page_and_limit()
     with current().db.read() as session:
-        total = queries.count_runs(session, where)
-        items = queries.search_runs(session, where, limit=limit, offset=(page - 1) * limit)
         stats = queries.status_counts(session, where)
-    return jsonify(runs=[run_dict(r) for r in items], pagination=pagination(page, limit, total), stats=stats)
+        items = queries.search_runs(session, where, limit=limit, offset=(page - 1) * limit)
+    return jsonify(runs=[run_dict(r) for r in items], pagination=pagination(page, limit, queries.matching(stats, where)),
+                   stats=stats)
 
 
 @bp.get("/runs/<run_id:run_id>")

@@ -158,11 +158,12 @@ def _stamp(activity: str, args: dict[str, str], page: int, limit: int) -> str:
 
 def _listing(session: Session, where: RunFilter, page: int, limit: int) -> dict[str, Any]:
     """One page of runs, the pager and the stat cards (counts ignore the status filter)."""
-    total = queries.count_runs(session, where)
+    counts = queries.status_counts(session, where)
+    total = queries.matching(counts, where)
     found = queries.search_runs(session, where, limit=limit, offset=(page - 1) * limit)
     link_args: dict[str, Any] = {**filter_args(where), **({"limit": limit} if limit != PAGE_SIZE else {})}
     return {"rows": [_row(run, utcnow()) for run in found], "pager": pagination(page, limit, total),
-            "counts": queries.status_counts(session, where), "can_bulk": g.identity.can("operator"),
+            "counts": counts, "can_bulk": g.identity.can("operator"),
             "any_runs": total > 0 or _any_runs(session, where), "link_args": link_args,
             "statuses": STATUSES, "triggers": TRIGGERS}
 

@@ -1,0 +1,55 @@
+"""The migrations build exactly the schema the models describe, and step down and up again
+(SQLite and Postgres)."""
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from lexyjobs import schema
+from lexyjobs.db import Database
+from lexyjobs.models import Base
+
+
+def differences(db: Database) -> list[Any]:
+    """What autogenerate would change to make the database match the models, plus the indexes
+    missing on either side by name. (APScheduler's own table is not ours; autogenerate cannot
+    compare expression indexes such as ix_runs_queue on SQLite, hence the by-name check.)"""
+    with db.engine.connect() as connection:
+        found = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    changes = [change for change in found
+               if "apscheduler_jobs" not in repr(change) and change[0] not in ("add_index", "remove_index")]
+    inspector = inspect(db.engine)
+    for table in Base.metadata.sorted_tables:
+        modelled = {index.name for index in table.indexes}
+        present = {index["name"] for index in inspector.get_indexes(table.name)
+                   if not index.get("duplicates_constraint")}  # Postgres lists unique constraints too
+        changes += [("missing index", table.name, name) for name in sorted(modelled - present)]
+        changes += [("extra index", table.name, name) for name in sorted(present - modelled)]
+    return changes
+
+
+def test_the_migrated_schema_matches_the_models(db: Database) -> None:
+    assert differences(db) == []
+
+
+def test_the_newest_migrations_step_down_and_up_again(db: Database) -> None:
+    def run_indexes() -> set[str]:
+        return {index["name"] for index in inspect(db.engine).get_indexes("runs")}
+
+    assert "ix_runs_status_finished_times" in run_indexes()
+    _downgrade(db, "0004")
+    assert {"ix_runs_status_created", "ix_runs_finished"} <= run_indexes()
+    assert not {"ix_runs_status_finished_times", "ix_runs_job_outcome"} & run_indexes()
+    schema.upgrade(db)
+    assert differences(db) == []
+
+
+def _downgrade(db: Database, revision: str) -> None:
+    config = schema.alembic_config()
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)

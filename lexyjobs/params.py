@@ -116,7 +116,7 @@ def validate_params(schema: Mapping[str, ParamSpec], values: Mapping[str, Any] |
 
 def _check(spec: ParamSpec, value: Any, *, from_string: bool) -> Any:
     if from_string and isinstance(value, str):
-        value = _from_string(spec, value)
+        value = value_from_text(spec, value)
     if spec.type == "string":
         if not isinstance(value, str):
             raise ValueError("must be a string")
@@ -144,7 +144,9 @@ def _check(spec: ParamSpec, value: Any, *, from_string: bool) -> Any:
     return value
 
 
-def _from_string(spec: ParamSpec, text: str) -> Any:
+def value_from_text(spec: ParamSpec, text: str) -> Any:
+    """Text typed in a form or on the command line as a value of the parameter's type (a choice
+    keeps the type of the matching choice); ValueError says what is wrong."""
     try:
         if spec.type == "integer":
             return int(text)

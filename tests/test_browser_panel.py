@@ -374,11 +374,32 @@ def test_a_new_job_form_checks_the_cron_as_you_type(panel: Panel) -> None:
     assert all(at.minute % 5 == 0 for at in fires) and fires == sorted(fires), fires
     panel.assert_clean()
 
+    # Two parameters: the first in the blank row, the second in a row "Add parameter" brings.
+    rows = page.locator("#param-rows tr.param-row")
+    expect(rows).to_have_count(1)
+    rows.nth(0).locator("[name=p_name]").fill("limit")
+    rows.nth(0).locator("[name=p_type]").select_option("integer")
+    rows.nth(0).locator("[name=p_default]").fill("10")
+    rows.nth(0).locator("[name=p_required]").check()
+    page.click("#param-add")
+    expect(rows).to_have_count(2)
+    rows.nth(1).locator("[name=p_name]").fill("mode")
+    rows.nth(1).locator("[name=p_type]").select_option("choice")
+    rows.nth(1).locator("[name=p_choices]").fill("fast, full")
+    rows.nth(1).locator("[name=p_default]").fill("full")
+    page.click("#param-add")  # a third, left blank
+    expect(rows).to_have_count(3)
+    panel.assert_clean()
+
     page.click("button:has-text('Create job')")
     page.wait_for_url(f"{panel.base}/jobs/typed-cron")
     expect(page.locator("h1")).to_have_text("Typed cron")
     job = panel.api("GET", "/api/jobs/typed-cron")
     assert job["schedule"] == "*/5 * * * *", job
+    assert {p["name"]: p for p in job["params"]} == {
+        "limit": {"name": "limit", "type": "integer", "required": True, "default": 10, "help": ""},
+        "mode": {"name": "mode", "type": "choice", "required": False, "default": "full", "choices": ["fast", "full"],
+                 "help": ""}}, job["params"]
     panel.assert_clean()
 
 
@@ -442,6 +463,10 @@ def test_every_page_is_clean_and_photographed(panel: Panel, db_url: str) -> None
     expect(page.locator("#cron-preview .fires time").first).to_contain_text("CE")  # CET / CEST: the zone's time
     page.locator("#f_schedule").evaluate("el => el.closest('fieldset').scrollIntoView()")
     panel.screenshot("job-new")
+    panel.visit("/jobs/crunch-numbers/edit")  # the parameter editor, filled
+    expect(page.locator("#param-rows tr.param-row")).to_have_count(3)
+    page.locator("#param-rows").evaluate("el => el.closest('fieldset').scrollIntoView()")
+    panel.screenshot("job-edit-params")
 
     panel.visit("/audit")
     panel.screenshot("audit")

@@ -30,7 +30,8 @@ def errors(response: Any) -> list[str]:
 
 def test_an_admin_creates_a_shell_job(login: Callable[[str], Panel], db: Database) -> None:
     response = login("admin").post("/jobs/new", {**SHELL, "k_env": 'TOKEN = "${SERVICE_TOKEN}"',
-                                                 "params": '{"limit": {"type": "integer", "default": 3}}',
+                                                 "p_name": ["limit", ""], "p_type": ["integer", "string"],
+                                                 "p_default": ["3", ""],
                                                  "priority": "4", "overlap": "skip"})
     assert response.status_code == 302 and response.headers["Location"] == "/jobs/nightly"
     assert spec(db, "nightly") == {"title": "Nightly export", "kind": "shell", "argv": ["echo", "hi"],
@@ -46,7 +47,10 @@ def test_an_admin_creates_a_shell_job(login: Callable[[str], Panel], db: Databas
     ({"k_argv": "echo hi"}, "must be JSON"),
     ({"priority": "high"}, "'high' is not a whole number"),
     ({"name": "Bad Name"}, "must be 1–100 characters"),
-    ({"params": '{"n": {"type": "colour"}}'}, "colour"),
+    ({"p_name": "n", "p_type": "colour"}, "colour"),
+    ({"p_name": "n", "p_type": "integer", "p_default": "ten"}, "n.default: must be a whole number"),
+    ({"p_name": ["n", "n"]}, "n: is named twice"),
+    ({"p_default": "orphan"}, "a parameter row without a name"),
 ])
 def test_a_bad_field_is_shown_inline_and_nothing_is_created(login: Callable[[str], Panel], db: Database,
                                                             change: dict[str, str], message: str) -> None:
@@ -152,3 +156,58 @@ def test_the_preview_flags_dst_change_days() -> None:
     assert len(shown["fires"]) == 5 and flagged == ["2025-03-30"]
     assert "Europe/Berlin" in shown["words"]
     assert preview("30 2 * * *", "Nowhere/Land", now)["error"].startswith("timezone:")
+
+
+PARAMS = {"limit": {"type": "integer", "default": 10, "min": 1, "max": 500, "help": "rows per batch", "required": True},
+          "mode": {"type": "choice", "choices": ["fast", "full"], "default": "full"},
+          "level": {"type": "choice", "choices": [1, 2, 3], "default": 2},
+          "ratio": {"type": "number", "default": 0.5},
+          "dry_run": {"type": "boolean", "default": False},
+          "extra": {"type": "json", "default": {"tags": ["a", "b"]}},
+          "note": {"type": "string"}}
+
+
+def form_fields(html: str) -> dict[str, list[str]]:
+    """What a browser would post from the form: every named input, select and ticked box."""
+    fields: dict[str, list[str]] = {}
+    for tag in re.findall(r"<select\b[^>]*>.*?</select>|<input\b[^>]*>", html, re.S):
+        name = re.search(r'name="([^"]+)"', tag)
+        if name is None or ('type="checkbox"' in tag and " checked" not in tag):
+            continue
+        if tag.startswith("<select"):
+            chosen = re.findall(r'<option( value="([^"]*)")? selected>([^<]*)', tag)
+            values = [value if attribute else label for attribute, value, label in chosen]
+        else:
+            value = re.search(r'value="([^"]*)"', tag)
+            values = [value.group(1) if value else ""]
+        fields.setdefault(name.group(1), []).extend(v.replace("&#34;", '"').replace("&quot;", '"') for v in values)
+    return fields
+
+
+def test_the_parameter_editor_shows_each_parameter_as_a_row_and_saves_it_back(
+        login: Callable[[str], Panel], make_job: MakeJob, db: Database) -> None:
+    make_job("batch", params={**PARAMS, "retries": 3})  # a shorthand entry too
+    admin = login("admin")
+    page = text(admin.get("/jobs/batch/edit"))
+    posted = form_fields(page)
+    assert sorted(posted["p_name"][:-1]) == sorted([*PARAMS, "retries"]) and posted["p_name"][-1] == ""  # a blank row
+    rows = {name: (kind, default) for name, kind, default in zip(posted["p_name"], posted["p_type"], posted["p_default"])}
+    assert rows == {"limit": ("integer", "10"), "mode": ("choice", "full"), "level": ("choice", "2"),
+                    "ratio": ("number", "0.5"), "dry_run": ("boolean", "false"), "extra": ("json", '{"tags": ["a", "b"]}'),
+                    "note": ("string", ""), "retries": ("integer", "3"), "": ("string", "")}
+    assert posted["p_required"] == [str(posted["p_name"].index("limit"))]
+    posted.pop("csrf_token", None)
+    response = admin.post("/jobs/batch/edit", posted)
+    assert response.status_code == 302, errors(response)
+    assert spec(db, "batch")["params"] == {**PARAMS, "retries": {"type": "integer", "default": 3}}
+
+
+def test_a_new_parameter_row_comes_with_the_next_add_button(login: Callable[[str], Panel]) -> None:
+    fragment = text(login("admin").get("/jobs/param-row?index=4", headers=HX))
+    assert fragment.count('<tr class="param-row">') == 1 and 'name="p_required" value="4"' in fragment
+    assert 'id="param-add" class="small" hx-swap-oob="true"' in fragment and "index=5" in fragment
+
+
+def test_a_job_without_parameters_saves_none(login: Callable[[str], Panel], db: Database) -> None:
+    response = login("admin").post("/jobs/new", {**SHELL, "p_name": "", "p_type": "string", "p_default": ""})
+    assert response.status_code == 302 and "params" not in spec(db, "nightly")

@@ -10,6 +10,7 @@ from flask import Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import actions, store
+from lexyjobs.api.inputs import query_int
 from lexyjobs.cron import describe, is_dst_change_day, next_fires, parse_schedule, parse_timezone
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import COMMON_FIELDS, InvalidDefinition
@@ -17,7 +18,7 @@ from lexyjobs.errors import Conflict
 from lexyjobs.guard import actor
 from lexyjobs.kinds import kinds
 from lexyjobs.masking import mask_config
-from lexyjobs.panel import bp
+from lexyjobs.panel import bp, param_rows
 from lexyjobs.panel.htmx import wants_partial
 from lexyjobs.registry import editable_job
 from lexyjobs.runtime import current
@@ -65,6 +66,14 @@ def job_delete(name: str) -> BaseResponse | tuple[str, int]:
     return redirect(url_for("panel.jobs"))
 
 
+@bp.get("/jobs/param-row")
+def job_param_row() -> str:
+    """One more blank parameter row (htmx appends it; the "Add parameter" button comes along,
+    out of band, with the next row's index)."""
+    index = query_int("index", 0, 0, 500)
+    return render_template("_partials/_param_row.html", index=index, row=param_rows.blank_row(), add_button=True)
+
+
 @bp.get("/jobs/kind-fields")
 def job_kind_fields() -> str:
     """The fields of the chosen kind (htmx swaps them in when the kind changes)."""
@@ -110,7 +119,7 @@ def _submitted() -> dict[str, Any]:
     kind = kinds().get(form["kind"])
     for field in (kind.fields if kind else ()):
         form[f"k_{field}"] = request.form.get(f"k_{field}", "").strip()
-    form["params"] = request.form.get("params", "").strip()
+    form["param_rows"] = param_rows.rows_from_form(request.form)
     return form
 
 
@@ -130,8 +139,9 @@ def _definition(form: dict[str, Any]) -> dict[str, Any]:
     for key, value in form.items():
         if key.startswith("k_") and value:
             raw[key[2:]] = _structured(name, key[2:], value)
-    if form.get("params"):
-        raw["params"] = _structured(name, "params", form["params"])
+    params = param_rows.schema_from_rows(name, form["param_rows"])
+    if params:
+        raw["params"] = params
     return raw
 
 
@@ -142,7 +152,7 @@ def _number(job: str, field: str, text: str) -> int:
         raise InvalidDefinition(job, field, f"'{text}' is not a whole number") from None
 
 
-STRUCTURED = {"argv", "headers", "body", "env", "params"}
+STRUCTURED = {"argv", "headers", "body", "env"}
 
 
 def _structured(job: str, field: str, text: str) -> Any:
@@ -169,7 +179,7 @@ def _fields_of(spec: dict[str, Any]) -> dict[str, Any]:
     for field in (kind.fields if kind else ()):
         value = spec.get(field)
         form[f"k_{field}"] = "" if value is None else (json.dumps(value) if field in STRUCTURED else str(value))
-    form["params"] = json.dumps(spec["params"], indent=2) if spec.get("params") else ""
+    form["param_rows"] = param_rows.rows_from_schema(spec.get("params"))
     return form
 
 
@@ -185,7 +195,8 @@ def _form(name: str | None, form: dict[str, Any], errors: dict[str, str]) -> str
         others = [j.name for j in store.list_jobs(session) if j.name != name]
     kind = kinds().get(form.get("kind", "python")) or kinds()["python"]
     return render_template("job_form.html", name=name, form=form, errors=errors, others=others, kind=kind,
-                           kinds=list(kinds()), help=COMMON_FIELDS,
+                           kinds=list(kinds()), help=COMMON_FIELDS, param_errors_of=param_rows.error_of,
+                           blank_param_row=param_rows.blank_row,
                            preview={"hidden": True} if "schedule" in errors or "timezone" in errors
                            else preview(form.get("schedule", ""), form.get("timezone") or "UTC", utcnow()))
 

@@ -156,7 +156,7 @@ def definition_from_job(job: Job) -> JobDefinition:
     the spec's JSON): parsing validates every field, cron expression included, and the panel's
     pages and every enqueue ask for it (at a hundred jobs the parsing cost more than the page's
     SQL). Definitions are frozen, so sharing one is safe. One that does not parse raises every time."""
-    key = (job.name, job.source, json.dumps(job.spec, sort_keys=True))
+    key = (job.name, job.source, json.dumps(job.spec))  # key order too: it is the params order
     found = _parsed.get(key)
     if found is None:
         found = parse_definition(job.name, job.spec, source=job.source)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+OrderedJSON = JSON()  # Postgres ``json`` keeps the keys in the order written; ``jsonb`` reorders them
 RunId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER keys
 
 
@@ -49,7 +50,7 @@ class Job(Base):
     category: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(20))
     source: Mapped[str] = mapped_column(String(10))  # code | file | db
-    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    spec: Mapped[dict[str, Any]] = mapped_column(OrderedJSON)  # params in the order the author wrote them
     schedule: Mapped[str | None] = mapped_column(String(200))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # False = paused
     max_concurrency: Mapped[int] = mapped_column(Integer, default=1)  # 0 = unlimited

@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import drive_run
-from lexyjobs import accounts, audit, runs, store
+from lexyjobs import accounts, audit, definitions, runs, store
 from lexyjobs.db import Database
 from lexyjobs.runtime import Lexyjobs
 from lexyjobs.states import RunStatus
@@ -231,3 +231,12 @@ def test_titles_and_errors_are_escaped(login: Callable[[str], Panel], make_job: 
     for page in (text(panel.get("/jobs")), text(panel.get("/jobs/xss/run"))):
         assert "<script>alert(1)</script>" not in page and "<img src=x" not in page and "<svg onload" not in page
         assert "<b>cat</b>" not in page
+
+
+def test_the_run_form_lists_parameters_in_the_order_written(login: Callable[[str], Panel], make_job: Any) -> None:
+    order = ["customer_segment", "day", "limit", "a", "include_archived_rows"]  # no order jsonb would keep
+    make_job("ordered", params={name: {"type": "string", "default": "x"} for name in order})
+    definitions._parsed.clear()  # as after a restart: the definition is parsed from the stored spec
+    form = text(login("operator").get("/jobs/ordered/run"))
+    shown = [name for name in re.findall(r'<input id="p-\d+" name="([a-z_]+)"', form) if name in order]
+    assert shown == order, shown

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
+from sqlalchemy import event
 
 from lexyjobs import registry, runs, store
 from lexyjobs.db import Database, utcnow
@@ -152,6 +153,33 @@ def test_a_batch_claim_takes_several_runs_in_one_transaction(db: Database, make_
             ("running", "host:42", now, now, 1, 1)
         assert events(db, run_id) == [("queued", "running", 1)]
     assert statuses(db, job) == {"running": 5, "queued": 2}
+
+
+def test_the_claim_reads_the_first_queued_runs_in_index_order_without_sorting_the_queue(
+        db: Database, make_job: MakeJob) -> None:
+    """SQLite: the claim's candidate query walks ix_runs_queue in order (its cost does not grow
+    with the queue's depth). Postgres plans by statistics; there the claim's order is tested above."""
+    if db.is_postgres:
+        pytest.skip("SQLite's planner only: Postgres chooses by statistics")
+    job = make_job("deep", max_concurrency=0)
+    runs.enqueue_many(db, [runs.RunRequest(job) for _ in range(300)])
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        with db.write() as session:
+            store.claim_runs(session, 4, worker="w", now=T0 + timedelta(seconds=30), postgres=False)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    candidates = [(sql, params) for sql, params in statements if "ORDER BY runs.priority DESC" in sql]
+    assert len(candidates) == 1
+    with db.engine.connect() as connection:
+        plan = " | ".join(str(row[3]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + candidates[0][0],
+                                                                              candidates[0][1]))
+    assert "USING INDEX ix_runs_queue" in plan and "TEMP B-TREE" not in plan, plan
 
 
 def test_claiming_a_requeued_run_bumps_its_attempt_and_lease_again(db: Database, make_job: MakeJob) -> None:

@@ -1,19 +1,22 @@
 """Queue drain benchmark: how fast do workers empty a queue of no-op runs?
 
     python -m bench.drain --db sqlite|postgres [--runs 3000] [--threads 4] [--processes 1]
-                          [--repeat 3] [--pg-url URL]
+                          [--repeat 3] [--pg-url URL] [--json FILE]
 
 Each repetition uses a fresh database (a temp SQLite file, or a fresh schema in the Postgres
 database of ``--pg-url`` / ``LEXYJOBS_TEST_POSTGRES_URL``, dropped afterwards), creates a no-op
-python job with ``max_concurrency = 0``, enqueues ``--runs`` runs with ``runs.enqueue_many`` in
-batches (timed: enqueue runs/s), then starts the workers and times until every run has
-succeeded (drain runs/s). One process means an in-process ``Worker`` with ``--threads`` threads;
-more means that many ``python -m lexyjobs worker --threads N`` children, whose start-up is inside
-the wall time, so the span from the first run's start to the last run's end (read from the
-database) is printed too. The median of the repetitions is printed last."""
+python job with ``max_concurrency = 0`` and enqueues ``--runs`` runs: the first SINGLE (at most a
+third) with one ``runs.enqueue`` call each, the rest with ``runs.enqueue_many`` in batches (both
+timed: enqueue runs/s, single and batched). Then it starts the workers and times until every run
+has succeeded (processing runs/s). One process means an in-process ``Worker`` with ``--threads``
+threads; more means that many ``python -m lexyjobs worker --threads N`` children, whose start-up
+is inside the wall time, so the span from the first run's start to the last run's end (read from
+the database) is printed too. The median of the repetitions is printed last; ``--json FILE``
+writes the median, min and max of each figure."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -23,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,7 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "bench-noop"
 BATCH = 500
+SINGLE = 500  # runs enqueued one call each (at most a third of --runs)
 
 
 def noop(ctx: Any) -> None:
@@ -54,10 +58,11 @@ class _Counter(logging.Handler):
 
 @dataclass
 class Figures:
-    enqueue_per_s: float
+    enqueue_per_s: float           # enqueue_many in batches of BATCH
     wall_s: float
     span_s: float
     warnings: int = 0
+    enqueue_single_per_s: float = 0.0  # one runs.enqueue call per run (the first SINGLE runs)
 
     def drain_per_s(self, runs: int) -> float:
         return runs / self.wall_s
@@ -102,8 +107,13 @@ def one_round(url: str, *, runs_count: int, threads: int, processes: int) -> Fig
     lj.prepare()
     registry.create_job(lj.db, JOB, {"kind": "python", "func": "bench.drain:noop", "max_concurrency": 0})
 
+    single = min(SINGLE, runs_count // 3)
     started = time.perf_counter()
-    for first in range(0, runs_count, BATCH):
+    for _ in range(single):
+        runs.enqueue(lj.db, JOB)
+    single_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for first in range(single, runs_count, BATCH):
         runs.enqueue_many(lj.db, [runs.RunRequest(JOB) for _ in range(first, min(first + BATCH, runs_count))])
     enqueue_s = time.perf_counter() - started
 
@@ -152,10 +162,38 @@ def one_round(url: str, *, runs_count: int, threads: int, processes: int) -> Fig
     assert first_start is not None and last_end is not None
     lj.db.dispose()
     logging.getLogger("lexyjobs").removeHandler(counter)
-    return Figures(runs_count / enqueue_s, wall_s, (last_end - first_start).total_seconds(), counter.count)
+    return Figures((runs_count - single) / enqueue_s, wall_s, (last_end - first_start).total_seconds(), counter.count,
+                   single / single_s if single else 0.0)
 
 
-def main(argv: list[str] | None = None) -> None:
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of the repetitions (what docs/benchmarks.md shows)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def measure(db: str, *, runs_count: int, threads: int, processes: int, repeat: int, pg_url: str | None,
+            out: Callable[[str], None] = print) -> dict[str, Any]:
+    """``repeat`` rounds, each on a fresh database; the figures as ``{name: spread}`` in runs/s."""
+    out(f"drain: {runs_count} no-op runs on {db}, {processes} process(es) x {threads} threads")
+    results: list[Figures] = []
+    for round_no in range(1, repeat + 1):
+        with fresh_database(db, pg_url) as url:
+            figures = one_round(url, runs_count=runs_count, threads=threads, processes=processes)
+        results.append(figures)
+        out(f"  round {round_no}: enqueue {figures.enqueue_single_per_s:6.0f} runs/s single, "
+            f"{figures.enqueue_per_s:6.0f} batched | drain {figures.wall_s:6.2f} s wall "
+            f"= {figures.drain_per_s(runs_count):6.0f} runs/s | first start to last finish {figures.span_s:6.2f} s "
+            f"= {runs_count / figures.span_s:6.0f} runs/s"
+            + (f" | {figures.warnings} worker warnings" if figures.warnings else ""))
+    summary = {"enqueue_single": spread([f.enqueue_single_per_s for f in results]),
+               "enqueue_batch": spread([f.enqueue_per_s for f in results]),
+               "processing": spread([f.drain_per_s(runs_count) for f in results]),
+               "start_to_finish": spread([runs_count / f.span_s for f in results])}
+    out("median: " + ", ".join(f"{name} {figures['median']:.0f} runs/s" for name, figures in summary.items()))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.drain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), required=True)
     parser.add_argument("--runs", type=int, default=3000)
@@ -163,24 +201,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=1, help="1 = in-process Worker; more = child processes")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pg-url", default=os.environ.get("LEXYJOBS_TEST_POSTGRES_URL"))
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.threads < 1 or args.processes < 1 or args.repeat < 1:
-        parser.error("--runs, --threads, --processes and --repeat must be at least 1")
-
-    print(f"drain: {args.runs} no-op runs on {args.db}, {args.processes} process(es) x {args.threads} threads")
-    results: list[Figures] = []
-    for round_no in range(1, args.repeat + 1):
-        with fresh_database(args.db, args.pg_url) as url:
-            figures = one_round(url, runs_count=args.runs, threads=args.threads, processes=args.processes)
-        results.append(figures)
-        print(f"  round {round_no}: enqueue {figures.enqueue_per_s:8.0f} runs/s | drain {figures.wall_s:6.2f} s wall "
-              f"= {figures.drain_per_s(args.runs):6.0f} runs/s | first start to last finish {figures.span_s:6.2f} s "
-              f"= {args.runs / figures.span_s:6.0f} runs/s"
-              + (f" | {figures.warnings} worker warnings" if figures.warnings else ""), flush=True)
-    print(f"median: enqueue {statistics.median(f.enqueue_per_s for f in results):.0f} runs/s, "
-          f"drain {statistics.median(f.drain_per_s(args.runs) for f in results):.0f} runs/s "
-          f"(wall {statistics.median(f.wall_s for f in results):.2f} s), "
-          f"start-to-finish {statistics.median(args.runs / f.span_s for f in results):.0f} runs/s")
+    if args.runs < 3 or args.threads < 1 or args.processes < 1 or args.repeat < 1:
+        parser.error("--runs must be at least 3; --threads, --processes and --repeat at least 1")
+    summary = measure(args.db, runs_count=args.runs, threads=args.threads, processes=args.processes,
+                      repeat=args.repeat, pg_url=args.pg_url, out=lambda line: print(line, flush=True))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Fire lateness benchmark: how late does a scheduled fire become a run?
 
-    python -m bench.lateness --db sqlite|postgres [--fires 120] [--pg-url URL]
+    python -m bench.lateness --db sqlite|postgres [--fires 120] [--pg-url URL] [--json FILE]
 
 Uses a fresh database (a temp SQLite file, or a fresh schema in the Postgres database of
 ``--pg-url`` / ``LEXYJOBS_TEST_POSTGRES_URL``, dropped afterwards), creates a no-op python job
@@ -12,10 +12,12 @@ repeat) and that every run succeeded."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bench.drain import fresh_database
@@ -63,21 +65,27 @@ def measure(url: str, fires: int) -> tuple[list[float], int, dict[str, int]]:
     return lateness, gaps, statuses
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.lateness", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), required=True)
     parser.add_argument("--fires", type=int, default=120)
     parser.add_argument("--pg-url", default=os.environ.get("LEXYJOBS_TEST_POSTGRES_URL"))
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     if args.fires < 2:
         parser.error("--fires must be at least 2")
     print(f"lateness: an every-1s job on {args.db}, {args.fires} fires (about {args.fires} s)", flush=True)
     with fresh_database(args.db, args.pg_url) as url:
         lateness, gaps, statuses = measure(url, args.fires)
-    p99 = statistics.quantiles(lateness, n=100, method="inclusive")[98]
-    print(f"created_at - fire time over {len(lateness)} fires: p50 {statistics.median(lateness):.1f} ms, "
-          f"p99 {p99:.1f} ms, max {max(lateness):.1f} ms, min {min(lateness):.1f} ms")
+    summary = {"fires": len(lateness), "p50_ms": statistics.median(lateness),
+               "p99_ms": statistics.quantiles(lateness, n=100, method="inclusive")[98], "max_ms": max(lateness),
+               "min_ms": min(lateness), "gaps": gaps, "statuses": statuses}
+    print(f"created_at - fire time over {summary['fires']} fires: p50 {summary['p50_ms']:.1f} ms, "
+          f"p99 {summary['p99_ms']:.1f} ms, max {summary['max_ms']:.1f} ms, min {summary['min_ms']:.1f} ms")
     print(f"gaps or repeats between consecutive fires: {gaps}; run statuses: {statuses}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 if __name__ == "__main__":

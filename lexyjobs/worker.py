@@ -39,10 +39,11 @@ from lexyjobs.masking import Redactor
 from lexyjobs.registry import JobCatalog
 from lexyjobs.retry import backoff
 from lexyjobs.runs import rescue_stale
-from lexyjobs.states import DECREMENT, RunStatus, insert_events, transition
+from lexyjobs.states import DECREMENT, Change, RunStatus, insert_events, transition, transition_each
 
 log = logging.getLogger(__name__)
 MONITOR_TICK = 0.2
+SHORT_RUN = 0.5  # seconds: runs are claimed ahead (LEXYJOBS_PREFETCH) while they take less on average
 FLUSH_INTERVAL = 1.0
 
 
@@ -54,8 +55,9 @@ class Active:
     ctx: RunContext
     definition: JobDefinition | None
     problem: str | None = None             # why it cannot run (definition unavailable)
+    executing: bool = False                # a thread took it up (before that it waits, claimed ahead)
     finished: bool = False                 # its thread is done; the outcome awaits the dispatcher
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # when it was claimed, then when it began
     deadline: float | None = None
 
     @property
@@ -98,6 +100,11 @@ class Worker:
         self.db, self.settings, self.catalog = db, settings, catalog
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.size = max(1, settings.workers)
+        # While runs are short, runs claimed beyond the free threads wait in memory (as
+        # ``running``) and start the moment a thread frees up: each write cycle then finishes and
+        # claims a bigger batch. Long runs are not claimed ahead: other processes may be idle.
+        self.ahead = self.size * settings.prefetch
+        self._typical_run = SHORT_RUN  # moving average of the seconds a run takes here (learnt from the first runs)
         self.clock = clock
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
@@ -154,6 +161,9 @@ class Worker:
             while self._busy and time.monotonic() < deadline:
                 self._idle.wait(min(0.1, max(deadline - time.monotonic(), 0.0)))
             leftovers = [a for a in self._active.values() if not a.finished]
+            for active in leftovers:
+                if not active.executing:  # under the lock: no thread takes it up from here on
+                    active.ctx.cancel(SHUTDOWN)
         for active in leftovers:  # stop them first, so nobody else claims a run still executing here
             active.ctx.cancel(SHUTDOWN)
         if leftovers:
@@ -175,11 +185,19 @@ class Worker:
         log.info("worker %s stopped (%d runs re-queued)", self.name, len(leftovers))
 
     def cancel_local(self, run_id: int) -> bool:
-        """Stop a run executing in this process at once (after the database was flagged)."""
-        with self._lock:
+        """Stop a run of this process at once (after the database was flagged). One still waiting
+        for a thread ends here, canceled without ever beginning."""
+        with self._idle:
             active = self._active.get(run_id)
-        if active is None:
-            return False
+            if active is None:
+                return False
+            if not active.executing and not active.finished:
+                active.ctx.cancel(CANCEL)  # under the lock: no thread begins it now (and it has no callbacks)
+                active.finished = True
+                self._outcomes.append(Outcome(active, RunStatus.CANCELED, error="canceled"))
+                self._busy -= 1
+                self._idle.notify_all()
+        self.wake()
         active.ctx.cancel(CANCEL)
         return True
 
@@ -193,7 +211,8 @@ class Worker:
             with self._handover:
                 outcomes = self._take_outcomes()
                 with self._lock:
-                    free = 0 if self._stopping.is_set() else self.size - self._busy
+                    ahead = self.ahead if self._typical_run < SHORT_RUN else 0
+                    free = 0 if self._stopping.is_set() else self.size + ahead - self._busy
                 try:
                     # An idle poll first asks with a cheap read whether anything is due, so idle
                     # processes do not take SQLite's write lock twice a second.
@@ -251,7 +270,7 @@ class Worker:
         outcomes = sorted(outcomes, key=lambda o: o.active.claim.id)  # row locks in id order: no deadlocks
         with self.db.write() as session:
             events: list[dict[str, Any]] = []
-            finished = [f for f in (self._finish(session, o, now, events) for o in outcomes) if f is not None]
+            finished = self._finish(session, outcomes, now, events)
             insert_events(session, events)
             if pipelines.advance(session, finished, now=now, postgres=self.db.is_postgres):
                 self.db.enqueued(session)
@@ -283,8 +302,6 @@ class Worker:
         if claim.attempt > 1:  # the log spans attempts: show where this one starts
             ctx.write(f"--- attempt {claim.attempt} of {claim.max_attempts} ---\n")
         active = Active(claim, ctx, definition, problem)
-        if timeout:
-            active.deadline = active.started + timeout
         with self._lock:
             self._active[claim.id] = active
             self._busy += 1
@@ -297,20 +314,47 @@ class Worker:
             active = self._work.get()
             if active is None:
                 return
-            try:
-                outcome = self._execute(active)
-            except BaseException as exc:  # never lose the slot or the run, whatever the job did
-                outcome = Outcome(active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
-                                  traceback=traceback.format_exc())
-            outcome.progress, outcome.log_text = active.ctx.take_updates()
-            outcome.details = _json_details(active.ctx.details)
-            outcome.redact()
+            if not self._begin(active):  # stopped while it waited
+                if active.finished:  # canceled: cancel_local recorded it
+                    continue
+                outcome = self._stopped_outcome(active) or Outcome(active, None)
+            else:
+                outcome = self._execute_safely(active)
+            self._done(active, outcome)
+
+    def _execute_safely(self, active: Active) -> Outcome:
+        """``_execute``, and whatever escapes it (say, writing the traceback failed) a failure."""
+        try:
+            outcome = self._execute(active)
+        except BaseException as exc:  # never lose the slot or the run, whatever the job did
+            outcome = Outcome(active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
+                              traceback=traceback.format_exc())
+        outcome.progress, outcome.log_text = active.ctx.take_updates()
+        outcome.details = _json_details(active.ctx.details)
+        outcome.redact()
+        return outcome
+
+    def _done(self, active: Active, outcome: Outcome) -> None:
+        """Hand the outcome to the dispatcher and free the slot."""
+        with self._idle:
             active.finished = True
-            with self._idle:
-                self._outcomes.append(outcome)
-                self._busy -= 1
-                self._idle.notify_all()
-            self.wake()
+            if active.executing:
+                self._typical_run += 0.1 * (time.monotonic() - active.started - self._typical_run)
+            self._outcomes.append(outcome)
+            self._busy -= 1
+            self._idle.notify_all()
+        self.wake()
+
+    def _begin(self, active: Active) -> bool:
+        """Mark a run as executing, unless it was stopped while it waited (canceled, or the worker
+        is stopping: ``stop`` re-queues it, whatever the job, since it never began)."""
+        with self._lock:
+            if active.ctx.cancel_reason is not None:
+                return False
+            active.executing, active.started = True, time.monotonic()
+        if active.ctx.timeout:
+            active.deadline = active.started + active.ctx.timeout
+        return True
 
     def _execute(self, active: Active) -> Outcome:
         """Run the job; the only place that catches every exception a job can raise."""
@@ -345,11 +389,32 @@ class Worker:
             return Outcome(active, None)
         return None
 
-    def _finish(self, session: Session, outcome: Outcome, now: datetime,
-                events: list[dict[str, Any]]) -> pipelines.Finished | None:
-        """Write one attempt's end, fenced by its lease; a lost lease writes nothing. Its event
-        row is added to ``events`` (written by the caller in the same transaction). Returns the
-        run when it reached a terminal status (for its pipeline)."""
+    def _finish(self, session: Session, outcomes: list[Outcome], now: datetime,
+                events: list[dict[str, Any]]) -> list[pipelines.Finished]:
+        """Write the attempts' ends, each fenced by its lease (a lost lease writes nothing), runs
+        that end alike in one statement. Their event rows are added to ``events`` (written by the
+        caller in the same transaction). Returns the runs that reached a terminal status (for
+        their pipelines)."""
+        changes = {c.run_id: (o, c) for o, c in ((o, self._change(session, o, now)) for o in outcomes) if c}
+        moved = set(transition_each(session, [c for _, c in changes.values()], expected=RunStatus.RUNNING, at=now,
+                                    postgres=self.db.is_postgres, events=events))
+        finished = []
+        for run_id, (outcome, change) in changes.items():
+            claim = outcome.active.claim
+            if run_id not in moved:
+                log.warning("run %s: lease %d lost before it finished; its outcome is discarded", run_id, claim.lease)
+                continue
+            store.append_log(session, run_id, outcome.log_text, max_chars=self.settings.log_max_bytes)
+            log.info("run %s (%s) attempt %d -> %s in %s", run_id, claim.job_name, claim.attempt, change.to.value,
+                     format_duration(time.monotonic() - outcome.active.started))
+            if change.to != RunStatus.QUEUED:
+                finished.append(pipelines.Finished(run_id, claim.job_name, claim.pipeline_id, change.to))
+        return finished
+
+    def _change(self, session: Session, outcome: Outcome, now: datetime) -> Change | None:
+        """What one attempt's end writes: its status (a failure with attempts left goes back to
+        queued, delayed by the backoff) and values. None: nothing to write (stopped by shutdown
+        or a lost lease; the run is re-queued or rescued)."""
         active, claim = outcome.active, outcome.active.claim
         if outcome.status is None:
             return None
@@ -374,18 +439,7 @@ class Worker:
                 values.update(scheduled_for=now + timedelta(seconds=delay), worker=None, heartbeat_at=None)
             else:
                 values.update(finished_at=now)
-        try:
-            transition(session, claim.id, status, expected=RunStatus.RUNNING, lease=claim.lease, at=now, note=note,
-                       events=events, **values)
-        except TransitionConflict:
-            log.warning("run %s: lease %d lost before it finished; its outcome is discarded", claim.id, claim.lease)
-            return None
-        store.append_log(session, claim.id, outcome.log_text, max_chars=self.settings.log_max_bytes)
-        elapsed = time.monotonic() - active.started
-        log.info("run %s (%s) attempt %d -> %s in %s", claim.id, claim.job_name, claim.attempt, status.value,
-                 format_duration(elapsed))
-        return None if status == RunStatus.QUEUED else pipelines.Finished(claim.id, claim.job_name, claim.pipeline_id,
-                                                                           status)
+        return Change(claim.id, claim.lease, status, values, note)
 
     # ------------------------------------------------------------ monitor
 
@@ -465,7 +519,7 @@ class Worker:
 
     def _requeue(self, leftovers: list[Active]) -> None:
         """On shutdown: put unfinished runs back in the queue without counting the attempt;
-        runs of non-idempotent jobs fail instead (at-most-once)."""
+        runs of non-idempotent jobs that had begun fail instead (at-most-once)."""
         now = self.clock()
         failed: list[pipelines.Finished] = []
         with self.db.write() as session:
@@ -477,9 +531,10 @@ class Worker:
                                    at=now, note="canceled (worker stopping)", finished_at=now, error="canceled")
                         failed.append(pipelines.Finished(claim.id, claim.job_name, claim.pipeline_id,
                                                          RunStatus.CANCELED))
-                    elif active.definition is None or active.definition.idempotent:
+                    elif not active.executing or active.definition is None or active.definition.idempotent:
+                        ended = "finished" if active.executing else "started"
                         transition(session, claim.id, RunStatus.QUEUED, expected=RunStatus.RUNNING, lease=claim.lease,
-                                   at=now, note=f"re-queued: worker {self.name} stopped before the run finished",
+                                   at=now, note=f"re-queued: worker {self.name} stopped before the run {ended}",
                                    attempt=DECREMENT, scheduled_for=now, worker=None, heartbeat_at=None)
                     else:
                         transition(session, claim.id, RunStatus.FAILED, expected=RunStatus.RUNNING, lease=claim.lease,

@@ -1,0 +1,37 @@
+"""The queue benchmarks (bench/drain.py, bench/lateness.py) on tiny numbers, so the harness never
+rots; the real figures are taken by ``python -m bench all``, outside the test suite."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench import drain, lateness
+
+PG_URL = os.environ.get("LEXYJOBS_TEST_POSTGRES_URL")
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not PG_URL, reason="Postgres tests need LEXYJOBS_TEST_POSTGRES_URL"))])
+def test_the_drain_bench_enqueues_and_drains_and_reports_every_figure(db: str, tmp_path: Path) -> None:
+    out = tmp_path / "drain.json"
+    summary = drain.main(["--db", db, "--runs", "30", "--threads", "2", "--repeat", "2", "--json", str(out)])
+    assert json.loads(out.read_text()) == summary
+    assert set(summary) == {"enqueue_single", "enqueue_batch", "processing", "start_to_finish"}
+    for figures in summary.values():
+        assert 0 < figures["min"] <= figures["median"] <= figures["max"]
+
+
+def test_the_drain_bench_drives_worker_processes(tmp_path: Path) -> None:
+    summary = drain.main(["--db", "sqlite", "--runs", "12", "--processes", "2", "--threads", "1", "--repeat", "1"])
+    assert summary["processing"]["median"] > 0
+
+
+def test_the_lateness_bench_records_consecutive_fires(tmp_path: Path) -> None:
+    out = tmp_path / "lateness.json"
+    summary = lateness.main(["--db", "sqlite", "--fires", "3", "--json", str(out)])
+    assert json.loads(out.read_text()) == summary
+    assert summary["fires"] == 3 and summary["gaps"] == 0 and summary["statuses"] == {"succeeded": 3}
+    assert summary["min_ms"] <= summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]

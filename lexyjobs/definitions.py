@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from lexyjobs.cron import Schedule, parse_schedule, parse_timezone
 from lexyjobs.durations import parse_duration
@@ -151,7 +151,15 @@ DEFINITIONS_KEPT = 1000
 _parsed: dict[tuple[str, str, str], JobDefinition] = {}
 
 
-def definition_from_job(job: Job) -> JobDefinition:
+class StoredJob(Protocol):
+    """What a definition is parsed from: a ``Job`` row, or a Core row of those columns."""
+
+    name: str
+    source: str
+    spec: dict[str, Any]
+
+
+def definition_from_job(job: Job | StoredJob) -> JobDefinition:
     """The definition stored in a jobs row, remembered by what it is parsed from (name, source and
     the spec's JSON): parsing validates every field, cron expression included, and the panel's
     pages and every enqueue ask for it (at a hundred jobs the parsing cost more than the page's

@@ -50,22 +50,21 @@ def enqueue_many(db: Database, requests: Sequence[RunRequest], *, now: datetime 
     Raises JobNotFound, InvalidParams or LexyjobsError before anything is written."""
     now = now or utcnow()
     with db.write() as session:
-        definitions = _definitions(session, {r.job for r in requests})
-        upstreams = {u for ups in store.job_dependencies(session).values() for u in ups}
+        jobs = store.active_jobs(session)
+        definitions = _definitions(jobs, {r.job for r in requests})
+        upstreams = {u for job in jobs.values() for u in job.spec.get("depends_on") or ()}
         rows = [run_row(definitions[r.job], _start_pipeline(r, upstreams), now) for r in requests]
         ids = store.insert_runs(session, rows)
         db.enqueued(session)
     return ids
 
 
-def _definitions(session: Session, names: set[str]) -> dict[str, JobDefinition]:
-    found: dict[str, JobDefinition] = {}
-    for name in names:
-        job_row = store.get_job(session, name)
-        if job_row is None or job_row.archived:
-            raise JobNotFound(name)
-        found[name] = definition_from_job(job_row)
-    return found
+def _definitions(jobs: Mapping[str, Any], names: set[str]) -> dict[str, JobDefinition]:
+    """The definitions of ``names`` among the active ``jobs``; JobNotFound for any other."""
+    missing = sorted(names - set(jobs))
+    if missing:
+        raise JobNotFound(missing[0])
+    return {name: definition_from_job(jobs[name]) for name in names}
 
 
 def _start_pipeline(request: RunRequest, upstreams: set[str]) -> RunRequest:

@@ -101,7 +101,7 @@ def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     The caller has validated the rows; the caller's ``Database.enqueued(session)`` wakes workers."""
     if not rows:
         return []
-    statement = insert(Run).returning(Run.id, sort_by_parameter_order=True)
+    statement = insert(RUNS).returning(RUNS.c.id, sort_by_parameter_order=True)  # Core: no ORM bulk machinery
     return [row[0] for row in session.execute(statement, list(rows))]
 
 
@@ -138,7 +138,8 @@ class ClaimedRun:
     pipeline_id: str | None = None
 
 
-def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, postgres: bool) -> list[ClaimedRun]:
+def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, postgres: bool,
+               events: list[dict[str, Any]] | None = None) -> list[ClaimedRun]:
     """Claim up to ``limit`` due queued runs for ``worker``: each becomes ``running`` with a new
     lease and the next attempt number, in one transaction.
 
@@ -149,7 +150,7 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
     the rows of concurrency-limited jobs ``FOR NO KEY UPDATE`` in name order before their running
     runs are counted again, so two claimers cannot both take a job's last slot (and enqueues,
     which take KEY SHARE on the job row, are not blocked). On SQLite the caller's ``BEGIN
-    IMMEDIATE`` transaction already serializes claimers."""
+    IMMEDIATE`` transaction already serializes claimers. Event rows: see ``transition_many``."""
     if limit <= 0:
         return []
     running, caps = _running_counts(session)
@@ -181,7 +182,7 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
     moved = transition_many(session, chosen, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
         "attempt": INCREMENT, "lease": INCREMENT, "started_at": now, "finished_at": None,
         "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None},
-        returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger, RUNS.c.pipeline_id))
+        returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger, RUNS.c.pipeline_id), events=events)
     by_id = {m.id: m for m in moved}
     versions = {c.id: c.version for c in candidates}
     return [ClaimedRun(m.id, m.job_name, versions[m.id], m.lease, m.attempt, m.max_attempts, m.params, m.trigger,
@@ -207,6 +208,13 @@ def _running_counts(session: Session, names: Sequence[str] | None = None) -> tup
 
 
 # ---------------------------------------------------------------- pipelines
+
+
+def active_jobs(session: Session) -> dict[str, Any]:
+    """The jobs that are not archived, as (name, source, spec) rows by name: all an enqueue needs
+    (the definitions, and which jobs have downstreams), in one light read."""
+    rows = session.execute(select(JOBS.c.name, JOBS.c.source, JOBS.c.spec).where(JOBS.c.archived.is_(False)))
+    return {row.name: row for row in rows}
 
 
 def job_dependencies(session: Session) -> dict[str, tuple[str, ...]]:

@@ -271,11 +271,11 @@ class Worker:
         with self.db.write() as session:
             events: list[dict[str, Any]] = []
             finished = self._finish(session, outcomes, now, events)
-            insert_events(session, events)
             if pipelines.advance(session, finished, now=now, postgres=self.db.is_postgres):
                 self.db.enqueued(session)
-            claimed = store.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres) \
-                if free > 0 else []
+            claimed = store.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres,
+                                       events=events) if free > 0 else []
+            insert_events(session, events)  # the batch's ends and starts in one statement
         with self._lock:
             for outcome in outcomes:
                 self._active.pop(outcome.active.claim.id, None)

@@ -43,6 +43,7 @@ from lexyjobs.states import DECREMENT, Change, RunStatus, insert_events, transit
 
 log = logging.getLogger(__name__)
 MONITOR_TICK = 0.2
+WATCH_INTERVAL = 0.025  # seconds between SQLite data_version reads (cross-process wake-ups)
 SHORT_RUN = 0.5  # seconds: runs are claimed ahead (LEXYJOBS_PREFETCH) while they take less on average
 FLUSH_INTERVAL = 1.0
 
@@ -128,8 +129,9 @@ class Worker:
         loops: list[tuple[str, Callable[[], None]]] = [("dispatcher", self._dispatch_loop), ("monitor", self._monitor_loop)]
         for name, target in loops:
             self._spawn(f"lexyjobs-{name}", target, keep=True)
-        if self.db.is_postgres:  # not joined on stop: it holds no locks and ends within a second
-            self._spawn("lexyjobs-listener", self._listen_loop, keep=False)
+        # Woken by other processes' enqueues: LISTEN on Postgres, a data_version watch on SQLite.
+        # Not joined on stop: they hold no locks and end within a second.
+        self._spawn("lexyjobs-listener", self._listen_loop if self.db.is_postgres else self._watch_loop, keep=False)
         for i in range(self.size):
             self._spawn(f"lexyjobs-run-{i}", self._run_loop, keep=False)
         log.info("worker %s started with %d threads", self.name, self.size)
@@ -561,6 +563,28 @@ class Worker:
                             self.wake()
             except psycopg.Error:
                 log.exception("worker %s: LISTEN connection failed; reconnecting", self.name)
+                self._closed.wait(1.0)
+
+
+    def _watch_loop(self) -> None:
+        """SQLite has no NOTIFY. ``PRAGMA data_version`` changes when another connection (another
+        process's enqueue included) has committed; it reads the file's header, takes no lock and
+        costs microseconds, so it is read every WATCH_INTERVAL and a change wakes the dispatcher.
+        Commits of other kinds wake it too: then it finds nothing due with one cheap read."""
+        while not self._closed.is_set():
+            try:
+                raw = self.db.engine.raw_connection()  # autocommit (see db.py): no transaction is held
+                try:
+                    seen = raw.execute("PRAGMA data_version").fetchone()
+                    while not self._closed.wait(WATCH_INTERVAL):
+                        version = raw.execute("PRAGMA data_version").fetchone()
+                        if version != seen:
+                            seen = version
+                            self.wake()
+                finally:
+                    raw.close()
+            except Exception:  # e.g. the file is gone or locked for long: say so, retry
+                log.exception("worker %s: watching the database for changes failed; retrying", self.name)
                 self._closed.wait(1.0)
 
 

@@ -6,9 +6,9 @@
 Each mode uses a fresh database (a temp SQLite file, or a fresh schema in the Postgres database
 of ``--pg-url`` / ``LEXYJOBS_TEST_POSTGRES_URL``, dropped afterwards; see ``bench.drain``) and a
 python job with the defaults of a job (``max_concurrency`` 1 included) whose body, as its first
-act, records when it started. The worker keeps lexyjobs'
-default settings (4 threads, ``LEXYJOBS_POLL_INTERVAL`` 0.5 s; ``LEXYJOBS_*`` variables of the
-caller are ignored), so a short latency has to come from a wake-up, not from fast polling.
+act, records when it started. The worker keeps lexyjobs' default settings (4 threads,
+``LEXYJOBS_POLL_INTERVAL`` 0.5 s; ``LEXYJOBS_*`` variables of the caller are ignored), so a short
+latency has to come from a wake-up, not from fast polling.
 One warm-up run (not counted: it waits for the worker to start and imports the job's module),
 then ``--samples`` runs, enqueued one at a time with ``runs.enqueue``, each after a random gap of
 20–80 ms once the previous run's body has started; the worker is idle in between.
@@ -18,7 +18,8 @@ then ``--samples`` runs, enqueued one at a time with ``runs.enqueue``, each afte
 * cross-process: the worker is a ``python -m lexyjobs worker`` child process; this process only
   enqueues. The body appends ``<run id> <time.time()>`` to a file the harness watches (every
   1 ms; that delay is outside the figure), and latency is taken on the wall clock of the same
-  machine. On Postgres the wake-up is the enqueue's NOTIFY; SQLite has none across processes.
+  machine. The wake-up is the enqueue's NOTIFY on Postgres, the worker's watch of SQLite's
+  ``PRAGMA data_version`` on SQLite.
 
 Prints p50, p90, p99 and max (ms) per mode; ``--json`` writes ``{"db", "samples", "gap_ms",
 "poll_interval_s", "inprocess": {...}, "crossprocess": {...}}`` with ``samples``, ``p50_ms``,

@@ -19,7 +19,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 4
-    prefetch: int = 3
+    prefetch: int = 8
     jobs_file: str | None = None
     imports: tuple[str, ...] = ()
     poll_interval: float = 0.5
@@ -54,8 +54,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "host": ("LEXYJOBS_HOST", "address the web server binds"),
     "port": ("LEXYJOBS_PORT", "port the web server listens on"),
     "workers": ("LEXYJOBS_WORKERS", "worker threads per process (runs executed at once)"),
-    "prefetch": ("LEXYJOBS_PREFETCH", "runs claimed ahead per worker thread while runs are short (under 0.5 s on "
-                 "average): each claim then takes a bigger batch; 0 claims only for idle threads"),
+    "prefetch": ("LEXYJOBS_PREFETCH", "most runs claimed ahead per worker thread, so that each claim takes a bigger "
+                 "batch; only as many as the threads start within 0.1 s at the recent pace (none for long runs); "
+                 "0 claims only for idle threads"),
     "jobs_file": ("LEXYJOBS_JOBS_FILE", "jobs file loaded at start (default `./jobs.toml` when present; set but empty: none)"),
     "imports": ("LEXYJOBS_IMPORTS", "comma-separated Python modules imported at start so their `@job` functions register"),
     "poll_interval": ("LEXYJOBS_POLL_INTERVAL", "seconds between queue polls when idle (Postgres also wakes on NOTIFY)"),

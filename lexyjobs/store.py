@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence, cast
 
-from sqlalchemy import Table, bindparam, case, delete, func, insert, literal_column, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Result
@@ -145,7 +145,7 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
 
     Order: priority desc, scheduled_for, id (= creation). A job's ``max_concurrency`` (0 = no
     limit) is never exceeded, even with several processes: jobs already at their limit are
-    excluded up front, so their queued runs cannot starve others. Locking: on Postgres the
+    excluded in the candidate query, so their queued runs cannot starve others. Locking: on Postgres the
     candidate rows are taken ``FOR UPDATE SKIP LOCKED`` (claimers never wait for each other) and
     the rows of concurrency-limited jobs ``FOR NO KEY UPDATE`` in name order before their running
     runs are counted again, so two claimers cannot both take a job's last slot (and enqueues,
@@ -153,24 +153,26 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
     IMMEDIATE`` transaction already serializes claimers. Event rows: see ``transition_many``."""
     if limit <= 0:
         return []
-    running, caps = _running_counts(session)
-    saturated = [name for name, count in running.items() if 0 < caps[name] <= count]
-    query = (select(RUNS.c.id, RUNS.c.job_name, JOBS.c.max_concurrency, JOBS.c.version)
-             .join(JOBS, JOBS.c.name == RUNS.c.job_name)
-             .where(_queued(postgres), RUNS.c.scheduled_for <= now)
+    # The job's columns come from subqueries, not a join: so the plan stays "walk ix_runs_queue
+    # in order, stop after ``limit``" (a join made Postgres, without fresh statistics, hash-join
+    # and sort every queued run).
+    cap, version = (select(column).where(JOBS.c.name == RUNS.c.job_name).scalar_subquery()
+                    for column in (JOBS.c.max_concurrency, JOBS.c.version))
+    query = (select(RUNS.c.id, RUNS.c.job_name, cap.label("max_concurrency"), version.label("version"))
+             .where(_queued(postgres), RUNS.c.scheduled_for <= now, or_(cap <= 0, _running_of_job() < cap))
              .order_by(RUNS.c.priority.desc(), RUNS.c.scheduled_for, RUNS.c.id)
              .limit(limit))
-    if saturated:
-        query = query.where(RUNS.c.job_name.not_in(saturated))
     if postgres:
         query = query.with_for_update(skip_locked=True, of=RUNS)
     candidates = session.execute(query).all()
     if not candidates:
         return []
     limited = sorted({c.job_name for c in candidates if c.max_concurrency > 0})
-    if postgres and limited:
-        session.execute(select(JOBS.c.name).where(JOBS.c.name.in_(limited)).order_by(JOBS.c.name)
-                        .with_for_update(of=JOBS, key_share=True))  # FOR NO KEY UPDATE
+    running: dict[str, int] = {}
+    if limited:
+        if postgres:
+            session.execute(select(JOBS.c.name).where(JOBS.c.name.in_(limited)).order_by(JOBS.c.name)
+                            .with_for_update(of=JOBS, key_share=True))  # FOR NO KEY UPDATE
         running, _ = _running_counts(session, limited)
     chosen: list[int] = []
     for c in candidates:
@@ -187,6 +189,14 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
     versions = {c.id: c.version for c in candidates}
     return [ClaimedRun(m.id, m.job_name, versions[m.id], m.lease, m.attempt, m.max_attempts, m.params, m.trigger,
                        m.pipeline_id) for m in (by_id[i] for i in chosen if i in by_id)]
+
+
+def _running_of_job() -> Any:
+    """The candidate's job's running runs (a count on the partial index ix_runs_running)."""
+    running = RUNS.alias("running")
+    return (select(func.count()).select_from(running)
+            .where(running.c.job_name == RUNS.c.job_name, running.c.status == literal_column("'running'"))
+            .scalar_subquery())
 
 
 def has_due_runs(session: Session, *, now: datetime) -> bool:

@@ -44,7 +44,7 @@ from lexyjobs.states import DECREMENT, Change, RunStatus, insert_events, transit
 log = logging.getLogger(__name__)
 MONITOR_TICK = 0.2
 WATCH_INTERVAL = 0.025  # seconds between SQLite data_version reads (cross-process wake-ups)
-SHORT_RUN = 0.5  # seconds: runs are claimed ahead (LEXYJOBS_PREFETCH) while they take less on average
+AHEAD_WAIT = 0.1  # seconds: claim ahead what the threads would start within this, at the recent pace
 FLUSH_INTERVAL = 1.0
 
 
@@ -101,11 +101,12 @@ class Worker:
         self.db, self.settings, self.catalog = db, settings, catalog
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.size = max(1, settings.workers)
-        # While runs are short, runs claimed beyond the free threads wait in memory (as
-        # ``running``) and start the moment a thread frees up: each write cycle then finishes and
-        # claims a bigger batch. Long runs are not claimed ahead: other processes may be idle.
-        self.ahead = self.size * settings.prefetch
-        self._typical_run = SHORT_RUN  # moving average of the seconds a run takes here (learnt from the first runs)
+        # Runs claimed beyond the free threads wait in memory (as ``running``) and start the
+        # moment a thread frees up: each write cycle then finishes and claims a bigger batch.
+        # Only as many as the threads would start within AHEAD_WAIT (see _ahead): runs that take
+        # a while are not claimed ahead, since another process may be idle.
+        self.most_ahead = self.size * settings.prefetch
+        self._typical_run: float | None = None  # moving average of the seconds a run takes here
         self.clock = clock
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
@@ -213,8 +214,7 @@ class Worker:
             with self._handover:
                 outcomes = self._take_outcomes()
                 with self._lock:
-                    ahead = self.ahead if self._typical_run < SHORT_RUN else 0
-                    free = 0 if self._stopping.is_set() else self.size + ahead - self._busy
+                    free = 0 if self._stopping.is_set() else self.size + self._ahead() - self._busy
                 try:
                     # An idle poll first asks with a cheap read whether anything is due, so idle
                     # processes do not take SQLite's write lock twice a second.
@@ -238,6 +238,13 @@ class Worker:
                 continue
             probe = not self._wake.wait(self.settings.poll_interval)
             self._wake.clear()
+
+    def _ahead(self) -> int:
+        """Runs to claim beyond the free threads: what they would start within AHEAD_WAIT at the
+        recent pace (none for runs of a second or more), at most LEXYJOBS_PREFETCH per thread."""
+        if self._typical_run is None:  # nothing known yet: claim for the free threads only
+            return 0
+        return min(self.most_ahead, int(self.size * AHEAD_WAIT / max(self._typical_run, 1e-6)))
 
     def _finish_separately(self, outcomes: list[Outcome]) -> bool:
         """Write each outcome in its own transaction, so one the database refuses (say a result
@@ -341,7 +348,9 @@ class Worker:
         with self._idle:
             active.finished = True
             if active.executing:
-                self._typical_run += 0.1 * (time.monotonic() - active.started - self._typical_run)
+                took = time.monotonic() - active.started
+                self._typical_run = took if self._typical_run is None else self._typical_run + 0.1 * (
+                    took - self._typical_run)
             self._outcomes.append(outcome)
             self._busy -= 1
             self._idle.notify_all()

@@ -4,16 +4,19 @@ cancel stops them before they begin, a shutdown gives them back whatever the job
 are never claimed ahead. SQLite and Postgres."""
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from conftest import wait_for
 
 from lexyjobs import runs, store
 from lexyjobs.db import Database
+from lexyjobs.registry import JobCatalog
 from lexyjobs.worker import Worker
 
 GATE = {"gate": {"type": "string", "required": True}}
@@ -90,3 +93,14 @@ def test_long_runs_are_not_claimed_ahead(db: Database, make_job: MakeJob, start_
         most = max(most, statuses(db, "slow").get("running", 0))
         time.sleep(0.02)
     assert most == 1
+
+
+def test_a_worker_claims_ahead_what_its_threads_start_within_a_tenth_of_a_second(lj: Any) -> None:
+    worker = Worker(lj.db, dataclasses.replace(lj.settings, workers=4, prefetch=8), JobCatalog(lj.db))
+    assert worker._ahead() == 0  # no run seen yet
+    for typical, ahead in ((0.001, 32), (0.02, 20), (0.1, 4), (0.3, 1), (0.5, 0), (5.0, 0)):
+        worker._typical_run = typical
+        assert worker._ahead() == ahead, typical
+    lazy = Worker(lj.db, dataclasses.replace(lj.settings, workers=4, prefetch=0), JobCatalog(lj.db))
+    lazy._typical_run = 0.001
+    assert lazy._ahead() == 0

@@ -5,6 +5,7 @@ Roles are ordered: ``viewer`` reads; ``operator`` also runs, cancels, retries, p
 werkzeug's scrypt; API tokens are 256 random bits shown once and stored as their SHA-256."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -25,8 +26,13 @@ MIN_PASSWORD_LENGTH = 8
 TOKEN_PREFIX = "lxj_"
 LAST_USED_RESOLUTION = timedelta(seconds=60)  # last_used_at is written at most once a minute per token
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_.-@")
-# A hash checked when the user does not exist, so a wrong username costs as much as a wrong password.
-_DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown users' passwords against (equal cost). Made on first use: scrypt
+    takes ~80 ms, which every process (CLI commands included) would otherwise pay at import."""
+    return generate_password_hash(secrets.token_hex(16))
 
 
 class InvalidAccount(LexyjobsError):
@@ -163,12 +169,12 @@ def end_sessions(db: Database, user_id: int) -> None:
 def authenticate(db: Database, username: str, password: str) -> Identity | None:
     """The user's identity if the password is right, else None (same cost either way)."""
     if len(username) > 100 or not set(username) <= USERNAME_CHARS:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     with db.read() as session:
         user = get_user(session, username)
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     if not check_password_hash(user.password_hash, password):
         return None
@@ -191,13 +197,14 @@ def ensure_admin(db: Database, password: str | None) -> str | None:
     Without: if there are no users, create ``admin`` with a generated password and return it
     (the caller prints it once). Returns None when nothing was generated."""
     if password is not None:
+        with db.read() as session:  # a restart finds the admin: one hash check, not a hash and a check
+            user = get_user(session, "admin")
+        if user is not None and user.role == "admin" and check_password_hash(user.password_hash, password):
+            return None
         try:
             add_user(db, "admin", password, "admin")
-        except Conflict:
-            with db.read() as session:
-                user = get_user(session, "admin")
-            if user is None or user.role != "admin" or not check_password_hash(user.password_hash, password):
-                set_password(db, "admin", password, role="admin")
+        except Conflict:  # it exists (or another process just made it): set the role and password
+            set_password(db, "admin", password, role="admin")
         return None
     with db.read() as session:
         if count_users(session):

@@ -578,8 +578,9 @@ class Worker:
     def _watch_loop(self) -> None:
         """SQLite has no NOTIFY. ``PRAGMA data_version`` changes when another connection (another
         process's enqueue included) has committed; it reads the file's header, takes no lock and
-        costs microseconds, so it is read every WATCH_INTERVAL and a change wakes the dispatcher.
-        Commits of other kinds wake it too: then it finds nothing due with one cheap read."""
+        costs microseconds, so it is read every WATCH_INTERVAL; after a change, the dispatcher is
+        woken if a run is due (heartbeats, finishes and this process's own commits change it too,
+        and should not each cost a claim under the write lock)."""
         while not self._closed.is_set():
             try:
                 raw = self.db.engine.raw_connection()  # autocommit (see db.py): no transaction is held
@@ -587,9 +588,10 @@ class Worker:
                     seen = raw.execute("PRAGMA data_version").fetchone()
                     while not self._closed.wait(WATCH_INTERVAL):
                         version = raw.execute("PRAGMA data_version").fetchone()
-                        if version != seen:
+                        if version != seen:  # most commits are not enqueues: a cheap read, not a claim
                             seen = version
-                            self.wake()
+                            if self._anything_due():
+                                self.wake()
                 finally:
                     raw.close()
             except Exception:  # e.g. the file is gone or locked for long: say so, retry

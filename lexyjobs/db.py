@@ -54,8 +54,8 @@ class Database:
 
     def enqueued(self, session: Session) -> None:
         """Mark ``session`` as having enqueued runs: NOTIFY other processes and wake local workers."""
-        if self.is_postgres:
-            session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        if self.is_postgres:  # the payload names the schema: instances sharing a database hear only theirs
+            session.execute(text("SELECT pg_notify(:channel, current_schema())"), {"channel": NOTIFY_CHANNEL})
         if not session.info.get("lexyjobs_wake"):
             session.info["lexyjobs_wake"] = True
             event.listen(session, "after_commit", self._fire_enqueue_listeners, once=True)

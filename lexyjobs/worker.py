@@ -566,10 +566,13 @@ class Worker:
             try:
                 with psycopg.connect(self.db.psycopg_conninfo(), autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    row = conn.execute("SELECT current_schema()").fetchone()
+                    schema = row[0] if row else None
                     self.wake()  # catch what was enqueued while we were not listening
                     while not self._closed.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self.wake()
+                        for notice in conn.notifies(timeout=1.0):
+                            if notice.payload == schema:  # not another instance's (same database, other schema)
+                                self.wake()
             except psycopg.Error:
                 log.exception("worker %s: LISTEN connection failed; reconnecting", self.name)
                 self._closed.wait(1.0)

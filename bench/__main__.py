@@ -258,7 +258,8 @@ def report(r: dict[str, Any], *, quick: bool, took: float, pg_url: str, raw_name
     failed = {key: figures["error"] for key, figures in r.items() if isinstance(figures, dict) and "error" in figures}
     if failed:
         lines += ["", "## Steps that failed", ""] + [f"- {key}: {error}" for key, error in failed.items()]
-    return "\n".join(lines) + "\n"
+    analysis = Path(__file__).with_name("analysis.md")  # hand-written: what the profiles showed
+    return "\n".join(lines) + "\n" + ("\n" + analysis.read_text() if analysis.exists() else "")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -53,3 +53,15 @@ def _downgrade(db: Database, revision: str) -> None:
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+
+
+def test_head_names_the_newest_migration_and_the_database_reports_it(db: Database, tmp_path: Any) -> None:
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(schema.alembic_config()).get_current_head() == schema.HEAD
+    assert schema.current_revision(db) == schema.HEAD
+    empty = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert schema.current_revision(empty) is None
+    finally:
+        empty.dispose()

@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -69,11 +70,16 @@ class Figures:
 
 
 @contextmanager
-def fresh_database(kind: str, pg_url: str | None) -> Iterator[str]:
-    """Yield the URL of a new, empty database; remove it afterwards."""
+def fresh_database(kind: str, pg_url: str | None, *, keep: bool = False) -> Iterator[str]:
+    """Yield the URL of a new, empty database (a temp SQLite file, or a fresh schema in the
+    Postgres database of ``pg_url``); remove it afterwards, unless ``keep``."""
     if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="lexyjobs-bench-") as folder:
+        folder = tempfile.mkdtemp(prefix="lexyjobs-bench-")
+        try:
             yield f"sqlite:///{folder}/jobs.db"
+        finally:
+            if not keep:
+                shutil.rmtree(folder, ignore_errors=True)
         return
     if not pg_url:
         raise SystemExit("--db postgres needs --pg-url or LEXYJOBS_TEST_POSTGRES_URL")
@@ -85,8 +91,9 @@ def fresh_database(kind: str, pg_url: str | None) -> Iterator[str]:
     try:
         yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
 
 

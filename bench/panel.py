@@ -32,13 +32,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event, text
 
 from bench.drain import fresh_database
 
@@ -442,27 +441,6 @@ def print_table(timings: list[Timing]) -> None:
 
 # ---------------------------------------------------------------- command line
 
-@contextmanager
-def _database(kind: str, pg_url: str | None, *, keep: bool) -> Iterator[str]:
-    """``bench.drain.fresh_database``, or with ``keep`` a new one that is left in place."""
-    if not keep:
-        with fresh_database(kind, pg_url) as url:
-            yield url
-        return
-    if kind == "sqlite":
-        yield f"sqlite:///{tempfile.mkdtemp(prefix='lexyjobs-bench-panel-')}/jobs.db"
-        return
-    if not pg_url:
-        raise SystemExit("--db postgres needs --pg-url or LEXYJOBS_TEST_POSTGRES_URL")
-    base = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    admin.dispose()
-    yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-
-
 def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> dict[str, Any]:
     """Fill (unless ``--reuse``), measure, print; returns what ``--json`` writes."""
     report: dict[str, Any] = {"db": args.db, "jobs": args.jobs, "runs": args.runs, "requests": args.requests}
@@ -470,7 +448,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> dict[st
         out(f"panel: measuring {args.reuse} ({args.requests} requests per page)")
         timings = measure(args.reuse, args.requests, None, show_queries=args.queries)
     else:
-        with _database(args.db, args.pg_url, keep=args.keep) as url:
+        with fresh_database(args.db, args.pg_url, keep=args.keep) as url:
             out(f"panel: {args.jobs} jobs, {args.runs:,} runs on {args.db}; filling…")
             started = time.perf_counter()
             rows = fill(url, args.jobs, args.runs)

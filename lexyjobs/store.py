@@ -229,8 +229,7 @@ def active_jobs(session: Session) -> dict[str, Any]:
 
 def job_dependencies(session: Session) -> dict[str, tuple[str, ...]]:
     """Upstream job names of every job that is not archived (its ``depends_on``)."""
-    rows = session.execute(select(JOBS.c.name, JOBS.c.spec).where(JOBS.c.archived.is_(False)))
-    return {name: tuple(spec.get("depends_on") or ()) for name, spec in rows}
+    return {name: tuple(job.spec.get("depends_on") or ()) for name, job in active_jobs(session).items()}
 
 
 def lock_pipeline(session: Session, pipeline_id: str, *, postgres: bool) -> None:

@@ -95,3 +95,16 @@ def running_server(db_url: str, jobs_file: Path, **env_extra: str) -> Iterator[S
             process.wait()
             raise
     assert code == 0, "server did not stop cleanly:\n" + "".join(srv.stderr)
+
+
+def keep_on_loopback(context: Any, base: str, blocked: list[str]) -> None:
+    """Let a browser context reach only the server at ``base``: any other request is aborted
+    and recorded in ``blocked`` (the panel must work offline: no CDN, nothing outside)."""
+    def route(request_route: Any) -> None:
+        url = request_route.request.url
+        if url == base or url.startswith(base + "/"):
+            request_route.continue_()
+        else:
+            blocked.append(url)
+            request_route.abort()
+    context.route("**/*", route)

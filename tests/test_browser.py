@@ -16,10 +16,10 @@ from typing import Any, Iterator
 
 import pytest
 from conftest import PYTHON, ROOT, wait_for
-from liveserver import Server, running_server
+from liveserver import Server, keep_on_loopback, running_server
 
 try:
-    from playwright.sync_api import ConsoleMessage, Dialog, Page, Route, sync_playwright
+    from playwright.sync_api import ConsoleMessage, Dialog, Page, sync_playwright
 except ImportError:  # the skip below says so
     sync_playwright = None  # type: ignore[assignment]
 
@@ -146,13 +146,7 @@ def test_the_panel_shows_xss_payloads_as_text_and_never_runs_them(panel_server: 
         try:
             context = browser.new_context()
 
-            def only_loopback(route: Route) -> None:
-                if route.request.url.startswith(base + "/") or route.request.url == base:
-                    route.continue_()
-                else:
-                    watch.blocked.append(route.request.url)
-                    route.abort()
-            context.route("**/*", only_loopback)
+            keep_on_loopback(context, base, watch.blocked)
             page = context.new_page()
             page.on("dialog", watch.on_dialog)
             page.on("console", watch.on_console)

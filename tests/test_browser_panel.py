@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from conftest import ROOT, wait_for
-from liveserver import Server, running_server
+from liveserver import Server, keep_on_loopback, running_server
 from test_browser import CHROMIUM, CHROMIUM_ARGS, _browser_or_skip
 
 from lexyjobs.db import Database
 from lexyjobs.runs import RunRequest, enqueue_many
 
 try:
-    from playwright.sync_api import ConsoleMessage, Page, Route, expect, sync_playwright
+    from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 except ImportError:  # _browser_or_skip says so
     sync_playwright = None  # type: ignore[assignment]
 if TYPE_CHECKING:
@@ -200,13 +200,7 @@ def panel(db_url: str, tmp_path: Path) -> Iterator[Panel]:
                 watch = Watch()
                 context = browser.new_context(viewport=DESKTOP)
 
-                def only_loopback(route: Route) -> None:
-                    if route.request.url == srv.url or route.request.url.startswith(srv.url + "/"):
-                        route.continue_()
-                    else:
-                        watch.blocked.append(route.request.url)
-                        route.abort()
-                context.route("**/*", only_loopback)
+                keep_on_loopback(context, srv.url, watch.blocked)
                 page = context.new_page()
                 page.set_default_timeout(15_000)
                 page.on("console", watch.on_console)

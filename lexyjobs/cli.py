@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import re
 import signal
 import sys
@@ -18,13 +19,16 @@ from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from lexyjobs import registry, runs, schema, store
+from lexyjobs import registry, runs, schema, store, workers
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError
+from lexyjobs.logs import configure_logging
 from lexyjobs.runtime import Lexyjobs, current
 from lexyjobs.masking import mask_config
 from lexyjobs.serialize import run_dict
 from lexyjobs.states import TERMINAL, RunStatus
+
+log = logging.getLogger(__name__)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -104,6 +108,7 @@ def serve(app: Flask, *, host: str | None = None, port: int | None = None, worke
     lj: Lexyjobs = app.extensions["lexyjobs"]
     if workers is not None:
         lj.settings = dataclasses.replace(lj.settings, workers=workers)
+    configure_logging(lj.settings)
     host = host or lj.settings.host
     port = lj.settings.port if port is None else port
     try:
@@ -117,11 +122,13 @@ def serve(app: Flask, *, host: str | None = None, port: int | None = None, worke
                                     channel_request_lookahead=5)
 
     def announce() -> None:
-        click.echo(f"lexyjobs serving on http://{host}:{server.effective_port} "  # type: ignore[union-attr]
-                   f"({lj.settings.database_url.split('://')[0]}, {lj.settings.workers} worker threads)", err=True)
+        url = f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
+        database = lj.settings.database_url.split("://")[0]
+        log.info("lexyjobs serving on %s (%s, %d worker threads)", url, database, lj.settings.workers,
+                 extra={"url": url, "database": database, "workers": lj.settings.workers})
 
     def stop() -> None:
-        click.echo("lexyjobs stopping: waiting for running runs…", err=True)
+        log.info("lexyjobs stopping: waiting for running runs…")
         server.close()
         lj.stop()
 
@@ -131,19 +138,32 @@ def serve(app: Flask, *, host: str | None = None, port: int | None = None, worke
 def _until_signal_serving(server: Any, on_stop: Callable[[], None], ready: Callable[[], None]) -> None:
     import threading
 
-    thread = threading.Thread(target=server.run, name="lexyjobs-http", daemon=True)
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):  # select() on the sockets on_stop closed: expected once stopping
+            if not closing.is_set():
+                raise
+
+    def stop() -> None:
+        closing.set()
+        on_stop()
+
+    thread = threading.Thread(target=run, name="lexyjobs-http", daemon=True)
     thread.start()
-    _until_signal(on_stop, ready)
+    _until_signal(stop, ready)
 
 
 def _report_sync(lj: Lexyjobs) -> None:
     report = lj.sync_report
     if report is None:
         return
-    for error in report.errors:
-        click.echo(f"warning: {error.message}", err=True)
-    click.echo(f"lexyjobs: {len(report.loaded)} jobs loaded from code and file"
-               + (f", {len(report.errors)} rejected" if report.errors else ""), err=True)
+    # each rejected definition was logged by registry.sync_jobs ("job definition rejected: …")
+    log.info("lexyjobs: %d jobs loaded from code and file%s", len(report.loaded),
+             f", {len(report.errors)} rejected" if report.errors else "",
+             extra={"loaded": len(report.loaded), "rejected": len(report.errors)})
 
 
 @click.command("worker")
@@ -154,6 +174,7 @@ def worker_command(threads: int | None) -> None:
     lj = current()
     if threads is not None:
         lj.settings = dataclasses.replace(lj.settings, workers=threads)
+    configure_logging(lj.settings)
     try:
         lj.start(worker=True, scheduler=False)
     except LexyjobsError as exc:
@@ -161,8 +182,9 @@ def worker_command(threads: int | None) -> None:
     except SQLAlchemyError as exc:
         _fail(_database_problem(exc), code=1)
     _report_sync(lj)
-    _until_signal(lj.stop, lambda: click.echo(f"lexyjobs worker {lj.worker.name if lj.worker else ''} running "
-                                              f"{lj.settings.workers} threads", err=True))
+    name = lj.worker.name if lj.worker else ""
+    _until_signal(lj.stop, lambda: log.info("lexyjobs worker %s running %d threads", name, lj.settings.workers,
+                                            extra={"worker": name, "threads": lj.settings.workers}))
 
 
 # ---------------------------------------------------------------- jobs
@@ -431,6 +453,34 @@ def retry_command(run_id: int) -> None:
     click.echo(f"run {runs.retry(lj.db, run_id, by='cli')} queued (retry of {run_id})")
 
 
+@_command("workers")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def workers_command(as_json: bool) -> None:
+    """List the live worker processes (heartbeat within LEXYJOBS_STALE_AFTER) and their current runs."""
+    from lexyjobs.db import utcnow
+
+    lj = _lexy()
+    with lj.db.read() as session:
+        found = workers.live_workers(session, now=utcnow(), stale_after=lj.settings.stale_after)
+    if as_json:
+        click.echo(json.dumps([w.as_dict() for w in found], indent=2))
+        return
+    now = utcnow()
+    _table(("NAME", "HOST", "PID", "VERSION", "THREADS", "STARTED", "HEARTBEAT", "RUNNING"),
+           [(w.name, w.host, w.pid, w.version, w.threads, w.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+             f"{format_duration(max(0.0, (now - w.heartbeat_at).total_seconds()))} ago",
+             _current_runs(w)) for w in found])
+
+
+def _current_runs(worker: workers.WorkerInfo, shown: int = 5) -> str:
+    """``3: 41 (nightly), 42 (report), 43 (report)``; past ``shown`` runs, "+N more"."""
+    if not worker.runs:
+        return "0"
+    listed = ", ".join(f"{run.id} ({run.job})" for run in worker.runs[:shown])
+    more = f" +{len(worker.runs) - shown} more" if len(worker.runs) > shown else ""
+    return f"{len(worker.runs)}: {listed}{more}"
+
+
 @click.group("db")
 def db_group() -> None:
     """Database schema."""
@@ -454,9 +504,11 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
 
 # Imported here, not at the top: cli_accounts uses the helpers above (_lexy, _handle_errors, _table).
 from lexyjobs.cli_accounts import tokens_group, users_group  # noqa: E402
+from lexyjobs.cli_maintenance import alerts_group, prune_command  # noqa: E402
 
 COMMANDS: list[click.Command] = [serve_command, worker_command, jobs_group, run_command, runs_command, show_command,
-                                 cancel_command, retry_command, users_group, tokens_group, db_group]
+                                 cancel_command, retry_command, workers_command, users_group, tokens_group, db_group,
+                                 prune_command, alerts_group]
 
 
 @click.group()

@@ -30,6 +30,8 @@ class Settings:
     log_max_bytes: int = 256 * 1024
     sqlite_synchronous: str = "NORMAL"
     http_threads: int = 16
+    log_format: str = "auto"
+    log_level: str = "INFO"
     secret_key: str | None = None
     data_dir: str | None = None
     admin_password: str | None = None
@@ -38,6 +40,23 @@ class Settings:
     max_body: int = 1024 * 1024
     login_attempts_per_minute: int = 10
     trusted_proxies: int = 0
+    metrics_token: str | None = None
+    metrics_public: bool = False
+    retention_days: int = 30
+    retention_failed_days: int = 90
+    base_url: str | None = None
+    alert_webhook: str | None = None
+    alert_webhook_secret: str | None = None
+    alert_slack: str | None = None
+    alert_email: tuple[str, ...] = ()
+    alert_events: tuple[str, ...] = ("failed", "recovered", "stale", "missed")
+    alert_after_failures: int = 1
+    smtp_host: str | None = None
+    smtp_port: int = 0
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "lexyjobs@localhost"
+    smtp_tls: str = "starttls"
 
     def data_path(self) -> Path:
         """Where lexyjobs keeps its files (the secret key): LEXYJOBS_DATA_DIR, else the SQLite
@@ -67,6 +86,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "log_max_bytes": ("LEXYJOBS_LOG_MAX_BYTES", "characters of log kept per run; older lines are trimmed with a marker"),
     "sqlite_synchronous": ("LEXYJOBS_SQLITE_SYNCHRONOUS", "`NORMAL` (WAL: a power loss may drop the last commits, a crash never does) or `FULL`"),
     "http_threads": ("LEXYJOBS_HTTP_THREADS", "waitress threads serving HTTP"),
+    "log_format": ("LEXYJOBS_LOG_FORMAT", "process log lines on stderr: `auto` (human, level coloured on a terminal), "
+                   "`human` or `json` (one JSON object a line, for log collectors; the Docker image's default)"),
+    "log_level": ("LEXYJOBS_LOG_LEVEL", "lowest level of lexyjobs' own log lines: DEBUG, INFO, WARNING or ERROR "
+                  "(other libraries log WARNING and above)"),
     "secret_key": ("LEXYJOBS_SECRET_KEY", "key signing session cookies, at least 32 characters; when unset one is generated once and kept in `<data dir>/secret_key`"),
     "data_dir": ("LEXYJOBS_DATA_DIR", "folder for lexyjobs' own files (the generated secret key); default: the SQLite database's folder, else the current one"),
     "admin_password": ("LEXYJOBS_ADMIN_PASSWORD", "creates or updates user `admin` (role admin) with this password at start; unset and no users: a password is generated and printed once"),
@@ -75,19 +98,39 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "max_body": ("LEXYJOBS_MAX_BODY", "largest request body in bytes; bigger ones get 413"),
     "login_attempts_per_minute": ("LEXYJOBS_LOGIN_ATTEMPTS_PER_MINUTE", "login attempts allowed per minute per client address and per username"),
     "trusted_proxies": ("LEXYJOBS_TRUSTED_PROXIES", "number of reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0 = none)"),
+    "metrics_token": ("LEXYJOBS_METRICS_TOKEN", "a bearer token (at least 16 characters) that may read `/metrics` and nothing else, for Prometheus"),
+    "metrics_public": ("LEXYJOBS_METRICS_PUBLIC", "`true`: `/metrics` answers without any credentials (only for scrapers on a private network)"),
+    "retention_days": ("LEXYJOBS_RETENTION_DAYS", "days finished runs (with their events and logs) are kept; 0 = forever"),
+    "retention_failed_days": ("LEXYJOBS_RETENTION_FAILED_DAYS", "days failed runs are kept; 0 = forever"),
+    "base_url": ("LEXYJOBS_BASE_URL", "the panel's public address, e.g. `https://jobs.example.com`, for links in alerts"),
+    "alert_webhook": ("LEXYJOBS_ALERT_WEBHOOK", "URL every alert is POSTed to as JSON (all jobs, unless a job sets its own `alerts`)"),
+    "alert_webhook_secret": ("LEXYJOBS_ALERT_WEBHOOK_SECRET", "signs webhook alerts: header `X-Lexyjobs-Signature: sha256=<HMAC of the body>`"),
+    "alert_slack": ("LEXYJOBS_ALERT_SLACK", "Slack-compatible incoming-webhook URL for alerts"),
+    "alert_email": ("LEXYJOBS_ALERT_EMAIL", "comma-separated addresses alerts are mailed to (needs `LEXYJOBS_SMTP_HOST`)"),
+    "alert_events": ("LEXYJOBS_ALERT_EVENTS", "comma-separated events that alert: failed, recovered, stale, missed (default all)"),
+    "alert_after_failures": ("LEXYJOBS_ALERT_AFTER_FAILURES", "failed runs in a row before the failed alert (default 1)"),
+    "smtp_host": ("LEXYJOBS_SMTP_HOST", "SMTP server for email alerts"),
+    "smtp_port": ("LEXYJOBS_SMTP_PORT", "SMTP port (default 587 with starttls, 465 with ssl, 25 with none)"),
+    "smtp_user": ("LEXYJOBS_SMTP_USER", "SMTP login (optional)"),
+    "smtp_password": ("LEXYJOBS_SMTP_PASSWORD", "SMTP password"),
+    "smtp_from": ("LEXYJOBS_SMTP_FROM", "sender address of email alerts"),
+    "smtp_tls": ("LEXYJOBS_SMTP_TLS", "`starttls`, `ssl` or `none`"),
 }
 
+ALERT_EVENTS = ("failed", "recovered", "stale", "missed")
 DURATION_FIELDS = {"poll_interval", "heartbeat_interval", "stale_after", "shutdown_grace", "kill_grace"}
 
 
 def _convert(name: str, raw: Any, default: Any) -> Any:
     if name in DURATION_FIELDS:
         return parse_duration(raw)
-    if name == "imports":
+    if name in ("imports", "alert_email", "alert_events"):
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(item.strip() for item in items if item.strip())
-    if name == "secure_cookies":
+    if name in ("secure_cookies", "log_format"):
         return str(raw).strip().lower()
+    if name == "log_level":
+        return str(raw).strip().upper()
     if isinstance(default, bool):
         return str(raw).lower() in ("1", "true", "yes", "on")
     if isinstance(default, int) and not isinstance(raw, int):
@@ -144,16 +187,33 @@ def _check(settings: Settings) -> None:
         refuse("secret_key", "must be at least 32 bytes long (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
     if settings.api_token is not None and len(settings.api_token) < 16:
         refuse("api_token", "must be at least 16 characters long")
+    if settings.metrics_token is not None and len(settings.metrics_token) < 16:
+        refuse("metrics_token", "must be at least 16 characters long")
     if settings.admin_password is not None and len(settings.admin_password) < 8:
         refuse("admin_password", "must be at least 8 characters long")
     if settings.secure_cookies not in ("auto", "true", "false"):
         refuse("secure_cookies", "must be auto, true or false")
+    if settings.log_format not in ("auto", "human", "json"):
+        refuse("log_format", "must be auto, human or json")
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        refuse("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     if settings.max_body < 1024:
         refuse("max_body", "must be at least 1024 bytes")
     if settings.login_attempts_per_minute < 1:
         refuse("login_attempts_per_minute", "must be at least 1")
     if settings.trusted_proxies < 0:
         refuse("trusted_proxies", "must be 0 or more")
+    if settings.retention_days < 0 or settings.retention_failed_days < 0:
+        refuse("retention_days" if settings.retention_days < 0 else "retention_failed_days", "must be 0 (keep) or more")
+    unknown_events = sorted(set(settings.alert_events) - set(ALERT_EVENTS))
+    if unknown_events:
+        refuse("alert_events", f"has '{unknown_events[0]}'; events are {', '.join(ALERT_EVENTS)}")
+    if settings.alert_after_failures < 1:
+        refuse("alert_after_failures", "must be at least 1")
+    if settings.smtp_tls not in ("starttls", "ssl", "none"):
+        refuse("smtp_tls", "must be starttls, ssl or none")
+    if settings.alert_email and not settings.smtp_host:
+        refuse("alert_email", "needs LEXYJOBS_SMTP_HOST")
 
 
 SECRET_KEY_FILE = "secret_key"

@@ -25,7 +25,13 @@ class RunCanceled(Exception):
 
 
 class JobFailed(Exception):
-    """An expected failure: its message becomes the run's error, without a traceback."""
+    """An expected failure: its message becomes the run's error, without a traceback.
+    ``retry_after`` (seconds) makes the next attempt, if any, wait at least that long (e.g. a
+    server's ``Retry-After``); the job's backoff still applies when it is longer."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RunContext:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, Mapping, Protocol
 
+from lexyjobs.alerts.rules import JOB_FIELD_HELP as ALERTS_HELP
+from lexyjobs.alerts.rules import parse_job_alerts
 from lexyjobs.cron import Schedule, parse_schedule, parse_timezone
 from lexyjobs.durations import parse_duration
 from lexyjobs.errors import InvalidDefinition
@@ -24,7 +26,7 @@ COMMON_FIELDS: dict[str, str] = {
     "title": "display name (default: the job name)",
     "description": "what the job does",
     "category": "group in the panel, e.g. \"Metrics\" (default \"General\")",
-    "kind": "python, http or shell",
+    "kind": "python, http, shell or openai",
     "schedule": "cron (`0 */6 * * *`), alias (`@daily`) or interval (`every 15m`); omit for manual-only",
     "timezone": "IANA timezone of the cron schedule and of a `run_at` without offset (default UTC)",
     "run_at": "fire once at this ISO 8601 datetime, e.g. `2025-03-01T09:30` (in `timezone`) or with an offset; not with `schedule`",
@@ -43,6 +45,7 @@ COMMON_FIELDS: dict[str, str] = {
     "stale_after": "health window: no success for this long turns the job orange",
     "misfire_grace": "a fire missed by up to this much still runs once on start (default 1h)",
     "overlap": "a fire while a run is queued/running: queue, skip or replace (default queue)",
+    "alerts": ALERTS_HELP,
 }
 
 
@@ -70,6 +73,7 @@ class JobDefinition:
     stale_after: float | None = None
     misfire_grace: float = 3600.0
     overlap: str = "queue"
+    alerts: bool | dict[str, Any] | None = None  # None: the global LEXYJOBS_ALERT_* rule (lexyjobs.alerts.rules)
     spec: dict[str, Any] = field(default_factory=dict)  # the fields as written (what jobs.toml holds)
 
     def row(self) -> dict[str, Any]:
@@ -127,7 +131,7 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
         idempotent=v.boolean("idempotent", True), depends_on=v.names("depends_on"),
         params=parse_param_schema(name, raw.get("params")), stale_after=v.duration("stale_after", None, positive=True),
         misfire_grace=v.duration("misfire_grace", 3600.0), overlap=v.choice("overlap", OVERLAP_POLICIES, "queue"),
-        spec=spec,
+        alerts=parse_job_alerts(name, raw.get("alerts")), spec=spec,
     )
 
 

@@ -105,6 +105,13 @@ class JobOverview:
     health: Health
 
     @property
+    def stale(self) -> bool:
+        """Orange because there was no success within the window, not because a run is in
+        progress or was blocked (what the stale alert watches)."""
+        return (self.health.state == "warning" and self.last.running_since is None
+                and self.last.last_status != RunStatus.BLOCKED)
+
+    @property
     def last_duration(self) -> float | None:
         if self.last.last_started_at is None or self.last.last_finished_at is None:
             return None

@@ -17,7 +17,8 @@ SENSITIVE_NAME = re.compile(r"(pass(word|wd)?|secret|token|api[-_]?key|apikey|au
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 AUTH_SCHEMES = {"", "bearer", "basic", "token", "bot"}
 # Secrets of lexyjobs itself, masked in every run's output too.
-OWN_SECRETS = ("LEXYJOBS_SECRET_KEY", "LEXYJOBS_API_TOKEN", "LEXYJOBS_ADMIN_PASSWORD", "OPENAI_API_KEY")
+OWN_SECRETS = ("LEXYJOBS_SECRET_KEY", "LEXYJOBS_API_TOKEN", "LEXYJOBS_ADMIN_PASSWORD", "LEXYJOBS_METRICS_TOKEN",
+               "LEXYJOBS_SMTP_PASSWORD", "LEXYJOBS_ALERT_WEBHOOK_SECRET", "LEXYJOBS_ALERT_SLACK", "OPENAI_API_KEY")
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 
 

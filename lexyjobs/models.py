@@ -73,6 +73,7 @@ class Run(Base):
         Index("ix_runs_created", "created_at"),
         Index("ix_runs_pipeline", "pipeline_id", "job_name"),
         Index("ix_runs_retry_of", "retry_of"),
+        Index("ix_runs_parent", "parent_run_id"),  # deleting a run (retention) nulls its children's pointer
         # the panel's reads at millions of runs (migrations 0005 and 0006 say which query each one serves)
         Index("ix_runs_status_id", "status", "id"),
         Index("ix_runs_status_finished_times", "status", "finished_at", "started_at", "scheduled_for"),
@@ -181,3 +182,40 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(200))
     client: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class WorkerProcess(Base):
+    """A live worker process (lexyjobs.workers): registered at start, heartbeat by its monitor
+    thread, deleted on a clean stop or, once its heartbeat is stale, by another live worker. Its
+    current runs are the running runs whose ``worker`` is its ``name``."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid, as in runs.worker
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(50))  # lexyjobs.__version__
+    threads: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    """One notification about a job's state change (lexyjobs.alerts). ``key`` names the change
+    (``failed:<job>:<episode>``, ``missed:<run id>``…) and is unique: of several processes that
+    see the same change, the one whose insert wins sends it, once. ``deliveries`` holds, per
+    target, ``"ok"`` or the error that target gave."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_created", "created_at"), Index("ix_alerts_job", "job_name", "id"))
+
+    id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    job_name: Mapped[str] = mapped_column(String(100))  # no foreign key: the alert outlives a deleted job
+    event: Mapped[str] = mapped_column(String(20))      # failed | recovered | stale | missed
+    run_id: Mapped[int | None] = mapped_column(RunId)   # no foreign key: the run may be pruned first
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))     # sending | sent | failed (some target failed)
+    deliveries: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

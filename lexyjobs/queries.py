@@ -425,30 +425,3 @@ def pipeline_stamp(session: Session, pipeline_id: str) -> str:
     jobs = session.execute(select(func.count(), func.sum(Job.version))).one()
     return _stamp(*(tuple(row) for row in rows), *jobs)
 
-
-@dataclass(frozen=True)
-class WorkerSeen:
-    """A worker as the runs table knows it (``runs.worker``): until workers register themselves,
-    this is how the panel sees workers in other processes."""
-
-    name: str
-    running: int                    # runs it is running now
-    recent: int                     # runs it started since the window began (running ones included)
-    last_heartbeat: datetime | None
-    last_started: datetime | None
-
-
-def workers_seen(session: Session, *, since: datetime) -> list[WorkerSeen]:
-    """Workers with a running run or a run started since ``since``, busiest first. A run started
-    in the window is running or has finished since then, so the two halves of the OR each use an
-    index (status, finished_at) instead of scanning the table."""
-    started_recently = case((Run.started_at >= since, 1), else_=0)
-    rows = session.execute(
-        select(Run.worker, func.sum(case((Run.status == RunStatus.RUNNING.value, 1), else_=0)),
-               func.sum(started_recently), func.max(Run.heartbeat_at), func.max(Run.started_at))
-        .where(Run.worker.is_not(None),
-               or_(Run.status == RunStatus.RUNNING.value, (Run.finished_at >= since) & (Run.started_at >= since)))
-        .group_by(Run.worker)).all()
-    seen = [WorkerSeen(name, int(running or 0), int(recent or 0), heartbeat, started)
-            for name, running, recent, heartbeat, started in rows]
-    return sorted(seen, key=lambda w: (-w.running, -w.recent, w.name))

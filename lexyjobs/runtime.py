@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from lexyjobs import accounts, schema
 from lexyjobs.config import Settings
 from lexyjobs.db import Database
+from lexyjobs.maintenance import Periodic, housekeeping
 from lexyjobs.registry import JobCatalog, SyncReport, sync_jobs
 from lexyjobs.scheduler import Scheduler
 from lexyjobs.worker import Worker
@@ -32,6 +33,7 @@ class Lexyjobs:
         self.catalog = JobCatalog(self.db)
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
+        self.housekeeping: list[Periodic] = []
         self.sync_report: SyncReport | None = None
         self.started = False
         self._start_lock = threading.Lock()
@@ -75,6 +77,9 @@ class Lexyjobs:
             if scheduler:
                 self.scheduler = Scheduler(self.db)
                 self.scheduler.start()
+                self.housekeeping = housekeeping(self.db, self.settings)
+                for thread in self.housekeeping:
+                    thread.start()
                 print(f"lexyjobs: scheduler started in pid {os.getpid()}", file=sys.stderr, flush=True)
             self.started = True
             return True
@@ -83,6 +88,8 @@ class Lexyjobs:
         """Stop the scheduler, then stop the worker gracefully."""
         if self.scheduler is not None:
             self.scheduler.stop()
+        for thread in self.housekeeping:
+            thread.stop()
         if self.worker is not None:
             self.worker.stop(grace)
         self.db.dispose()

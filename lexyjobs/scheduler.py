@@ -329,7 +329,8 @@ class Scheduler:
             for group in plan.runs:
                 self._record_fire(definition, group, clock, now, outcome)
         except (LexyjobsError, SQLAlchemyError) as exc:
-            log.error("scheduler: fire of %s at %s failed: %s", name, [t.isoformat() for t in run_times], exc)
+            log.error("scheduler: fire of %s at %s failed: %s", name, [t.isoformat() for t in run_times], exc,
+                      extra={"job": name, "fire_at": [t.isoformat() for t in run_times]})
         return outcome
 
     def _record_missed(self, definition: JobDefinition, missed: Sequence[datetime], clock: datetime,
@@ -344,7 +345,9 @@ class Scheduler:
         except IntegrityError:
             outcome.duplicates += 1  # another process recorded these missed fires
         else:
-            log.warning("scheduler: job %s %s", definition.name, reason)
+            log.warning("scheduler: job %s %s", definition.name, reason,
+                        extra={"job": definition.name, "run_id": outcome.skipped[-1], "status": "skipped",
+                               "event": "missed", "fires": len(missed), "fire_at": missed[-1].isoformat()})
 
     def _record_fire(self, definition: JobDefinition, group: Sequence[datetime], clock: datetime,
                      now: datetime | None, outcome: FireOutcome) -> None:
@@ -362,6 +365,10 @@ class Scheduler:
                         scheduled_for=group[-1], created_by=self._created_by))
                 except IntegrityError:
                     outcome.duplicates += 1
+                else:
+                    log.info("scheduler: job %s fire at %s skipped: %s", name, group[-1].isoformat(), reason,
+                             extra={"job": name, "run_id": outcome.skipped[-1], "status": "skipped",
+                                    "event": "overlap", "fires": len(group), "fire_at": group[-1].isoformat()})
                 return
         try:
             run_id = runs.enqueue_many(self.db, [runs.RunRequest(name, trigger="schedule", created_by=self._created_by,
@@ -370,6 +377,10 @@ class Scheduler:
             outcome.duplicates += 1  # another process recorded this fire first
             return
         outcome.queued.append(run_id)
+        log.info("scheduler: job %s fired at %s -> run %s%s", name, group[-1].isoformat(), run_id,
+                 f" ({len(group)} fires coalesced)" if len(group) > 1 else "",
+                 extra={"job": name, "run_id": run_id, "status": "queued", "event": "fire", "fires": len(group),
+                        "fire_at": group[-1].isoformat()})
         if note:
             with self.db.write() as session:
                 store.add_creation_note(session, run_id, note, status=RunStatus.QUEUED.value, at=now or utcnow())
@@ -381,6 +392,8 @@ class Scheduler:
                 try:
                     runs.cancel(self.db, run, by=f"scheduler (replaced by run {run_id}, overlap = replace)")
                     outcome.replaced.append(run)
+                    log.info("scheduler: run %s of job %s canceled: replaced by run %s (overlap = replace)", run, name,
+                             run_id, extra={"job": name, "run_id": run, "event": "replaced", "replaced_by": run_id})
                 except (Conflict, RunNotFound):
                     pass  # it finished meanwhile
 

@@ -1,5 +1,6 @@
 """Web routes of the core: ``/healthz``, the audit page, htmx's static files and the error pages.
-The panel is in ``lexyjobs.panel``, the API in ``lexyjobs.api``; ``lexyjobs.guard`` decides who sees what."""
+The panel is in ``lexyjobs.panel``, the API in ``lexyjobs.api``, ``/metrics`` in ``lexyjobs.metrics``;
+``lexyjobs.guard`` decides who sees what."""
 from __future__ import annotations
 
 import importlib.util
@@ -75,8 +76,11 @@ def _unexpected(exc: Exception) -> tuple[Response | str, int]:
 
 
 def init_app(app: Flask) -> None:
+    from lexyjobs import metrics
+
     app.register_blueprint(bp)
     app.register_blueprint(htmx)
+    metrics.init_app(app)  # GET /metrics (Prometheus)
     app.register_error_handler(LexyjobsError, _lexyjobs_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -6,8 +6,9 @@ Threads:
   (batches of up to ``workers`` runs), then waits for a wake-up (local enqueue, a finished run,
   Postgres NOTIFY) or the poll interval;
 - run threads (daemon, so a stuck job never blocks exit): execute one run at a time;
-- monitor: timeouts, cancel requests, progress/log flush and heartbeats (fenced by lease),
-  periodic rescue of stale runs;
+- monitor: timeouts, cancel requests, progress/log flush and heartbeats (fenced by lease), the
+  process's own heartbeat in the workers registry (``lexyjobs.workers``), periodic rescue of
+  stale runs and pruning of dead workers;
 - listener (Postgres only): LISTEN for enqueues from other processes."""
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Any, Callable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lexyjobs import pipelines, store
+from lexyjobs import pipelines, store, workers
 from lexyjobs.config import Settings
 from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, JobFailed, RunCanceled, RunContext
 from lexyjobs.db import NOTIFY_CHANNEL, Database, utcnow
@@ -37,7 +38,7 @@ from lexyjobs.errors import LexyjobsError, TransitionConflict
 from lexyjobs.kinds import kinds
 from lexyjobs.masking import Redactor
 from lexyjobs.registry import JobCatalog
-from lexyjobs.retry import backoff
+from lexyjobs.retry import retry_delay
 from lexyjobs.runs import rescue_stale
 from lexyjobs.states import DECREMENT, Change, RunStatus, insert_events, transition, transition_each
 
@@ -76,6 +77,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     retryable: bool = True
+    retry_after: float | None = None       # least seconds before the next attempt (JobFailed.retry_after)
     log_text: str = ""
     progress: tuple[float | None, str | None] | None = None
     details: dict[str, Any] | None = None
@@ -120,12 +122,14 @@ class Worker:
         self._work: queue.SimpleQueue[Active | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._handover = threading.Lock()
+        self.registration = workers.Registration.of_this_process(self.name, threads=self.size, started_at=clock())
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Rescue stale runs, then start the threads. Returns at once."""
+        """Register in the workers registry, rescue stale runs, then start the threads. Returns at once."""
         self.db.on_enqueue(self.wake)
+        self._register()
         self._rescue()
         loops: list[tuple[str, Callable[[], None]]] = [("dispatcher", self._dispatch_loop), ("monitor", self._monitor_loop)]
         for name, target in loops:
@@ -185,6 +189,7 @@ class Worker:
             log.exception("worker %s: could not record runs that finished while stopping", self.name)
         for _ in range(self.size):
             self._work.put(None)
+        self._unregister()
         log.info("worker %s stopped (%d runs re-queued)", self.name, len(leftovers))
 
     def cancel_local(self, run_id: int) -> bool:
@@ -372,14 +377,17 @@ class Worker:
         claim, ctx = active.claim, active.ctx
         if active.definition is None:
             return Outcome(active, RunStatus.FAILED, error=active.problem, retryable=False)
-        log.info("run %s (%s) started, attempt %d/%d", claim.id, claim.job_name, claim.attempt, claim.max_attempts)
+        log.info("run %s (%s) started, attempt %d/%d", claim.id, claim.job_name, claim.attempt, claim.max_attempts,
+                 extra={"run_id": claim.id, "job": claim.job_name, "attempt": claim.attempt,
+                        "max_attempts": claim.max_attempts, "from_status": "queued", "status": "running"})
         try:
             result = kinds()[active.definition.kind].run(ctx, active.definition.config)
             return self._stopped_outcome(active) or self._success(active, result)
         except RunCanceled as exc:
             return self._stopped_outcome(active) or Outcome(active, RunStatus.CANCELED, error=str(exc))
         except JobFailed as exc:
-            return self._stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc))
+            return self._stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc),
+                                                            retry_after=exc.retry_after)
         except BaseException as exc:  # SystemExit from a reused script included: the run fails, the thread lives
             return self._stopped_outcome(active) or Outcome(
                 active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
@@ -413,19 +421,24 @@ class Worker:
         for run_id, (outcome, change) in changes.items():
             claim = outcome.active.claim
             if run_id not in moved:
-                log.warning("run %s: lease %d lost before it finished; its outcome is discarded", run_id, claim.lease)
+                log.warning("run %s: lease %d lost before it finished; its outcome is discarded", run_id, claim.lease,
+                            extra={"run_id": run_id, "job": claim.job_name, "attempt": claim.attempt})
                 continue
             store.append_log(session, run_id, outcome.log_text, max_chars=self.settings.log_max_bytes)
+            took = time.monotonic() - outcome.active.started
             log.info("run %s (%s) attempt %d -> %s in %s", run_id, claim.job_name, claim.attempt, change.to.value,
-                     format_duration(time.monotonic() - outcome.active.started))
+                     format_duration(took), extra={"run_id": run_id, "job": claim.job_name, "attempt": claim.attempt,
+                                                   "from_status": "running", "status": change.to.value,
+                                                   "duration_ms": round(took * 1000, 1)})
             if change.to != RunStatus.QUEUED:
                 finished.append(pipelines.Finished(run_id, claim.job_name, claim.pipeline_id, change.to))
         return finished
 
     def _change(self, session: Session, outcome: Outcome, now: datetime) -> Change | None:
         """What one attempt's end writes: its status (a failure with attempts left goes back to
-        queued, delayed by the backoff) and values. None: nothing to write (stopped by shutdown
-        or a lost lease; the run is re-queued or rescued)."""
+        queued, delayed by the backoff, or longer when the attempt asked: JobFailed.retry_after)
+        and values. None: nothing to write (stopped by shutdown or a lost lease; the run is
+        re-queued or rescued)."""
         active, claim = outcome.active, outcome.active.claim
         if outcome.status is None:
             return None
@@ -445,7 +458,7 @@ class Worker:
             if retry and store.cancel_requested(session, [claim.id]):  # asked to stop: do not try again
                 status, retry, values["error"] = RunStatus.CANCELED, False, "canceled"
             if retry and active.definition is not None:
-                delay = backoff(claim.attempt, active.definition.retry, self.rng)
+                delay = retry_delay(claim.attempt, active.definition.retry, self.rng, outcome.retry_after)
                 status, note = RunStatus.QUEUED, f"{note}; retrying in {format_duration(delay)}"
                 values.update(scheduled_for=now + timedelta(seconds=delay), worker=None, heartbeat_at=None)
             else:
@@ -467,13 +480,19 @@ class Worker:
                 for active in actives:
                     if active.deadline is not None and now > active.deadline and not active.ctx.cancelled:
                         log.warning("run %s timed out after %s", active.claim.id,
-                                    format_duration(active.ctx.timeout or 0))
+                                    format_duration(active.ctx.timeout or 0),
+                                    extra={"run_id": active.claim.id, "job": active.claim.job_name,
+                                           "attempt": active.claim.attempt})
                         active.ctx.cancel(TIMEOUT)
                 heartbeat_due = now - last_heartbeat >= self.settings.heartbeat_interval
                 if actives and (now - last_flush >= FLUSH_INTERVAL or heartbeat_due):
                     self._sync(actives, heartbeat=heartbeat_due)
                     last_flush = now
                     last_heartbeat = now if heartbeat_due else last_heartbeat
+                elif heartbeat_due:  # idle: only this process's row in the registry
+                    last_heartbeat = now  # first: a failing write is retried next interval, not every tick
+                    with self.db.write() as session:
+                        self._beat(session)
                 if now - last_rescue >= rescue_every:
                     self._rescue()
                     last_rescue = now
@@ -481,9 +500,9 @@ class Worker:
                 log.exception("worker %s: monitor cycle failed; retrying", self.name)
 
     def _sync(self, actives: list[Active], *, heartbeat: bool) -> None:
-        """Apply cancel requests, heartbeat (its own transaction, so nothing else can hold it
-        back), then write each run's progress and log lines (a savepoint each). Runs whose
-        lease is gone (rescued by another process) are stopped here."""
+        """Apply cancel requests, heartbeat the runs and this process (its own transaction, so
+        nothing else can hold it back), then write each run's progress and log lines (a
+        savepoint each). Runs whose lease is gone (rescued by another process) are stopped here."""
         with self.db.read() as session:
             for run_id in store.cancel_requested(session, [a.claim.id for a in actives if not a.ctx.cancelled]):
                 self.cancel_local(run_id)
@@ -491,6 +510,7 @@ class Worker:
         if heartbeat:
             with self.db.write() as session:
                 lost.update(store.heartbeat(session, [a.lease for a in actives], now=self.clock()))
+                self._beat(session)
         dirty = [(a, *a.ctx.take_updates()) for a in actives]
         dirty = [(a, progress, text) for a, progress, text in dirty if progress is not None or text]
         if dirty:
@@ -522,11 +542,41 @@ class Worker:
             return True
 
     def _rescue(self) -> None:
+        """Rescue the runs of dead workers and delete those workers' rows (same window)."""
         try:
             rescue_stale(self.db, stale_after=self.settings.stale_after, now=self.clock(),
                          postgres=self.db.is_postgres)
         except (SQLAlchemyError, LexyjobsError):
             log.exception("worker %s: could not rescue stale runs", self.name)
+        try:
+            for name in workers.prune_dead(self.db, now=self.clock(), stale_after=self.settings.stale_after):
+                log.warning("worker %s: removed worker %s from the registry (no heartbeat for %s)", self.name, name,
+                            format_duration(self.settings.stale_after))
+        except SQLAlchemyError:
+            log.exception("worker %s: could not prune dead workers", self.name)
+
+    # ------------------------------------------------------------ registry
+
+    def _register(self) -> None:
+        """Enter the workers registry. A failure is logged, not raised: the next heartbeat
+        writes the row again."""
+        try:
+            with self.db.write() as session:
+                workers.register(session, self.registration, now=self.clock())
+        except SQLAlchemyError:
+            log.exception("worker %s: could not register; the next heartbeat retries", self.name)
+
+    def _beat(self, session: Session) -> None:
+        if not workers.heartbeat(session, self.registration, now=self.clock()):
+            log.warning("worker %s: its registry row was gone (pruned while this process stalled); written again",
+                        self.name)
+
+    def _unregister(self) -> None:
+        try:
+            with self.db.write() as session:
+                workers.unregister(session, self.name)
+        except SQLAlchemyError:
+            log.exception("worker %s: could not leave the registry; live workers prune it when stale", self.name)
 
     def _requeue(self, leftovers: list[Active]) -> None:
         """On shutdown: put unfinished runs back in the queue without counting the attempt;

@@ -148,3 +148,8 @@ def fail_after(ctx: RunContext) -> None:
     """Fail after ``seconds`` (default 0.5), ignoring cancellation while it waits."""
     time.sleep(float(ctx.params.get("seconds", 0.5)))
     raise RuntimeError("failed after a while")
+
+
+def rate_limited(ctx: RunContext) -> None:
+    """Fail asking the next attempt to wait at least ``retry_after`` seconds (like a 429)."""
+    raise JobFailed("slow down", retry_after=float(ctx.params["retry_after"]))

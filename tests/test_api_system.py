@@ -23,8 +23,8 @@ from lexyjobs.models import AuditEntry, Run
 from lexyjobs.runtime import Lexyjobs
 from lexyjobs.states import RunStatus
 
-ROUTES = {("GET", "/api/stats"), ("GET", "/api/health"), ("GET", "/api/audit"), ("GET", "/api/me"),
-          ("GET", "/api/openapi.json")}
+ROUTES = {("GET", "/api/stats"), ("GET", "/api/health"), ("GET", "/api/workers"), ("GET", "/api/alerts"),
+          ("GET", "/api/audit"), ("GET", "/api/me"), ("GET", "/api/openapi.json")}
 PYTHON_JOB = {"kind": "python", "func": "jobfuncs:noop"}
 
 # The least role each route needs (routes as OpenAPI paths), and a request that succeeds with it on
@@ -47,6 +47,8 @@ ROUTE_CASES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/runs/{run_id}/log"): ("viewer", "/api/runs/{queued}/log", None),
     ("GET", "/api/stats"): ("viewer", "/api/stats", None),
     ("GET", "/api/health"): ("viewer", "/api/health", None),
+    ("GET", "/api/workers"): ("viewer", "/api/workers", None),
+    ("GET", "/api/alerts"): ("viewer", "/api/alerts", None),
     ("GET", "/api/audit"): ("admin", "/api/audit", None),
     ("GET", "/api/me"): ("viewer", "/api/me", None),
     ("GET", "/api/openapi.json"): ("viewer", "/api/openapi.json", None),

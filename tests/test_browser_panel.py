@@ -467,7 +467,8 @@ def test_every_page_is_clean_and_photographed(panel: Panel, db_url: str) -> None
     for missing in ("/settings", "/workers"):  # in the navigation once their pages exist
         if page.locator(f"header nav a[href='{missing}']").count():
             panel.visit(missing)
-            panel.screenshot(missing.strip("/"))
+            if missing != "/workers":  # test_browser_workers.py photographs it with two busy workers
+                panel.screenshot(missing.strip("/"))
 
     page.click("header form.who button")  # log out
     page.wait_for_url(f"{panel.base}/login*")

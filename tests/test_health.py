@@ -14,7 +14,7 @@ from sqlalchemy import event, update
 from lexyjobs import runs, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, parse_definition
-from lexyjobs.health import Health, LastRuns, job_health, jobs_health, stale_window
+from lexyjobs.health import Health, JobOverview, LastRuns, job_health, jobs_health, stale_window
 from lexyjobs.models import Job
 from lexyjobs.states import TERMINAL, RunStatus, transition
 
@@ -295,3 +295,16 @@ def test_runs_executed_by_a_real_worker_turn_jobs_green_and_red(db: Database, ma
     assert verdicts["good"].window_seconds == pytest.approx(2.1 * DAY)
     assert (verdicts["bad"].state, verdicts["bad"].reason) == (
         "error", "failed 2 times in a row: ValueError: boom: something broke")
+
+
+def test_only_a_missing_success_makes_a_job_stale() -> None:
+    """``JobOverview.stale`` is what the stale alert watches: orange for want of a success, not
+    for a failure, a run in progress or a block."""
+    def stale(last: LastRuns) -> bool:
+        return JobOverview(Job(name="j"), job(schedule="@daily"), last, health(last, schedule="@daily")).stale
+    assert stale(succeeded(ago(days=20)))
+    assert not stale(succeeded(ago(hours=1)))
+    assert not stale(LastRuns(last_status="failed", last_error="x", failure_streak=1))
+    assert not stale(LastRuns(last_status="succeeded", last_success_at=ago(days=20), running_since=ago(minutes=1)))
+    assert not stale(LastRuns(last_status="blocked", last_error="upstream failed", last_success_at=ago(days=20)))
+    assert not stale(LastRuns())

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -73,6 +74,12 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
             elif parts.path.startswith("/status/"):
                 code = int(parts.path.rsplit("/", 1)[1])
                 self._send(code, f"upstream said {code}".encode(), "text/plain")
+            elif parts.path.startswith("/throttled/"):  # /throttled/<status>/<Retry-After>
+                status, wait = parts.path.split("/")[2:4]
+                self.send_response(int(status))
+                self.send_header("Retry-After", wait)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             elif parts.path == "/slow":
                 server.release.wait(SLOW_SECONDS)
                 self._send(200, b'{"late": true}', "application/json")
@@ -245,3 +252,19 @@ def test_cancel_stops_a_request_in_flight_promptly(db, make_job, start_worker, h
     assert not http_server.release.is_set()  # the server never answered
     assert run.status == "canceled"
     assert run.result is None
+
+
+@pytest.mark.parametrize("status, waits", [(429, 40), (503, 40), (404, 0)])
+def test_retry_after_of_a_429_or_5xx_sets_the_least_wait_before_the_next_attempt(db, make_job, start_worker,
+                                                                                 http_server, status, waits):
+    make_job("throttled", kind="http", url=http_server.url(f"/throttled/{status}/40"), max_attempts=2,
+             backoff="0s", backoff_jitter=0)
+    start_worker()
+    run_id = runs.enqueue(db, "throttled")
+    if not waits:  # other statuses ignore the header: the next attempt follows the backoff (0s)
+        assert finished(db, run_id).attempt == 2
+        return
+    run = wait_for(lambda: (r := runs.get_run(db, run_id)).status == "queued" and r.attempt == 1 and r)
+    with db.read() as session:
+        requeued = store.run_events(session, run_id)[-1]
+    assert run.scheduled_for - requeued.at == timedelta(seconds=waits)

@@ -138,6 +138,8 @@ def test_the_kind_fields_swap_with_the_kind(login: Callable[[str], Panel]) -> No
     fields = text(admin.get("/jobs/kind-fields?kind=http", headers=HX))
     assert 'name="k_url"' in fields and 'name="k_method"' in fields and 'name="k_argv"' not in fields
     assert 'name="k_func"' in text(admin.get("/jobs/kind-fields?kind=bogus", headers=HX))
+    openai = text(admin.get("/jobs/kind-fields?kind=openai", headers=HX))
+    assert '<textarea id="k_prompt"' in openai and '<textarea id="k_system"' in openai  # prompts keep their lines
 
 
 def test_the_cron_preview_describes_and_lists_next_fires(login: Callable[[str], Panel]) -> None:
@@ -211,3 +213,14 @@ def test_a_new_parameter_row_comes_with_the_next_add_button(login: Callable[[str
 def test_a_job_without_parameters_saves_none(login: Callable[[str], Panel], db: Database) -> None:
     response = login("admin").post("/jobs/new", {**SHELL, "p_name": "", "p_type": "string", "p_default": ""})
     assert response.status_code == 302 and "params" not in spec(db, "nightly")
+
+
+def test_editing_keeps_the_fields_the_form_does_not_show(login: Callable[[str], Panel], make_job: MakeJob,
+                                                         db: Database) -> None:
+    hidden = {"alerts": {"events": ["failed"], "slack": "${SLACK_HOOK}"}, "backoff_factor": 3, "idempotent": False,
+              "misfire_grace": "10m"}
+    make_job("nightly", kind="shell", argv=["echo", "hi"], title="Old title", **hidden)
+    response = login("admin").post("/jobs/nightly/edit", {**SHELL, "title": "New title"})
+    assert response.status_code == 302, errors(response)
+    stored = spec(db, "nightly")
+    assert stored["title"] == "New title" and {key: stored.get(key) for key in hidden} == hidden

@@ -1,24 +1,21 @@
-"""The settings page (admins: API tokens shown once, users, effective settings without secrets)
-and the workers page; SQLite and Postgres."""
+"""The settings page (admins: API tokens shown once, users, effective settings without secrets);
+SQLite and Postgres. The workers page: test_panel_workers.py."""
 from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any, Callable
 
 import pytest
-from conftest import PANEL_CSRF, PanelSession, drive_run
+from conftest import PANEL_CSRF, PanelSession
 from flask import Flask
 from sqlalchemy import select
 
-from lexyjobs import accounts, audit, queries, runs
+from lexyjobs import accounts, audit
 from lexyjobs.config import Settings
 from lexyjobs.db import Database
 from lexyjobs.models import ApiToken, AuditEntry
-from lexyjobs.panel.settings import effective_settings, masked_url, worker_state
-from lexyjobs.runtime import Lexyjobs
-from lexyjobs.states import RunStatus
+from lexyjobs.panel.settings import effective_settings, masked_url
 
 PanelAs = Callable[[str], PanelSession]
 MakeJob = Callable[..., str]
@@ -280,7 +277,9 @@ def test_changing_the_role_of_an_unknown_user_is_a_404_on_the_page(panel_as: Pan
 
 
 SECRETS = {"secret_key": "s3cret-key-" + "k" * 40, "api_token": "env-api-token-" + "t" * 20,
-           "admin_password": "admin-pass-" + "p" * 12}
+           "admin_password": "admin-pass-" + "p" * 12, "metrics_token": "metrics-token-" + "m" * 12,
+           "smtp_password": "smtp-pass-" + "s" * 12, "alert_webhook_secret": "hmac-secret-" + "h" * 12,
+           "alert_slack": "http://127.0.0.1:9/services/T000/B000/slack-secret-path"}
 
 
 def log_in(app: Flask, username: str, password: str) -> Any:
@@ -298,7 +297,8 @@ def test_effective_settings_never_show_a_secret_value(make_api_app: Callable[...
     html = text(log_in(other, "root", PASSWORD).get("/settings"))
     for value in SECRETS.values():
         assert value not in html
-    for env in ("LEXYJOBS_SECRET_KEY", "LEXYJOBS_API_TOKEN", "LEXYJOBS_ADMIN_PASSWORD"):
+    for env in ("LEXYJOBS_SECRET_KEY", "LEXYJOBS_API_TOKEN", "LEXYJOBS_ADMIN_PASSWORD", "LEXYJOBS_METRICS_TOKEN",
+                "LEXYJOBS_SMTP_PASSWORD", "LEXYJOBS_ALERT_WEBHOOK_SECRET", "LEXYJOBS_ALERT_SLACK"):
         assert re.search(rf"<code>{env}</code></th>\s*<td><code>set</code>", html), env
     assert re.search(r"<code>LEXYJOBS_WORKERS</code></th>\s*<td><code>3</code></td>", html)
 
@@ -314,53 +314,3 @@ def test_the_database_password_is_masked() -> None:
     assert rows["workers"].is_default and not rows["database_url"].is_default
     assert masked_url("not a url") == "set (not shown: it is not a valid URL)"
 
-
-# ---------------------------------------------------------------- workers
-
-
-def test_the_workers_page_shows_the_worker_of_a_running_run(panel_as: PanelAs, db: Database,
-                                                            make_job: MakeJob) -> None:
-    make_job("slow")
-    drive_run(db, runs.enqueue(db, "slow"), RunStatus.RUNNING)
-    drive_run(db, runs.enqueue(db, "slow"), RunStatus.SUCCEEDED)
-    response = panel_as("viewer").get("/workers")
-    assert response.status_code == 200
-    row = re.search(r"<tr><td><code>test:api</code>.*?</tr>", text(response), re.DOTALL)
-    assert row, text(response)
-    cells = re.findall(r"<td>(.*?)</td>", row.group(0), re.DOTALL)
-    assert 'class="worker-state busy"' in cells[1] and ">1</a>" in cells[2] and cells[3] == "2"
-    assert "none in this process" in text(response)
-    assert "Full worker registration arrives with issue 7" in text(response)
-
-
-def test_the_workers_page_shows_this_processs_worker(panel_as: PanelAs, lj: Lexyjobs,
-                                                     start_worker: Callable[..., Any]) -> None:
-    lj.worker = start_worker("panel-test-worker", workers=2)
-    try:
-        html = text(panel_as("viewer").get("/workers"))
-    finally:
-        lj.worker = None
-    assert "<code>panel-test-worker</code> · 2 threads" in html and ">alive</span>" in html
-    assert "No worker has run anything in the last hour" in html
-
-
-def test_workers_not_seen_for_an_hour_are_left_out(panel_as: PanelAs, db: Database, make_job: MakeJob) -> None:
-    make_job("old")
-    drive_run(db, runs.enqueue(db, "old"), RunStatus.FAILED, queued_for=-7200)  # started two hours ago
-    html = text(panel_as("viewer").get("/workers"))
-    assert "test:api" not in html and "No worker has run anything in the last hour" in html
-
-
-def test_workers_seen_counts_running_and_recent_runs(db: Database, make_job: MakeJob) -> None:
-    make_job("job")
-    for status in (RunStatus.RUNNING, RunStatus.RUNNING, RunStatus.SUCCEEDED):
-        drive_run(db, runs.enqueue(db, "job"), status)
-    drive_run(db, runs.enqueue(db, "job"), RunStatus.SUCCEEDED, queued_for=-7200)
-    now = datetime.now(UTC)
-    with db.read() as session:
-        [seen] = queries.workers_seen(session, since=now - timedelta(hours=1))
-    assert (seen.name, seen.running, seen.recent) == ("test:api", 2, 3)
-    assert seen.last_heartbeat is not None and seen.last_started is not None
-    assert worker_state(seen, now, timedelta(seconds=30)) == "busy"
-    assert worker_state(seen, now + timedelta(minutes=5), timedelta(seconds=30)) == "silent"
-    assert worker_state(queries.WorkerSeen("w", 0, 3, None, None), now, timedelta(seconds=30)) == "idle"

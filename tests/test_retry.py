@@ -3,7 +3,7 @@ worker on both databases (attempts, events, re-queue delay)."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from conftest import wait_for
 from lexyjobs import runs, store
 from lexyjobs.db import utcnow
 from lexyjobs.models import Run
-from lexyjobs.retry import RetryPolicy, backoff
+from lexyjobs.retry import RetryPolicy, backoff, retry_after_seconds, retry_delay
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -78,6 +78,39 @@ def test_jitter_never_pushes_a_capped_delay_above_the_cap():
     assert all(15.0 <= backoff(n, policy, rng) <= 30.0 for n in range(2, 50))
 
 
+# ---------------------------------------------------------------- retry_delay() and Retry-After, pure
+
+
+def test_a_retry_after_longer_than_the_backoff_sets_the_delay():
+    policy = RetryPolicy(base=10.0, factor=2.0, cap=3600.0, jitter=0.0)
+    assert retry_delay(1, policy, FixedRng(0.5), 45.0) == 45.0
+    assert retry_delay(1, policy, FixedRng(0.5), 3.0) == 10.0  # shorter: the backoff stands
+    assert retry_delay(1, policy, FixedRng(0.5), None) == retry_delay(1, policy, FixedRng(0.5)) == 10.0
+    assert retry_delay(1, policy, FixedRng(0.5), 0.0) == 10.0
+
+
+def test_a_retry_after_is_never_cut_by_jitter_but_is_capped_by_backoff_max():
+    jittery = RetryPolicy(base=1.0, factor=2.0, cap=3600.0, jitter=0.5)
+    assert retry_delay(1, jittery, FixedRng(0.999), 30.0) == 30.0
+    capped = RetryPolicy(base=1.0, factor=2.0, cap=120.0, jitter=0.0)
+    assert retry_delay(1, capped, FixedRng(0.5), 86_400.0) == 120.0
+
+
+NOW = datetime(2025, 3, 1, 9, 30, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("header, seconds", [
+    ("1", 1.0), (" 120 ", 120.0), ("0", 0.0), ("1.5", 1.5),
+    ("Sat, 01 Mar 2025 09:30:07 GMT", 7.0),           # an HTTP date
+    ("Saturday, 01-Mar-25 09:31:00 GMT", 60.0),       # the obsolete RFC 850 form
+    ("Sat, 01 Mar 2025 09:29:00 GMT", 0.0),           # already past: no wait
+    ("Sat, 01 Mar 2025 10:30:00 +0100", 0.0),         # an offset counts
+    ("", None), (None, None), ("soon", None), ("-5", None), ("nan", None), ("1e3", None),
+])
+def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
+    assert retry_after_seconds(header, NOW) == seconds
+
+
 # ---------------------------------------------------------------- through a worker
 
 
@@ -135,3 +168,23 @@ def test_a_failed_attempt_is_requeued_for_now_plus_the_backoff(db, make_job, sta
     assert finished(db, runs.enqueue(db, "probe")).status == "succeeded"
     still = runs.get_run(db, run_id)
     assert (still.status, still.attempt) == ("queued", 1)
+
+
+def test_a_failure_with_retry_after_requeues_for_at_least_that_long(db, make_job, start_worker):
+    make_job("limited", func="jobfuncs:rate_limited", max_attempts=2, backoff="0s", backoff_jitter=0,
+             params={"retry_after": {"type": "number"}})
+    start_worker()
+    run_id = runs.enqueue(db, "limited", {"retry_after": 30})
+    run = wait_for(lambda: (r := runs.get_run(db, run_id)).status == "queued" and r.attempt == 1 and r)
+    with db.read() as session:
+        requeued = store.run_events(session, run_id)[-1]
+    assert requeued.note == "attempt 1 of 2 failed: slow down; retrying in 30s"
+    assert run.scheduled_for - requeued.at == timedelta(seconds=30)
+    assert run.error == "slow down"
+
+
+def test_a_retry_after_on_the_last_attempt_does_not_keep_the_run_alive(db, make_job, start_worker):
+    make_job("limited", func="jobfuncs:rate_limited", max_attempts=1, params={"retry_after": {"type": "number"}})
+    start_worker()
+    run = finished(db, runs.enqueue(db, "limited", {"retry_after": 30}))
+    assert (run.status, run.attempt, run.error) == ("failed", 1, "slow down")

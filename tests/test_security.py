@@ -40,6 +40,9 @@ TERMINAL = ("succeeded", "failed", "canceled")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Reachable without logging in: the login page, static files (ours and htmx's) and /healthz.
 ALLOWED_PUBLIC = {"login.login", "static", "htmx.static", "core.healthz"}
+# Past the guard, but checking credentials itself: a refusal (401) without them; a bearer token
+# (LEXYJOBS_METRICS_TOKEN or an API token) opens it, as Prometheus needs (tests/test_metrics.py).
+SELF_GUARDED = {"metrics.metrics"}
 # Files and the SSE stream (it runs for minutes; tests/test_panel_events.py covers it) are not pages to scan.
 NOT_PAGES = ("static", "htmx.static", "panel.events")
 CANARY_ENV = "LJ_CANARY_SECRET"
@@ -272,11 +275,12 @@ def test_no_route_but_login_static_and_healthz_answers_without_logging_in(app, w
         if response.status_code < 300:
             open_routes.add(rule.endpoint)
         api = rule.rule.startswith("/api")
-        if rule.endpoint not in ALLOWED_PUBLIC and not (redirects_to_login(response)
-                                                         or refused(response, method, api=api)):
+        self_guarded = rule.endpoint in SELF_GUARDED and response.status_code == 405  # no automatic OPTIONS
+        if rule.endpoint not in ALLOWED_PUBLIC and not (redirects_to_login(response) or self_guarded
+                                                         or refused(response, method, api=api or rule.endpoint in SELF_GUARDED)):
             leaks.append(f"{method} {url} -> {response.status_code}")
     marked = {name for name, view in app.view_functions.items() if getattr(view, "_lexyjobs_public", False)}
-    extra_public = (open_routes | marked) - ALLOWED_PUBLIC
+    extra_public = (open_routes | marked) - ALLOWED_PUBLIC - SELF_GUARDED
     assert battery("unauthenticated reachable", len(leaks)) == 0, leaks
     assert battery("routes open without login outside {login, static, healthz}", len(extra_public)) == 0, extra_public
     assert {"login.login", "static", "core.healthz"} <= open_routes  # the allowed ones do answer
@@ -290,7 +294,7 @@ def test_a_session_cookie_never_opens_the_api_and_a_token_never_opens_the_panel(
     bearer = {"Authorization": f"Bearer {api_token}"}
     anonymous = app.test_client()
     panel_leaks = [f"GET {u} -> {r.status_code}" for rule, m, u in routes(app, world, api=False)
-                   if m == "GET" and rule.endpoint not in ALLOWED_PUBLIC
+                   if m == "GET" and rule.endpoint not in ALLOWED_PUBLIC | SELF_GUARDED
                    and not redirects_to_login(r := anonymous.get(u, headers=bearer))]
     assert battery("api answered to a session cookie", len(api_leaks)) == 0, api_leaks
     assert battery("panel answered to a bearer token", len(panel_leaks)) == 0, panel_leaks

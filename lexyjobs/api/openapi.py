@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_STATUSES
+from lexyjobs.kinds import kinds
 from lexyjobs.states import RunStatus
 
 STATUSES = [s.value for s in RunStatus]
@@ -60,7 +62,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "additionalProperties": True,
         "description": "the fields of a [jobs.<name>] table (see the README's job reference); unknown fields "
                        "are refused with 422 naming the field",
-        "properties": {"kind": {"enum": ["python", "http", "shell"]}, "schedule": STRING, "timezone": STRING,
+        "properties": {"kind": {"enum": list(kinds())}, "schedule": STRING, "timezone": STRING,
                        "title": STRING, "category": STRING, "description": STRING, "enabled": BOOLEAN,
                        "priority": {"type": "integer", "minimum": 0, "maximum": 10}},
     },
@@ -99,7 +101,16 @@ SCHEMAS: dict[str, Any] = {
     "AuditList": _object({"entries": {"type": "array", "items": _object({
         "id": INTEGER, "at": TIME, "actor": STRING, "action": STRING, "target": _nullable(STRING),
         "client": _nullable(STRING), "details": _nullable({"type": "object"})})}, "pagination": _ref("Pagination")}),
+    "AlertList": _object({"alerts": {"type": "array", "items": _object({
+        "id": INTEGER, "job": STRING, "event": {"enum": list(ALERT_EVENTS)}, "run_id": _nullable(INTEGER),
+        "message": STRING, "status": {"enum": list(ALERT_STATUSES)}, "deliveries": {"type": "object"},
+        "created_at": TIME, "sent_at": _nullable(TIME)})}, "pagination": _ref("Pagination")}),
     "Me": _object({"name": STRING, "role": {"enum": ["viewer", "operator", "admin"]}, "kind": STRING}),
+    "WorkerList": _object({"workers": {"type": "array", "items": _object({
+        "name": STRING, "host": STRING, "pid": INTEGER, "version": STRING, "threads": INTEGER, "started_at": TIME,
+        "heartbeat_at": TIME, "runs": {"type": "array", "items": _object({
+            "id": INTEGER, "job": STRING, "started_at": _nullable(TIME), "progress": _nullable(NUMBER)})}})},
+        "total": INTEGER}),
 }
 
 ERRORS = {
@@ -191,11 +202,18 @@ def document() -> dict[str, Any]:
         "/api/stats": {"get": _op("Run counts, queue depth, last 24 h outcomes and times", "200", "Stats",
                                   errors="401")},
         "/api/health": {"get": _op("Health of every job and of the process", "200", "HealthReport", errors="401")},
+        "/api/workers": {"get": _op("Live worker processes and their current runs", "200", "WorkerList",
+                                    errors="401")},
         "/api/audit": {"get": _op("The audit log, newest first", "200", "AuditList", role="admin",
                                   params=[_query("actor", STRING, "who"), _query("action", STRING, "e.g. run.create"),
                                           _query("target", STRING, "job name, run id, user or token"),
                                           _query("since", TIME, "at or after"), _query("until", TIME, "before")] + PAGE,
                                   errors="400 401 403")},
+        "/api/alerts": {"get": _op("Alerts sent (or tried), newest first, with each target's answer", "200",
+                                   "AlertList", params=[_query("job", STRING, "job name"),
+                                                        _query("event", STRING, "comma-separated: " + ", ".join(ALERT_EVENTS)),
+                                                        _query("status", STRING, "comma-separated: " + ", ".join(ALERT_STATUSES))]
+                                   + PAGE, errors="400 401")},
         "/api/me": {"get": _op("Who the token belongs to", "200", "Me", errors="401")},
         "/api/openapi.json": {"get": _op("This document", "200", None, errors="401")},
     }

@@ -1,13 +1,15 @@
-"""``/api/stats``, ``/api/health``, ``/api/audit``, ``/api/me`` and ``/api/openapi.json``."""
+"""``/api/stats``, ``/api/health``, ``/api/workers``, ``/api/alerts``, ``/api/audit``, ``/api/me`` and
+``/api/openapi.json``."""
 from __future__ import annotations
 
 from collections import Counter
 
 from flask import Response, jsonify
 
-from lexyjobs import audit, queries, store
+from lexyjobs import audit, queries, store, workers
+from lexyjobs.alerts import history
 from lexyjobs.api import bp
-from lexyjobs.api.inputs import page_and_limit, pagination, query_datetime, query_text
+from lexyjobs.api.inputs import page_and_limit, pagination, query_choices, query_datetime, query_text
 from lexyjobs.api.openapi import document
 from lexyjobs.db import utcnow
 from lexyjobs.guard import actor, identity
@@ -45,6 +47,15 @@ def health() -> Response:
                "reason": h.reason} for name, h in sorted(healths.items()) if name in jobs])
 
 
+@bp.get("/workers")
+def live_workers() -> Response:
+    """The live worker processes (heartbeat within LEXYJOBS_STALE_AFTER) with their current runs."""
+    lexy = current()
+    with lexy.db.read() as session:
+        found = workers.live_workers(session, now=utcnow(), stale_after=lexy.settings.stale_after)
+    return jsonify(workers=[w.as_dict() for w in found], total=len(found))
+
+
 @bp.get("/audit")
 def audit_log() -> Response:
     actor().require("admin")
@@ -53,6 +64,15 @@ def audit_log() -> Response:
                          target=query_text("target"), since=query_datetime("since"), until=query_datetime("until"),
                          limit=limit, offset=(page - 1) * limit)
     return jsonify(entries=[audit_dict(e) for e in found.entries], pagination=pagination(page, limit, found.total))
+
+
+@bp.get("/alerts")
+def alerts() -> Response:
+    """The alerts sent (or tried), newest first, with what each target answered."""
+    page, limit = page_and_limit()
+    found = history.search(current().db, job=query_text("job"), events=query_choices("event", history.EVENTS),
+                           statuses=query_choices("status", history.STATUSES), limit=limit, offset=(page - 1) * limit)
+    return jsonify(alerts=[history.alert_dict(a) for a in found.alerts], pagination=pagination(page, limit, found.total))
 
 
 @bp.get("/me")

@@ -1,6 +1,6 @@
 """Job kinds. Each kind module provides ``FIELDS`` (its own definition fields and what they
 mean), ``validate(job, fields) -> config`` and ``run(ctx, config) -> result``. The registry
-below is the one place that lists them; the ``openai`` kind plugs in here the same way."""
+below is the one place that lists them."""
 from __future__ import annotations
 
 import os
@@ -25,9 +25,10 @@ def _kind(name: str, module: ModuleType) -> Kind:
 
 
 def _load() -> dict[str, Kind]:
-    from lexyjobs.kinds import http, python, shell
+    from lexyjobs.kinds import http, openai_kind, python, shell
 
-    return {"python": _kind("python", python), "http": _kind("http", http), "shell": _kind("shell", shell)}
+    return {"python": _kind("python", python), "http": _kind("http", http), "shell": _kind("shell", shell),
+            "openai": _kind("openai", openai_kind)}
 
 
 _KINDS: dict[str, Kind] | None = None

@@ -11,8 +11,10 @@ from typing import Any, Mapping
 import requests
 
 from lexyjobs.context import JobFailed, RunCanceled, RunContext
+from lexyjobs.db import utcnow
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import expand_env
+from lexyjobs.retry import retry_after_seconds
 
 FIELDS = {
     "method": "GET, POST, PUT, PATCH, DELETE or HEAD (default GET)",
@@ -65,7 +67,10 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     ctx.log.info("%s %s -> %s in %d ms", method, config["url"], response.status_code, elapsed_ms)
     if not response.ok:
         body = ctx.redactor.text(text)[:500]  # mask before cutting: a cut secret could not be found any more
-        raise JobFailed(f"HTTP {response.status_code} {response.reason}: {body}".rstrip(": "))
+        retry_after = None  # 429 and 5xx: the server's Retry-After is the least wait before the next attempt
+        if response.status_code == 429 or response.status_code >= 500:
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"), utcnow())
+        raise JobFailed(f"HTTP {response.status_code} {response.reason}: {body}".rstrip(": "), retry_after=retry_after)
     try:
         return response.json()
     except ValueError:

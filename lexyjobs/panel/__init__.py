@@ -19,6 +19,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Runs", "panel.runs", "viewer"),
     ("Pipelines", "panel.pipelines", "viewer"),
     ("Workers", "panel.workers", "viewer"),
+    ("Alerts", "panel.alerts", "viewer"),
     ("Settings", "panel.settings", "admin"),
     ("Audit log", "core.audit_log", "admin"),
 ]
@@ -32,8 +33,8 @@ def _navigation() -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    from lexyjobs.panel import (dashboard, events, formatting, job_detail, job_form, jobs, pipelines,  # noqa: F401
-                                run_detail, runs, settings)  # (each page module adds its routes to bp)
+    from lexyjobs.panel import (alerts, dashboard, events, formatting, job_detail, job_form, jobs,  # noqa: F401
+                                pipelines, run_detail, runs, settings, workers)  # (each page module adds its routes to bp)
 
     app.register_blueprint(bp)
     app.context_processor(_navigation)

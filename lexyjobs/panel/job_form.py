@@ -50,7 +50,7 @@ def job_edit(name: str) -> str | BaseResponse | tuple[str, int]:
         return _form(name, _fields_of(mask_config(job.spec)), {})
     form = _submitted()
     try:
-        actions.update_job(current().db, actor(), name, _definition(form))
+        actions.update_job(current().db, actor(), name, {**_not_in_form(job.spec), **_definition(form)})
     except (InvalidDefinition, Conflict) as exc:
         return _form(name, form, _errors(exc)), 422
     return _done(name)
@@ -143,6 +143,15 @@ def _definition(form: dict[str, Any]) -> dict[str, Any]:
     if params:
         raw["params"] = params
     return raw
+
+
+FORM_FIELDS = {*TEXT_FIELDS, *NUMBER_FIELDS, "kind", "overlap", "enabled", "depends_on", "params"}
+
+
+def _not_in_form(spec: dict[str, Any]) -> dict[str, Any]:
+    """The stored fields the form has no input for (``alerts``, ``backoff_factor``, ``run_at``…):
+    an edit keeps them instead of dropping them."""
+    return {key: value for key, value in spec.items() if key in COMMON_FIELDS and key not in FORM_FIELDS}
 
 
 def _number(job: str, field: str, text: str) -> int:

@@ -1,15 +1,11 @@
-"""Panel pages: settings (admins: API tokens, users, the effective configuration) and workers
-(this process and the workers seen in the runs table). Account changes go through
-``lexyjobs.actions`` (role check + audit entry); their refusals are shown on the page, not as
-error pages. A new API token is shown once, in the response to the POST that made it — never in
-a redirect, a flash message or a log."""
+"""Panel page: settings (admins: API tokens, users, the effective configuration). Account
+changes go through ``lexyjobs.actions`` (role check + audit entry); their refusals are shown on
+the page, not as error pages. A new API token is shown once, in the response to the POST that
+made it — never in a redirect, a flash message or a log."""
 from __future__ import annotations
 
-import os
 import re
-import socket
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from flask import flash, redirect, render_template, request, url_for
@@ -18,20 +14,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from werkzeug.wrappers import Response as BaseResponse
 
-from lexyjobs import accounts, actions, queries
+from lexyjobs import accounts, actions
 from lexyjobs.accounts import InvalidAccount
 from lexyjobs.config import ENV_VARS, Settings
-from lexyjobs.db import utcnow
 from lexyjobs.errors import Conflict, NotFound
 from lexyjobs.guard import actor, identity
 from lexyjobs.panel import bp
-from lexyjobs.runtime import Lexyjobs, current
+from lexyjobs.runtime import current
 
 ACCOUNT_ERRORS = (InvalidAccount, Conflict, NotFound)
-SECRET_FIELDS = frozenset({"secret_key", "admin_password", "api_token"})
+# alert_slack is a secret too: an incoming-webhook URL is its own credential.
+SECRET_FIELDS = frozenset({"secret_key", "admin_password", "api_token", "metrics_token", "smtp_password",
+                           "alert_webhook_secret", "alert_slack"})
 SECRET_URL_PARAMS = ("password", "secret", "token")  # query parameters of database_url never shown
-WORKER_WINDOW = timedelta(hours=1)
-LOADED_AT = utcnow()  # when this process loaded the panel: close enough to "serving since"
 
 Page = str | tuple[str, int]
 
@@ -140,7 +135,7 @@ class SettingRow:
 
 def effective_settings(settings: Settings) -> list[SettingRow]:
     """Every setting with its env var and value as shown to admins. Secret values never appear:
-    secret_key, admin_password and api_token read "set"/"not set"; database_url loses its
+    the SECRET_FIELDS read "set"/"not set"; database_url loses its
     password (and any password/secret/token query parameter)."""
     rows = []
     for field in fields(Settings):
@@ -182,35 +177,3 @@ def masked_url(url: str) -> str:
              for key, value in parsed.query.items()}
     return parsed.set(query=query).render_as_string(hide_password=True)
 
-
-# ---------------------------------------------------------------- workers (everyone)
-
-
-@bp.get("/workers")
-def workers() -> str:
-    """This process's worker and scheduler, and every worker the runs table saw in the last hour."""
-    lexy, now = current(), utcnow()
-    with lexy.db.read() as session:
-        seen = queries.workers_seen(session, since=now - WORKER_WINDOW)
-    stale = timedelta(seconds=lexy.settings.stale_after)
-    return render_template("workers.html", here=this_process(lexy),
-                           seen=[(w, worker_state(w, now, stale)) for w in seen])
-
-
-def this_process(lexy: Lexyjobs) -> dict[str, Any]:
-    health = lexy.health()
-    return {"pid": os.getpid(), "host": socket.gethostname(), "loaded_at": LOADED_AT, "started": lexy.started,
-            "worker": lexy.worker.name if lexy.worker else None,
-            "threads": lexy.worker.size if lexy.worker else None, "worker_alive": health["worker"],
-            "scheduler": lexy.scheduler.name if lexy.scheduler else None, "scheduler_alive": health["scheduler"],
-            "database": health["database"]}
-
-
-def worker_state(worker: queries.WorkerSeen, now: datetime, stale_after: timedelta) -> str:
-    """``busy`` (running runs with a fresh heartbeat), ``silent`` (running runs but no heartbeat
-    for LEXYJOBS_STALE_AFTER: they will be rescued) or ``idle`` (nothing running now)."""
-    if not worker.running:
-        return "idle"
-    if worker.last_heartbeat is None or now - worker.last_heartbeat > stale_after:
-        return "silent"
-    return "busy"

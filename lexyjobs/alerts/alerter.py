@@ -1,0 +1,176 @@
+"""Watching jobs for the state changes that alert, and sending each alert once.
+
+Every ``CHECK_SECONDS`` the scheduling process (``lexyjobs.maintenance``) reads each job's run
+summary and health (``lexyjobs.health.jobs_overview``: a few index seeks per job, whatever the
+history's length) and the skipped fires since its last look, and derives:
+
+* ``failed``: the job's failure streak (failed runs since its last success; a run is failed
+  only once its retries are exhausted) reached the rule's ``after_failures``;
+* ``recovered``: the job succeeded after a ``failed`` alert;
+* ``stale``: health turned orange because there was no success within the stale window;
+* ``missed``: a fire was recorded as skipped (missed while down, or by the overlap policy).
+
+Each change has a key naming its *episode* — ``failed:<job>:<time of the last success>``,
+``missed:<run id>`` — that is unique in the ``alerts`` table. So a change alerts once however
+many retries, checks and processes see it: the process whose insert wins sends it; the others,
+and later checks, find the key taken. A streak that continues does not alert again; the next
+alert of the job is ``recovered`` (or a new episode after a success)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from lexyjobs.alerts.notifiers import Notice, deliver
+from lexyjobs.alerts.rules import AlertRule
+from lexyjobs.config import Settings
+from lexyjobs.db import Database, utcnow
+from lexyjobs.health import JobOverview, jobs_overview
+from lexyjobs.models import Alert
+from lexyjobs.states import RUNS, RunStatus
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 5.0
+LOOKBACK = timedelta(minutes=10)  # skipped fires recorded this long before the first check still alert
+OVERLAP = timedelta(seconds=60)   # each look for skipped fires starts this much before the last one
+ALERTS = cast(Table, Alert.__table__)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One state change worth an alert, before it is sent."""
+
+    key: str
+    notice: Notice
+    rule: AlertRule
+
+
+class Alerter:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.rule = AlertRule.from_settings(settings)
+        self._skipped_since: datetime | None = None
+
+    def check(self, now: datetime | None = None) -> list[int]:
+        """Find the changes at ``now``, send those no process has sent yet; the new alerts' ids."""
+        now = now or utcnow()
+        changes = self.changes(now)
+        sent = []
+        for change in changes:
+            alert_id = self._claim(change, now)
+            if alert_id is not None:
+                self._send(alert_id, change, now)
+                sent.append(alert_id)
+        return sent
+
+    def changes(self, now: datetime) -> list[Change]:
+        overviews = {o.job.name: o for o in jobs_overview(self.db, now) if o.definition is not None}
+        rules = {name: self.rule.for_job(o.definition.alerts) for name, o in overviews.items() if o.definition}
+        watched = {name: rule for name, rule in rules.items() if rule.has_targets and rule.events}
+        if not watched:
+            self._skipped_since = now - OVERLAP
+            return []
+        open_failures = self._open_failures(list(watched))
+        changes: list[Change] = []
+        for name, rule in watched.items():
+            changes.extend(self._job_changes(overviews[name], rule, open_failures.get(name), now))
+        changes.extend(self._missed(watched, overviews, now))
+        return changes
+
+    # ------------------------------------------------------------ what changed
+
+    def _job_changes(self, overview: JobOverview, rule: AlertRule, open_episode: str | None,
+                     now: datetime) -> list[Change]:
+        name, last = overview.job.name, overview.last
+        episode = last.last_success_at.isoformat() if last.last_success_at else "never"
+        out = []
+        if open_episode is not None and open_episode != episode and rule.wants("recovered"):
+            out.append(self._change(f"recovered:{name}:{open_episode}", "recovered", overview, rule, now,
+                                    "succeeded again after failing.", details={"failed_since": open_episode}))
+        if last.failure_streak >= rule.after_failures and rule.wants("failed"):
+            run_id, error = self._latest_failure(name)
+            times = f" {last.failure_streak} times in a row" if last.failure_streak > 1 else ""
+            out.append(self._change(f"failed:{name}:{episode}", "failed", overview, rule, now,
+                                    f"failed{times}: {error or 'no error message'}", run_id=run_id,
+                                    details={"failure_streak": last.failure_streak, "error": error}))
+        if overview.stale and rule.wants("stale"):
+            out.append(self._change(f"stale:{name}:{episode}", "stale", overview, rule, now,
+                                    f"is stale: {overview.health.reason}.",
+                                    details={"last_success_at": None if episode == "never" else episode}))
+        return out
+
+    def _missed(self, watched: dict[str, AlertRule], overviews: dict[str, JobOverview], now: datetime) -> list[Change]:
+        since = (self._skipped_since or now - LOOKBACK)
+        self._skipped_since = now - OVERLAP
+        wanted = [name for name, rule in watched.items() if rule.wants("missed")]
+        if not wanted:
+            return []
+        with self.db.read() as session:
+            rows = session.execute(
+                select(RUNS.c.id, RUNS.c.job_name, RUNS.c.error)
+                .where(RUNS.c.status == RunStatus.SKIPPED.value, RUNS.c.finished_at > since,
+                       RUNS.c.job_name.in_(wanted))
+                .order_by(RUNS.c.id)).all()
+        return [self._change(f"missed:{row.id}", "missed", overviews[row.job_name], watched[row.job_name], now,
+                             f"{row.error or 'a fire did not run'}.", run_id=row.id) for row in rows]
+
+    def _change(self, key: str, event: str, overview: JobOverview, rule: AlertRule, now: datetime, text: str, *,
+                run_id: int | None = None, details: dict[str, Any] | None = None) -> Change:
+        job = overview.job
+        path = f"/runs/{run_id}" if run_id is not None else f"/jobs/{job.name}"
+        url = self.settings.base_url.rstrip("/") + path if self.settings.base_url else None
+        notice = Notice(event=event, job=job.name, title=job.title or job.name, text=f"{job.title or job.name} {text}",
+                        at=now, run_id=run_id, url=url, details=details or {})
+        return Change(key, notice, rule)
+
+    # ------------------------------------------------------------ reads and writes
+
+    def _open_failures(self, names: list[str]) -> dict[str, str]:
+        """Per job, the episode of its latest alert if that is a ``failed`` one (not yet recovered)."""
+        with self.db.read() as session:
+            rows = session.execute(
+                select(ALERTS.c.job_name, ALERTS.c.event, ALERTS.c.key)
+                .where(ALERTS.c.job_name.in_(names), ALERTS.c.event.in_(("failed", "recovered")))
+                .order_by(ALERTS.c.id)).all()
+        latest = {row.job_name: row for row in rows}
+        return {name: row.key.split(":", 2)[2] for name, row in latest.items() if row.event == "failed"}
+
+    def _latest_failure(self, name: str) -> tuple[int | None, str | None]:
+        with self.db.read() as session:
+            row = session.execute(
+                select(RUNS.c.id, RUNS.c.error)
+                .where(RUNS.c.job_name == name, RUNS.c.status == RunStatus.FAILED.value)
+                .order_by(RUNS.c.finished_at.desc(), RUNS.c.id.desc()).limit(1)).first()
+        return (row.id, row.error) if row else (None, None)
+
+    def _claim(self, change: Change, now: datetime) -> int | None:
+        """Insert the alert unless its key is taken; its id when this process is to send it."""
+        notice = change.notice
+        insert = pg_insert(ALERTS) if self.db.is_postgres else sqlite_insert(ALERTS)
+        statement = (insert.values(key=change.key, job_name=notice.job, event=notice.event, run_id=notice.run_id,
+                                   message=notice.text, status="sending", created_at=now)
+                     .on_conflict_do_nothing(index_elements=["key"]).returning(ALERTS.c.id))
+        with self.db.write() as session:
+            return session.execute(statement).scalar()
+
+    def _send(self, alert_id: int, change: Change, now: datetime) -> None:
+        results = deliver(change.notice, change.rule, self.settings)
+        failed = {target: problem for target, problem in results.items() if problem != "ok"}
+        status = "failed" if failed else "sent"
+        with self.db.write() as session:
+            session.execute(update(ALERTS).where(ALERTS.c.id == alert_id)
+                            .values(status=status, deliveries=results, sent_at=utcnow()))
+        extra = {"alert_id": alert_id, "job": change.notice.job, "event": change.notice.event}
+        if failed:
+            log.warning("alert %s (%s of %s) not delivered: %s", alert_id, change.notice.event, change.notice.job,
+                        "; ".join(f"{t}: {p}" for t, p in failed.items()), extra=extra)
+        else:
+            log.info("alert %s (%s of %s) sent to %s", alert_id, change.notice.event, change.notice.job,
+                     ", ".join(results), extra=extra)

@@ -1,0 +1,120 @@
+"""Delivering one notice to every target of a rule. ``deliver`` never raises: each target's result
+is ``"ok"`` or the error it gave, so a failing notifier is recorded and logged, and nothing else
+(least of all a run) is affected by it."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Callable
+
+import requests
+
+from lexyjobs.alerts.rules import AlertRule
+from lexyjobs.config import Settings
+from lexyjobs.context import JobFailed
+from lexyjobs.kinds import expand_env
+
+TIMEOUT_SECONDS = 10.0
+SIGNATURE_HEADER = "X-Lexyjobs-Signature"
+HEADLINES = {"failed": "failed", "recovered": "recovered", "stale": "is stale", "missed": "missed a fire"}
+
+
+@dataclass(frozen=True)
+class Notice:
+    event: str                      # failed | recovered | stale | missed
+    job: str
+    title: str
+    text: str                       # one or two human sentences
+    at: datetime
+    run_id: int | None = None
+    url: str | None = None          # the run (or job) in the panel, when LEXYJOBS_BASE_URL is set
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        return f"[lexyjobs] {self.title} {HEADLINES[self.event]}"
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook's JSON body."""
+        return {"event": self.event, "job": self.job, "title": self.title, "run_id": self.run_id,
+                "message": self.text, "at": self.at.isoformat(), "url": self.url, "details": self.details}
+
+    def plain(self) -> str:
+        """Slack and email text: the subject line, the sentences and the link."""
+        return "\n".join(line for line in (self.subject, self.text, self.url) if line)
+
+
+def deliver(notice: Notice, rule: AlertRule, settings: Settings) -> dict[str, str]:
+    """Send ``notice`` to each of ``rule``'s targets; per target, "ok" or what went wrong."""
+    senders: dict[str, Callable[[], None]] = {}
+    if rule.webhook:
+        senders["webhook"] = lambda: send_webhook(notice, rule.webhook or "", rule.webhook_secret)
+    if rule.slack:
+        senders["slack"] = lambda: send_slack(notice, rule.slack or "")
+    if rule.email:
+        senders["email"] = lambda: send_email(notice, rule.email, settings)
+    results = {}
+    for target, send in senders.items():
+        try:
+            send()
+            results[target] = "ok"
+        except (requests.RequestException, smtplib.SMTPException, OSError, JobFailed, ValueError) as exc:
+            results[target] = _problem(exc)
+    return results
+
+
+def signature(body: bytes, secret: str) -> str:
+    """The webhook signature header's value: ``sha256=`` + hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def send_webhook(notice: Notice, url: str, secret: str | None) -> None:
+    body = json.dumps(notice.payload()).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "lexyjobs-alerts"}
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(body, expand_env(secret))
+    _post(expand_env(url), body, headers)
+
+
+def send_slack(notice: Notice, url: str) -> None:
+    body = json.dumps({"text": notice.plain()}).encode()
+    _post(expand_env(url), body, {"Content-Type": "application/json", "User-Agent": "lexyjobs-alerts"})
+
+
+def send_email(notice: Notice, to: tuple[str, ...], settings: Settings) -> None:
+    if not settings.smtp_host:
+        raise ValueError("LEXYJOBS_SMTP_HOST is not set")
+    message = EmailMessage()
+    message["Subject"], message["From"], message["To"] = notice.subject, settings.smtp_from, ", ".join(to)
+    message.set_content(notice.plain() + "\n")
+    tls = settings.smtp_tls
+    port = settings.smtp_port or {"ssl": 465, "starttls": 587}.get(tls, 25)
+    smtp_class = smtplib.SMTP_SSL if tls == "ssl" else smtplib.SMTP
+    with smtp_class(settings.smtp_host, port, timeout=TIMEOUT_SECONDS) as smtp:
+        if tls == "starttls":
+            smtp.starttls()
+        if settings.smtp_user:
+            smtp.login(settings.smtp_user, settings.smtp_password or "")
+        smtp.send_message(message)
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
+    response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False)
+    if not 200 <= response.status_code < 300:
+        raise ValueError(f"HTTP {response.status_code} {response.reason}: {response.text[:200]}".rstrip(": "))
+
+
+def _problem(exc: BaseException) -> str:
+    """What went wrong, without the URL (it may hold a token, as Slack's do)."""
+    if isinstance(exc, requests.ConnectionError):
+        return "could not connect"
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {TIMEOUT_SECONDS:g}s"
+    if isinstance(exc, (JobFailed, ValueError)):
+        return str(exc)[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]

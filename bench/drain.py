@@ -99,6 +99,25 @@ def fresh_database(kind: str, pg_url: str | None, *, keep: bool = False) -> Iter
 
 def one_round(url: str, *, runs_count: int, threads: int, processes: int) -> Figures:
     """Enqueue ``runs_count`` no-op runs, drain them, and return the timings."""
+    with _counted_warnings() as counter:
+        return _round(url, counter, runs_count=runs_count, threads=threads, processes=processes)
+
+
+@contextmanager
+def _counted_warnings() -> Iterator[_Counter]:
+    """lexyjobs' log records are counted, not printed, meanwhile; the logger is put back after."""
+    logger, counter = logging.getLogger("lexyjobs"), _Counter()
+    propagate = logger.propagate
+    logger.addHandler(counter)
+    logger.propagate = False
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
+        logger.propagate = propagate
+
+
+def _round(url: str, counter: _Counter, *, runs_count: int, threads: int, processes: int) -> Figures:
     from lexyjobs import registry, runs
     from lexyjobs.config import load_settings
     from lexyjobs.models import Run
@@ -106,9 +125,6 @@ def one_round(url: str, *, runs_count: int, threads: int, processes: int) -> Fig
     from lexyjobs.runtime import Lexyjobs
     from lexyjobs.worker import Worker
 
-    counter = _Counter()
-    logging.getLogger("lexyjobs").addHandler(counter)
-    logging.getLogger("lexyjobs").propagate = False
     settings = load_settings({"database_url": url, "jobs_file": None, "workers": threads, "poll_interval": 0.05})
     lj = Lexyjobs(settings)
     lj.prepare()
@@ -168,7 +184,6 @@ def one_round(url: str, *, runs_count: int, threads: int, processes: int) -> Fig
         first_start, last_end = session.execute(select(func.min(Run.started_at), func.max(Run.finished_at))).one()
     assert first_start is not None and last_end is not None
     lj.db.dispose()
-    logging.getLogger("lexyjobs").removeHandler(counter)
     return Figures((runs_count - single) / enqueue_s, wall_s, (last_end - first_start).total_seconds(), counter.count,
                    single / single_s if single else 0.0)
 

@@ -129,7 +129,8 @@ class _Generator:
     def build(self) -> Rows:
         last_failed: tuple[int, str] | None = None
         while len(self.rows.runs) < self.count:
-            name, spec = self.rng.choice(self.picks)
+            name, picked = self.rng.choice(self.picks)
+            spec: dict[str, Any] | None = picked  # None: a retry of the run that failed last
             failed_before, last_failed = last_failed, None
             if failed_before is not None and self.rng.random() < 0.3:
                 name, spec = failed_before[1], None

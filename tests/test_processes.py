@@ -288,3 +288,32 @@ def test_sigterm_finishes_short_runs_and_requeues_long_ones(db, db_url, make_job
     last_from, last_to, last_attempt, note = events_of(db, long)[-1]
     assert (last_from, last_to, last_attempt) == ("running", "queued", 0)
     assert note is not None and "re-queued" in note and child.name in note
+
+
+# Libraries a process loads only when it needs them (a run of that kind, a scrape, an alert):
+# start-up time and idle memory (bench.startup) stay those of what every process uses.
+LOADED_ON_DEMAND = ("requests", "openai", "httpx", "prometheus_client", "smtplib", "jinja2.sandbox",
+                    "lexyjobs.kinds.http", "lexyjobs.kinds.openai_kind", "alembic")
+
+
+def test_a_started_server_has_not_imported_what_only_some_runs_need(db_url: str, tmp_path: Path) -> None:
+    """The app restarted on a migrated database (worker, scheduler, alerter and retention threads
+    running) and answering /healthz and an unauthenticated /metrics: none of LOADED_ON_DEMAND
+    is imported."""
+    probe = (
+        "import sys, json\n"
+        "from lexyjobs import create_app\n"
+        "app = create_app({'jobs_file': None})\n"
+        "lexy = app.extensions['lexyjobs']\n"
+        "lexy.start()\n"
+        "client = app.test_client()\n"
+        "assert client.get('/healthz').status_code == 200\n"
+        "assert client.get('/metrics').status_code == 401\n"
+        "loaded = [m for m in %r if m in sys.modules]\n"
+        "lexy.stop(0)\n"
+        "print(json.dumps(loaded))\n" % (LOADED_ON_DEMAND,))
+    # the first start migrates the fresh test database (alembic): the restart is the one measured
+    subprocess.run([PYTHON, "-c", probe], cwd=tmp_path, env=subprocess_env(db_url), check=True, capture_output=True)
+    done = subprocess.run([PYTHON, "-c", probe], cwd=tmp_path, env=subprocess_env(db_url), check=True,
+                          capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

@@ -1,18 +1,17 @@
 """Delivering one notice to every target of a rule. ``deliver`` never raises: each target's result
 is ``"ok"`` or the error it gave, so a failing notifier is recorded and logged, and nothing else
-(least of all a run) is affected by it."""
+(least of all a run) is affected by it.
+
+requests and smtplib are imported when an alert is sent: most processes never send one, and
+the scheduling process should not pay for them at start-up (idle memory)."""
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Any, Callable
-
-import requests
 
 from lexyjobs.alerts.rules import AlertRule
 from lexyjobs.config import Settings
@@ -63,7 +62,7 @@ def deliver(notice: Notice, rule: AlertRule, settings: Settings) -> dict[str, st
         try:
             send()
             results[target] = "ok"
-        except (requests.RequestException, smtplib.SMTPException, OSError, JobFailed, ValueError) as exc:
+        except (OSError, JobFailed, ValueError) as exc:  # requests' and smtplib's errors are OSErrors
             results[target] = _problem(exc)
     return results
 
@@ -87,6 +86,9 @@ def send_slack(notice: Notice, url: str) -> None:
 
 
 def send_email(notice: Notice, to: tuple[str, ...], settings: Settings) -> None:
+    import smtplib
+    from email.message import EmailMessage
+
     if not settings.smtp_host:
         raise ValueError("LEXYJOBS_SMTP_HOST is not set")
     message = EmailMessage()
@@ -104,6 +106,8 @@ def send_email(notice: Notice, to: tuple[str, ...], settings: Settings) -> None:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
+    import requests
+
     response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False)
     if not 200 <= response.status_code < 300:
         raise ValueError(f"HTTP {response.status_code} {response.reason}: {response.text[:200]}".rstrip(": "))
@@ -111,6 +115,8 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
 
 def _problem(exc: BaseException) -> str:
     """What went wrong, without the URL (it may hold a token, as Slack's do)."""
+    import requests
+
     if isinstance(exc, requests.ConnectionError):
         return "could not connect"
     if isinstance(exc, requests.Timeout):

@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_STATUSES
-from lexyjobs.kinds import kinds
+from lexyjobs.kinds import KIND_NAMES
 from lexyjobs.states import RunStatus
 
 STATUSES = [s.value for s in RunStatus]
@@ -62,7 +62,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "additionalProperties": True,
         "description": "the fields of a [jobs.<name>] table (see the README's job reference); unknown fields "
                        "are refused with 422 naming the field",
-        "properties": {"kind": {"enum": list(kinds())}, "schedule": STRING, "timezone": STRING,
+        "properties": {"kind": {"enum": list(KIND_NAMES)}, "schedule": STRING, "timezone": STRING,
                        "title": STRING, "category": STRING, "description": STRING, "enabled": BOOLEAN,
                        "priority": {"type": "integer", "minimum": 0, "maximum": 10}},
     },

@@ -3,6 +3,7 @@ mean), ``validate(job, fields) -> config`` and ``run(ctx, config) -> result``. T
 below is the one place that lists them."""
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
@@ -24,11 +25,15 @@ def _kind(name: str, module: ModuleType) -> Kind:
     return Kind(name, module.FIELDS, module.validate, module.run)
 
 
-def _load() -> dict[str, Kind]:
-    from lexyjobs.kinds import http, openai_kind, python, shell
+# kind name -> its module in this package. The modules are imported on first use of kinds():
+# their libraries (requests, …) cost start-up time and idle memory that KIND_NAMES does not.
+KIND_MODULES = {"python": "python", "http": "http", "shell": "shell", "openai": "openai_kind"}
+KIND_NAMES = tuple(KIND_MODULES)
 
-    return {"python": _kind("python", python), "http": _kind("http", http), "shell": _kind("shell", shell),
-            "openai": _kind("openai", openai_kind)}
+
+def _load() -> dict[str, Kind]:
+    return {name: _kind(name, importlib.import_module(f"lexyjobs.kinds.{module}"))
+            for name, module in KIND_MODULES.items()}
 
 
 _KINDS: dict[str, Kind] | None = None

@@ -14,14 +14,12 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
-from liveserver import running_server
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _browser_or_skip
-from test_browser_panel import ADMIN_PASSWORD, DESKTOP, SHOTS, TAKE_SHOTS, TOKEN, Panel, Watch, keep_on_loopback, log_in
+from test_browser_panel import SHOTS, TAKE_SHOTS, Panel, open_panel
 
 try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # _browser_or_skip says so
-    sync_playwright = None  # type: ignore[assignment]
+    from playwright.sync_api import expect
+except ImportError:  # open_panel skips, saying so
+    pass
 
 pytestmark = pytest.mark.slow
 
@@ -54,30 +52,13 @@ def hook_url() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 @pytest.fixture
 def panel(db_url: str, tmp_path: Path, hook_url: tuple[str, list[dict[str, Any]]]) -> Iterator[Panel]:
-    _browser_or_skip()
     jobs_file = tmp_path / "jobs.toml"
     jobs_file.write_text("# jobs come from the API in the test\n")
     url, _ = hook_url
-    with running_server(db_url, jobs_file, LEXYJOBS_API_TOKEN=TOKEN, LEXYJOBS_ADMIN_PASSWORD=ADMIN_PASSWORD,
-                        LEXYJOBS_ALERT_WEBHOOK=f"{url}/ok", LEXYJOBS_ALERT_SLACK=f"{url}/slack",
-                        LEXYJOBS_BASE_URL="http://jobs.example.internal/") as srv:
-        assert sync_playwright is not None
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                watch = Watch()
-                context = browser.new_context(viewport=DESKTOP)
-                keep_on_loopback(context, srv.url, watch.blocked)
-                page = context.new_page()
-                page.set_default_timeout(15_000)
-                page.on("console", watch.on_console)
-                page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
-                log_in(page, srv.url)
-                panel = Panel(srv, page, watch, shoot=TAKE_SHOTS and db_url.startswith("sqlite"))
-                yield panel
-                panel.assert_clean()
-            finally:
-                browser.close()
+    with open_panel(db_url, jobs_file, shoot=TAKE_SHOTS and db_url.startswith("sqlite"),
+                    LEXYJOBS_ALERT_WEBHOOK=f"{url}/ok", LEXYJOBS_ALERT_SLACK=f"{url}/slack",
+                    LEXYJOBS_BASE_URL="http://jobs.example.internal/") as panel:
+        yield panel
 
 
 def test_a_failure_alerts_once_and_the_page_shows_what_each_target_answered(

@@ -15,6 +15,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,28 +185,26 @@ def log_in(page: Page, base: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
-@pytest.fixture
-def panel(db_url: str, tmp_path: Path) -> Iterator[Panel]:
-    """The server (seed 000's chain from a jobs file, more jobs via the API in each test) and a
-    chromium page logged in as admin, at 1280×800, that can only reach the server."""
+@contextmanager
+def open_panel(db_url: str, jobs_file: Path, *, shoot: bool = False, **env: str) -> Iterator[Panel]:
+    """The server on ``db_url`` with ``jobs_file`` (and ``env``) and a chromium page logged in as
+    admin, at 1280×800, that can only reach the server; clean (no script or console errors, CSP
+    violations or requests elsewhere) on the way in and out."""
     _browser_or_skip()
-    jobs_file = tmp_path / "jobs.toml"
-    jobs_file.write_text(JOBS_FILE)
     with running_server(db_url, jobs_file, LEXYJOBS_API_TOKEN=TOKEN, LEXYJOBS_ADMIN_PASSWORD=ADMIN_PASSWORD,
-                        LEXYJOBS_DEMO_DIR=str(tmp_path / "demo-data")) as srv:
+                        **env) as srv:
         assert sync_playwright is not None
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 watch = Watch()
                 context = browser.new_context(viewport=DESKTOP)
-
                 keep_on_loopback(context, srv.url, watch.blocked)
                 page = context.new_page()
                 page.set_default_timeout(15_000)
                 page.on("console", watch.on_console)
                 page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
-                panel = Panel(srv, page, watch, shoot=False)
+                panel = Panel(srv, page, watch, shoot=shoot)
                 log_in(page, srv.url)
                 panel.assert_clean()
                 yield panel
@@ -214,6 +213,15 @@ def panel(db_url: str, tmp_path: Path) -> Iterator[Panel]:
                     print(f"known console errors (reported, awaiting a fix): {len(watch.known)} × {set(watch.known)}")
             finally:
                 browser.close()
+
+
+@pytest.fixture
+def panel(db_url: str, tmp_path: Path) -> Iterator[Panel]:
+    """The server with seed 000's chain from a jobs file (more jobs via the API in each test)."""
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text(JOBS_FILE)
+    with open_panel(db_url, jobs_file, LEXYJOBS_DEMO_DIR=str(tmp_path / "demo-data")) as panel:
+        yield panel
 
 
 def _utc_in(seconds: float) -> str:

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import PYTHON, ROOT, wait_for
-from liveserver import running_server
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _browser_or_skip
-from test_browser_panel import ADMIN_PASSWORD, DESKTOP, SHOTS, TAKE_SHOTS, TOKEN, Panel, Watch, keep_on_loopback, log_in
+from test_browser_panel import SHOTS, TAKE_SHOTS, Panel, open_panel
 
 try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # _browser_or_skip says so
-    sync_playwright = None  # type: ignore[assignment]
+    from playwright.sync_api import expect
+except ImportError:  # open_panel skips, saying so
+    pass
 
 pytestmark = pytest.mark.slow
 
@@ -30,27 +28,10 @@ ROWS = "#workers-live table.workers tbody tr"
 @pytest.fixture
 def panel(db_url: str, tmp_path: Path) -> Iterator[Panel]:
     """The server (2 worker threads, no jobs file) and a chromium page logged in as admin."""
-    _browser_or_skip()
     jobs_file = tmp_path / "jobs.toml"
     jobs_file.write_text("# jobs come from the API in the test\n")
-    with running_server(db_url, jobs_file, LEXYJOBS_API_TOKEN=TOKEN, LEXYJOBS_ADMIN_PASSWORD=ADMIN_PASSWORD) as srv:
-        assert sync_playwright is not None
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                watch = Watch()
-                context = browser.new_context(viewport=DESKTOP)
-                keep_on_loopback(context, srv.url, watch.blocked)
-                page = context.new_page()
-                page.set_default_timeout(15_000)
-                page.on("console", watch.on_console)
-                page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
-                log_in(page, srv.url)
-                panel = Panel(srv, page, watch, shoot=TAKE_SHOTS and db_url.startswith("sqlite"))
-                yield panel
-                panel.assert_clean()
-            finally:
-                browser.close()
+    with open_panel(db_url, jobs_file, shoot=TAKE_SHOTS and db_url.startswith("sqlite")) as panel:
+        yield panel
 
 
 @pytest.fixture

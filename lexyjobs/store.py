@@ -153,27 +153,15 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
     IMMEDIATE`` transaction already serializes claimers. Event rows: see ``transition_many``."""
     if limit <= 0:
         return []
-    # The job's columns come from subqueries, not a join: so the plan stays "walk ix_runs_queue
-    # in order, stop after ``limit``" (a join made Postgres, without fresh statistics, hash-join
-    # and sort every queued run).
-    cap, version = (select(column).where(JOBS.c.name == RUNS.c.job_name).scalar_subquery()
-                    for column in (JOBS.c.max_concurrency, JOBS.c.version))
-    query = (select(RUNS.c.id, RUNS.c.job_name, cap.label("max_concurrency"), version.label("version"))
-             .where(_queued(postgres), RUNS.c.scheduled_for <= now, or_(cap <= 0, _running_of_job() < cap))
-             .order_by(RUNS.c.priority.desc(), RUNS.c.scheduled_for, RUNS.c.id)
-             .limit(limit))
-    if postgres:
-        query = query.with_for_update(skip_locked=True, of=RUNS)
-    candidates = session.execute(query).all()
+    candidates = session.execute(_candidates_query(postgres), {"now": now, "limit": limit}).all()
     if not candidates:
         return []
     limited = sorted({c.job_name for c in candidates if c.max_concurrency > 0})
     running: dict[str, int] = {}
     if limited:
         if postgres:
-            session.execute(select(JOBS.c.name).where(JOBS.c.name.in_(limited)).order_by(JOBS.c.name)
-                            .with_for_update(of=JOBS, key_share=True))  # FOR NO KEY UPDATE
-        running, _ = _running_counts(session, limited)
+            session.execute(_LOCK_JOBS, {"names": limited})
+        running = {name: count for name, count in session.execute(_RUNNING_OF_JOBS, {"names": limited})}
     chosen: list[int] = []
     for c in candidates:
         if c.max_concurrency > 0:
@@ -191,12 +179,27 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
                        m.pipeline_id) for m in (by_id[i] for i in chosen if i in by_id)]
 
 
-def _running_of_job() -> Any:
-    """The candidate's job's running runs (a count on the partial index ix_runs_running)."""
-    running = RUNS.alias("running")
-    return (select(func.count()).select_from(running)
-            .where(running.c.job_name == RUNS.c.job_name, running.c.status == literal_column("'running'"))
-            .scalar_subquery())
+@functools.cache
+def _candidates_query(postgres: bool) -> Any:
+    """The claim's candidates: due queued runs in claim order, ``limit`` of them, skipping jobs at
+    their limit. Built once per dialect (its construction cost more than running it), with
+    ``now`` and ``limit`` as parameters.
+
+    The job's columns come from subqueries, not a join: so the plan stays "walk ix_runs_queue
+    in order, stop after ``limit``" (a join made Postgres, without fresh statistics, hash-join
+    and sort every queued run)."""
+    cap, version = (select(column).where(JOBS.c.name == RUNS.c.job_name).scalar_subquery()
+                    for column in (JOBS.c.max_concurrency, JOBS.c.version))
+    running = RUNS.alias("running")  # the candidate's job's running runs: a count on ix_runs_running
+    running_of_job = (select(func.count()).select_from(running)
+                      .where(running.c.job_name == RUNS.c.job_name, running.c.status == literal_column("'running'"))
+                      .scalar_subquery())
+    query = (select(RUNS.c.id, RUNS.c.job_name, cap.label("max_concurrency"), version.label("version"))
+             .where(_queued(postgres), RUNS.c.scheduled_for <= bindparam("now"),
+                    or_(cap <= 0, running_of_job < cap))
+             .order_by(RUNS.c.priority.desc(), RUNS.c.scheduled_for, RUNS.c.id)
+             .limit(bindparam("limit")))
+    return query.with_for_update(skip_locked=True, of=RUNS) if postgres else query
 
 
 def has_due_runs(session: Session, *, now: datetime) -> bool:
@@ -205,16 +208,13 @@ def has_due_runs(session: Session, *, now: datetime) -> bool:
                                                    RUNS.c.scheduled_for <= now).limit(1)).first() is not None
 
 
-def _running_counts(session: Session, names: Sequence[str] | None = None) -> tuple[dict[str, int], dict[str, int]]:
-    """Running runs per job, and those jobs' max_concurrency (one grouped query)."""
-    query = (select(RUNS.c.job_name, func.count(), JOBS.c.max_concurrency)
-             .join(JOBS, JOBS.c.name == RUNS.c.job_name)
-             .where(status_is(RunStatus.RUNNING))
-             .group_by(RUNS.c.job_name, JOBS.c.max_concurrency))
-    if names is not None:
-        query = query.where(RUNS.c.job_name.in_(names))
-    rows = session.execute(query).all()
-    return {name: count for name, count, _ in rows}, {name: cap for name, _, cap in rows}
+# The claim's statements for the concurrency-limited jobs named in ``names``: lock their rows in
+# name order (FOR NO KEY UPDATE), then count their running runs.
+_NAMES: Any = bindparam("names", expanding=True)
+_LOCK_JOBS = (select(JOBS.c.name).where(JOBS.c.name.in_(_NAMES)).order_by(JOBS.c.name)
+              .with_for_update(of=JOBS, key_share=True))
+_RUNNING_OF_JOBS = (select(RUNS.c.job_name, func.count()).where(status_is(RunStatus.RUNNING), RUNS.c.job_name.in_(_NAMES))
+                    .group_by(RUNS.c.job_name))
 
 
 # ---------------------------------------------------------------- pipelines

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from lexyjobs import runs
 from lexyjobs.alerts.alerter import ALERTS, Alerter
 from lexyjobs.alerts.notifiers import SIGNATURE_HEADER, signature
+from lexyjobs.alerts.rules import AlertRule
 from lexyjobs.cli import main
 from lexyjobs.config import load_settings
 from lexyjobs.db import Database, utcnow
@@ -348,3 +349,23 @@ def test_the_api_and_the_panel_show_alerts_with_each_targets_answer(
     filtered = panel_as("viewer").get("/alerts?status=sent").get_data(as_text=True)
     assert 'id="alert-' in filtered and "hook is down" not in filtered and ">report</a>" in filtered
     assert panel_as("viewer").get("/alerts?status=lost").status_code == 400
+
+
+def test_a_rule_says_in_words_what_it_sends_and_where_without_urls() -> None:
+    rule = AlertRule(webhook="https://hooks.example/secret-path", slack="https://hooks.slack.example/T/B/x",
+                     email=("ops@example.com", "dev@example.com"))
+    assert rule.describe() == "failed, recovered, stale, missed → webhook, Slack, email to 2 addresses"
+    job = rule.for_job({"events": ["failed"], "after_failures": 3, "webhook": None, "slack": None})
+    assert job.describe() == "failed (failed after 3 failures in a row) → email to 2 addresses"
+    assert rule.for_job(False).describe() == "none: this job's alerts are off"
+    assert AlertRule().describe() == "none: no alert target is set"
+
+
+def test_the_job_page_says_who_is_alerted_and_links_its_alerts(panel_as: Callable[[str], Any],
+                                                               make_job: Callable[..., str]) -> None:
+    make_job("quiet")
+    make_job("loud", alerts={"slack": "${SLACK_HOOK}", "events": ["failed"]})
+    quiet = panel_as("viewer").get("/jobs/quiet").get_data(as_text=True)
+    assert "none: no alert target is set" in quiet and 'href="/alerts?job=quiet"' in quiet
+    loud = panel_as("viewer").get("/jobs/loud").get_data(as_text=True)
+    assert "failed → Slack" in loud and "SLACK_HOOK" in loud  # the reference, as written, in the configuration

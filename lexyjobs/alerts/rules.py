@@ -43,6 +43,18 @@ class AlertRule:
     def wants(self, event: str) -> bool:
         return self.has_targets and event in self.events
 
+    def describe(self) -> str:
+        """What this rule sends and where, in words (URLs and secrets left out)."""
+        if not self.has_targets:
+            return "none: no alert target is set"
+        if not self.events:
+            return "none: this job's alerts are off"
+        targets = [name for name, on in (("webhook", self.webhook), ("Slack", self.slack)) if on]
+        if self.email:
+            targets.append(f"email to {len(self.email)} address{'es' if len(self.email) > 1 else ''}")
+        streak = f" (failed after {self.after_failures} failures in a row)" if self.after_failures > 1 else ""
+        return f"{', '.join(self.events)}{streak} → {', '.join(targets)}"
+
     def for_job(self, job_alerts: bool | Mapping[str, Any] | None) -> AlertRule:
         """This rule as the job's ``alerts`` field (already validated) changes it."""
         if job_alerts is None or job_alerts is True:

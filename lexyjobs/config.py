@@ -13,6 +13,9 @@ from typing import Any, Mapping
 from lexyjobs.durations import parse_duration
 
 
+ALERT_EVENTS = ("failed", "recovered", "stale", "missed")  # lexyjobs.alerts: what can alert
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///jobs.db"
@@ -49,7 +52,7 @@ class Settings:
     alert_webhook_secret: str | None = None
     alert_slack: str | None = None
     alert_email: tuple[str, ...] = ()
-    alert_events: tuple[str, ...] = ("failed", "recovered", "stale", "missed")
+    alert_events: tuple[str, ...] = ALERT_EVENTS
     alert_after_failures: int = 1
     smtp_host: str | None = None
     smtp_port: int = 0
@@ -117,7 +120,6 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "smtp_tls": ("LEXYJOBS_SMTP_TLS", "`starttls`, `ssl` or `none`"),
 }
 
-ALERT_EVENTS = ("failed", "recovered", "stale", "missed")
 DURATION_FIELDS = {"poll_interval", "heartbeat_interval", "stale_after", "shutdown_grace", "kill_grace"}
 
 

@@ -8,11 +8,12 @@ from typing import Any, Sequence
 
 from sqlalchemy import func, select
 
+from lexyjobs.config import ALERT_EVENTS
 from lexyjobs.db import Database
 from lexyjobs.models import Alert
 from lexyjobs.serialize import iso
 
-EVENTS = ("failed", "recovered", "stale", "missed")
+EVENTS = ALERT_EVENTS
 STATUSES = ("sending", "sent", "failed")
 
 

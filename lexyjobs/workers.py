@@ -56,15 +56,9 @@ class CurrentRun:
 
 
 @dataclass(frozen=True)
-class WorkerInfo:
-    """A live worker process and its current runs (oldest first)."""
+class WorkerInfo(Registration):
+    """A live worker process: its registration, last heartbeat and current runs (oldest first)."""
 
-    name: str
-    host: str
-    pid: int
-    version: str
-    threads: int
-    started_at: datetime
     heartbeat_at: datetime
     runs: tuple[CurrentRun, ...]
 

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -94,8 +95,9 @@ def _until_signal(on_stop: Callable[[], None], ready: Callable[[], None] | None 
 
 @click.command("serve")
 @click.option("--host", default=None, help="address to bind (LEXYJOBS_HOST, default 127.0.0.1)")
-@click.option("--port", type=int, default=None, help="port (LEXYJOBS_PORT, default 8080; 0 = any free port)")
-@click.option("--workers", type=int, default=None, help="worker threads (LEXYJOBS_WORKERS)")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="port (LEXYJOBS_PORT, default 8080; 0 = any free port)")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="worker threads (LEXYJOBS_WORKERS)")
 @with_appcontext
 def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the web server, the scheduler and the worker pool in this process."""
@@ -103,7 +105,9 @@ def serve_command(host: str | None, port: int | None, workers: int | None) -> No
 
 
 def serve(app: Flask, *, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
-    import waitress
+    """Bind the port first (a busy port or bad host: one line, exit 2, nothing started or claimed),
+    then start the worker pool and the scheduler, then serve until SIGTERM/SIGINT."""
+    from lexyjobs import server as http
 
     lj: Lexyjobs = app.extensions["lexyjobs"]
     if workers is not None:
@@ -112,17 +116,20 @@ def serve(app: Flask, *, host: str | None = None, port: int | None = None, worke
     host = host or lj.settings.host
     port = lj.settings.port if port is None else port
     try:
-        lj.start()
-    except LexyjobsError as exc:
+        server = http.listen(app, lj.settings, host, port)
+    except http.ListenError as exc:
         _fail(exc.message)
-    except SQLAlchemyError as exc:
+    try:
+        lj.start()
+    except (LexyjobsError, SQLAlchemyError) as exc:
+        server.close()
+        if isinstance(exc, LexyjobsError):
+            _fail(exc.message)
         _fail(_database_problem(exc), code=1)
     _report_sync(lj)
-    server = waitress.create_server(app, host=host, port=port, threads=lj.settings.http_threads,
-                                    channel_request_lookahead=5)
 
     def announce() -> None:
-        url = f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
+        url = f"http://{http.endpoint(host, http.bound_port(server))}"
         database = lj.settings.database_url.split("://")[0]
         log.info("lexyjobs serving on %s (%s, %d worker threads)", url, database, lj.settings.workers,
                  extra={"url": url, "database": database, "workers": lj.settings.workers})
@@ -517,7 +524,20 @@ def main(ctx: click.Context) -> None:
     """lexyjobs: job scheduler, queue and control panel. Settings come from LEXYJOBS_* variables."""
     from lexyjobs import create_app
 
+    _working_directory_on_path()
     ctx.obj = ScriptInfo(create_app=create_app)
+
+
+def _working_directory_on_path() -> None:
+    """Put the current folder first on ``sys.path``, as ``python -m lexyjobs`` does, so that the
+    ``lexyjobs`` console script (whose ``sys.path`` starts with its own bin folder) imports the
+    modules of ``LEXYJOBS_IMPORTS`` and python jobs' ``func`` from there too."""
+    try:
+        folder = os.getcwd()
+    except OSError:  # the folder was deleted under us: nothing to import from it
+        return
+    if folder not in sys.path and "" not in sys.path:
+        sys.path.insert(0, folder)
 
 
 for _command_object in COMMANDS:

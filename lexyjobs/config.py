@@ -4,11 +4,18 @@ Every setting is listed once in ``FIELDS`` with its env var, default and meaning
 configuration table is written from the same list."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from dataclasses import dataclass, fields
+from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from lexyjobs.durations import parse_duration
 
@@ -33,6 +40,8 @@ class Settings:
     log_max_bytes: int = 256 * 1024
     sqlite_synchronous: str = "NORMAL"
     http_threads: int = 16
+    http_connection_limit: int = 500
+    http_idle_timeout: float = 10.0
     log_format: str = "auto"
     log_level: str = "INFO"
     secret_key: str | None = None
@@ -43,6 +52,7 @@ class Settings:
     max_body: int = 1024 * 1024
     login_attempts_per_minute: int = 10
     trusted_proxies: int = 0
+    trusted_proxy_addresses: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str | None = None
     metrics_public: bool = False
     retention_days: int = 30
@@ -89,6 +99,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "log_max_bytes": ("LEXYJOBS_LOG_MAX_BYTES", "characters of log kept per run; older lines are trimmed with a marker"),
     "sqlite_synchronous": ("LEXYJOBS_SQLITE_SYNCHRONOUS", "`NORMAL` (WAL: a power loss may drop the last commits, a crash never does) or `FULL`"),
     "http_threads": ("LEXYJOBS_HTTP_THREADS", "waitress threads serving HTTP"),
+    "http_connection_limit": ("LEXYJOBS_HTTP_CONNECTION_LIMIT", "most open HTTP connections; beyond it new ones wait "
+                              "in the listen queue (each takes a file descriptor)"),
+    "http_idle_timeout": ("LEXYJOBS_HTTP_IDLE_TIMEOUT", "a connection with no request being served (idle keep-alive, "
+                          "or request headers not yet complete) that stays silent this long is closed; "
+                          "`/events` streams and other requests in progress are not affected"),
     "log_format": ("LEXYJOBS_LOG_FORMAT", "process log lines on stderr: `auto` (human, level coloured on a terminal), "
                    "`human` or `json` (one JSON object a line, for log collectors; the Docker image's default)"),
     "log_level": ("LEXYJOBS_LOG_LEVEL", "lowest level of lexyjobs' own log lines: DEBUG, INFO, WARNING or ERROR "
@@ -100,7 +115,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "secure_cookies": ("LEXYJOBS_SECURE_COOKIES", "`auto` (Secure cookies when the request is https), `true` or `false`"),
     "max_body": ("LEXYJOBS_MAX_BODY", "largest request body in bytes; bigger ones get 413"),
     "login_attempts_per_minute": ("LEXYJOBS_LOGIN_ATTEMPTS_PER_MINUTE", "login attempts allowed per minute per client address and per username"),
-    "trusted_proxies": ("LEXYJOBS_TRUSTED_PROXIES", "number of reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0 = none)"),
+    "trusted_proxies": ("LEXYJOBS_TRUSTED_PROXIES", "number of reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0 = none)"),
+    "trusted_proxy_addresses": ("LEXYJOBS_TRUSTED_PROXY_ADDRESSES", "comma-separated addresses or networks "
+                                "(`10.0.0.0/8`) the nearest proxy connects from; X-Forwarded-* from any other "
+                                "peer are dropped; `*` = any peer"),
     "metrics_token": ("LEXYJOBS_METRICS_TOKEN", "a bearer token (at least 16 characters) that may read `/metrics` and nothing else, for Prometheus"),
     "metrics_public": ("LEXYJOBS_METRICS_PUBLIC", "`true`: `/metrics` answers without any credentials (only for scrapers on a private network)"),
     "retention_days": ("LEXYJOBS_RETENTION_DAYS", "days finished runs (with their events and logs) are kept; 0 = forever"),
@@ -120,28 +138,46 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "smtp_tls": ("LEXYJOBS_SMTP_TLS", "`starttls`, `ssl` or `none`"),
 }
 
-DURATION_FIELDS = {"poll_interval", "heartbeat_interval", "stale_after", "shutdown_grace", "kill_grace"}
+DURATION_FIELDS = {"poll_interval", "heartbeat_interval", "stale_after", "shutdown_grace", "kill_grace",
+                   "http_idle_timeout"}
+LIST_FIELDS = {"imports", "alert_email", "alert_events", "trusted_proxy_addresses"}
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")  # OFF is refused: a crash could corrupt the database
 
 
 def _convert(name: str, raw: Any, default: Any) -> Any:
+    """The typed value of one setting; ValueError with what is allowed, for the one-line message."""
     if name in DURATION_FIELDS:
         return parse_duration(raw)
-    if name in ("imports", "alert_email", "alert_events"):
+    if name in LIST_FIELDS:
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(item.strip() for item in items if item.strip())
-    if name in ("secure_cookies", "log_format"):
+    if name in ("secure_cookies", "log_format", "smtp_tls"):
         return str(raw).strip().lower()
-    if name == "log_level":
+    if name in ("log_level", "sqlite_synchronous"):
         return str(raw).strip().upper()
     if isinstance(default, bool):
-        return str(raw).lower() in ("1", "true", "yes", "on")
+        return _boolean(raw)
     if isinstance(default, int) and not isinstance(raw, int):
-        return int(raw)
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
     return raw
 
 
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError("must be true or false")
+    return word in TRUE_WORDS
+
+
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the environment, then ``overrides`` (keys are field names, e.g. ``workers``)."""
+    """Settings from the environment, then ``overrides`` (keys are field names, e.g. ``workers``).
+    A bad value stops with one line naming the variable and what it accepts (SystemExit)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in fields(Settings):
@@ -159,10 +195,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     if values.get("jobs_file") is None and not explicit and Path("jobs.toml").is_file():
         values["jobs_file"] = "jobs.toml"
     values["database_url"] = normalize_database_url(values.get("database_url", Settings.database_url))
-    if values.get("sqlite_synchronous", "NORMAL").upper() not in ("NORMAL", "FULL", "EXTRA", "OFF"):
-        raise SystemExit("lexyjobs: LEXYJOBS_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
     settings = Settings(**values)
     _check(settings)
+    _check_formats(settings)
     return settings
 
 
@@ -217,6 +252,94 @@ def _check(settings: Settings) -> None:
     if settings.alert_email and not settings.smtp_host:
         refuse("alert_email", "needs LEXYJOBS_SMTP_HOST")
 
+
+
+def _refuse(field: str, problem: str) -> NoReturn:
+    raise SystemExit(f"lexyjobs: {ENV_VARS[field][0]} {problem}")
+
+
+def _check_formats(settings: Settings) -> None:
+    """Refuse values of the wrong form (addresses, URLs, names), naming the variable and what it takes."""
+    problem = database_url_problem(settings.database_url)
+    if problem:
+        _refuse("database_url", f"{problem}; use sqlite:///path/to/jobs.db or postgresql://user:password@host/db")
+    if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        _refuse("sqlite_synchronous", "must be NORMAL or FULL (or EXTRA)")
+    if not _is_host(settings.host):
+        _refuse("host", f"'{settings.host}' is not an IP address or host name (e.g. 127.0.0.1, 0.0.0.0, ::1)")
+    if settings.http_threads < 1:
+        _refuse("http_threads", "must be at least 1")
+    if settings.http_connection_limit < 1:
+        _refuse("http_connection_limit", "must be at least 1")
+    if settings.http_idle_timeout < 1:
+        _refuse("http_idle_timeout", "must be at least 1s")
+    for entry in settings.trusted_proxy_addresses:
+        if not _is_network(entry):
+            _refuse("trusted_proxy_addresses", f"has '{entry}'; use IP addresses or networks like 10.0.0.0/8, or *")
+    for module in settings.imports:
+        if not all(part.isidentifier() for part in module.split(".")):
+            _refuse("imports", f"has '{module}', which is not a Python module name (e.g. myjobs or app.jobs)")
+    for field in ("base_url", "alert_webhook", "alert_slack"):
+        url = getattr(settings, field)
+        if url is not None and not _is_http_url(url):
+            _refuse(field, "must be an http:// or https:// URL")
+    for address in settings.alert_email:
+        if not _is_email(address):
+            _refuse("alert_email", f"has '{address}', which is not an email address (name@example.com)")
+    if not _is_email(settings.smtp_from):
+        _refuse("smtp_from", "must be an email address (name@example.com or 'Name <name@example.com>')")
+    if not 0 <= settings.smtp_port <= 65535:
+        _refuse("smtp_port", "must be a port number (0-65535; 0 = by LEXYJOBS_SMTP_TLS)")
+    if settings.smtp_host is not None and not _is_host(settings.smtp_host):
+        _refuse("smtp_host", "must be a host name or IP address")
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a database URL lexyjobs cannot use (never repeating it: it may hold a password)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "is not a database URL"
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        if not parsed.database or parsed.database == ":memory:" or parsed.query.get("mode") == "memory":
+            return "needs a database file (several threads and processes share it), not an in-memory database"
+        return None
+    if parsed.drivername == "postgresql+psycopg":
+        return None
+    return f"uses '{parsed.drivername}', which lexyjobs does not support"
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _is_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    labels = text.removesuffix(".").split(".")
+    return (0 < len(text) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+            and not all(label.isdigit() for label in labels))
+
+
+def _is_network(text: str) -> bool:
+    if text == "*":
+        return True
+    try:
+        ipaddress.ip_network(text, strict=False)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_http_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_email(text: str) -> bool:
+    return bool(re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", parseaddr(text)[1]))
 
 SECRET_KEY_FILE = "secret_key"
 

@@ -15,12 +15,12 @@ from typing import Any, Callable, TypeVar
 from flask import (Flask, Response, current_app, g, jsonify, make_response, redirect, render_template, request, session,
                    url_for)
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from lexyjobs import accounts
 from lexyjobs.accounts import Identity
 from lexyjobs.actions import Actor
 from lexyjobs.config import Settings
+from lexyjobs.proxies import TrustedProxies
 from lexyjobs.runtime import current
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,9 +84,8 @@ def init_app(app: Flask, settings: Settings) -> None:
                       SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
                       MAX_CONTENT_LENGTH=settings.max_body)
     app.session_interface = _Cookies(settings.secure_cookies)
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies,  # type: ignore[method-assign]
+                                  settings.trusted_proxy_addresses)
     app.before_request(_authorize)
     app.after_request(_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token

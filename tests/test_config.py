@@ -89,7 +89,7 @@ def test_an_unknown_sqlite_synchronous_mode_stops_with_the_variable_name() -> No
     with pytest.raises(SystemExit) as info:
         load_settings(environ={"LEXYJOBS_SQLITE_SYNCHRONOUS": "sometimes"})
     assert "LEXYJOBS_SQLITE_SYNCHRONOUS" in str(info.value.code)
-    assert load_settings(environ={"LEXYJOBS_SQLITE_SYNCHRONOUS": "full"}).sqlite_synchronous == "full"
+    assert load_settings(environ={"LEXYJOBS_SQLITE_SYNCHRONOUS": "full"}).sqlite_synchronous == "FULL"
 
 
 # ---------------------------------------------------------------- database URL

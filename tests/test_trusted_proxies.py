@@ -12,12 +12,13 @@ import http.server
 import re
 import threading
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from liveserver import E2E_TOKEN, Server, running_server
+from loopback_client import Browser
 
 from lexyjobs import accounts
 
@@ -69,45 +70,6 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # keep the test output quiet
         pass
-
-
-@dataclass
-class Browser:
-    """A client on its own loopback address, with the session cookie it was given."""
-
-    target: tuple[str, int]
-    address: str
-    headers: dict[str, str] = field(default_factory=dict)
-    cookie: str | None = None
-    set_cookies: list[str] = field(default_factory=list)
-
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:
-        connection = http.client.HTTPConnection(*self.target, timeout=30, source_address=(self.address, 0))
-        headers = dict(self.headers)
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if self.cookie:
-            headers["Cookie"] = self.cookie
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            answer = connection.getresponse()
-            text = answer.read().decode()
-        finally:
-            connection.close()
-        for value in answer.headers.get_all("Set-Cookie") or []:
-            self.set_cookies.append(value)
-            self.cookie = value.split(";", 1)[0]
-        return answer.status, text
-
-    def log_in(self, username: str, password: str) -> int:
-        _, page = self.request("GET", "/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-        assert token is not None, page
-        status, _ = self.request("POST", "/login", {"username": username, "password": password,
-                                                    "csrf_token": token.group(1), "next": "/"})
-        return status
 
 
 @dataclass

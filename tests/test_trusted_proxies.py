@@ -21,6 +21,7 @@ from liveserver import E2E_TOKEN, Server, running_server
 from loopback_client import Browser
 
 from lexyjobs import accounts
+from lexyjobs.proxies import TrustedProxies
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 ADMIN_PASSWORD = "admin-password-1"
@@ -163,3 +164,13 @@ def test_without_trusted_proxies_the_proxy_is_the_client(db_url: str, bob: str, 
         assert browser.log_in(bob, BOB_PASSWORD) == 302
         assert not secure(browser.set_cookies)
         assert site.audit_clients("login.success") == [PROXY_ADDRESS]
+
+
+def test_a_peer_is_trusted_by_address_or_network_and_only_with_proxies_counted() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        return []
+    listed = TrustedProxies(app, 1, ("127.0.0.1", "172.16.0.0/12", "fd00::/8"))
+    assert [listed.trusts(peer) for peer in ("127.0.0.1", "172.18.0.5", "::ffff:172.18.0.5", "fd00::7")] == [True] * 4
+    assert [listed.trusts(peer) for peer in ("127.0.0.2", "172.32.0.1", "::1", "", "unix")] == [False] * 5
+    assert TrustedProxies(app, 1, ("*",)).trusts("203.0.113.9")
+    assert not TrustedProxies(app, 0, ("*",)).trusts("127.0.0.1")  # LEXYJOBS_TRUSTED_PROXIES=0: nobody

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import accounts, audit
 from lexyjobs.guard import identity, public, start_session
-from lexyjobs.ratelimit import LoginThrottle
+from lexyjobs.ratelimit import LoginThrottle, address_key
 from lexyjobs.redirects import safe_next
 from lexyjobs.runtime import current
 
@@ -28,7 +28,7 @@ def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
     username = request.form.get("username", "").strip().lower()[:100]
     password = request.form.get("password", "")
     lexy, client = current(), request.remote_addr
-    attempt = _throttle().attempt(client or "-", username)
+    attempt = _throttle().attempt(address_key(client), username)
     if attempt.refused_for:
         audit.record_refused(lexy.db, "login.rate_limited", username, client=client)
         wait = math.ceil(attempt.refused_for)

@@ -10,11 +10,13 @@ serves the login form). It slows whoever guesses, not the owner of the account:
   every attempt on that name, by ``USER_STEP_DELAY`` each, at most ``USER_MAX_DELAY`` — never a
   refusal, so nobody can lock an account by failing on purpose.
 
-A correct password from an address that has not failed is therefore never refused. An attempt
+A correct password from an address that has not failed is therefore never refused. An IPv6
+address counts as its /64 network (one host usually holds a whole /64, so its addresses are free). An attempt
 counts as a failure from the moment it is let through (so parallel requests cannot slip past a
 budget while their passwords are being checked) until it succeeds (``Attempt.succeeded``)."""
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import deque
@@ -97,6 +99,19 @@ class LoginThrottle:
             if len(hits) > MAX_KEYS:
                 for key in [k for k, q in hits.items() if not q or q[-1] <= now - WINDOW]:
                     del hits[key]
+
+
+def address_key(address: str | None) -> str:
+    """The budget a client address draws on: itself, or its /64 network for IPv6."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "-"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def pair_delay(failures: int) -> float:

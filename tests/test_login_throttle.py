@@ -20,7 +20,7 @@ from liveserver import running_server
 from lexyjobs import accounts, audit
 from lexyjobs.db import Database
 from lexyjobs.ratelimit import (PAIR_FREE_FAILURES, PAIR_MAX_DELAY, USER_MAX_DELAY, USER_STEP_DELAY, WINDOW,
-                                LoginThrottle, pair_delay)
+                                LoginThrottle, address_key, pair_delay)
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -130,6 +130,13 @@ def test_parallel_attempts_cannot_slip_past_a_budget_while_passwords_are_checked
     assert sum(let_through) == PER_MINUTE
 
 
+def test_an_ipv6_client_draws_on_the_budget_of_its_64_network():
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:10.0.0.5") == "10.0.0.5" and address_key("10.0.0.5") == "10.0.0.5"
+    assert address_key(None) == "-" and address_key("unix-socket") == "unix-socket"
+
+
 # ------------------------------------------------------------------ the login form (both databases)
 
 @pytest.fixture
@@ -178,6 +185,8 @@ def test_failures_on_the_admin_from_one_address_do_not_lock_the_admin_out(app, d
     assert spelled.status_code == 302
     spoofed = attempt(attacker, ADMIN, "wrong", **{"X-Forwarded-For": "10.9.9.9"})
     assert spoofed.status_code == 429  # no trusted proxy: the header does not change the address
+    ipv6 = [attempt(client_from(app, f"2001:db8::{i}"), ADMIN, "wrong").status_code for i in range(1, 10)]
+    assert ipv6 == [401] * PAIR_FREE_FAILURES + [429] * (9 - PAIR_FREE_FAILURES)  # one /64, one budget
     assert audit.search(db, action="login.success").total == 3
 
 

@@ -28,7 +28,8 @@ def prune_command(dry_run: bool, days: int | None, failed_days: int | None) -> N
     lj = _lexy()
     settings = lj.settings
     policy = retention.Policy(settings.retention_days if days is None else days,
-                              settings.retention_failed_days if failed_days is None else failed_days)
+                              settings.retention_failed_days if failed_days is None else failed_days,
+                              settings.audit_retention_days)
     report = retention.prune(lj.db, policy, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     rows = []
@@ -37,7 +38,7 @@ def prune_command(dry_run: bool, days: int | None, failed_days: int | None) -> N
         rows.append((status, f"{days_kept}d" if days_kept else "forever", report.runs.get(status, 0)))
     _table(("STATUS", "KEPT FOR", "RUNS " + verb.upper()), rows)
     oldest = f"; the oldest finished {_when(report.oldest)} UTC" if report.oldest else ""
-    click.echo(f"{verb} {report.total} runs and {report.alerts} alerts{oldest}")
+    click.echo(f"{verb} {report.total} runs, {report.alerts} alerts and {report.audit} audit entries{oldest}")
 
 
 @click.group("alerts")

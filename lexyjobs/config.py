@@ -57,6 +57,7 @@ class Settings:
     metrics_public: bool = False
     retention_days: int = 30
     retention_failed_days: int = 90
+    audit_retention_days: int = 365
     base_url: str | None = None
     alert_webhook: str | None = None
     alert_webhook_secret: str | None = None
@@ -114,7 +115,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "api_token": ("LEXYJOBS_API_TOKEN", "a bearer token (at least 16 characters) accepted as an admin token, for automation bootstrap"),
     "secure_cookies": ("LEXYJOBS_SECURE_COOKIES", "`auto` (Secure cookies when the request is https), `true` or `false`"),
     "max_body": ("LEXYJOBS_MAX_BODY", "largest request body in bytes; bigger ones get 413"),
-    "login_attempts_per_minute": ("LEXYJOBS_LOGIN_ATTEMPTS_PER_MINUTE", "login attempts allowed per minute per client address and per username"),
+    "login_attempts_per_minute": ("LEXYJOBS_LOGIN_ATTEMPTS_PER_MINUTE", "failed logins allowed per minute per client address; beyond it, failures on one username only slow its logins (see Security)"),
     "trusted_proxies": ("LEXYJOBS_TRUSTED_PROXIES", "number of reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0 = none)"),
     "trusted_proxy_addresses": ("LEXYJOBS_TRUSTED_PROXY_ADDRESSES", "comma-separated addresses or networks "
                                 "(`10.0.0.0/8`) the nearest proxy connects from; X-Forwarded-* from any other "
@@ -123,6 +124,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "metrics_public": ("LEXYJOBS_METRICS_PUBLIC", "`true`: `/metrics` answers without any credentials (only for scrapers on a private network)"),
     "retention_days": ("LEXYJOBS_RETENTION_DAYS", "days finished runs (with their events and logs) are kept; 0 = forever"),
     "retention_failed_days": ("LEXYJOBS_RETENTION_FAILED_DAYS", "days failed runs are kept; 0 = forever"),
+    "audit_retention_days": ("LEXYJOBS_AUDIT_RETENTION_DAYS", "days audit-log entries are kept; 0 = forever"),
     "base_url": ("LEXYJOBS_BASE_URL", "the panel's public address, e.g. `https://jobs.example.com`, for links in alerts"),
     "alert_webhook": ("LEXYJOBS_ALERT_WEBHOOK", "URL every alert is POSTed to as JSON (all jobs, unless a job sets its own `alerts`)"),
     "alert_webhook_secret": ("LEXYJOBS_ALERT_WEBHOOK_SECRET", "signs webhook alerts: header `X-Lexyjobs-Signature: sha256=<HMAC of the body>`"),
@@ -242,6 +244,8 @@ def _check(settings: Settings) -> None:
         refuse("trusted_proxies", "must be 0 or more")
     if settings.retention_days < 0 or settings.retention_failed_days < 0:
         refuse("retention_days" if settings.retention_days < 0 else "retention_failed_days", "must be 0 (keep) or more")
+    if settings.audit_retention_days < 0:
+        refuse("audit_retention_days", "must be 0 (keep) or more")
     unknown_events = sorted(set(settings.alert_events) - set(ALERT_EVENTS))
     if unknown_events:
         refuse("alert_events", f"has '{unknown_events[0]}'; events are {', '.join(ALERT_EVENTS)}")

@@ -1,8 +1,16 @@
 """Engine and sessions. SQLite runs in WAL mode with busy_timeout and foreign keys on, and every
 write transaction starts with ``BEGIN IMMEDIATE`` so it takes the write lock up front (waiting up to
-busy_timeout) instead of failing with "database is locked" when it upgrades from a read."""
+busy_timeout) instead of failing with "database is locked" when it upgrades from a read.
+
+The SQLite file holds password hashes, params and logs, so it is private to its owner (0600):
+lexyjobs creates it so before SQLite opens it, and SQLite gives the ``-wal`` and ``-shm`` files the
+database file's mode. A file found readable by everyone is narrowed to 0600 at the first
+connection, with one log line."""
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
@@ -11,7 +19,10 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PRIVATE_MODE = 0o600
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 NOTIFY_CHANNEL = "lexyjobs_runs"
 
 
@@ -73,7 +84,63 @@ class Database:
         self.engine.dispose()
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a ``sqlite:///`` URL names (None: in memory, or a ``file:`` URI)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:") or make_url(url).query.get("uri"):
+        return None
+    return database
+
+
+def create_private(path: str) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (an empty file is an empty SQLite
+    database). A folder that does not exist is left to SQLite to report."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+    except OSError:
+        pass
+
+
+def narrow_world_readable(path: str) -> None:
+    """Make the database and its side files 0600 if any of them is open to everyone (one log line).
+    A file readable by its group only was made so on purpose and is left alone."""
+    opened = []
+    for name in (path + suffix for suffix in SQLITE_SIDE_FILES):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+        except OSError:
+            continue
+        if mode & stat.S_IRWXO:
+            opened.append((name, mode))
+    if not opened:
+        return
+    failed = []
+    for name, mode in opened:
+        try:
+            os.chmod(name, PRIVATE_MODE)
+        except OSError as exc:
+            failed.append(f"{name}: {exc.strerror}")
+    modes = ", ".join(f"{name} {mode:04o}" for name, mode in opened)
+    if failed:
+        log.warning("the database files are readable by every user (%s) and could not be made private: %s",
+                    modes, "; ".join(failed))
+    else:
+        log.warning("the database files were readable by every user (%s); they are now 0600", modes)
+
+
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+    checked: list[bool] = []  # the world-readable check runs at the first connection only
+
+    @event.listens_for(engine, "do_connect")
+    def _private_file(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+        if path is None:
+            return
+        create_private(path)  # before SQLite opens (and creates) it, which would use the umask: 0644
+        if not checked:
+            checked.append(True)
+            narrow_world_readable(path)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Manage transactions ourselves (the sqlite3 module's implicit BEGIN is DEFERRED).

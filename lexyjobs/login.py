@@ -1,15 +1,19 @@
-"""Logging in and out of the panel. Attempts are rate-limited per client address and per username;
-each success, failure and refusal is written to the audit log."""
+"""Logging in and out of the panel. Attempts go through the login throttle (lexyjobs.ratelimit:
+it slows whoever fails, never refuses a right password from an address that has not failed);
+successes are written to the audit log, refusals counted there (``audit.record_refused``).
+Only ``POST`` logs in: ``GET`` and ``HEAD`` (which skips the CSRF check) show the form."""
 from __future__ import annotations
 
 import math
+import time
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import accounts, audit
 from lexyjobs.guard import identity, public, start_session
-from lexyjobs.ratelimit import SlidingWindow
+from lexyjobs.ratelimit import LoginThrottle, address_key
+from lexyjobs.redirects import safe_next
 from lexyjobs.runtime import current
 
 bp = Blueprint("login", __name__)
@@ -18,24 +22,27 @@ bp = Blueprint("login", __name__)
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
-    target = _safe_next(request.values.get("next"))
-    if request.method == "GET":
+    target = safe_next(request.values.get("next")) or url_for("panel.dashboard")
+    if request.method != "POST":
         return render_template("login.html", next=target, error=None), 200
     username = request.form.get("username", "").strip().lower()[:100]
     password = request.form.get("password", "")
-    lexy = current()
-    wait = _limiter().retry_after(f"ip:{request.remote_addr}", f"user:{username}")
-    if wait:
-        audit.record(lexy.db, username or "-", "login.rate_limited", username or None, client=request.remote_addr)
-        message = f"Too many login attempts. Try again in {math.ceil(wait)} seconds."
+    lexy, client = current(), request.remote_addr
+    attempt = _throttle().attempt(address_key(client), username)
+    if attempt.refused_for:
+        audit.record_refused(lexy.db, "login.rate_limited", username, client=client)
+        wait = math.ceil(attempt.refused_for)
+        message = f"Too many login attempts. Try again in {wait} seconds."
         page = render_template("login.html", next=target, error=message, username=username)
-        return page, 429, {"Retry-After": str(math.ceil(wait))}
+        return page, 429, {"Retry-After": str(wait)}
+    time.sleep(attempt.delay)  # this username is under attack: everyone's attempts on it are slower
     who = accounts.authenticate(lexy.db, username, password) if username and password else None
     if who is None:
-        audit.record(lexy.db, username or "-", "login.failure", username or None, client=request.remote_addr)
+        audit.record_refused(lexy.db, "login.failure", username, client=client)
         return render_template("login.html", next=target, error="Wrong username or password.", username=username), 401
+    attempt.succeeded()
     start_session(who)
-    audit.record(lexy.db, who.actor, "login.success", who.name, client=request.remote_addr)
+    audit.record(lexy.db, who.actor, "login.success", who.name, client=client)
     return redirect(target)
 
 
@@ -51,18 +58,11 @@ def logout() -> BaseResponse:
     return redirect(url_for("login.login"))
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path on this site (no ``//host`` or scheme), else the dashboard."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("panel.dashboard")
-
-
-def _limiter() -> SlidingWindow:
-    return current_app.extensions["lexyjobs_login_limiter"]  # type: ignore[no-any-return]
+def _throttle() -> LoginThrottle:
+    return current_app.extensions["lexyjobs_login_throttle"]  # type: ignore[no-any-return]
 
 
 def init_app(app: Flask) -> None:
     settings = app.extensions["lexyjobs"].settings
-    app.extensions["lexyjobs_login_limiter"] = SlidingWindow(settings.login_attempts_per_minute)
+    app.extensions["lexyjobs_login_throttle"] = LoginThrottle(settings.login_attempts_per_minute)
     app.register_blueprint(bp)

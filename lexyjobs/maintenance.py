@@ -51,15 +51,15 @@ class Periodic:
 
 def housekeeping(db: Database, settings: Settings) -> list[Periodic]:
     """The threads a scheduling process runs (not started)."""
-    policy = retention.Policy(settings.retention_days, settings.retention_failed_days)
+    policy = retention.Policy(settings.retention_days, settings.retention_failed_days, settings.audit_retention_days)
 
     def prune() -> None:
         report = retention.prune(db, policy)
-        if report.total or report.alerts:
-            log.info("retention: deleted %d finished runs (%s) and %d alerts", report.total,
-                     ", ".join(f"{n} {s}" for s, n in report.runs.items() if n), report.alerts)
+        if report.total or report.alerts or report.audit:
+            log.info("retention: deleted %d finished runs (%s), %d alerts and %d audit entries", report.total,
+                     ", ".join(f"{n} {s}" for s, n in report.runs.items() if n), report.alerts, report.audit)
 
     threads = [Periodic("alerts", CHECK_SECONDS, Alerter(db, settings).check)]
-    if settings.retention_days or settings.retention_failed_days:
+    if settings.retention_days or settings.retention_failed_days or settings.audit_retention_days:
         threads.append(Periodic("retention", PRUNE_SECONDS, prune, first=FIRST_PRUNE_SECONDS))
     return threads

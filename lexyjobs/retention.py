@@ -5,7 +5,8 @@ Deletion goes in batches of ``BATCH`` runs, each its own short write transaction
 the scheduler never wait long for the write lock (on SQLite there is one for the whole file).
 Events and logs go with their run through ``ON DELETE CASCADE``; runs that pointed at a deleted
 run (``retry_of``, ``parent_run_id``) keep existing with the pointer set to NULL. Queued and
-running runs are never touched, whatever their age. The scheduler process runs ``prune`` every
+running runs are never touched, whatever their age. Audit-log entries older than
+``LEXYJOBS_AUDIT_RETENTION_DAYS`` go too (by their time ``at``), in batches the same way. The scheduler process runs ``prune`` every
 ``INTERVAL`` seconds (``lexyjobs.maintenance``); ``lexyjobs prune [--dry-run]`` runs it by hand."""
 from __future__ import annotations
 
@@ -18,20 +19,22 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from lexyjobs.db import Database, utcnow
-from lexyjobs.models import Alert
+from lexyjobs.models import Alert, AuditEntry
 from lexyjobs.states import RUNS, TERMINAL, RunStatus
 
 BATCH = 500
 PAUSE_SECONDS = 0.02  # between batches: lets a waiting worker or the scheduler take the write lock
 ALERTS = cast(Table, Alert.__table__)
+AUDIT = cast(Table, AuditEntry.__table__)
 
 
 @dataclass(frozen=True)
 class Policy:
-    """How many days finished runs are kept; 0 keeps them forever."""
+    """How many days finished runs (and audit-log entries) are kept; 0 keeps them forever."""
 
     days: int = 30
     failed_days: int = 90
+    audit_days: int = 365
 
     def cutoffs(self, now: datetime) -> dict[str, datetime]:
         """Per terminal status, the finish time before which a run goes."""
@@ -47,6 +50,7 @@ class Policy:
 class PruneReport:
     runs: dict[str, int] = field(default_factory=dict)  # status -> runs deleted (or that would be)
     alerts: int = 0
+    audit: int = 0  # audit-log entries deleted (or that would be)
     oldest: datetime | None = None  # finish time of the oldest run concerned
 
     @property
@@ -74,7 +78,27 @@ def prune(db: Database, policy: Policy, *, now: datetime | None = None, dry_run:
         if not dry_run and report.alerts:
             with db.write() as session:
                 session.execute(delete(ALERTS).where(ALERTS.c.created_at < alert_cutoff))
+    if policy.audit_days > 0:
+        report.audit = _prune_audit(db, now - timedelta(days=policy.audit_days), dry_run, batch)
     return report
+
+
+def _prune_audit(db: Database, cutoff: datetime, dry_run: bool, batch: int) -> int:
+    """Audit entries older than ``cutoff``: deleted oldest first, ``batch`` per transaction (or counted)."""
+    if dry_run:
+        with db.read() as session:
+            return session.execute(select(func.count()).select_from(AUDIT).where(AUDIT.c.at < cutoff)).scalar_one()
+    deleted = 0
+    while True:
+        with db.write() as session:
+            ids = session.execute(select(AUDIT.c.id).where(AUDIT.c.at < cutoff)
+                                  .order_by(AUDIT.c.at).limit(batch)).scalars().all()
+            if ids:
+                session.execute(delete(AUDIT).where(AUDIT.c.id.in_(ids)))
+        deleted += len(ids)
+        if len(ids) < batch:
+            return deleted
+        time.sleep(PAUSE_SECONDS)
 
 
 def _expired(status: str, cutoff: datetime) -> Any:

@@ -156,7 +156,7 @@ def test_the_panel_shows_xss_payloads_as_text_and_never_runs_them(panel_server: 
             assert _visit(page, f"{base}/") == 200 and page.url.startswith(f"{base}/login")
             _assert_harmless(page, watch, "Log in")
             page.screenshot(path=str(shots / "login.png"), full_page=True)
-            odd_next = "/" + PAYLOADS[1]
+            odd_next = '/"><svg/onload="window.__xss=1">'  # a same-site path (no spaces), so it is kept
             assert _visit(page, f"{base}/login?next={urllib.parse.quote(odd_next)}") == 200
             assert page.input_value("input[name=next]") == odd_next
             _assert_harmless(page, watch)

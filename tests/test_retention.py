@@ -144,7 +144,7 @@ def test_the_prune_command_shows_and_then_deletes(db_url: str, db: Database, his
     env = {"LEXYJOBS_DATABASE_URL": db_url, "LEXYJOBS_JOBS_FILE": "", "LEXYJOBS_RETENTION_FAILED_DAYS": "30"}
     dry = CliRunner().invoke(main, ["prune", "--dry-run"], env=env, catch_exceptions=False)
     assert dry.exit_code == 0, dry.output
-    assert "would delete 5 runs and 0 alerts" in dry.output
+    assert "would delete 5 runs, 0 alerts and 0 audit entries" in dry.output
     assert any(line.split() == ["failed", "30d", "2"] for line in dry.output.splitlines())
     assert existing(db, list(history.values())) == set(history.values())
 

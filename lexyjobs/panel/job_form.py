@@ -31,7 +31,7 @@ PREVIEW_FIRES = 5
 @bp.route("/jobs/new", methods=["GET", "POST"])
 def job_new() -> str | BaseResponse | tuple[str, int]:
     actor().require("admin")
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (no CSRF check): only show the form
         return _form(None, {"kind": request.args.get("kind", "python")}, {})
     form = _submitted()
     name = request.form.get("name", "").strip()
@@ -46,7 +46,7 @@ def job_new() -> str | BaseResponse | tuple[str, int]:
 def job_edit(name: str) -> str | BaseResponse | tuple[str, int]:
     actor().require("admin")
     job = _editable(name)
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (no CSRF check): only show the form
         return _form(name, _fields_of(mask_config(job.spec)), {})
     form = _submitted()
     try:

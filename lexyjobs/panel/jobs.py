@@ -17,6 +17,7 @@ from lexyjobs.guard import actor
 from lexyjobs.health import JobOverview, jobs_overview
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, render, wants_partial
+from lexyjobs.redirects import safe_next
 from lexyjobs.runtime import current
 from lexyjobs.serialize import schedule_summary
 
@@ -70,7 +71,7 @@ def _set_paused(name: str, paused: bool) -> str | BaseResponse:
     lexy, now = current(), utcnow()
     actions.set_paused(lexy.db, actor(), name, paused)
     if not wants_partial():
-        return redirect(request.form.get("next") or url_for("panel.jobs"))
+        return redirect(safe_next(request.form.get("next")) or url_for("panel.jobs"))
     [overview] = jobs_overview(lexy.db, now, [name])
     return render_template("_partials/_job_row.html", row=_row(overview, now))
 
@@ -79,7 +80,7 @@ def _set_paused(name: str, paused: bool) -> str | BaseResponse:
 def run_form(name: str) -> str | BaseResponse | tuple[str, int]:
     """Run now, with a form generated from the job's params; ``?from_run=ID`` prefills it."""
     definition = current().catalog.get(name)
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (no CSRF check): only show the form
         values = _prefill(definition)
         return render_template("run_form.html", definition=definition, values=values, errors={},
                                priority=values.pop("__priority", ""), run_at="")

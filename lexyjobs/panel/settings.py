@@ -86,7 +86,7 @@ def user_remove(username: str) -> BaseResponse | Page:
     """GET (or a POST without ``confirm=yes``) asks first; the confirmed POST removes."""
     who = actor()
     who.require("admin")
-    if request.method == "GET" or request.form.get("confirm") != "yes":
+    if request.method != "POST" or request.form.get("confirm") != "yes":
         return _page(confirm_remove=username)
     return _after("users", lambda: actions.remove_user(current().db, who, username),
                   f"Removed {username}; their sessions ended.")

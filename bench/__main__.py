@@ -8,7 +8,8 @@ enqueue and processing, at 4 threads and 1, on SQLite, SQLite with ``synchronous
 Postgres; then 1, 2 and 4 worker processes on Postgres), the peers (huey, pgqueuer,
 procrastinate), pickup latency, cron lateness, the panel at 1,000,000 runs, start-up and what a
 python job's ``isolation = "process"`` costs. Their output goes to the raw file; the figures to
-the report, with ratios to the peers and the targets of issue 6. ``--quick`` uses tiny numbers (a smoke run: the report says so)."""
+the report, with ratios to the peers and the targets of issue 6. ``--quick`` uses tiny numbers
+(a smoke run: the report says so)."""
 from __future__ import annotations
 
 import argparse

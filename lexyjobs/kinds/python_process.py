@@ -10,6 +10,7 @@ result comes back pickled; progress, log lines and details stream back while it 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import pickle
 import select
@@ -65,11 +66,11 @@ def _send_request(proc: subprocess.Popen[bytes], ctx: RunContext, config: Mappin
                            "attempt": ctx.attempt, "max_attempts": ctx.max_attempts, "timeout": ctx.timeout,
                            "kill_grace": ctx.kill_grace}}
     assert proc.stdin is not None
-    try:
-        proc.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
-        proc.stdin.close()
-    except BrokenPipeError:  # it died at start: its output says why
-        pass
+    with contextlib.suppress(BrokenPipeError):  # it died at start (or was stopped): its output says why
+        try:
+            proc.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            proc.stdin.close()
 
 
 def _result(end: tuple[Any, ...] | None, code: int | None) -> Any:

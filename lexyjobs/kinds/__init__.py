@@ -63,8 +63,7 @@ def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in environ:
-                raise JobFailed(f"environment variable {name} is not set (a configuration problem: "
-                                "set it where lexyjobs runs, then run the job again)", retryable=False)
+                raise JobFailed(f"environment variable {name} is not set", retryable=False)
             return environ[name]
         return _ENV_REF.sub(sub, value)
     if isinstance(value, list):

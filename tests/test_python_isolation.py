@@ -161,3 +161,22 @@ def test_killing_the_server_kills_the_child(db, db_url, make_job, tmp_path):
             server.wait(timeout=10)
         if pid_file.exists() and alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_the_job_form_offers_isolation_and_saves_it_with_env_passthrough(panel_as, db):
+    admin = panel_as("admin")
+    fields = admin.get("/jobs/kind-fields", query_string={"kind": "python"}).get_data(as_text=True)
+    assert 'name="k_isolation"' in fields and "<option>process</option>" in fields
+    assert 'name="k_env_passthrough"' in fields
+    response = admin.post("/jobs/new", data={"name": "isolated", "kind": "python", "k_func": "jobfuncs:noop",
+                                             "k_isolation": "process", "enabled": "true",
+                                             "k_env_passthrough": '["LEXYJOBS_DATA_*"]'})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    with db.read() as session:
+        job = store.get_job(session, "isolated")
+    assert job is not None
+    assert (job.spec["isolation"], job.spec["env_passthrough"]) == ("process", ["LEXYJOBS_DATA_*"])
+    detail = admin.get("/jobs/isolated").get_data(as_text=True)
+    assert "isolation" in detail and "process" in detail
+    edit = admin.get("/jobs/isolated/edit").get_data(as_text=True)
+    assert "<option selected>process</option>" in edit

@@ -6,9 +6,10 @@ Each benchmark runs in its own interpreter (``python -m bench.<name> ... --json 
 after the other on this machine, the same database server and disk: lexyjobs' queue (drain:
 enqueue and processing, at 4 threads and 1, on SQLite, SQLite with ``synchronous=FULL`` and
 Postgres; then 1, 2 and 4 worker processes on Postgres), the peers (huey, pgqueuer,
-procrastinate), pickup latency, cron lateness, the panel at 1,000,000 runs and start-up. Their
-output goes to the raw file; the figures to the report, with ratios to the peers and the
-targets of issue 6. ``--quick`` uses tiny numbers (a smoke run: the report says so)."""
+procrastinate), pickup latency, cron lateness, the panel at 1,000,000 runs, start-up and what a
+python job's ``isolation = "process"`` costs. Their output goes to the raw file; the figures to
+the report, with ratios to the peers and the targets of issue 6. ``--quick`` uses tiny numbers
+(a smoke run: the report says so)."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,7 @@ def steps(quick: bool) -> list[Step]:
                                         "--jobs", "10" if quick else "100", "--requests", "3" if quick else "20"])
           for db in ("sqlite", "postgres")),
         Step("startup", "startup", ["--db", "sqlite", "--repeat", repeat, "--idle", "1" if quick else "5"]),
+        Step("isolation", "isolation", ["--repeat", "3" if quick else "20"]),
     ]
 
 
@@ -255,6 +257,13 @@ def report(r: dict[str, Any], *, quick: bool, took: float, pg_url: str, raw_name
             lines.append(f"| {name.replace('_', ' ')} | {spread(f.get('healthz_ms'), 'ms')} | "
                          f"{spread(f.get('rss_mb'), 'MB')} | {spread(f.get('idle_cpu_pct'), '%')} | "
                          f"{spread(f.get('stop_ms'), 'ms')} |")
+    isolation = r.get("isolation", {})
+    if "process" in isolation:
+        lines += ["", "## python jobs: `isolation = \"process\"` start-up (a no-op function, until its result is back)",
+                  "", "| mode | per run |", "|---|---|"]
+        lines += [f"| {words} | {spread(isolation.get(mode), 'ms')} |" for mode, words in (
+            ("thread", "thread (default)"), ("process", "process: a module importing nothing heavy"),
+            ("process_registry", "process: a module using `@job` (imports lexyjobs.registry, SQLAlchemy)"))]
     failed = {key: figures["error"] for key, figures in r.items() if isinstance(figures, dict) and "error" in figures}
     if failed:
         lines += ["", "## Steps that failed", ""] + [f"- {key}: {error}" for key, error in failed.items()]

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any, Mapping
 
 from lexyjobs.context import JobFailed, RunCanceled, RunContext
-from lexyjobs.registry import job
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from lexyjobs.registry import job
 
 __all__ = ["create_app", "job", "RunContext", "RunCanceled", "JobFailed"]
 __version__ = "0.1.0"
@@ -16,10 +18,21 @@ __version__ = "0.1.0"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def __getattr__(name: str) -> Any:
+    """``job`` is imported on first use: the registry brings SQLAlchemy, which a module that only
+    needs RunContext (say, in the child process of an ``isolation = "process"`` job) should not pay."""
+    if name == "job":
+        from lexyjobs.registry import job
+        return job
+    raise AttributeError(f"module 'lexyjobs' has no attribute {name!r}")
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. ``config`` overrides environment settings by field name
     (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection; the only
     side effect is creating the secret key file on the very first start (see config.secret_key)."""
+    from flask import Flask
+
     from lexyjobs import api, cli, guard, login, panel, routing, runtime, web
     from lexyjobs.config import load_settings, secret_key
     from lexyjobs.runtime import Lexyjobs

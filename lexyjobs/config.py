@@ -96,7 +96,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "heartbeat_interval": ("LEXYJOBS_HEARTBEAT_INTERVAL", "seconds between heartbeats of running runs"),
     "stale_after": ("LEXYJOBS_STALE_AFTER", "a running run whose heartbeat is older than this is rescued"),
     "shutdown_grace": ("LEXYJOBS_SHUTDOWN_GRACE", "seconds SIGTERM/SIGINT waits for running runs before re-queueing them"),
-    "kill_grace": ("LEXYJOBS_KILL_GRACE", "seconds between SIGTERM and SIGKILL when a shell run is cancelled or times out"),
+    "kill_grace": ("LEXYJOBS_KILL_GRACE", "seconds between SIGTERM and SIGKILL when a shell run (or a python run with "
+                   "`isolation = \"process\"`) is cancelled or times out"),
     "log_max_bytes": ("LEXYJOBS_LOG_MAX_BYTES", "characters of log kept per run; older lines are trimmed with a marker"),
     "sqlite_synchronous": ("LEXYJOBS_SQLITE_SYNCHRONOUS", "`NORMAL` (WAL: a power loss may drop the last commits, a crash never does) or `FULL`"),
     "http_threads": ("LEXYJOBS_HTTP_THREADS", "waitress threads serving HTTP"),

@@ -27,11 +27,23 @@ class RunCanceled(Exception):
 class JobFailed(Exception):
     """An expected failure: its message becomes the run's error, without a traceback.
     ``retry_after`` (seconds) makes the next attempt, if any, wait at least that long (e.g. a
-    server's ``Retry-After``); the job's backoff still applies when it is longer."""
+    server's ``Retry-After``); the job's backoff still applies when it is longer.
+    ``retryable=False``: another attempt cannot help (a configuration problem such as an unset
+    ``${VAR}``): the run fails at once, whatever attempts are left."""
 
-    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str = "", *, retry_after: float | None = None, retryable: bool = True) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.retryable = retryable
+
+
+class ChildError(Exception):
+    """A job function running in a child process (python ``isolation = "process"``) raised an
+    unexpected exception: its ``Type: message`` and traceback, as the child saw them."""
+
+    def __init__(self, error: str, traceback: str | None) -> None:
+        super().__init__(error)
+        self.error, self.traceback = error, traceback
 
 
 class RunContext:

@@ -9,6 +9,7 @@ from typing import Any
 from lexyjobs.cron import describe, parse_timezone, upcoming_fire
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.health import Health
+from lexyjobs.kinds import unset_env
 from lexyjobs.masking import mask_config
 from lexyjobs.models import AuditEntry, Job, Run, RunEvent
 from lexyjobs.params import schema_to_json
@@ -41,6 +42,7 @@ def job_dict(job: Job, definition: JobDefinition | None, health: Health | None, 
         "params": schema_to_json(definition.params) if definition else [],
         "health": dataclasses.asdict(health) if health else None,
         "definition": mask_config(job.spec), "version": job.version,
+        "unset_env": unset_env(definition.kind, definition.config) if definition else [],
         "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
     }
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from lexyjobs import pipelines, store, workers
 from lexyjobs.config import Settings
-from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, JobFailed, RunCanceled, RunContext
+from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, ChildError, JobFailed, RunCanceled, RunContext
 from lexyjobs.db import NOTIFY_CHANNEL, Database, utcnow
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.durations import format_duration
@@ -387,7 +387,10 @@ class Worker:
             return self._stopped_outcome(active) or Outcome(active, RunStatus.CANCELED, error=str(exc))
         except JobFailed as exc:
             return self._stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc),
-                                                            retry_after=exc.retry_after)
+                                                            retry_after=exc.retry_after, retryable=exc.retryable)
+        except ChildError as exc:  # python isolation=process: the child's exception and traceback
+            return self._stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=exc.error,
+                                                            traceback=exc.traceback)
         except BaseException as exc:  # SystemExit from a reused script included: the run fails, the thread lives
             return self._stopped_outcome(active) or Outcome(
                 active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())

@@ -153,3 +153,35 @@ def fail_after(ctx: RunContext) -> None:
 def rate_limited(ctx: RunContext) -> None:
     """Fail asking the next attempt to wait at least ``retry_after`` seconds (like a 429)."""
     raise JobFailed("slow down", retry_after=float(ctx.params["retry_after"]))
+
+
+def mark_then_sleep(ctx: RunContext) -> str:
+    """Write this process's pid to ``params["pid_file"]``, then sleep ``seconds`` (default 20)
+    without ever checking for cancellation; with ``ignore_sigterm`` SIGTERM is ignored too."""
+    import signal
+    if ctx.params.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(ctx.params["pid_file"], "w", encoding="utf-8") as out:
+        out.write(str(os.getpid()))
+    time.sleep(float(ctx.params.get("seconds", 20)))
+    return "woke up"
+
+
+def talks_every_way(ctx: RunContext) -> dict[str, Any]:
+    """Output through every channel a python job has: progress, ctx.log, ctx.write, print, the
+    root logger and stderr; returns its pid and params (a child's pid is not the server's)."""
+    import logging
+    import sys
+    ctx.progress(60, "most of it")
+    ctx.log.info("through ctx.log")
+    ctx.write("through ctx.write\n")
+    print("through print")
+    logging.getLogger("some.library").warning("through logging")
+    print("through stderr", file=sys.stderr)
+    ctx.details["rows"] = 3
+    return {"pid": os.getpid(), "params": dict(ctx.params)}
+
+
+def environment_names(ctx: RunContext) -> list[str]:
+    """The names of this process's environment variables, sorted."""
+    return sorted(os.environ)

@@ -204,10 +204,10 @@ def test_key_and_base_url_come_from_the_jobs_env_references_and_are_never_stored
 def test_without_any_api_key_the_run_fails_saying_how_to_set_one(db, make_job, start_worker, llm,
                                                                  monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("OPENAI_API_KEY")
-    make_job("keyless", **BASIC, max_attempts=1)
+    make_job("keyless", **BASIC, max_attempts=3, backoff="0s")
     start_worker()
     run = finished(db, runs.enqueue(db, "keyless"))
-    assert run.status == "failed"
+    assert run.status == "failed" and run.attempt == 1  # a configuration problem: not retried
     assert run.error is not None and run.error.startswith("no API key: set OPENAI_API_KEY or the job's api_key")
     assert llm.received == []
 

@@ -39,6 +39,9 @@ JOB = {
     "params": {"type": "array", "items": {"type": "object"}}, "health": _nullable(_ref("Health")),
     "definition": {"type": "object", "description": "the definition as written; ${ENV} references are not "
                                                       "expanded and literal secrets are shown as ****"},
+    "unset_env": {"type": "array", "items": STRING,
+                  "description": "${VAR} references of the definition not set in the server's environment: "
+                                 "a run would fail at once, naming the variable"},
     "version": INTEGER, "created_at": TIME, "updated_at": TIME}
 RUN = {
     "id": INTEGER, "job": STRING, "status": {"enum": STATUSES}, "priority": INTEGER, "params": {"type": "object"},

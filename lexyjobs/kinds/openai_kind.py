@@ -130,7 +130,7 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     key = expand_env(config["api_key"]) if "api_key" in config else os.environ.get("OPENAI_API_KEY")
     if not key:
         raise JobFailed("no API key: set OPENAI_API_KEY or the job's api_key (a server that needs none, "
-                        "such as Ollama, accepts any value)")
+                        "such as Ollama, accepts any value)", retryable=False)
     base_url = expand_env(config["base_url"]) if "base_url" in config else os.environ.get("OPENAI_BASE_URL") or None
     # The run's timeout is enforced by the worker (the run fails "timed out after …"); the
     # request's own ends a little later, so that it never wins the race with another message.

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 
 from lexyjobs.context import SHUTDOWN, JobFailed, RunCanceled, RunContext
 from lexyjobs.errors import InvalidDefinition
-from lexyjobs.kinds import expand_env
+from lexyjobs.kinds import expand_env, job_environ, parse_env_passthrough
 
 EXIT_DRAIN = 2.0  # seconds output is still read after the command exited
 
@@ -23,6 +23,8 @@ FIELDS = {
     "argv": "command and arguments as a list, e.g. `[\"python\", \"scripts/ingest.py\"]`",
     "cwd": "working directory (default: the server's)",
     "env": "extra environment variables; values may use `${ENV}`",
+    "env_passthrough": "`LEXYJOBS_*` variables the command still gets (names or glob patterns); "
+                       "lexyjobs' own settings and secrets are removed otherwise",
 }
 
 
@@ -36,7 +38,11 @@ def validate(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     env = fields.get("env", {})
     if not isinstance(env, Mapping) or not all(isinstance(v, (str, int, float)) for v in env.values()):
         raise InvalidDefinition(job, "env", "must be a table of text values")
-    return {"argv": list(argv), "cwd": cwd, "env": {k: str(v) for k, v in env.items()}}
+    config: dict[str, Any] = {"argv": list(argv), "cwd": cwd, "env": {k: str(v) for k, v in env.items()}}
+    passthrough = parse_env_passthrough(job, fields.get("env_passthrough"))
+    if passthrough:
+        config["env_passthrough"] = passthrough
+    return config
 
 
 def param_env(params: Mapping[str, Any]) -> dict[str, str]:
@@ -49,7 +55,8 @@ def param_env(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
-    env = {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1"),
+    env = {**job_environ(config.get("env_passthrough", ())),  # without lexyjobs' own settings and secrets
+           "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1"),
            **expand_env(config["env"]), **param_env(ctx.params), "LEXYJOBS_RUN_ID": str(ctx.run_id)}
     argv = expand_env(config["argv"])
     try:

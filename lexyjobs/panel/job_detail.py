@@ -20,6 +20,7 @@ from lexyjobs.definitions import JobDefinition
 from lexyjobs.errors import JobNotFound
 from lexyjobs.guard import actor, identity
 from lexyjobs.health import JobOverview, jobs_overview
+from lexyjobs.kinds import unset_env
 from lexyjobs.masking import mask_config
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, unchanged, wants_partial
@@ -101,6 +102,7 @@ def _page_context(overview: JobOverview, graph: dict[str, tuple[str, ...]], now:
     return {
         "o": overview, "definition": definition, "source": SOURCE_LABELS.get(job.source, job.source),
         "config": mask_config(job.spec), "schedule_words": words, "fires": fires,
+        "unset_env": unset_env(definition.kind, definition.config) if definition else [],
         "dst_between": dst_days_between(definition, now, fires),
         "timezone": definition.timezone if definition else "UTC",
         "upstream": list(graph.get(job.name, ())), "downstream": downstream,

@@ -161,7 +161,7 @@ def _number(job: str, field: str, text: str) -> int:
         raise InvalidDefinition(job, field, f"'{text}' is not a whole number") from None
 
 
-STRUCTURED = {"argv", "headers", "body", "env"}
+STRUCTURED = {"argv", "headers", "body", "env", "env_passthrough"}
 
 
 def _structured(job: str, field: str, text: str) -> Any:

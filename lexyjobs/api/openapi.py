@@ -6,8 +6,11 @@ from functools import lru_cache
 from typing import Any
 
 from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_STATUSES
+from lexyjobs.api.job_schema import schemas as job_schemas
+from lexyjobs.definitions import SOURCES
 from lexyjobs.kinds import KIND_NAMES
 from lexyjobs.states import RunStatus
+from lexyjobs.api.inputs import MAX_TEXT
 
 STATUSES = [s.value for s in RunStatus]
 TRIGGERS = ["schedule", "manual", "api", "dependency", "retry"]
@@ -51,6 +54,7 @@ RUN = {
     "parent_run_id": _nullable(INTEGER)}
 
 SCHEMAS: dict[str, Any] = {
+    **job_schemas(),
     "Error": _object({"error": _object({"code": STRING, "message": STRING, "details": ANY})}),
     "Health": _object({"state": {"enum": ["ok", "warning", "error", "unknown"]}, "reason": STRING,
                        "window_seconds": NUMBER}),
@@ -58,19 +62,13 @@ SCHEMAS: dict[str, Any] = {
     "JobDetail": _object({**JOB, "runs": _object({"stats": STATUS_COUNTS, "latest_run_id": _nullable(INTEGER),
                                                   "list_url": STRING})}),
     "JobList": _object({"jobs": {"type": "array", "items": _ref("Job")}, "total": INTEGER}),
-    "JobDefinition": {
-        "type": "object", "additionalProperties": True,
-        "description": "the fields of a [jobs.<name>] table (see the README's job reference); unknown fields "
-                       "are refused with 422 naming the field",
-        "properties": {"kind": {"enum": list(KIND_NAMES)}, "schedule": STRING, "timezone": STRING,
-                       "title": STRING, "category": STRING, "description": STRING, "enabled": BOOLEAN,
-                       "priority": {"type": "integer", "minimum": 0, "maximum": 10}},
-    },
-    "NewJob": {"allOf": [_ref("JobDefinition"), {"type": "object", "required": ["name", "kind"],
-                                                  "properties": {"name": {"type": "string"}}}]},
-    "RunRequest": _object({"params": {"type": "object"}, "priority": {"type": "integer", "minimum": 0, "maximum": 10},
-                           "run_at": _nullable({"type": "string", "description": "ISO 8601; without an offset it is "
-                                                                                "in the job's timezone"})},
+    "RunRequest": _object({"params": {"type": "object", "description": "values for the job's params (422 when "
+                                                                       "they do not suit its parameter definitions)"},
+                           "priority": {"type": "integer", "minimum": 0, "maximum": 10,
+                                        "description": "leave it out for the job's own"},
+                           "run_at": _nullable({"type": "string", "format": "date-time",
+                                                "description": "ISO 8601; an offset-less time is also taken, in the "
+                                                               "job's timezone; null or left out: now"})},
                           required=[]),
     "Accepted": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING}),
     "Run": _object(RUN),
@@ -144,19 +142,30 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+def _choices(name: str, values: list[str], description: str) -> dict[str, Any]:
+    """A comma-separated list of ``values`` (``?status=queued,failed``)."""
+    return {**_query(name, {"type": "array", "items": {"enum": values}, "minItems": 1}, description),
+            "style": "form", "explode": False}
+
+
+# A text argument: not empty (leave it out instead), no NUL, at most MAX_TEXT characters.
+TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": "^[^\\u0000]*$"}
+
+
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 PAGE = [_query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number, from 1"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "items per page (default 50, max 200)")]
 RUN_FILTERS = [
-    _query("status", STRING, f"comma-separated statuses: {', '.join(STATUSES)}"),
-    _query("job", STRING, "job name"), _query("category", STRING, "job category"),
-    _query("trigger", STRING, f"comma-separated, what created the run: {', '.join(TRIGGERS)}"),
+    _choices("status", STATUSES, "comma-separated statuses"),
+    _query("job", TEXT, "job name"), _query("category", TEXT, "job category"),
+    _choices("trigger", TRIGGERS, "comma-separated, what created the run"),
     _query("since", TIME, "created at or after"), _query("until", TIME, "created before"),
-    _query("q", STRING, "text in params or error"),
+    _query("q", TEXT, "text in params or error"),
 ]
-JOB_FILTERS = [_query("category", STRING, "job category"), _query("kind", STRING, "job kind"),
-               _query("source", STRING, "code, file or db"), _query("paused", BOOLEAN, "only paused / active jobs"),
+JOB_FILTERS = [_query("category", TEXT, "job category"), _query("kind", {"enum": list(KIND_NAMES)}, "job kind"),
+               _query("source", {"enum": list(SOURCES)}, "where the job is defined"),
+               _query("paused", BOOLEAN, "only paused / active jobs"),
                _query("archived", BOOLEAN, "include jobs gone from their code/file source")]
 WRITE = "400 401 403 404 409 413 422"
 
@@ -178,7 +187,7 @@ def document() -> dict[str, Any]:
             "put": _op("Replace a database job's definition", "200", "Job", body="JobDefinition", params=job,
                        role="admin", errors=WRITE),
             "patch": _op("Change some fields of a database job (null removes a field)", "200", "Job",
-                         body="JobDefinition", params=job, role="admin", errors=WRITE),
+                         body="JobChanges", params=job, role="admin", errors=WRITE),
             "delete": _op("Delete a database job and its runs", "204", None, params=job, role="admin",
                           errors="401 403 404 409"),
         },
@@ -205,14 +214,14 @@ def document() -> dict[str, Any]:
         "/api/workers": {"get": _op("Live worker processes and their current runs", "200", "WorkerList",
                                     errors="401")},
         "/api/audit": {"get": _op("The audit log, newest first", "200", "AuditList", role="admin",
-                                  params=[_query("actor", STRING, "who"), _query("action", STRING, "e.g. run.create"),
-                                          _query("target", STRING, "job name, run id, user or token"),
+                                  params=[_query("actor", TEXT, "who"), _query("action", TEXT, "e.g. run.create"),
+                                          _query("target", TEXT, "job name, run id, user or token"),
                                           _query("since", TIME, "at or after"), _query("until", TIME, "before")] + PAGE,
                                   errors="400 401 403")},
         "/api/alerts": {"get": _op("Alerts sent (or tried), newest first, with each target's answer", "200",
-                                   "AlertList", params=[_query("job", STRING, "job name"),
-                                                        _query("event", STRING, "comma-separated: " + ", ".join(ALERT_EVENTS)),
-                                                        _query("status", STRING, "comma-separated: " + ", ".join(ALERT_STATUSES))]
+                                   "AlertList", params=[_query("job", TEXT, "job name"),
+                                                        _choices("event", list(ALERT_EVENTS), "comma-separated events"),
+                                                        _choices("status", list(ALERT_STATUSES), "comma-separated delivery statuses")]
                                    + PAGE, errors="400 401")},
         "/api/me": {"get": _op("Who the token belongs to", "200", "Me", errors="401")},
         "/api/openapi.json": {"get": _op("This document", "200", None, errors="401")},

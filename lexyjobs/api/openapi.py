@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_STATUSES
-from lexyjobs.api.job_schema import schemas as job_schemas
+from lexyjobs.api.job_schema import JOB_NAME, schemas as job_schemas
 from lexyjobs.definitions import SOURCES
 from lexyjobs.kinds import KIND_NAMES
 from lexyjobs.states import RunStatus
@@ -152,7 +152,7 @@ def _choices(name: str, values: list[str], description: str) -> dict[str, Any]:
 TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": "^[^\\u0000]*$"}
 
 
-NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+NAME = {"name": "name", "in": "path", "required": True, "schema": JOB_NAME}
 RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 PAGE = [_query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number, from 1"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "items per page (default 50, max 200)")]

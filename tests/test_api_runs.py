@@ -121,7 +121,7 @@ def test_the_run_list_pages(api_client: ApiClient, history: dict[str, int]) -> N
     ("until", "2025-02-30T00:00:00"), ("q", "x" * 201),
     # exactly as the OpenAPI document says: no empty values, no blanks or empty items in lists, digits only
     ("since", ""), ("until", ""), ("job", ""), ("q", ""), ("status", ""), ("status", " running , succeeded "),
-    ("status", "queued,,failed"), ("trigger", "manual,"), ("page", "1_0"), ("page", " 2"), ("limit", "9" * 5000)])
+    ("status", "queued,,failed"), ("trigger", "manual,"), ("page", "1_0"), ("page", " 2"), ("page", "+2"), ("limit", "9" * 5000)])
 def test_the_run_list_refuses_bad_query_arguments(api_client: ApiClient, arg: str, value: str) -> None:
     error = api_client.error(api_client.get("/api/runs", query_string={arg: value}), 400, "bad_request", field=arg)
     assert error["message"].startswith(f"{arg}: ")

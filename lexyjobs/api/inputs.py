@@ -13,7 +13,7 @@ from lexyjobs.errors import LexyjobsError
 
 MAX_LIMIT = 200
 MAX_TEXT = 200  # characters of a text query argument
-WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")  # int() would also take "1_000" and " 5"
+WHOLE_NUMBER = re.compile(r"-?[0-9]+")  # int() would also take "1_000", "+5" and " 5"
 
 
 class BadInput(LexyjobsError):
@@ -141,7 +141,8 @@ def query_choices(name: str, choices: Iterable[str]) -> tuple[str, ...]:
     values = tuple(raw.split(",")) if _strict() else tuple(v.strip() for v in raw.split(",") if v.strip())
     for value in values:
         if value not in allowed:
-            raise BadInput(name, f"'{value}' is not one of {', '.join(allowed)}")
+            shown = f"'{value}'" if value else "an empty item"
+            raise BadInput(name, f"{shown} is not one of {', '.join(allowed)} (comma-separated, no blanks)")
     return values
 
 

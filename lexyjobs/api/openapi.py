@@ -1,16 +1,18 @@
 """The OpenAPI 3.1 document of ``/api``. A test checks that its paths and methods are exactly the
-registered routes, and schemathesis checks the real responses against these schemas."""
+registered routes, and schemathesis (tests/test_schemathesis.py, every check) that the server
+takes exactly the requests it allows and answers as it says. Job definition schemas:
+``lexyjobs.api.job_schema``."""
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
 
 from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_STATUSES
+from lexyjobs.api.inputs import MAX_TEXT
 from lexyjobs.api.job_schema import JOB_NAME, schemas as job_schemas
 from lexyjobs.definitions import SOURCES
 from lexyjobs.kinds import KIND_NAMES
 from lexyjobs.states import RunStatus
-from lexyjobs.api.inputs import MAX_TEXT
 
 STATUSES = [s.value for s in RunStatus]
 TRIGGERS = ["schedule", "manual", "api", "dependency", "retry"]

@@ -12,10 +12,12 @@ from lexyjobs.api.inputs import MAX_TEXT
 from lexyjobs.api.job_schema import JOB_NAME, schemas as job_schemas
 from lexyjobs.definitions import SOURCES
 from lexyjobs.kinds import KIND_NAMES
+from lexyjobs.runs import TRIGGERS as RUN_TRIGGERS
 from lexyjobs.states import RunStatus
 
 STATUSES = [s.value for s in RunStatus]
-TRIGGERS = ["schedule", "manual", "api", "dependency", "retry"]
+TRIGGERS = list(RUN_TRIGGERS)
+HEALTH_STATES = ["ok", "warning", "error", "unknown"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -37,7 +39,7 @@ ANY: dict[str, Any] = {}
 STATUS_COUNTS = _object({"total": INTEGER, **{s: INTEGER for s in STATUSES}})
 
 JOB = {
-    "name": STRING, "title": STRING, "category": STRING, "kind": STRING,
+    "name": STRING, "title": STRING, "category": STRING, "kind": {"enum": list(KIND_NAMES)},
     "source": {"enum": ["code", "file", "db"]}, "editable": BOOLEAN, "enabled": BOOLEAN, "archived": BOOLEAN,
     "schedule": _nullable(STRING), "schedule_description": STRING, "timezone": _nullable(STRING),
     "next_fire": _nullable(TIME), "description": STRING, "depends_on": {"type": "array", "items": STRING},
@@ -47,7 +49,7 @@ JOB = {
     "version": INTEGER, "created_at": TIME, "updated_at": TIME}
 RUN = {
     "id": INTEGER, "job": STRING, "status": {"enum": STATUSES}, "priority": INTEGER, "params": {"type": "object"},
-    "trigger": STRING, "created_by": _nullable(STRING), "created_at": TIME, "scheduled_for": TIME,
+    "trigger": {"enum": TRIGGERS}, "created_by": _nullable(STRING), "created_at": TIME, "scheduled_for": TIME,
     "started_at": _nullable(TIME), "finished_at": _nullable(TIME), "queue_seconds": _nullable(NUMBER),
     "processing_seconds": _nullable(NUMBER), "attempt": INTEGER, "max_attempts": INTEGER,
     "progress": _nullable(NUMBER), "progress_message": _nullable(STRING), "result": ANY,
@@ -58,7 +60,7 @@ RUN = {
 SCHEMAS: dict[str, Any] = {
     **job_schemas(),
     "Error": _object({"error": _object({"code": STRING, "message": STRING, "details": ANY})}),
-    "Health": _object({"state": {"enum": ["ok", "warning", "error", "unknown"]}, "reason": STRING,
+    "Health": _object({"state": {"enum": HEALTH_STATES}, "reason": STRING,
                        "window_seconds": NUMBER}),
     "Job": _object(JOB),
     "JobDetail": _object({**JOB, "runs": _object({"stats": STATUS_COUNTS, "latest_run_id": _nullable(INTEGER),
@@ -97,7 +99,7 @@ SCHEMAS: dict[str, Any] = {
         "status": {"enum": ["ok", "unavailable"]}, "checks": {"type": "object"},
         "counts": _object({"ok": INTEGER, "warning": INTEGER, "error": INTEGER, "unknown": INTEGER}),
         "jobs": {"type": "array", "items": _object({"name": STRING, "title": STRING, "category": STRING,
-                                                    "state": STRING, "reason": STRING})}}),
+                                                    "state": {"enum": HEALTH_STATES}, "reason": STRING})}}),
     "AuditList": _object({"entries": {"type": "array", "items": _object({
         "id": INTEGER, "at": TIME, "actor": STRING, "action": STRING, "target": _nullable(STRING),
         "client": _nullable(STRING), "details": _nullable({"type": "object"})})}, "pagination": _ref("Pagination")}),
@@ -105,7 +107,7 @@ SCHEMAS: dict[str, Any] = {
         "id": INTEGER, "job": STRING, "event": {"enum": list(ALERT_EVENTS)}, "run_id": _nullable(INTEGER),
         "message": STRING, "status": {"enum": list(ALERT_STATUSES)}, "deliveries": {"type": "object"},
         "created_at": TIME, "sent_at": _nullable(TIME)})}, "pagination": _ref("Pagination")}),
-    "Me": _object({"name": STRING, "role": {"enum": ["viewer", "operator", "admin"]}, "kind": STRING}),
+    "Me": _object({"name": STRING, "role": {"enum": ["viewer", "operator", "admin"]}, "kind": {"enum": ["user", "token", "cli"]}}),
     "WorkerList": _object({"workers": {"type": "array", "items": _object({
         "name": STRING, "host": STRING, "pid": INTEGER, "version": STRING, "threads": INTEGER, "started_at": TIME,
         "heartbeat_at": TIME, "runs": {"type": "array", "items": _object({

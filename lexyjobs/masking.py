@@ -6,10 +6,12 @@ are shown as ``****``. And the values of the variables a job references are repl
 in everything the run records: log lines, error, traceback, result, progress message."""
 from __future__ import annotations
 
-import json
 import os
 import re
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
+
+from lexyjobs.secret_forms import BASE64_CHARS, base64_cores, text_pattern, variants
 
 MASK = "****"
 SENSITIVE_NAME = re.compile(r"(pass(word|wd)?|secret|token|api[-_]?key|apikey|auth|cookie|credential|"
@@ -70,16 +72,8 @@ class Redactor:
     """Replaces known secret values by ``****`` in text and JSON values."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        values = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
-        values |= {_json_escaped(s) for s in values}  # as it appears inside a JSON text (an echoed body)
-        self._pattern: re.Pattern[str] | None = None
-        self._starts: re.Pattern[str] | None = None
-        if values:
-            alternatives = "|".join(map(re.escape, sorted(values, key=len, reverse=True)))  # longest first
-            # The plain pattern is the quick "anything to mask?" test (a literal search); the
-            # lookahead finds every start, so overlapping secrets are masked as a whole (their union).
-            self._pattern = re.compile(alternatives)
-            self._starts = re.compile(f"(?=({alternatives}))")
+        self.secrets = tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}))
+        self._anything, self._pattern, self._base64 = _patterns(self.secrets)
 
     @classmethod
     def for_config(cls, config: Any, environ: Mapping[str, str] | None = None) -> "Redactor":
@@ -92,26 +86,19 @@ class Redactor:
         return self._pattern is not None
 
     def text(self, text: str) -> str:
-        if self._pattern is None or self._pattern.search(text) is None:
+        if self._anything is None or self._pattern is None or self._anything.search(text) is None:
+            return text  # the common case, found twice as fast as by the lookahead patterns
+        spans = _spans(self._pattern, text)
+        if self._base64 is not None:
+            spans += [_whole_base64(text, span) for span in _spans(self._base64, text)]
+        if not spans:
             return text
         parts: list[str] = []
         done = 0
-        for start, end in self._spans(text):
+        for start, end in _merged(spans):
             parts += (text[done:start], MASK)
             done = end
-        return "".join(parts) + text[done:] if parts else text
-
-    def _spans(self, text: str) -> list[tuple[int, int]]:
-        """Where secrets occur in ``text``, in order, overlapping occurrences merged."""
-        assert self._starts is not None
-        spans: list[tuple[int, int]] = []
-        for match in self._starts.finditer(text):
-            start, end = match.start(), match.end(1)
-            if spans and start < spans[-1][1]:
-                spans[-1] = (spans[-1][0], max(spans[-1][1], end))
-            else:
-                spans.append((start, end))
-        return spans
+        return "".join(parts) + text[done:]
 
     def value(self, value: Any) -> Any:
         if self._pattern is None:
@@ -125,6 +112,45 @@ class Redactor:
         return value
 
 
-def _json_escaped(secret: str) -> str:
-    """``secret`` as written inside a JSON string (quotes, backslashes, non-ASCII escaped)."""
-    return json.dumps(secret)[1:-1]
+@lru_cache(maxsize=256)
+def _patterns(secrets: tuple[str, ...]) -> tuple[re.Pattern[str] | None, ...]:
+    """A pattern finding any form of any secret, then the text and the base64 patterns (see
+    ``_union``); cached, since each run builds a redactor and the runs of a process share the
+    same few secrets (building the patterns takes milliseconds)."""
+    values = {v for s in secrets for v in variants(s) if len(v) >= MIN_SECRET_LENGTH}
+    longest_first = sorted(values, key=len, reverse=True)
+    texts = [text_pattern(v) for v in longest_first]
+    cores = [core for v in longest_first for core in sorted(base64_cores(v), key=len, reverse=True)]
+    anything = re.compile("|".join(texts + cores)) if texts else None
+    return anything, _union(texts), _union(cores)
+
+
+def _union(patterns: list[str]) -> re.Pattern[str] | None:
+    """One pattern whose group 1 is, at each position, the longest-listed alternative there; a
+    lookahead, so ``finditer`` tries every start and overlapping secrets are all found."""
+    return re.compile(f"(?=({'|'.join(patterns)}))") if patterns else None
+
+
+def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    return [(match.start(), match.end(1)) for match in pattern.finditer(text)]
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` in order, overlapping ones merged (their union is masked as a whole)."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _whole_base64(text: str, span: tuple[int, int]) -> tuple[int, int]:
+    """The base64 word around a secret's base64 core (``Basic ****``, not ``Basic YWxp****Q==``)."""
+    start, end = span
+    while start > 0 and text[start - 1] in BASE64_CHARS and text[start - 1] != "=":  # "=" only pads the end
+        start -= 1
+    while end < len(text) and text[end] in BASE64_CHARS:
+        end += 1
+    return start, end

@@ -64,6 +64,9 @@ def test_the_job_list_shows_schedule_next_fire_and_health_with_filters(api_clien
     assert names(kind="shell") == {"cleanup"}
     assert names(paused="true") == {"cleanup"} and names(paused="false") == {"daily-report"}
     assert names(source="file") == set()
+    for arg, value in [("kind", "bogus"), ("source", "elsewhere"), ("paused", "1"), ("paused", "yes"), ("paused", ""),
+                       ("archived", "TRUE"), ("category", "")]:  # exactly as the OpenAPI document says
+        api_client.error(api_client.get("/api/jobs", query_string={arg: value}), 400, "bad_request", field=arg)
 
 
 def test_archived_jobs_are_listed_only_when_asked(api_client: ApiClient, lj: Lexyjobs, tmp_path: Path,
@@ -324,7 +327,8 @@ def test_run_at_in_the_future_delays_the_run(api_client: ApiClient, lj: Lexyjobs
     ({"priority": "high"}, "priority"), ({"priority": 11}, "priority"), ({"priority": -1}, "priority"),
     ({"priority": True}, "priority"), ({"priority": 2.5}, "priority"), ({"params": ["a"]}, "params"),
     ({"params": "n=1"}, "params"), ({"run_at": "tomorrow"}, "run_at"), ({"run_at": 1700000000}, "run_at"),
-    ({"when": "now"}, "when")], ids=lambda v: v if isinstance(v, str) else None)
+    ({"when": "now"}, "when"), ({"priority": None}, "priority"), ({"params": None}, "params"), ({"run_at": ""}, "run_at")],
+    ids=lambda v: v if isinstance(v, str) else None)
 def test_running_a_job_refuses_bad_fields_naming_them(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob,
                                                       body: dict[str, Any], field: str) -> None:
     make_job("strict")

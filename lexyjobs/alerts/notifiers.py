@@ -17,9 +17,12 @@ from lexyjobs.alerts.rules import AlertRule
 from lexyjobs.config import Settings
 from lexyjobs.context import JobFailed
 from lexyjobs.kinds import expand_env
+from lexyjobs.masking import Redactor
 
 TIMEOUT_SECONDS = 10.0
 SIGNATURE_HEADER = "X-Lexyjobs-Signature"
+PROBLEM_CHARS = 300   # a target's error as recorded, cut after masking (a cut secret could not be found)
+ANSWER_CHARS = 4000   # of a refusing target's answer, before masking and cutting
 HEADLINES = {"failed": "failed", "recovered": "recovered", "stale": "is stale", "missed": "missed a fire"}
 
 
@@ -58,13 +61,22 @@ def deliver(notice: Notice, rule: AlertRule, settings: Settings) -> dict[str, st
     if rule.email:
         senders["email"] = lambda: send_email(notice, rule.email, settings)
     results = {}
+    redactor = _redactor(rule)
     for target, send in senders.items():
         try:
             send()
             results[target] = "ok"
         except (OSError, JobFailed, ValueError) as exc:  # requests' and smtplib's errors are OSErrors
-            results[target] = _problem(exc)
+            results[target] = redactor.text(_problem(exc))[:PROBLEM_CHARS]  # mask before cutting
     return results
+
+
+def _redactor(rule: AlertRule) -> Redactor:
+    """Masks the rule's target URLs (a Slack URL is a token), the variables they reference and
+    lexyjobs' own secrets, in every encoded form (an answer may echo a percent-encoded URL)."""
+    targets = {"webhook": rule.webhook, "webhook_secret": rule.webhook_secret, "slack": rule.slack}
+    literal = [value for value in (rule.webhook, rule.slack) if value and "${" not in value]
+    return Redactor([*literal, *Redactor.for_config(targets).secrets])
 
 
 def signature(body: bytes, secret: str) -> str:
@@ -110,7 +122,7 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
 
     response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False)
     if not 200 <= response.status_code < 300:
-        raise ValueError(f"HTTP {response.status_code} {response.reason}: {response.text[:200]}".rstrip(": "))
+        raise ValueError(f"HTTP {response.status_code} {response.reason}: {response.text[:ANSWER_CHARS]}".rstrip(": "))
 
 
 def _problem(exc: BaseException) -> str:
@@ -122,5 +134,5 @@ def _problem(exc: BaseException) -> str:
     if isinstance(exc, requests.Timeout):
         return f"no answer within {TIMEOUT_SECONDS:g}s"
     if isinstance(exc, (JobFailed, ValueError)):
-        return str(exc)[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -3,6 +3,7 @@ ranges. Every problem raises BadInput (or InvalidInput) naming the field."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -11,6 +12,8 @@ from flask import request
 from lexyjobs.errors import LexyjobsError
 
 MAX_LIMIT = 200
+MAX_TEXT = 200  # characters of a text query argument
+WHOLE_NUMBER = re.compile(r"-?[0-9]+")  # int() would also take "1_000", "+5" and " 5"
 
 
 class BadInput(LexyjobsError):
@@ -88,22 +91,38 @@ def _check_text(text: str, field: str) -> str:
     return text
 
 
+def _given(name: str) -> str | None:
+    """The query argument ``name``, or None when it is absent. In the JSON API an empty value is
+    refused (the OpenAPI document says each argument is non-empty: leave it out to not filter);
+    the panel's forms send every field, filled in or not, so there an empty value means absent."""
+    raw = request.args.get(name)
+    if raw == "":
+        if _strict():
+            raise BadInput(name, "is empty; leave the argument out instead")
+        return None
+    return raw
+
+
+def _strict() -> bool:
+    """The JSON API reads query arguments exactly as its OpenAPI document describes them."""
+    return request.blueprint == "api"
+
+
 def query_int(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
+    raw = _given(name)
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadInput(name, f"'{raw}' is not a whole number") from None
-    if not low <= value <= high:
+    text = raw if _strict() else raw.strip()
+    if not WHOLE_NUMBER.fullmatch(text):
+        raise BadInput(name, f"'{raw[:40]}' is not a whole number")
+    if len(text) > 40 or not low <= int(text) <= high:  # int() refuses over 4300 digits
         raise BadInput(name, f"must be between {low} and {high}")
-    return value
+    return int(text)
 
 
-def query_text(name: str, *, max_length: int = 200) -> str | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
+def query_text(name: str, *, max_length: int = MAX_TEXT) -> str | None:
+    raw = _given(name)
+    if raw is None:
         return None
     if len(raw) > max_length:
         raise BadInput(name, f"is longer than {max_length} characters")
@@ -119,20 +138,32 @@ def query_choices(name: str, choices: Iterable[str]) -> tuple[str, ...]:
     if raw is None:
         return ()
     allowed = tuple(choices)
-    values = tuple(v.strip() for v in raw.split(",") if v.strip())
+    values = tuple(raw.split(",")) if _strict() else tuple(v.strip() for v in raw.split(",") if v.strip())
     for value in values:
         if value not in allowed:
-            raise BadInput(name, f"'{value}' is not one of {', '.join(allowed)}")
+            shown = f"'{value}'" if value else "an empty item"
+            raise BadInput(name, f"{shown} is not one of {', '.join(allowed)} (comma-separated, no blanks)")
     return values
 
 
+def query_choice(name: str, choices: Iterable[str]) -> str | None:
+    """One value out of ``choices``."""
+    raw = query_text(name)
+    allowed = tuple(choices)
+    if raw is not None and raw not in allowed:
+        raise BadInput(name, f"'{raw}' is not one of {', '.join(allowed)}")
+    return raw
+
+
 def query_bool(name: str) -> bool | None:
+    """``true`` or ``false`` (the panel also takes 1/0 and yes/no)."""
     raw = query_text(name)
     if raw is None:
         return None
-    if raw.lower() in ("true", "1", "yes"):
+    value = raw if _strict() else raw.lower()
+    if value in (("true",) if _strict() else ("true", "1", "yes")):
         return True
-    if raw.lower() in ("false", "0", "no"):
+    if value in (("false",) if _strict() else ("false", "0", "no")):
         return False
     raise BadInput(name, f"'{raw}' is not true or false")
 

@@ -7,12 +7,13 @@ from flask import Response, jsonify, url_for
 
 from lexyjobs import actions, queries, store
 from lexyjobs.api import bp
-from lexyjobs.api.inputs import InvalidInput, json_object, query_bool, query_text
+from lexyjobs.api.inputs import InvalidInput, json_object, query_bool, query_choice, query_text
 from lexyjobs.db import utcnow
-from lexyjobs.definitions import InvalidDefinition, definition_from_job, parse_run_at
+from lexyjobs.definitions import SOURCES, InvalidDefinition, definition_from_job, parse_run_at
 from lexyjobs.errors import JobNotFound
 from lexyjobs.guard import actor
 from lexyjobs.health import jobs_health
+from lexyjobs.kinds import KIND_NAMES
 from lexyjobs.queries import RunFilter
 from lexyjobs.runtime import current
 from lexyjobs.serialize import job_dict
@@ -22,7 +23,7 @@ RUN_FIELDS = ("params", "priority", "run_at")
 
 @bp.get("/jobs")
 def list_jobs() -> Response:
-    category, kind, source = query_text("category"), query_text("kind"), query_text("source")
+    category, kind, source = query_text("category"), query_choice("kind", KIND_NAMES), query_choice("source", SOURCES)
     paused, archived = query_bool("paused"), query_bool("archived") or False
     db, now = current().db, utcnow()
     with db.read() as session:
@@ -92,11 +93,11 @@ def run_job(name: str) -> tuple[Response, int, dict[str, str]]:
     lexy = current()
     definition = lexy.catalog.get(name)
     params = body.get("params")
-    if params is not None and not isinstance(params, dict):
-        raise InvalidInput("params", "must be an object of parameter values")
+    if "params" in body and not isinstance(params, dict):
+        raise InvalidInput("params", "must be an object of parameter values (leave it out for none)")
     priority = body.get("priority")
-    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 10):
-        raise InvalidInput("priority", "must be a whole number from 0 to 10")
+    if "priority" in body and (not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 10):
+        raise InvalidInput("priority", "must be a whole number from 0 to 10 (leave it out for the job's own)")
     scheduled_for = None
     if body.get("run_at") is not None:
         try:

@@ -1,16 +1,23 @@
 """The OpenAPI 3.1 document of ``/api``. A test checks that its paths and methods are exactly the
-registered routes, and schemathesis checks the real responses against these schemas."""
+registered routes, and schemathesis (tests/test_schemathesis.py, every check) that the server
+takes exactly the requests it allows and answers as it says. Job definition schemas:
+``lexyjobs.api.job_schema``."""
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
 
 from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_STATUSES
+from lexyjobs.api.inputs import MAX_TEXT
+from lexyjobs.api.job_schema import JOB_NAME, schemas as job_schemas
+from lexyjobs.definitions import SOURCES
 from lexyjobs.kinds import KIND_NAMES
+from lexyjobs.runs import TRIGGERS as RUN_TRIGGERS
 from lexyjobs.states import RunStatus
 
 STATUSES = [s.value for s in RunStatus]
-TRIGGERS = ["schedule", "manual", "api", "dependency", "retry"]
+TRIGGERS = list(RUN_TRIGGERS)
+HEALTH_STATES = ["ok", "warning", "error", "unknown"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -32,7 +39,7 @@ ANY: dict[str, Any] = {}
 STATUS_COUNTS = _object({"total": INTEGER, **{s: INTEGER for s in STATUSES}})
 
 JOB = {
-    "name": STRING, "title": STRING, "category": STRING, "kind": STRING,
+    "name": STRING, "title": STRING, "category": STRING, "kind": {"enum": list(KIND_NAMES)},
     "source": {"enum": ["code", "file", "db"]}, "editable": BOOLEAN, "enabled": BOOLEAN, "archived": BOOLEAN,
     "schedule": _nullable(STRING), "schedule_description": STRING, "timezone": _nullable(STRING),
     "next_fire": _nullable(TIME), "description": STRING, "depends_on": {"type": "array", "items": STRING},
@@ -45,7 +52,7 @@ JOB = {
     "version": INTEGER, "created_at": TIME, "updated_at": TIME}
 RUN = {
     "id": INTEGER, "job": STRING, "status": {"enum": STATUSES}, "priority": INTEGER, "params": {"type": "object"},
-    "trigger": STRING, "created_by": _nullable(STRING), "created_at": TIME, "scheduled_for": TIME,
+    "trigger": {"enum": TRIGGERS}, "created_by": _nullable(STRING), "created_at": TIME, "scheduled_for": TIME,
     "started_at": _nullable(TIME), "finished_at": _nullable(TIME), "queue_seconds": _nullable(NUMBER),
     "processing_seconds": _nullable(NUMBER), "attempt": INTEGER, "max_attempts": INTEGER,
     "progress": _nullable(NUMBER), "progress_message": _nullable(STRING), "result": ANY,
@@ -54,26 +61,21 @@ RUN = {
     "parent_run_id": _nullable(INTEGER)}
 
 SCHEMAS: dict[str, Any] = {
+    **job_schemas(),
     "Error": _object({"error": _object({"code": STRING, "message": STRING, "details": ANY})}),
-    "Health": _object({"state": {"enum": ["ok", "warning", "error", "unknown"]}, "reason": STRING,
+    "Health": _object({"state": {"enum": HEALTH_STATES}, "reason": STRING,
                        "window_seconds": NUMBER}),
     "Job": _object(JOB),
     "JobDetail": _object({**JOB, "runs": _object({"stats": STATUS_COUNTS, "latest_run_id": _nullable(INTEGER),
                                                   "list_url": STRING})}),
     "JobList": _object({"jobs": {"type": "array", "items": _ref("Job")}, "total": INTEGER}),
-    "JobDefinition": {
-        "type": "object", "additionalProperties": True,
-        "description": "the fields of a [jobs.<name>] table (see the README's job reference); unknown fields "
-                       "are refused with 422 naming the field",
-        "properties": {"kind": {"enum": list(KIND_NAMES)}, "schedule": STRING, "timezone": STRING,
-                       "title": STRING, "category": STRING, "description": STRING, "enabled": BOOLEAN,
-                       "priority": {"type": "integer", "minimum": 0, "maximum": 10}},
-    },
-    "NewJob": {"allOf": [_ref("JobDefinition"), {"type": "object", "required": ["name", "kind"],
-                                                  "properties": {"name": {"type": "string"}}}]},
-    "RunRequest": _object({"params": {"type": "object"}, "priority": {"type": "integer", "minimum": 0, "maximum": 10},
-                           "run_at": _nullable({"type": "string", "description": "ISO 8601; without an offset it is "
-                                                                                "in the job's timezone"})},
+    "RunRequest": _object({"params": {"type": "object", "description": "values for the job's params (422 when "
+                                                                       "they do not suit its parameter definitions)"},
+                           "priority": {"type": "integer", "minimum": 0, "maximum": 10,
+                                        "description": "leave it out for the job's own"},
+                           "run_at": _nullable({"type": "string", "format": "date-time",
+                                                "description": "ISO 8601; an offset-less time is also taken, in the "
+                                                               "job's timezone; null or left out: now"})},
                           required=[]),
     "Accepted": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING}),
     "Run": _object(RUN),
@@ -100,7 +102,7 @@ SCHEMAS: dict[str, Any] = {
         "status": {"enum": ["ok", "unavailable"]}, "checks": {"type": "object"},
         "counts": _object({"ok": INTEGER, "warning": INTEGER, "error": INTEGER, "unknown": INTEGER}),
         "jobs": {"type": "array", "items": _object({"name": STRING, "title": STRING, "category": STRING,
-                                                    "state": STRING, "reason": STRING})}}),
+                                                    "state": {"enum": HEALTH_STATES}, "reason": STRING})}}),
     "AuditList": _object({"entries": {"type": "array", "items": _object({
         "id": INTEGER, "at": TIME, "actor": STRING, "action": STRING, "target": _nullable(STRING),
         "client": _nullable(STRING), "details": _nullable({"type": "object"})})}, "pagination": _ref("Pagination")}),
@@ -108,7 +110,7 @@ SCHEMAS: dict[str, Any] = {
         "id": INTEGER, "job": STRING, "event": {"enum": list(ALERT_EVENTS)}, "run_id": _nullable(INTEGER),
         "message": STRING, "status": {"enum": list(ALERT_STATUSES)}, "deliveries": {"type": "object"},
         "created_at": TIME, "sent_at": _nullable(TIME)})}, "pagination": _ref("Pagination")}),
-    "Me": _object({"name": STRING, "role": {"enum": ["viewer", "operator", "admin"]}, "kind": STRING}),
+    "Me": _object({"name": STRING, "role": {"enum": ["viewer", "operator", "admin"]}, "kind": {"enum": ["user", "token", "cli"]}}),
     "WorkerList": _object({"workers": {"type": "array", "items": _object({
         "name": STRING, "host": STRING, "pid": INTEGER, "version": STRING, "threads": INTEGER, "started_at": TIME,
         "heartbeat_at": TIME, "runs": {"type": "array", "items": _object({
@@ -147,19 +149,30 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+def _choices(name: str, values: list[str], description: str) -> dict[str, Any]:
+    """A comma-separated list of ``values`` (``?status=queued,failed``)."""
+    return {**_query(name, {"type": "array", "items": {"enum": values}, "minItems": 1}, description),
+            "style": "form", "explode": False}
+
+
+# A text argument: not empty (leave it out instead), no NUL, at most MAX_TEXT characters.
+TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": "^[^\\u0000]*$"}
+
+
+NAME = {"name": "name", "in": "path", "required": True, "schema": JOB_NAME}
 RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 PAGE = [_query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number, from 1"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "items per page (default 50, max 200)")]
 RUN_FILTERS = [
-    _query("status", STRING, f"comma-separated statuses: {', '.join(STATUSES)}"),
-    _query("job", STRING, "job name"), _query("category", STRING, "job category"),
-    _query("trigger", STRING, f"comma-separated, what created the run: {', '.join(TRIGGERS)}"),
+    _choices("status", STATUSES, "comma-separated statuses"),
+    _query("job", TEXT, "job name"), _query("category", TEXT, "job category"),
+    _choices("trigger", TRIGGERS, "comma-separated, what created the run"),
     _query("since", TIME, "created at or after"), _query("until", TIME, "created before"),
-    _query("q", STRING, "text in params or error"),
+    _query("q", TEXT, "text in params or error"),
 ]
-JOB_FILTERS = [_query("category", STRING, "job category"), _query("kind", STRING, "job kind"),
-               _query("source", STRING, "code, file or db"), _query("paused", BOOLEAN, "only paused / active jobs"),
+JOB_FILTERS = [_query("category", TEXT, "job category"), _query("kind", {"enum": list(KIND_NAMES)}, "job kind"),
+               _query("source", {"enum": list(SOURCES)}, "where the job is defined"),
+               _query("paused", BOOLEAN, "only paused / active jobs"),
                _query("archived", BOOLEAN, "include jobs gone from their code/file source")]
 WRITE = "400 401 403 404 409 413 422"
 
@@ -181,7 +194,7 @@ def document() -> dict[str, Any]:
             "put": _op("Replace a database job's definition", "200", "Job", body="JobDefinition", params=job,
                        role="admin", errors=WRITE),
             "patch": _op("Change some fields of a database job (null removes a field)", "200", "Job",
-                         body="JobDefinition", params=job, role="admin", errors=WRITE),
+                         body="JobChanges", params=job, role="admin", errors=WRITE),
             "delete": _op("Delete a database job and its runs", "204", None, params=job, role="admin",
                           errors="401 403 404 409"),
         },
@@ -208,14 +221,14 @@ def document() -> dict[str, Any]:
         "/api/workers": {"get": _op("Live worker processes and their current runs", "200", "WorkerList",
                                     errors="401")},
         "/api/audit": {"get": _op("The audit log, newest first", "200", "AuditList", role="admin",
-                                  params=[_query("actor", STRING, "who"), _query("action", STRING, "e.g. run.create"),
-                                          _query("target", STRING, "job name, run id, user or token"),
+                                  params=[_query("actor", TEXT, "who"), _query("action", TEXT, "e.g. run.create"),
+                                          _query("target", TEXT, "job name, run id, user or token"),
                                           _query("since", TIME, "at or after"), _query("until", TIME, "before")] + PAGE,
                                   errors="400 401 403")},
         "/api/alerts": {"get": _op("Alerts sent (or tried), newest first, with each target's answer", "200",
-                                   "AlertList", params=[_query("job", STRING, "job name"),
-                                                        _query("event", STRING, "comma-separated: " + ", ".join(ALERT_EVENTS)),
-                                                        _query("status", STRING, "comma-separated: " + ", ".join(ALERT_STATUSES))]
+                                   "AlertList", params=[_query("job", TEXT, "job name"),
+                                                        _choices("event", list(ALERT_EVENTS), "comma-separated events"),
+                                                        _choices("status", list(ALERT_STATUSES), "comma-separated delivery statuses")]
                                    + PAGE, errors="400 401")},
         "/api/me": {"get": _op("Who the token belongs to", "200", "Me", errors="401")},
         "/api/openapi.json": {"get": _op("This document", "200", None, errors="401")},

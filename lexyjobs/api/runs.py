@@ -12,7 +12,7 @@ from lexyjobs.runtime import current
 from lexyjobs.serialize import event_dict, run_dict
 from lexyjobs.states import TERMINAL, RunStatus
 
-TRIGGERS = ("schedule", "manual", "api", "dependency", "retry")
+TRIGGERS = runs.TRIGGERS
 MAX_LOG_OFFSET = 2**62
 
 

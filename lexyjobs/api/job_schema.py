@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from lexyjobs.definitions import NAME_PATTERN, OVERLAP_POLICIES
-from lexyjobs.kinds import KIND_NAMES
+from lexyjobs.kinds import PASSTHROUGH_PATTERN, KIND_NAMES
 
 STRING, BOOLEAN, NULL = {"type": "string"}, {"type": "boolean"}, {"type": "null"}
 ANY: dict[str, Any] = {}
@@ -35,6 +35,8 @@ def _number(low: float, high: float) -> dict[str, Any]:
 
 DURATION = _or_null({"anyOf": [{"type": "string", "description": "e.g. 30s, 5m, 1h30m, 2d"}, {"type": "number"}]})
 TEXT_TABLE = {"type": "object", "additionalProperties": STRING}
+PASSTHROUGH = {"type": "array", "items": {"type": "string", "pattern": f"^{PASSTHROUGH_PATTERN.pattern}$"},
+               "description": "`LEXYJOBS_*` variables the job process still gets (names or glob patterns)"}
 
 # null is "not set" for the fields read with a default (schedule, timezone, run_at, durations,
 # alerts); the others must have their type when present.
@@ -53,11 +55,13 @@ COMMON: dict[str, Any] = {
 }
 
 KIND_FIELDS: dict[str, dict[str, Any]] = {
-    "python": {"func": {"type": "string", "description": "package.module:function"}},
+    "python": {"func": {"type": "string", "description": "package.module:function"},
+               "isolation": {"enum": ["thread", "process"]}, "env_passthrough": _or_null(PASSTHROUGH)},
     "http": {"method": {"type": "string", "description": "GET, POST, PUT, PATCH, DELETE or HEAD (any case)"},
              "url": STRING, "headers": TEXT_TABLE, "body": ANY, "verify_tls": BOOLEAN},
     "shell": {"argv": {"type": "array", "items": STRING, "minItems": 1}, "cwd": _or_null(STRING),
-              "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}},
+              "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+              "env_passthrough": _or_null(PASSTHROUGH)},
     "openai": {"prompt": STRING, "system": _or_null(STRING), "model": STRING,
                "temperature": _or_null(_number(0, 2)), "max_tokens": _or_null(_integer(1, 10_000_000)),
                "response_format": {"enum": ["text", "json"]}, "api_key": _or_null(STRING),

@@ -99,14 +99,14 @@ def unset_env(kind: str, config: Mapping[str, Any], environ: Mapping[str, str] |
 # ---------------------------------------------------------------- job process environments
 
 OWN_PREFIX = "LEXYJOBS_"  # lexyjobs' settings and secrets: never handed to a job process unless passed through
-_PASSTHROUGH = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
+PASSTHROUGH_PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
 
 
 def parse_env_passthrough(job: str, value: Any) -> list[str]:
     """The ``env_passthrough`` field: a list of variable names or glob patterns (``LEXYJOBS_DATA_*``)."""
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, str) and _PASSTHROUGH.fullmatch(v) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and PASSTHROUGH_PATTERN.fullmatch(v) for v in value):
         raise InvalidDefinition(job, "env_passthrough", "must be a list of environment variable names or glob "
                                 "patterns, e.g. [\"LEXYJOBS_DATABASE_URL\", \"LEXYJOBS_DATA_*\"]")
     return list(value)

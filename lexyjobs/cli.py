@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from lexyjobs import registry, runs, schema, store, workers
+from lexyjobs import cancels, registry, runs, schema, store, workers
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError
 from lexyjobs.logs import configure_logging
@@ -440,9 +440,11 @@ def show_command(run_id: int, as_json: bool) -> None:
 @_command("cancel")
 @click.argument("run_id", type=int)
 def cancel_command(run_id: int) -> None:
-    """Cancel a queued run (at once) or a running one (its worker stops it)."""
+    """Cancel a queued run (at once) or a running one (its worker stops it; if it finishes first
+    it keeps its outcome, noted). The request is recorded as a run event "by cli"."""
     lj = _lexy()
-    click.echo(f"run {run_id}: {runs.cancel(lj.db, run_id, by='cli')}")
+    outcome = runs.cancel(lj.db, run_id, by="cli")
+    click.echo(f"run {run_id}: {outcome}: {cancels.meaning(outcome)}")
 
 
 @_command("retry")

@@ -27,7 +27,7 @@ REQUESTED_MEANING = ("its worker stops it within about a second and it ends canc
 def meaning(outcome: str) -> str:
     """What ``runs.cancel``'s outcome means, for the API's answer, the CLI and the panel."""
     if outcome == "canceled":
-        return "it was queued: canceled at once"
+        return "it had not started"
     return REQUESTED_MEANING
 
 

@@ -170,7 +170,7 @@ def test_canceling_a_queued_run_cancels_it_at_once(api_client: ApiClient, lj: Le
     make_job("stoppable")
     run_id = runs.enqueue(lj.db, "stoppable")
     assert api_client.ok(api_client.post(f"/api/runs/{run_id}/cancel", role="operator")) == {
-        "run_id": run_id, "status": "canceled", "outcome": "canceled", "message": "it was queued: canceled at once",
+        "run_id": run_id, "status": "canceled", "outcome": "canceled", "message": "it had not started",
         "status_url": f"/api/runs/{run_id}"}
     run = runs.get_run(lj.db, run_id)
     assert run.status == RunStatus.CANCELED and run.finished_at is not None

@@ -13,11 +13,12 @@ from typing import Any
 import cancel_jobs
 import pytest
 from click.testing import CliRunner, Result
-from conftest import ApiClient, wait_for
+from conftest import ApiClient, drive_run, wait_for
 
-from lexyjobs import cancels, runs
+from lexyjobs import cancels, runs, store
 from lexyjobs.cli import main
 from lexyjobs.db import utcnow
+from lexyjobs.states import RunStatus
 
 FINISHED_FIRST = re.compile(r"^cancel requested at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC; it finished first$")
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -119,3 +120,16 @@ def test_a_run_stopped_by_its_worker_ends_canceled_with_the_request_in_its_timel
     assert (run["status"], run["error"], run["cancel_note"]) == ("canceled", "canceled", None)
     assert [(e["from"], e["to"], e["note"]) for e in run["events"]][-2:] == [
         ("running", "running", "cancel requested by cli"), ("running", "canceled", None)]
+
+
+def test_a_bulk_cancel_records_each_running_runs_request(db, make_job):
+    make_job("many")
+    queued, running = runs.enqueue(db, "many"), runs.enqueue(db, "many")
+    drive_run(db, running, RunStatus.RUNNING)
+    assert runs.cancel_many(db, [running, queued], by="carol") == (1, 1)
+    with db.read() as session:
+        notes = {run_id: [(e.from_status, e.to_status, e.note) for e in store.run_events(session, run_id)][-1]
+                 for run_id in (queued, running)}
+    assert notes == {queued: ("queued", "canceled", "canceled by carol"),
+                     running: ("running", "running", "cancel requested by carol")}
+    assert runs.get_run(db, running).cancel_requested_at is not None

@@ -421,7 +421,8 @@ def show_command(run_id: int, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
         return
     for key in ("id", "job", "status", "trigger", "created_by", "attempt", "priority", "created_at", "scheduled_for",
-                "started_at", "finished_at", "queue_seconds", "processing_seconds", "worker", "progress", "error"):
+                "started_at", "finished_at", "queue_seconds", "processing_seconds", "worker", "progress", "error",
+                "cancel_note"):
         if data.get(key) not in (None, ""):
             click.echo(f"{key:>18}: {data[key]}")
     for key in ("params", "result", "details"):

@@ -82,7 +82,7 @@ def test_every_cancel_right_after_start_is_recorded_and_never_silently_lost(db, 
 
 
 def test_a_run_that_finished_before_its_worker_acted_keeps_its_outcome_with_the_note(db, make_job, start_worker,
-                                                                                     api_client):
+                                                                                     api_client, cli):
     """The request lands between the body's return and the worker's write of the outcome: held
     there by the test's own write transaction (the row lock on Postgres, the write lock on SQLite)."""
     cancel_jobs.AT_END.clear()
@@ -102,6 +102,8 @@ def test_a_run_that_finished_before_its_worker_acted_keeps_its_outcome_with_the_
     assert FINISHED_FIRST.match(note) and run["cancel_note"] == note
     assert [(e["from"], e["to"], e["note"]) for e in run["events"]][-2:] == [
         ("running", "running", "cancel requested by alice"), ("running", "succeeded", note)]
+    shown = cli("show", str(run_id)).output
+    assert f"cancel_note: {note}" in shown and "running -> running (attempt 1) cancel requested by alice" in shown
 
 
 def test_a_run_stopped_by_its_worker_ends_canceled_with_the_request_in_its_timeline(db, make_job, start_worker,

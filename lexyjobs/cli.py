@@ -20,7 +20,7 @@ from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from lexyjobs import registry, runs, schema, store, workers
+from lexyjobs import cancels, registry, runs, schema, store, workers
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError
 from lexyjobs.logs import configure_logging
@@ -428,7 +428,8 @@ def show_command(run_id: int, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
         return
     for key in ("id", "job", "status", "trigger", "created_by", "attempt", "priority", "created_at", "scheduled_for",
-                "started_at", "finished_at", "queue_seconds", "processing_seconds", "worker", "progress", "error"):
+                "started_at", "finished_at", "queue_seconds", "processing_seconds", "worker", "progress", "error",
+                "cancel_note"):
         if data.get(key) not in (None, ""):
             click.echo(f"{key:>18}: {data[key]}")
     for key in ("params", "result", "details"):
@@ -447,9 +448,11 @@ def show_command(run_id: int, as_json: bool) -> None:
 @_command("cancel")
 @click.argument("run_id", type=int)
 def cancel_command(run_id: int) -> None:
-    """Cancel a queued run (at once) or a running one (its worker stops it)."""
+    """Cancel a queued run (at once) or a running one (its worker stops it; if it finishes first
+    it keeps its outcome, noted). The request is recorded as a run event "by cli"."""
     lj = _lexy()
-    click.echo(f"run {run_id}: {runs.cancel(lj.db, run_id, by='cli')}")
+    outcome = runs.cancel(lj.db, run_id, by="cli")
+    click.echo(f"run {run_id}: {outcome}: {cancels.meaning(outcome)}")
 
 
 @_command("retry")

@@ -104,6 +104,7 @@ class Run(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first request (cancels.py)
     pipeline_id: Mapped[str | None] = mapped_column(String(36))
     parent_run_id: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
     retry_of: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))

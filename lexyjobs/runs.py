@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
-from lexyjobs import pipelines, store
+from lexyjobs import cancels, pipelines, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, LexyjobsError, RunNotFound, TransitionConflict
@@ -127,7 +127,9 @@ def get_run(db: Database, run_id: int) -> Run:
 
 def cancel(db: Database, run_id: int, *, by: str | None = None) -> str:
     """Cancel a run. A queued run is canceled at once ("canceled"); a running one is flagged and
-    its worker stops it ("cancel requested"). Conflict if it already finished."""
+    its worker stops it ("cancel requested"; the request is a run event naming ``by``, and a run
+    that finishes first keeps its outcome: see ``lexyjobs.cancels``). Conflict if it already
+    finished."""
     now = utcnow()
     note = f"canceled by {by}" if by else "canceled"
     with db.write() as session:
@@ -140,7 +142,7 @@ def cancel(db: Database, run_id: int, *, by: str | None = None) -> str:
             pipelines.advance(session, [pipelines.Finished(run_id, run.job_name, run.pipeline_id, RunStatus.CANCELED)],
                               now=now, postgres=db.is_postgres)  # downstream steps are only blocked: no wake-up
             return "canceled"
-        if run.status == RunStatus.RUNNING and store.request_cancel(session, run_id):
+        if run.status == RunStatus.RUNNING and cancels.request(session, run_id, by=by, now=now):
             return "cancel requested"
     raise Conflict(f"run {run_id} is {run.status}; only queued or running runs can be canceled",
                    details={"run_id": run_id, "status": run.status})
@@ -171,7 +173,8 @@ def cancel_many(db: Database, ids: Sequence[int], *, by: str) -> tuple[int, int]
         pipelines.advance(session, [pipelines.Finished(row.id, row.job_name, row.pipeline_id, RunStatus.CANCELED)
                                     for row in moved], now=now, postgres=db.is_postgres)  # only blocks: no wake-up
         done = {row.id for row in moved}
-        flagged = sum(1 for run_id in ids if run_id not in done and store.request_cancel(session, run_id))
+        flagged = sum(1 for run_id in sorted(ids)  # id order: the order a finishing worker locks runs in
+                      if run_id not in done and cancels.request(session, run_id, by=by, now=now))
     return len(moved), flagged
 
 

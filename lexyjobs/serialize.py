@@ -6,6 +6,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
+from lexyjobs import cancels
 from lexyjobs.cron import describe, parse_timezone, upcoming_fire
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.health import Health
@@ -58,6 +59,7 @@ def run_dict(run: Run) -> dict[str, Any]:
             "attempt": run.attempt, "max_attempts": run.max_attempts, "progress": run.progress,
             "progress_message": run.progress_message, "result": run.result, "error": run.error,
             "details": run.details, "worker": run.worker, "cancel_requested": run.cancel_requested,
+            "cancel_requested_at": iso(run.cancel_requested_at), "cancel_note": cancels.note(run),
             "retry_of": run.retry_of, "pipeline_id": run.pipeline_id, "parent_run_id": run.parent_run_id}
 
 

@@ -326,11 +326,29 @@ def cancel_requested(session: Session, run_ids: Sequence[int]) -> set[int]:
     return set(session.scalars(select(Run.id).where(Run.id.in_(list(run_ids)), Run.cancel_requested.is_(True))))
 
 
-def request_cancel(session: Session, run_id: int) -> bool:
-    """Flag a running run for cancellation (its worker stops it). False if it is not running."""
-    result = session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
-                             .values(cancel_requested=True), execution_options={"synchronize_session": False})
-    return _rowcount(result) == 1
+def request_cancel(session: Session, run_id: int, *, now: datetime) -> int | None:
+    """Flag a running run for cancellation (its worker stops it), keeping the time of the first
+    request in ``cancel_requested_at``. Returns the run's attempt, or None if it is not running.
+    The UPDATE locks the row, so it is ordered against the worker's finish (``cancel_requests``):
+    either the finish sees the flag, or this finds the run no longer running."""
+    first = func.coalesce(RUNS.c.cancel_requested_at, bindparam("b_now", now, type_=RUNS.c.cancel_requested_at.type))
+    row = session.execute(update(RUNS).where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.RUNNING.value)
+                          .values(cancel_requested=True, cancel_requested_at=first).returning(RUNS.c.attempt)).first()
+    return None if row is None else int(row.attempt)
+
+
+def cancel_requests(session: Session, run_ids: Sequence[int], *, lock: bool = False) -> dict[int, datetime | None]:
+    """When each of ``run_ids`` that someone asked to cancel was first asked. With ``lock``
+    (Postgres, for the worker's finish) the runs' rows are locked in id order — the order
+    ``transition_each`` locks them in — so a cancel request cannot slip in between this read and
+    the status change: it waits, then finds the run finished. (None: asked before the time was
+    recorded.)"""
+    if not run_ids:
+        return {}
+    query = (select(RUNS.c.id, RUNS.c.cancel_requested_at, RUNS.c.cancel_requested)
+             .where(RUNS.c.id.in_(list(run_ids))).order_by(RUNS.c.id))
+    rows = session.execute(query.with_for_update() if lock else query)
+    return {row.id: row.cancel_requested_at for row in rows if row.cancel_requested}
 
 
 def stale_runs(session: Session, *, cutoff: datetime, limit: int = 500, skip_locked: bool = False) -> list[Any]:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lexyjobs import pipelines, store, workers
+from lexyjobs import cancels, pipelines, store, workers
 from lexyjobs.config import Settings
 from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, ChildError, JobFailed, RunCanceled, RunContext
 from lexyjobs.db import NOTIFY_CHANNEL, Database, utcnow
@@ -417,7 +417,12 @@ class Worker:
         that end alike in one statement. Their event rows are added to ``events`` (written by the
         caller in the same transaction). Returns the runs that reached a terminal status (for
         their pipelines)."""
-        changes = {c.run_id: (o, c) for o, c in ((o, self._change(session, o, now)) for o in outcomes) if c}
+        # Read (and on Postgres lock) the cancel requests first: a request that came in after the
+        # body finished is then either seen here (the run keeps its outcome, with a note) or
+        # refused because the run is no longer running — never lost in between.
+        requested = store.cancel_requests(session, [o.active.claim.id for o in outcomes if o.status is not None],
+                                          lock=self.db.is_postgres)
+        changes = {c.run_id: (o, c) for o, c in ((o, self._change(o, now, requested)) for o in outcomes) if c}
         moved = set(transition_each(session, [c for _, c in changes.values()], expected=RunStatus.RUNNING, at=now,
                                     postgres=self.db.is_postgres, events=events))
         finished = []
@@ -437,11 +442,13 @@ class Worker:
                 finished.append(pipelines.Finished(run_id, claim.job_name, claim.pipeline_id, change.to))
         return finished
 
-    def _change(self, session: Session, outcome: Outcome, now: datetime) -> Change | None:
+    def _change(self, outcome: Outcome, now: datetime, requested: dict[int, datetime | None]) -> Change | None:
         """What one attempt's end writes: its status (a failure with attempts left goes back to
         queued, delayed by the backoff, or longer when the attempt asked: JobFailed.retry_after)
         and values. None: nothing to write (stopped by shutdown or a lost lease; the run is
-        re-queued or rescued)."""
+        re-queued or rescued). A run in ``requested`` (asked to cancel, and when) that finished
+        before its worker stopped it keeps its outcome with a note saying so; one that failed
+        with attempts left is not retried but canceled."""
         active, claim = outcome.active, outcome.active.claim
         if outcome.status is None:
             return None
@@ -450,16 +457,21 @@ class Worker:
         if outcome.progress is not None:
             values["progress"], values["progress_message"] = outcome.progress
         status, note = outcome.status, None
+        cancel_asked = claim.id in requested
         if status == RunStatus.SUCCEEDED:
             values.update(finished_at=now, result=outcome.result, error=None, traceback=None)
+            note = cancels.finished_first(requested[claim.id]) if cancel_asked else None
         elif status == RunStatus.CANCELED:
             values.update(finished_at=now, error=error)
         else:
             values.update(error=error, traceback=_clean(outcome.traceback))
             note = f"attempt {claim.attempt} of {claim.max_attempts} failed: {(error or '')[:300]}"
             retry = outcome.retryable and claim.attempt < claim.max_attempts and active.definition is not None
-            if retry and store.cancel_requested(session, [claim.id]):  # asked to stop: do not try again
+            if retry and cancel_asked:  # asked to stop: do not try again
                 status, retry, values["error"] = RunStatus.CANCELED, False, "canceled"
+                note = f"{note}; not retried: cancel requested at {cancels.when(requested[claim.id])}"
+            elif cancel_asked:
+                note = f"{note}; {cancels.finished_first(requested[claim.id])}"
             if retry and active.definition is not None:
                 delay = retry_delay(claim.attempt, active.definition.retry, self.rng, outcome.retry_after)
                 status, note = RunStatus.QUEUED, f"{note}; retrying in {format_duration(delay)}"

@@ -173,7 +173,8 @@ def test_canceling_a_queued_run_cancels_it_at_once(api_client: ApiClient, lj: Le
     make_job("stoppable")
     run_id = runs.enqueue(lj.db, "stoppable")
     assert api_client.ok(api_client.post(f"/api/runs/{run_id}/cancel", role="operator")) == {
-        "run_id": run_id, "status": "canceled", "outcome": "canceled"}
+        "run_id": run_id, "status": "canceled", "outcome": "canceled", "message": "it had not started",
+        "status_url": f"/api/runs/{run_id}"}
     run = runs.get_run(lj.db, run_id)
     assert run.status == RunStatus.CANCELED and run.finished_at is not None
     with lj.db.read() as session:
@@ -188,10 +189,16 @@ def test_canceling_a_running_run_asks_its_worker_to_stop(api_client: ApiClient, 
     make_job("long")
     run_id = runs.enqueue(lj.db, "long")
     drive_run(lj.db, run_id, RunStatus.RUNNING)
-    assert api_client.ok(api_client.post(f"/api/runs/{run_id}/cancel", role="operator", json={}), 202) == {
-        "run_id": run_id, "status": "running", "outcome": "cancel requested"}
+    answer = api_client.ok(api_client.post(f"/api/runs/{run_id}/cancel", role="operator", json={}), 202)
+    assert answer == {"run_id": run_id, "status": "running", "outcome": "cancel requested",
+                      "message": answer["message"], "status_url": f"/api/runs/{run_id}"}
+    assert "ends canceled" in answer["message"] and "it finished first" in answer["message"]
     run = runs.get_run(lj.db, run_id)
     assert (run.status, run.cancel_requested) == (RunStatus.RUNNING, True)
+    with lj.db.read() as session:
+        request = store.run_events(session, run_id)[-1]
+    assert (request.from_status, request.to_status, request.note) == ("running", "running",
+                                                                      "cancel requested by token:ci-operator")
     assert audit.search(lj.db, action="run.cancel").entries[0].details == {"outcome": "cancel requested"}
 
 

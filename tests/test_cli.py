@@ -393,7 +393,7 @@ def test_cancel_of_a_queued_run_cancels_it(cli: Invoke, db, make_job) -> None:  
     make_job("waiting")
     run_id = runs.enqueue(db, "waiting")
     result = cli("cancel", str(run_id))
-    assert (result.exit_code, result.stdout.strip()) == (0, f"run {run_id}: canceled")
+    assert (result.exit_code, result.stdout.strip()) == (0, f"run {run_id}: canceled: it had not started")
     run = runs.get_run(db, run_id)
     assert (run.status, run.error) == ("canceled", "canceled by cli")
 

@@ -100,7 +100,7 @@ def test_a_cooperative_function_is_canceled_promptly(db, make_job, start_worker)
     assert run.result is None
     with db.read() as session:
         events = [(e.from_status, e.to_status) for e in store.run_events(session, run_id)]
-    assert events == [("queued", "running"), ("running", "canceled")]
+    assert events == [("queued", "running"), ("running", "running"), ("running", "canceled")]  # the request, then the end
 
 
 def test_a_function_that_ignores_cancel_is_marked_canceled_when_it_returns(db, make_job, start_worker):

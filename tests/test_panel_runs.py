@@ -193,7 +193,8 @@ def test_an_operator_cancels_the_selected_runs(panel_as: Login, db: Database, jo
     assert run_of(db, running).status == RunStatus.RUNNING and run_of(db, running).cancel_requested
     assert run_of(db, finished).status == RunStatus.SUCCEEDED and run_of(db, spare).status == RunStatus.QUEUED
     page = text(operator.get(response.headers["Location"]))
-    assert "Canceled 2 runs (1 running: their workers were asked to stop them); skipped 1 (already finished)." in page
+    assert ("Canceled 2 runs (1 running: their workers were asked to stop them; one that finishes first keeps its"
+            " outcome, noted on the run); skipped 1 (already finished).") in page
     [entry] = bulk_entries(db)
     assert (entry.actor, entry.action, entry.target) == ("panel-operator", "run.bulk_cancel", "3 runs")
     assert entry.details == {"run_ids": [queued, running, finished], "count": 3, "done": 2, "skipped": 1}

@@ -327,15 +327,21 @@ def test_cancelling_a_queued_run_cancels_it_at_once(db: Database, make_job: Make
     assert claimed_ids(db, 5) == []
 
 
-def test_cancelling_a_running_run_only_requests_it(db: Database, make_job: MakeJob) -> None:
+def test_cancelling_a_running_run_only_requests_it_and_records_the_request(db: Database, make_job: MakeJob) -> None:
     run_id = runs.enqueue(db, make_job("stop-me"))
     claim(db)
-    assert runs.cancel(db, run_id) == "cancel requested"
+    assert runs.cancel(db, run_id, by="alice") == "cancel requested"
     run = runs.get_run(db, run_id)
     assert (run.status, run.cancel_requested) == ("running", True)
     with db.read() as session:
         assert store.cancel_requested(session, [run_id]) == {run_id}
-    assert events(db, run_id) == [("queued", "running", 1)]
+        assert store.cancel_requests(session, [run_id]) == {run_id: run.cancel_requested_at}
+        request = store.run_events(session, run_id)[-1]
+    assert events(db, run_id) == [("queued", "running", 1), ("running", "running", 1)]  # status unchanged
+    assert (request.at, request.note) == (run.cancel_requested_at, "cancel requested by alice")
+    assert runs.cancel(db, run_id, by="bob") == "cancel requested"  # a second request: its own event
+    assert runs.get_run(db, run_id).cancel_requested_at == run.cancel_requested_at  # the first one's time kept
+    assert len(events(db, run_id)) == 3
 
 
 @pytest.mark.parametrize("end", [RunStatus.SUCCEEDED, RunStatus.FAILED])

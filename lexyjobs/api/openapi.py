@@ -57,7 +57,8 @@ RUN = {
     "processing_seconds": _nullable(NUMBER), "attempt": INTEGER, "max_attempts": INTEGER,
     "progress": _nullable(NUMBER), "progress_message": _nullable(STRING), "result": ANY,
     "error": _nullable(STRING), "details": _nullable({"type": "object"}), "worker": _nullable(STRING),
-    "cancel_requested": BOOLEAN, "retry_of": _nullable(INTEGER), "pipeline_id": _nullable(STRING),
+    "cancel_requested": BOOLEAN, "cancel_requested_at": _nullable(TIME), "cancel_note": _nullable(STRING),
+    "retry_of": _nullable(INTEGER), "pipeline_id": _nullable(STRING),
     "parent_run_id": _nullable(INTEGER)}
 
 SCHEMAS: dict[str, Any] = {
@@ -87,7 +88,8 @@ SCHEMAS: dict[str, Any] = {
     "Pagination": _object({"page": INTEGER, "limit": INTEGER, "total": INTEGER, "pages": INTEGER}),
     "RunList": _object({"runs": {"type": "array", "items": _ref("Run")}, "pagination": _ref("Pagination"),
                         "stats": STATUS_COUNTS}),
-    "CancelResult": _object({"run_id": INTEGER, "status": STRING, "outcome": {"enum": ["canceled", "cancel requested"]}}),
+    "CancelResult": _object({"run_id": INTEGER, "status": STRING, "outcome": {"enum": ["canceled", "cancel requested"]},
+                             "message": STRING, "status_url": STRING}),
     "RetryResult": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING, "retry_of": INTEGER}),
     "Log": _object({"run_id": INTEGER, "text": STRING, "next_offset": INTEGER, "trimmed": INTEGER, "finished": BOOLEAN}),
     "Stats": _object({
@@ -234,7 +236,9 @@ def document() -> dict[str, Any]:
         "/api/openapi.json": {"get": _op("This document", "200", None, errors="401")},
     }
     paths["/api/runs/{run_id}/cancel"]["post"]["responses"]["202"] = {
-        "description": "a running run was asked to stop", "content": {"application/json": {"schema": _ref("CancelResult")}}}
+        "description": "a running run was asked to stop (a run event records who asked): its worker stops it "
+                       "and it ends canceled, or, if it finished first, it keeps its outcome and its "
+                       "cancel_note says \"cancel requested at T; it finished first\"", "content": {"application/json": {"schema": _ref("CancelResult")}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "lexyjobs API", "version": __version__,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify, url_for
 
-from lexyjobs import actions, queries, runs, store
+from lexyjobs import actions, cancels, queries, runs, store
 from lexyjobs.api import bp
 from lexyjobs.api.inputs import json_object, page_and_limit, pagination, query_choices, query_datetime, query_int, query_text
 from lexyjobs.guard import actor
@@ -52,7 +52,9 @@ def cancel_run(run_id: int) -> tuple[Response, int]:
     json_object((), optional=True)
     outcome = actions.cancel_run(current().db, actor(), run_id)
     status = RunStatus.CANCELED.value if outcome == "canceled" else RunStatus.RUNNING.value
-    return jsonify(run_id=run_id, status=status, outcome=outcome), 202 if outcome != "canceled" else 200
+    return (jsonify(run_id=run_id, status=status, outcome=outcome, message=cancels.meaning(outcome),
+                    status_url=url_for("api.get_run", run_id=run_id)),
+            202 if outcome != "canceled" else 200)
 
 
 @bp.post("/runs/<run_id:run_id>/retry")

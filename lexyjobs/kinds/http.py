@@ -1,6 +1,7 @@
 """``http`` kind: one HTTP request. Non-2xx fails the run; a JSON response body is the result.
 Values may reference environment variables (``${SERVICE_TOKEN}``) so secrets stay out of the
-definition. Cancel returns at once; the abandoned request ends at its own timeout."""
+definition. Cancel and timeout abort the request at once: its connection is closed (see
+``lexyjobs.kinds.hangup``), so the server sees the client leave and no thread stays blocked."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +15,7 @@ from lexyjobs.context import JobFailed, RunCanceled, RunContext
 from lexyjobs.db import utcnow
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import expand_env
+from lexyjobs.kinds.hangup import Hangup
 from lexyjobs.retry import retry_after_seconds
 
 FIELDS = {
@@ -78,14 +80,17 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
 
 
 def _request_unless_cancelled(ctx: RunContext, method: str, url: str, shown: str, **kwargs: Any) -> requests.Response:
-    """Send the request in a helper thread; return early (RunCanceled) if the run is stopped.
-    Messages name ``shown``, the URL as defined (``${SECRET}`` references, not their values)."""
+    """Send the request in a helper thread; if the run is stopped (cancel or timeout), close its
+    connection and return at once (RunCanceled). Messages name ``shown``, the URL as defined
+    (``${SECRET}`` references, not their values)."""
     done = threading.Event()
     box: dict[str, Any] = {}
+    hangup = Hangup()
 
     def call() -> None:
         try:
-            box["response"] = requests.request(method, url, **kwargs)
+            with hangup.session() as session:
+                box["response"] = session.request(method, url, **kwargs)
         except requests.Timeout:
             box["error"] = JobFailed(f"timed out waiting for {method} {shown}")
         except requests.RequestException as exc:
@@ -95,7 +100,11 @@ def _request_unless_cancelled(ctx: RunContext, method: str, url: str, shown: str
         finally:
             done.set()
 
-    remove = ctx.on_cancel(lambda _reason: done.set())
+    def stop(_reason: str) -> None:
+        done.set()
+        hangup.hang_up()
+
+    remove = ctx.on_cancel(stop)
     threading.Thread(target=call, name=f"lexyjobs-http-{ctx.run_id}", daemon=True).start()
     done.wait()
     remove()

@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 from flask import Response, redirect, render_template, url_for
 from sqlalchemy.orm import Session
 
-from lexyjobs import actions, queries, store
+from lexyjobs import actions, cancels, queries, store
 from lexyjobs.api.inputs import query_int
 from lexyjobs.api.runs import MAX_LOG_OFFSET
 from lexyjobs.db import utcnow
@@ -62,7 +62,7 @@ def run_log(run_id: int) -> str | Response:
 @bp.post("/runs/<run_id:run_id>/cancel")
 def run_cancel(run_id: int) -> str | Response:
     outcome, notice = _attempt(lambda: actions.cancel_run(current().db, actor(), run_id))
-    return _after_action(run_id, notice or outcome)
+    return _after_action(run_id, notice or (outcome and f"{outcome}: {cancels.meaning(outcome)}"))
 
 
 @bp.post("/runs/<run_id:run_id>/retry")
@@ -110,6 +110,7 @@ def _live_context(session: Session, run_id: int, stamp: str, *, notice: str | No
     operator = identity().can("operator")
     return {"run": run, "stamp": stamp, "notice": notice, "finished": run.status in TERMINAL,
             "times": _times(run, utcnow()), "events": store.run_events(session, run_id),
+            "cancel_note": cancels.note(run),
             "can_operate": operator, "can_cancel": operator and run.status in CANCELABLE and not run.cancel_requested,
             "can_retry": operator and run.status in RETRYABLE}
 

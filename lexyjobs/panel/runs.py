@@ -214,7 +214,8 @@ def _summary(action: str, outcome: BulkOutcome) -> str:
     if action == "cancel":
         text = f"Canceled {outcome.done:,} run{'s' if outcome.done != 1 else ''}"
         if outcome.requested:
-            text += f" ({outcome.requested:,} running: their workers were asked to stop them)"
+            text += (f" ({outcome.requested:,} running: their workers were asked to stop them; one that finishes"
+                     " first keeps its outcome, noted on the run)")
         why = "already finished"
     else:
         text = f"Retried {outcome.done:,} run{'s' if outcome.done != 1 else ''} as new queued runs"

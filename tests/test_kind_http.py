@@ -200,6 +200,20 @@ def test_a_missing_env_variable_fails_the_run_naming_it(db, make_job, start_work
     assert http_server.received == []
 
 
+def test_a_url_invalid_once_expanded_fails_without_quoting_the_secret(db, make_job, start_worker,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    # requests' InvalidURL quotes the host it could not parse: here a piece of the secret
+    # (with its space, no masking could recognise the fragment), so the message names the URL as defined.
+    monkeypatch.setenv("LJ_TEST_HOST_SECRET", "Qm4host pa/ss")
+    make_job("bad-url", kind="http", url="http://${LJ_TEST_HOST_SECRET}/x", max_attempts=1)
+    start_worker()
+    run = finished(db, runs.enqueue(db, "bad-url"))
+    assert run.status == "failed"
+    assert run.error is not None and "${LJ_TEST_HOST_SECRET}" in run.error and "not a valid URL" in run.error
+    recorded = json.dumps([run.error, run.details, run.result]) + log_text(db, run.id)
+    assert "Qm4host" not in recorded
+
+
 def test_a_post_without_a_body_sends_the_params_as_json(db, make_job, start_worker, http_server):
     make_job("post", kind="http", method="POST", url=http_server.url("/echo"),
              params={"since": {"type": "string"}, "limit": {"type": "integer", "default": 50}})

@@ -93,6 +93,9 @@ def _request_unless_cancelled(ctx: RunContext, method: str, url: str, shown: str
                 box["response"] = session.request(method, url, **kwargs)
         except requests.Timeout:
             box["error"] = JobFailed(f"timed out waiting for {method} {shown}")
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema) as exc:
+            box["error"] = _invalid_url(method, url, shown, exc)
         except requests.RequestException as exc:
             box["error"] = JobFailed(f"{method} {shown} failed: {str(exc).replace(url, shown)}")
         except BaseException as exc:  # e.g. a header value requests cannot encode: the run fails with it
@@ -113,3 +116,13 @@ def _request_unless_cancelled(ctx: RunContext, method: str, url: str, shown: str
     if "error" in box:
         raise box["error"]
     return box["response"]
+
+
+def _invalid_url(method: str, url: str, shown: str, exc: Exception) -> JobFailed:
+    """A URL requests cannot parse. Its message quotes the piece it choked on, which, once
+    ``${VAR}`` references are expanded, may be a fragment of a secret that masking cannot
+    recognise: then only the URL as defined is named. Not retried: it is the definition's fault."""
+    if url == shown:
+        return JobFailed(f"{method} {shown} failed: {exc}", retryable=False)
+    return JobFailed(f"{method} {shown} failed: not a valid URL once its ${{…}} references are expanded "
+                     "(the expanded URL is not shown: it holds their values)", retryable=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from conftest import wait_for
@@ -95,3 +95,21 @@ def test_runs_claimed_ahead_that_never_began_go_back_without_costing_an_attempt(
         notes = [note or "" for _, _, note in starts(db, run_id)]
         assert len(notes) == 3 and notes[1].startswith(NOT_BEGUN), notes
     assert starts(db, begun)[1][2].startswith("rescued: ")
+
+
+def test_a_claimed_ahead_run_of_a_job_that_is_not_idempotent_is_recorded_as_begun_before_its_body_runs(
+        db: Database, db_url: str, make_job: Callable[..., str], start_worker: Callable[..., Any],
+        tmp_path: Path) -> None:
+    """Else a crash right after it began would look like "never began" and run it twice."""
+    gate = tmp_path / "gate"
+    make_job("quick", max_concurrency=0)
+    params = {"gate": {"type": "string", "required": True}, "db_url": {"type": "string", "required": True}}
+    make_job("once", func="jobfuncs:sees_itself_begun", max_concurrency=0, idempotent=False, params=params)
+    start_worker(workers=1, prefetch=3)
+    runs.enqueue_many(db, [RunRequest("quick") for _ in range(5)])  # short runs: it now claims ahead
+    wait_for(lambda: statuses(db, "quick") == {"succeeded": 5})
+    ids = runs.enqueue_many(db, [RunRequest("once", {"gate": str(gate), "db_url": db_url}) for _ in range(3)])
+    wait_for(lambda: statuses(db, "once") == {"running": 3})  # one executing, two claimed ahead
+    gate.touch()
+    wait_for(lambda: statuses(db, "once") == {"succeeded": 3})
+    assert [runs.get_run(db, run_id).result for run_id in ids] == [True, True, True]

@@ -71,6 +71,8 @@ class RunContext:
         self._progress: tuple[float | None, str | None] | None = None
         self._progress_dirty = False
         self._log: logging.Logger | None = None
+        # set by the worker: records a job process group on the run (see ``process_started``)
+        self.on_process: Callable[[int], None] | None = None
 
     # --- used by jobs
 
@@ -140,6 +142,13 @@ class RunContext:
                 if callback in self._callbacks:
                     self._callbacks.remove(callback)
         return remove
+
+    def process_started(self, pgid: int) -> None:
+        """A kind started the run's process group ``pgid`` (die-with-parent, see
+        ``lexyjobs.children``): the worker records it on the run at once, so that a rescue on
+        this host makes sure the group is gone before the run can start again."""
+        if self.on_process is not None:
+            self.on_process(pgid)
 
     def cancel(self, reason: str) -> None:
         """Stop the run for ``reason``; only the first reason counts."""

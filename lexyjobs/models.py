@@ -91,6 +91,9 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # start of the latest attempt
+    # when the latest attempt's body began; NULL while a claimed-ahead run waits for a thread (a
+    # rescue then gives it back without counting the attempt)
+    begun_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # attempts started so far
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
@@ -102,6 +105,9 @@ class Run(Base):
     traceback: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # kind facts: exit code, HTTP status…
     worker: Mapped[str | None] = mapped_column(String(200))
+    # the latest attempt's process group and host (shell kind): a rescue on that host kills it first
+    process_group: Mapped[int | None] = mapped_column(Integer)
+    process_host: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first request (cancels.py)

@@ -11,13 +11,13 @@ from typing import Any, Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
-from lexyjobs import cancels, pipelines, store
+from lexyjobs import cancels, children, pipelines, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, LexyjobsError, RunNotFound, TransitionConflict
 from lexyjobs.models import Run
 from lexyjobs.params import validate_params
-from lexyjobs.states import RunStatus, transition, transition_many
+from lexyjobs.states import DECREMENT, RunStatus, transition, transition_many
 
 log = logging.getLogger(__name__)
 TRIGGERS = ("schedule", "manual", "api", "dependency", "retry")
@@ -200,21 +200,39 @@ def _enqueue_or_skip(db: Database, request: RunRequest) -> int:
     return 1
 
 
+GROUP_END_WAIT = 3.0  # seconds a rescue waits for a dead worker's job process group to be gone
+NOT_BEGUN = "rescued before it began"  # the note's start when a claimed-ahead run is given back
+
+
 def rescue_stale(db: Database, *, stale_after: float, now: datetime | None = None,
                  postgres: bool | None = None) -> list[tuple[int, str]]:
     """Runs left ``running`` by a dead worker (heartbeat older than ``stale_after`` seconds) are
     re-queued as a new attempt, or failed when attempts are exhausted or the job is not
     idempotent ("interrupted: worker died", at-most-once); a run someone asked to cancel ends
-    canceled. Each move is fenced by the lease the dead worker held, and on Postgres the stale
-    rows are taken SKIP LOCKED, so processes rescuing at the same time never move a run twice.
+    canceled. A run that never began (claimed ahead, see ``lexyjobs.begun``) goes back uncounted,
+    whatever the job. A re-queued run keeps its priority and due time, so its place in the queue.
+
+    A run whose job process group was started on this host (``runs.process_group``) moves only
+    once that group is gone: the rescue kills it first and waits (outside any transaction), so
+    attempt N+1 never starts beside attempt N. A group on another host cannot be seen from here:
+    there, the group dies with its process (``lexyjobs.children``).
+
+    Each move is fenced by the lease the dead worker held, and on Postgres the stale rows are
+    taken SKIP LOCKED, so processes rescuing at the same time never move a run twice.
     Returns (run id, new status) pairs."""
     now = now or utcnow()
     postgres = db.is_postgres if postgres is None else postgres
+    cutoff = now - timedelta(seconds=stale_after)
+    _end_local_groups(db, cutoff)
     moved: list[tuple[int, str]] = []
     with db.write() as session:
         idempotent: dict[str, bool] = {}
         ended: list[pipelines.Finished] = []
-        for row in store.stale_runs(session, cutoff=now - timedelta(seconds=stale_after), skip_locked=postgres):
+        for row in store.stale_runs(session, cutoff=cutoff, skip_locked=postgres):
+            if _group_here(row) and children.group_alive(row.process_group, marker=children.run_marker(row.id)):
+                log.warning("run %s: its process group %d is still alive on this host; rescued once it is gone",
+                            row.id, row.process_group)
+                continue
             if row.job_name not in idempotent:
                 idempotent[row.job_name] = _is_idempotent(session, row.job_name)
             status = _rescue_one(session, row, idempotent[row.job_name], now)
@@ -231,19 +249,40 @@ def rescue_stale(db: Database, *, stale_after: float, now: datetime | None = Non
     return moved
 
 
+def _group_here(row: Any) -> bool:
+    return row.process_group is not None and row.process_host == children.HOST
+
+
+def _end_local_groups(db: Database, cutoff: datetime) -> None:
+    """Kill the job process groups that stale runs started on this host and wait until they are
+    gone (up to GROUP_END_WAIT each; a group that outlives it keeps its run from moving)."""
+    with db.read() as session:
+        local = [(row.id, row.process_group) for row in store.stale_runs(session, cutoff=cutoff) if _group_here(row)]
+    for run_id, pgid in local:
+        if children.group_alive(pgid, marker=children.run_marker(run_id)):
+            log.warning("run %s: its worker is dead but its process group %d still runs here; killing it",
+                        run_id, pgid)
+            if not children.end_group(pgid, marker=children.run_marker(run_id), timeout=GROUP_END_WAIT):
+                log.error("run %s: its process group %d survived SIGKILL for %.0fs", run_id, pgid, GROUP_END_WAIT)
+
+
 def _rescue_one(session: Session, row: Any, idempotent: bool, now: datetime) -> RunStatus | None:
     silent = (now - row.heartbeat_at).total_seconds()
     reason = f"worker {row.worker} stopped heartbeating {silent:.0f}s ago"
+    # worker and heartbeat cleared; scheduled_for and priority kept: the run keeps its place
     fence = {"expected": RunStatus.RUNNING, "lease": row.lease, "at": now}
     try:
         if row.cancel_requested:
             transition(session, row.id, RunStatus.CANCELED, note=f"canceled ({reason})", finished_at=now,
                        error="canceled", heartbeat_at=None, **fence)
             return RunStatus.CANCELED
+        if row.begun_at is None and not _counted_anyway(session, row, idempotent):
+            transition(session, row.id, RunStatus.QUEUED, note=f"{NOT_BEGUN}: {reason}; re-queued, attempt not counted",
+                       attempt=DECREMENT, worker=None, heartbeat_at=None, **fence)
+            return RunStatus.QUEUED
         if idempotent and row.attempt < row.max_attempts:
             transition(session, row.id, RunStatus.QUEUED, note=f"rescued: {reason}; re-queued as attempt {row.attempt + 1}",
-                       scheduled_for=now, worker=None, heartbeat_at=None,
-                       error=f"interrupted: worker died (attempt {row.attempt})", **fence)
+                       worker=None, heartbeat_at=None, error=f"interrupted: worker died (attempt {row.attempt})", **fence)
             return RunStatus.QUEUED
         why = "interrupted: worker died" + ("; attempts exhausted" if idempotent else "")
         transition(session, row.id, RunStatus.FAILED, note=f"{why} ({reason})", finished_at=now, error=why,
@@ -251,6 +290,13 @@ def _rescue_one(session: Session, row: Any, idempotent: bool, now: datetime) -> 
         return RunStatus.FAILED
     except TransitionConflict:
         return None
+
+
+def _counted_anyway(session: Session, row: Any, idempotent: bool) -> bool:
+    """A run of an idempotent job is recorded as begun lazily (``lexyjobs.begun``): one that
+    kills its process at once could be rescued "before it began" forever. After as many such
+    rescues as it has attempts, the attempt counts."""
+    return idempotent and store.count_events(session, row.id, note_prefix=NOT_BEGUN) >= row.max_attempts
 
 
 def _is_idempotent(session: Session, name: str) -> bool:

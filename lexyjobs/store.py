@@ -136,12 +136,15 @@ class ClaimedRun:
     params: dict[str, Any]
     trigger: str
     pipeline_id: str | None = None
+    begun: bool = True  # counted as begun at the claim; False: claimed ahead, ``mark_begun`` when it begins
 
 
 def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, postgres: bool,
-               events: list[dict[str, Any]] | None = None) -> list[ClaimedRun]:
+               events: list[dict[str, Any]] | None = None, begin: int | None = None) -> list[ClaimedRun]:
     """Claim up to ``limit`` due queued runs for ``worker``: each becomes ``running`` with a new
-    lease and the next attempt number, in one transaction.
+    lease and the next attempt number, in one transaction. The first ``begin`` of them (default:
+    all) go to idle threads and count as begun (``begun_at`` = now); the others are claimed
+    ahead and wait, ``begun_at`` NULL, until ``mark_begun`` (a rescue gives them back uncounted).
 
     Order: priority desc, scheduled_for, id (= creation). A job's ``max_concurrency`` (0 = no
     limit) is never exceeded, even with several processes: jobs already at their limit are
@@ -169,14 +172,18 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
                 continue
             running[c.job_name] = running.get(c.job_name, 0) + 1
         chosen.append(c.id)
-    moved = transition_many(session, chosen, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
-        "attempt": INCREMENT, "lease": INCREMENT, "started_at": now, "finished_at": None,
-        "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None},
-        returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger, RUNS.c.pipeline_id), events=events)
-    by_id = {m.id: m for m in moved}
+    begin = len(chosen) if begin is None else max(begin, 0)
+    by_id = {}
+    for ids, begun_at in ((chosen[:begin], now), (chosen[begin:], None)):
+        moved = transition_many(session, ids, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
+            "attempt": INCREMENT, "lease": INCREMENT, "started_at": now, "finished_at": None, "begun_at": begun_at,
+            "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None,
+            "process_group": None, "process_host": None},
+            returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger, RUNS.c.pipeline_id), events=events)
+        by_id.update({m.id: (m, begun_at is not None) for m in moved})
     versions = {c.id: c.version for c in candidates}
     return [ClaimedRun(m.id, m.job_name, versions[m.id], m.lease, m.attempt, m.max_attempts, m.params, m.trigger,
-                       m.pipeline_id) for m in (by_id[i] for i in chosen if i in by_id)]
+                       m.pipeline_id, begun) for m, begun in (by_id[i] for i in chosen if i in by_id)]
 
 
 @functools.cache
@@ -271,6 +278,27 @@ def heartbeat(session: Session, leases: Sequence[Lease], *, now: datetime) -> li
     return [l.run_id for l in leases if l.run_id not in held]
 
 
+def mark_begun(session: Session, leases: Sequence[Lease], *, now: datetime) -> set[int]:
+    """Record that these claimed-ahead runs began (``begun_at``), fenced by lease; one UPDATE.
+    Returns the ids marked (a run whose lease is gone, or already marked, is left alone)."""
+    if not leases:
+        return set()
+    return set(session.scalars(
+        update(Run).where(tuple_(Run.id, Run.lease).in_([(l.run_id, l.lease) for l in leases]),
+                          Run.status == RunStatus.RUNNING.value, Run.begun_at.is_(None))
+        .values(begun_at=now).returning(Run.id), execution_options={"synchronize_session": False}))
+
+
+def record_process(session: Session, lease: Lease, *, pgid: int, host: str, now: datetime) -> bool:
+    """Record the process group the run's attempt started on ``host`` (a rescue there makes sure
+    it is gone first); the run has begun by then. False when the lease is gone."""
+    result = session.execute(
+        update(Run).where(Run.id == lease.run_id, Run.lease == lease.lease, Run.status == RunStatus.RUNNING.value)
+        .values(process_group=pgid, process_host=host, begun_at=func.coalesce(Run.begun_at, now)),
+        execution_options={"synchronize_session": False})
+    return _rowcount(result) == 1
+
+
 def save_progress(session: Session, lease: Lease, progress: float | None, message: str | None) -> bool:
     """Record progress (0-100) and its message; False when the lease is gone."""
     result = session.execute(
@@ -354,10 +382,11 @@ def cancel_requests(session: Session, run_ids: Sequence[int], *, lock: bool = Fa
 def stale_runs(session: Session, *, cutoff: datetime, limit: int = 500, skip_locked: bool = False) -> list[Any]:
     """Running runs whose heartbeat is older than ``cutoff`` (their worker is presumed dead):
     rows of (id, job_name, lease, attempt, max_attempts, worker, heartbeat_at, pipeline_id,
-    cancel_requested). With ``skip_locked`` (Postgres) the rows are locked, skipping those
-    another rescuer holds."""
+    cancel_requested, begun_at, process_group, process_host), oldest id first. With
+    ``skip_locked`` (Postgres) the rows are locked, skipping those another rescuer holds."""
     query = (select(RUNS.c.id, RUNS.c.job_name, RUNS.c.lease, RUNS.c.attempt, RUNS.c.max_attempts, RUNS.c.worker,
-                    RUNS.c.heartbeat_at, RUNS.c.pipeline_id, RUNS.c.cancel_requested)
+                    RUNS.c.heartbeat_at, RUNS.c.pipeline_id, RUNS.c.cancel_requested, RUNS.c.begun_at,
+                    RUNS.c.process_group, RUNS.c.process_host)
              .where(status_is(RunStatus.RUNNING), RUNS.c.heartbeat_at < cutoff)
              .order_by(RUNS.c.id).limit(limit))
     if skip_locked:
@@ -382,6 +411,12 @@ def list_runs(session: Session, *, status: str | None = None, job: str | None = 
     if job:
         query = query.where(Run.job_name == job)
     return list(session.scalars(query))
+
+
+def count_events(session: Session, run_id: int, *, note_prefix: str) -> int:
+    """How many of the run's events have a note starting with ``note_prefix``."""
+    return session.scalar(select(func.count()).select_from(RunEvent).where(
+        RunEvent.run_id == run_id, RunEvent.note.startswith(note_prefix, autoescape=True))) or 0
 
 
 def run_events(session: Session, run_id: int) -> list[RunEvent]:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lexyjobs import cancels, pipelines, store, workers
+from lexyjobs import begun, cancels, children, pipelines, store, workers
 from lexyjobs.config import Settings
 from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, ChildError, JobFailed, RunCanceled, RunContext
 from lexyjobs.db import NOTIFY_CHANNEL, Database, utcnow
@@ -115,6 +115,7 @@ class Worker:
         self._active: dict[int, Active] = {}
         self._busy = 0
         self._outcomes: list[Outcome] = []
+        self._begins = begun.PendingBegins()  # claimed-ahead runs that began, to record as begun
         self._wake = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -220,11 +221,13 @@ class Worker:
                 outcomes = self._take_outcomes()
                 with self._lock:
                     free = 0 if self._stopping.is_set() else self.size + self._ahead() - self._busy
+                    idle_threads = max(self.size - self._busy, 0)  # the first claimed runs go to them
                 try:
                     # An idle poll first asks with a cheap read whether anything is due, so idle
                     # processes do not take SQLite's write lock twice a second.
                     idle = probe and not outcomes and free and not self._anything_due()
-                    claimed: list[store.ClaimedRun] | None = [] if idle else self._write_cycle(outcomes, free)
+                    claimed: list[store.ClaimedRun] | None = [] if idle else self._write_cycle(
+                        outcomes, free, begin=idle_threads)
                     pause = 0.0
                 except Exception:  # the worker boundary: log, isolate the outcomes, go on
                     log.exception("worker %s: could not write a batch; writing its runs one by one", self.name)
@@ -276,19 +279,21 @@ class Worker:
         with self.db.read() as session:
             return store.has_due_runs(session, now=self.clock())
 
-    def _write_cycle(self, outcomes: list[Outcome], free: int) -> list[store.ClaimedRun]:
-        """Write finished runs and claim up to ``free`` new ones in one transaction."""
-        if not outcomes and free <= 0:
+    def _write_cycle(self, outcomes: list[Outcome], free: int, *, begin: int | None = None) -> list[store.ClaimedRun]:
+        """Write finished runs and the begun marks of claimed-ahead runs, and claim up to ``free``
+        new ones (the first ``begin`` of them for idle threads, the rest ahead) in one transaction."""
+        if not outcomes and free <= 0 and not self._begins:
             return []
         now = self.clock()
         outcomes = sorted(outcomes, key=lambda o: o.active.claim.id)  # row locks in id order: no deadlocks
         with self.db.write() as session:
             events: list[dict[str, Any]] = []
+            self._begins.write(session, now=now, ended=[o.active.claim.id for o in outcomes])
             finished = self._finish(session, outcomes, now, events)
             if pipelines.advance(session, finished, now=now, postgres=self.db.is_postgres):
                 self.db.enqueued(session)
             claimed = store.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres,
-                                       events=events) if free > 0 else []
+                                       events=events, begin=begin) if free > 0 else []
             insert_events(session, events)  # the batch's ends and starts in one statement
         with self._lock:
             for outcome in outcomes:
@@ -316,6 +321,7 @@ class Worker:
         if claim.attempt > 1:  # the log spans attempts: show where this one starts
             ctx.write(f"--- attempt {claim.attempt} of {claim.max_attempts} ---\n")
         active = Active(claim, ctx, definition, problem)
+        ctx.on_process = lambda pgid: self._record_process(active, pgid)
         with self._lock:
             self._active[claim.id] = active
             self._busy += 1
@@ -363,14 +369,48 @@ class Worker:
 
     def _begin(self, active: Active) -> bool:
         """Mark a run as executing, unless it was stopped while it waited (canceled, or the worker
-        is stopping: ``stop`` re-queues it, whatever the job, since it never began)."""
+        is stopping: ``stop`` re-queues it, whatever the job, since it never began). A
+        claimed-ahead run is recorded as begun first (see ``lexyjobs.begun``)."""
+        durable = not active.claim.begun and active.definition is not None and not active.definition.idempotent
+        if durable and (active.ctx.cancel_reason is not None or not self._mark_begun_now(active)):
+            return False
         with self._lock:
             if active.ctx.cancel_reason is not None:
                 return False
             active.executing, active.started = True, time.monotonic()
+        if not active.claim.begun and not durable:
+            self._begins.add(active.lease)
         if active.ctx.timeout:
             active.deadline = active.started + active.ctx.timeout
         return True
+
+    def _mark_begun_now(self, active: Active) -> bool:
+        """Record durably that a claimed-ahead run of a job that is not idempotent begins. If that
+        cannot be done (lease lost, database unreachable), it does not begin: it is left for
+        the rescue, which re-queues it uncounted."""
+        try:
+            if begun.mark_now(self.db, active.lease, now=self.clock()):
+                return True
+            log.warning("run %s: lease %d lost before it began; not starting it", active.claim.id, active.claim.lease)
+        except SQLAlchemyError:
+            log.exception("run %s: could not record that it begins; not starting it (it will be rescued)",
+                          active.claim.id)
+        active.ctx.cancel(LOST)
+        return False
+
+    def _record_process(self, active: Active, pgid: int) -> None:
+        """Write the run's job process group (``RunContext.process_started``) at once. A lost lease
+        stops the run here; a failed write is logged (the process dies with lexyjobs anyway)."""
+        try:
+            with self.db.write() as session:
+                held = store.record_process(session, active.lease, pgid=pgid, host=children.HOST, now=self.clock())
+        except SQLAlchemyError:
+            log.exception("run %s: could not record its process group %d", active.claim.id, pgid)
+            return
+        if not held:
+            log.warning("run %s: lease %d lost as its process started; stopping it", active.claim.id,
+                        active.claim.lease)
+            active.ctx.cancel(LOST)
 
     def _execute(self, active: Active) -> Outcome:
         """Run the job; the only place that catches every exception a job can raise."""
@@ -522,10 +562,12 @@ class Worker:
             for run_id in store.cancel_requested(session, [a.claim.id for a in actives if not a.ctx.cancelled]):
                 self.cancel_local(run_id)
         lost: set[int] = set()
-        if heartbeat:
+        if heartbeat or self._begins:
             with self.db.write() as session:
-                lost.update(store.heartbeat(session, [a.lease for a in actives], now=self.clock()))
-                self._beat(session)
+                self._begins.write(session, now=self.clock())
+                if heartbeat:
+                    lost.update(store.heartbeat(session, [a.lease for a in actives], now=self.clock()))
+                    self._beat(session)
         dirty = [(a, *a.ctx.take_updates()) for a in actives]
         dirty = [(a, progress, text) for a, progress, text in dirty if progress is not None or text]
         if dirty:
@@ -611,7 +653,7 @@ class Worker:
                         ended = "finished" if active.executing else "started"
                         transition(session, claim.id, RunStatus.QUEUED, expected=RunStatus.RUNNING, lease=claim.lease,
                                    at=now, note=f"re-queued: worker {self.name} stopped before the run {ended}",
-                                   attempt=DECREMENT, scheduled_for=now, worker=None, heartbeat_at=None)
+                                   attempt=DECREMENT, worker=None, heartbeat_at=None)  # keeps its place
                     else:
                         transition(session, claim.id, RunStatus.FAILED, expected=RunStatus.RUNNING, lease=claim.lease,
                                    at=now, note=f"interrupted: worker {self.name} stopped", finished_at=now,

@@ -185,3 +185,16 @@ def talks_every_way(ctx: RunContext) -> dict[str, Any]:
 def environment_names(ctx: RunContext) -> list[str]:
     """The names of this process's environment variables, sorted."""
     return sorted(os.environ)
+
+
+def sees_itself_begun(ctx: RunContext) -> bool:
+    """Whether the run's ``begun_at`` is already committed when its body starts (read through a
+    connection of its own to ``params["db_url"]``); then waits for the file ``params["gate"]``."""
+    url = ctx.params["db_url"].replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = _engines.get(url) or _engines.setdefault(url, create_engine(url))
+    with engine.connect() as conn:
+        begun = conn.execute(text("SELECT begun_at FROM runs WHERE id = :r"), {"r": ctx.run_id}).scalar()
+    deadline = time.monotonic() + 10
+    while not os.path.exists(ctx.params["gate"]) and time.monotonic() < deadline:
+        ctx.sleep(0.02)
+    return begun is not None

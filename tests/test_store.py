@@ -395,9 +395,11 @@ def test_a_stale_run_is_requeued_and_a_fresh_one_left_alone(db: Database, make_j
     claim(db, now=T0)
     claim(db, now=T0 + timedelta(seconds=50))
     now = T0 + timedelta(seconds=70)
+    due = runs.get_run(db, stale).scheduled_for
     assert runs.rescue_stale(db, stale_after=60, now=now) == [(stale, "queued")]
     run = runs.get_run(db, stale)
-    assert (run.status, run.attempt, run.worker, run.heartbeat_at, run.scheduled_for) == ("queued", 1, None, None, now)
+    # it keeps its due time, so its place in the queue (tests/test_rescue.py)
+    assert (run.status, run.attempt, run.worker, run.heartbeat_at, run.scheduled_for) == ("queued", 1, None, None, due)
     assert "interrupted: worker died" in (run.error or "")
     assert events(db, stale)[-1] == ("running", "queued", 1)
     assert runs.get_run(db, fresh).status == RunStatus.RUNNING

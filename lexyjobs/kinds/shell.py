@@ -1,7 +1,9 @@
 """``shell`` kind: run an argv list (never a shell string) in its own process group. Output
 streams into the run log; ``::progress 40 message`` lines set progress; params arrive as
 ``LEXYJOBS_PARAM_<NAME>``; cancel and timeout kill the whole group (grandchildren included).
-The run ends when the command exits (output still arriving is read for EXIT_DRAIN seconds)."""
+The run ends when the command exits (output still arriving is read for EXIT_DRAIN seconds).
+The group never outlives lexyjobs: see ``lexyjobs.children`` (die with parent, the group guard,
+the group recorded on the run for the rescue)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +15,7 @@ import threading
 import time
 from typing import Any, Iterator, Mapping
 
+from lexyjobs import children
 from lexyjobs.context import SHUTDOWN, JobFailed, RunCanceled, RunContext
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import expand_env, job_environ, parse_env_passthrough
@@ -61,13 +64,17 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     argv = expand_env(config["argv"])
     try:
         proc = subprocess.Popen(argv, cwd=config.get("cwd"), env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=children.die_with_parent())
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise JobFailed(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
     ctx.details["pid"] = proc.pid
+    guard = children.guard()
+    guard.watch(proc.pid)  # its own session: the group's id is the command's pid
     killer = _GroupKiller(proc.pid, ctx.kill_grace)
     remove = ctx.on_cancel(killer.stop)
     try:
+        ctx.process_started(proc.pid)
         for raw in _lines(proc):
             line = raw.decode("utf-8", "replace")
             if line.startswith("::progress"):
@@ -78,6 +85,7 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     finally:
         remove()
         killer.finish()
+        guard.forget(proc.pid)  # what the command left running in the background is no longer the run's
         if proc.stdout is not None:
             proc.stdout.close()
     ctx.details["exit_code"] = code

@@ -15,7 +15,7 @@ from alembic import op
 from lexyjobs.models import UTCDateTime
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from lexyjobs.context import SHUTDOWN
+
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()  # where the recorded process groups live (runs.process_host)
 _PR_SET_PDEATHSIG = 1
@@ -236,3 +238,31 @@ def guard() -> GroupGuard:
         if _guard is None:
             _guard = GroupGuard()
         return _guard
+
+
+class GroupStopper:
+    """Stops a job's process group on cancel or timeout: SIGTERM, then SIGKILL after ``grace``
+    seconds (at once when lexyjobs is shutting down). ``finish`` when the run is over: leftovers
+    of a stopped group (or, with ``leftover``, of one still running) are killed and no timer
+    stays armed (a process-group id may be reused later)."""
+
+    def __init__(self, pgid: int, grace: float) -> None:
+        self.pgid, self.grace = pgid, grace
+        self.stopped = False
+        self._timer: threading.Timer | None = None
+
+    def stop(self, reason: str) -> None:
+        self.stopped = True
+        if reason == SHUTDOWN:
+            kill_group(self.pgid)
+            return
+        kill_group(self.pgid, signal.SIGTERM)
+        self._timer = threading.Timer(self.grace, kill_group, args=(self.pgid,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def finish(self, *, leftover: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.stopped or leftover:
+            kill_group(self.pgid)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import PYTHON, ROOT, subprocess_env, wait_for
 
-from lexyjobs import runs, store
+from lexyjobs import children, runs, store
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.models import Run
 
@@ -65,6 +65,22 @@ def test_a_cancel_stops_a_function_that_never_checks_within_the_kill_grace(db, m
     assert run.status == "canceled" and run.result is None
     assert not alive(pid)
     assert run.details is not None and run.details["pid"] == pid
+
+
+def test_the_childs_process_group_is_recorded_on_the_run_for_the_rescue(db, make_job, start_worker, tmp_path):
+    # A rescue on this host ends the recorded group before the next attempt (lexyjobs.children),
+    # as for shell jobs: the child must be recorded, and marked as the run's.
+    pid_file = tmp_path / "pid"
+    make_job("recorded-child", func="jobfuncs:mark_then_sleep", isolation="process",
+             params={"pid_file": {"type": "string"}})
+    start_worker(kill_grace=GRACE)
+    run_id = runs.enqueue(db, "recorded-child", {"pid_file": str(pid_file)})
+    pid = child_pid(pid_file)
+    run = wait_for(lambda: (r := runs.get_run(db, run_id)).process_group and r)
+    assert run.process_group == pid and run.process_host == children.HOST
+    assert children.group_alive(pid, marker=children.run_marker(run_id))
+    runs.cancel(db, run_id)
+    assert finished(db, run_id).status == "canceled"
 
 
 def test_a_timeout_stops_a_function_that_never_checks(db, make_job, start_worker, tmp_path):

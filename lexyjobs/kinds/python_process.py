@@ -14,15 +14,14 @@ import contextlib
 import os
 import pickle
 import select
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from lexyjobs.context import SHUTDOWN, ChildError, JobFailed, RunCanceled, RunContext
+from lexyjobs import children
+from lexyjobs.context import ChildError, JobFailed, RunCanceled, RunContext
 from lexyjobs.kinds import job_environ
 from lexyjobs.kinds.python_child import BOOT, HEADER
 
@@ -44,14 +43,19 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     finally:
         os.close(channel_write)
     ctx.details["pid"] = proc.pid
-    killer = _GroupKiller(proc.pid, ctx.kill_grace)
+    guard = children.guard()
+    guard.watch(proc.pid)  # its own process group: the group's id is the child's pid
+    killer = children.GroupStopper(proc.pid, ctx.kill_grace)
     remove = ctx.on_cancel(killer.stop)
     try:
+        ctx.process_started(proc.pid)
         _send_request(proc, ctx, config, channel_write)
         end = _Exchange(ctx, proc, channel_read).follow()
     finally:
         remove()
-        killer.finish(proc)
+        killer.finish(leftover=proc.poll() is None)  # stopped, or stuck after its end: nothing outlives the run
+        proc.wait()
+        guard.forget(proc.pid)
         os.close(channel_read)
         assert proc.stdout is not None
         proc.stdout.close()
@@ -140,37 +144,3 @@ class _Exchange:
         elif what == "end":
             self.end = message[1]
             self.ctx.details.update(message[2])
-
-
-class _GroupKiller:
-    """Stops the child's process group: SIGTERM, then SIGKILL after ``grace`` seconds (at once
-    when the server is shutting down). When the run is over, whatever is left of the group is
-    killed and no timer stays armed."""
-
-    def __init__(self, pgid: int, grace: float) -> None:
-        self.pgid, self.grace = pgid, grace
-        self._timer: threading.Timer | None = None
-        self.stopped = False
-
-    def _send(self, sig: int) -> None:
-        try:
-            os.killpg(self.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def stop(self, reason: str) -> None:
-        self.stopped = True
-        if reason == SHUTDOWN:
-            self._send(signal.SIGKILL)
-            return
-        self._send(signal.SIGTERM)
-        self._timer = threading.Timer(self.grace, self._send, args=(signal.SIGKILL,))
-        self._timer.daemon = True
-        self._timer.start()
-
-    def finish(self, proc: subprocess.Popen[bytes]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self.stopped or proc.poll() is None:  # stopped, or stuck after its end: nothing of it outlives the run
-            self._send(signal.SIGKILL)
-        proc.wait()

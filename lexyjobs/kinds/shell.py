@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
-import threading
 import time
 from typing import Any, Iterator, Mapping
 
 from lexyjobs import children
-from lexyjobs.context import SHUTDOWN, JobFailed, RunCanceled, RunContext
+from lexyjobs.context import JobFailed, RunCanceled, RunContext
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import expand_env, job_environ, parse_env_passthrough
 
@@ -71,7 +69,7 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     ctx.details["pid"] = proc.pid
     guard = children.guard()
     guard.watch(proc.pid)  # its own session: the group's id is the command's pid
-    killer = _GroupKiller(proc.pid, ctx.kill_grace)
+    killer = children.GroupStopper(proc.pid, ctx.kill_grace)
     remove = ctx.on_cancel(killer.stop)
     try:
         ctx.process_started(proc.pid)
@@ -125,36 +123,3 @@ def _progress(ctx: RunContext, line: str) -> None:
         ctx.progress(float(parts[1]), parts[2].strip() if len(parts) > 2 else None)
     except (IndexError, ValueError):
         ctx.write(line)
-
-
-class _GroupKiller:
-    """Stops a process group: SIGTERM, then SIGKILL after ``grace`` seconds (at once when the
-    process is shutting down). When the run is over, leftovers of a stopped group are killed
-    and no timer stays armed (a process-group id may be reused later)."""
-
-    def __init__(self, pgid: int, grace: float) -> None:
-        self.pgid, self.grace = pgid, grace
-        self.stopped = False
-        self._timer: threading.Timer | None = None
-
-    def _send(self, sig: int) -> None:
-        try:
-            os.killpg(self.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def stop(self, reason: str) -> None:
-        self.stopped = True
-        if reason == SHUTDOWN:
-            self._send(signal.SIGKILL)
-            return
-        self._send(signal.SIGTERM)
-        self._timer = threading.Timer(self.grace, self._send, args=(signal.SIGKILL,))
-        self._timer.daemon = True
-        self._timer.start()
-
-    def finish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self.stopped:
-            self._send(signal.SIGKILL)

@@ -16,17 +16,18 @@ __version__ = "0.1.0"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, *, create_secret_key: bool = True) -> Flask:
     """Build the Flask app. ``config`` overrides environment settings by field name
     (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection; the only
-    side effect is creating the secret key file on the very first start (see config.secret_key)."""
+    side effect is creating the secret key file on the very first start (see config.secret_key),
+    which ``create_secret_key=False`` (the CLI's commands other than ``serve``) leaves out."""
     from lexyjobs import api, cli, guard, login, panel, routing, runtime, web
     from lexyjobs.config import load_settings, secret_key
     from lexyjobs.runtime import Lexyjobs
 
     settings = load_settings(config)
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    app.config["SECRET_KEY"] = secret_key(settings)
+    app.config["SECRET_KEY"] = secret_key(settings, create=create_secret_key)
     app.extensions["lexyjobs"] = Lexyjobs(settings)
     routing.init_app(app)
     guard.init_app(app, settings)

@@ -3,8 +3,11 @@ write transaction starts with ``BEGIN IMMEDIATE`` so it takes the write lock up 
 busy_timeout) instead of failing with "database is locked" when it upgrades from a read."""
 from __future__ import annotations
 
+import os
+import urllib.parse
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import create_engine, event, text
@@ -22,16 +25,21 @@ def utcnow() -> datetime:
 class Database:
     """Owns the engine; ``write()`` and ``read()`` hand out short transactions."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 20,
+                 read_only: bool = False) -> None:
+        """``read_only`` (SQLite): open the file read-only, for a database this process may not
+        write (file mode 0444, a read-only folder); see ``sqlite_read_only_url``."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
         if self.is_sqlite and ":memory:" in url:
             raise ValueError("lexyjobs needs a SQLite file (several threads and processes share it), not :memory:")
-        self.engine: Engine = create_engine(url, **kwargs)
+        path = sqlite_path(url)
+        read_only = read_only and path is not None
+        self.engine: Engine = create_engine(sqlite_read_only_url(path) if read_only and path else url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine, sqlite_synchronous.upper())
+            _configure_sqlite(self.engine, sqlite_synchronous.upper(), wal=not read_only)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self.engine.execution_options(lexyjobs_immediate=True), expire_on_commit=False)
         self._enqueue_listeners: list[Callable[[], None]] = []
@@ -73,14 +81,32 @@ class Database:
         self.engine.dispose()
 
 
-def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, absolute (None for another database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).absolute()
+
+
+def sqlite_read_only_url(path: Path) -> str:
+    """A read-only URL for the SQLite file ``path``. ``mode=ro`` reads the WAL too, but needs the
+    ``-shm`` file (or a folder where it can create it); with neither, the database was closed
+    cleanly (nothing in a WAL), so ``immutable=1`` reads the file alone without creating anything."""
+    shm = path.with_name(path.name + "-shm")
+    option = "mode=ro" if shm.exists() or os.access(path.parent, os.W_OK) else "immutable=1"
+    return f"sqlite:///file:{urllib.parse.quote(str(path))}?{option}&uri=true"
+
+
+def _configure_sqlite(engine: Engine, synchronous: str, *, wal: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Manage transactions ourselves (the sqlite3 module's implicit BEGIN is DEFERRED).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if wal:  # a read-only connection leaves the journal mode as the file has it
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()

@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from lexyjobs import cli_database, registry, runs, schema, store, workers
+from lexyjobs import cli_database, load_problems, registry, runs, schema, store, workers
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError, NotFound
 from lexyjobs.logs import configure_logging
@@ -219,6 +219,7 @@ def jobs_list(as_json: bool) -> None:
     now = utcnow()
     with lj.db.read() as session:
         jobs = store.list_jobs(session)
+        problems = load_problems.list_problems(session)
     healths = jobs_health(lj.db, now)
     items = []
     for j in jobs:
@@ -228,11 +229,13 @@ def jobs_list(as_json: bool) -> None:
             definition = None
         words, upcoming = schedule_summary(definition, j, now)
         items.append((j, words, upcoming, healths.get(j.name) or Health("unknown", "never ran", 0.0)))
+    _warn_about(problems)
     if as_json:
         click.echo(json.dumps([{"name": j.name, "title": j.title, "category": j.category, "kind": j.kind,
                                 "source": j.source, "schedule": j.schedule, "enabled": j.enabled, **mask_config(j.spec),
                                 "schedule_description": words, "next_fire": upcoming and upcoming.isoformat(),
-                                "health": dataclasses.asdict(health)}
+                                "health": dataclasses.asdict(health),
+                                "problems": [load_problems.problem_dict(p) for p in problems if p.job == j.name]}
                                for j, words, upcoming, health in items], indent=2, default=str))
         return
     rows = []
@@ -241,6 +244,16 @@ def jobs_list(as_json: bool) -> None:
         rows.append((j.name, j.kind, j.category, words, upcoming.strftime("%Y-%m-%d %H:%M %Z") if upcoming else "-",
                      j.source, "active" if j.enabled else "paused", verdict if len(verdict) <= 70 else verdict[:69] + "…"))
     _table(("NAME", "KIND", "CATEGORY", "SCHEDULE", "NEXT", "SOURCE", "STATE", "HEALTH"), rows)
+
+
+def _warn_about(problems: list[Any]) -> None:
+    """The definitions the last load rejected, one ``warning:`` line each on stderr (stdout keeps
+    the table or the JSON), so the list never looks fine while jobs.toml was not loaded."""
+    if problems:
+        click.echo(f"warning: {len(problems)} job definition(s) rejected at the last load "
+                   f"({problems[0].recorded_at:%Y-%m-%d %H:%M:%S} UTC):", err=True)
+    for problem in problems:
+        click.echo(f"warning:   {load_problems.describe(problem)}", err=True)
 
 
 @jobs_group.command("add")

@@ -56,8 +56,13 @@ SCHEMAS: dict[str, Any] = {
                        "window_seconds": NUMBER}),
     "Job": _object(JOB),
     "JobDetail": _object({**JOB, "runs": _object({"stats": STATUS_COUNTS, "latest_run_id": _nullable(INTEGER),
-                                                  "list_url": STRING})}),
-    "JobList": _object({"jobs": {"type": "array", "items": _ref("Job")}, "total": INTEGER}),
+                                                  "list_url": STRING}),
+                          "problems": {"type": "array", "items": _ref("LoadProblem")}}),
+    "JobList": _object({"jobs": {"type": "array", "items": _ref("Job")}, "total": INTEGER,
+                        "problems": {"type": "array", "items": _ref("LoadProblem")}}),
+    "LoadProblem": _object({"job": _nullable(STRING), "field": _nullable(STRING), "problem": STRING,
+                            "message": STRING, "source": {"enum": ["code", "file"]}, "origin": STRING,
+                            "recorded_at": TIME}),
     "JobDefinition": {
         "type": "object", "additionalProperties": True,
         "description": "the fields of a [jobs.<name>] table (see the README's job reference); unknown fields "

@@ -16,7 +16,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*
 
-# Runtime requirements only, in their own layer (requirements.txt also lists the test tools).
+# The runtime requirements in their own layer (requirements.txt without its `-e .`; the test
+# tools are in requirements-dev.txt, which the image never installs).
 COPY requirements.txt scripts/runtime_requirements.py /tmp/build/
 RUN python /tmp/build/runtime_requirements.py /tmp/build/requirements.txt > /tmp/build/runtime.txt \
  && pip install -r /tmp/build/runtime.txt \

@@ -27,10 +27,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lexyjobs' has no attribute {name!r}")
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, *, create_secret_key: bool = True) -> Flask:
     """Build the Flask app. ``config`` overrides environment settings by field name
     (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection; the only
-    side effect is creating the secret key file on the very first start (see config.secret_key)."""
+    side effect is creating the secret key file on the very first start (see config.secret_key),
+    which ``create_secret_key=False`` (the CLI's commands other than ``serve``) leaves out."""
     from flask import Flask
 
     from lexyjobs import api, cli, guard, login, panel, routing, runtime, web
@@ -39,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     settings = load_settings(config)
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    app.config["SECRET_KEY"] = secret_key(settings)
+    app.config["SECRET_KEY"] = secret_key(settings, create=create_secret_key)
     app.extensions["lexyjobs"] = Lexyjobs(settings)
     routing.init_app(app)
     guard.init_app(app, settings)

@@ -20,9 +20,9 @@ from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from lexyjobs import cancels, registry, runs, schema, store, workers
+from lexyjobs import cancels, cli_database, load_problems, registry, runs, schema, store, workers
 from lexyjobs.durations import format_duration, parse_duration
-from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError
+from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError, NotFound
 from lexyjobs.logs import configure_logging
 from lexyjobs.runtime import Lexyjobs, current
 from lexyjobs.masking import mask_config
@@ -38,12 +38,17 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _lexy() -> Lexyjobs:
-    """The app's Lexyjobs with its schema up to date. Only ``serve`` and ``worker`` load job
+    """The app's Lexyjobs for a write command: its database exists (none is ever created here,
+    see lexyjobs.cli_database) and its schema is up to date. Only ``serve`` and ``worker`` load job
     definitions from code and the jobs file; other commands use what the database holds (so a
     command run in another folder never imports that folder's jobs.toml)."""
-    lj = current()
-    schema.upgrade(lj.db)
-    return lj
+    return cli_database.for_writing(current())
+
+
+def _reader() -> Lexyjobs:
+    """The app's Lexyjobs for a read command: nothing is created or upgraded, and a database
+    this process may not write (0444, a read-only folder) is opened read-only."""
+    return cli_database.for_reading(current())
 
 
 def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,6 +56,10 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except cli_database.DatabaseMissing as exc:
+            _fail(exc.message, code=1)
+        except NotFound as exc:  # "no job named 'x'" says where it looked: the wrong folder shows
+            _fail(f"{exc.message} in the database {cli_database.describe(current().db.url)}")
         except LexyjobsError as exc:
             _fail(exc.message)
         except SQLAlchemyError as exc:
@@ -213,10 +222,11 @@ def jobs_list(as_json: bool) -> None:
     from lexyjobs.health import Health, jobs_health
     from lexyjobs.serialize import schedule_summary
 
-    lj = _lexy()
+    lj = _reader()
     now = utcnow()
     with lj.db.read() as session:
         jobs = store.list_jobs(session)
+        problems = load_problems.list_problems(session)
     healths = jobs_health(lj.db, now)
     items = []
     for j in jobs:
@@ -226,11 +236,13 @@ def jobs_list(as_json: bool) -> None:
             definition = None
         words, upcoming = schedule_summary(definition, j, now)
         items.append((j, words, upcoming, healths.get(j.name) or Health("unknown", "never ran", 0.0)))
+    _warn_about(problems)
     if as_json:
         click.echo(json.dumps([{"name": j.name, "title": j.title, "category": j.category, "kind": j.kind,
                                 "source": j.source, "schedule": j.schedule, "enabled": j.enabled, **mask_config(j.spec),
                                 "schedule_description": words, "next_fire": upcoming and upcoming.isoformat(),
-                                "health": dataclasses.asdict(health)}
+                                "health": dataclasses.asdict(health),
+                                "problems": [load_problems.problem_dict(p) for p in problems if p.job == j.name]}
                                for j, words, upcoming, health in items], indent=2, default=str))
         return
     rows = []
@@ -239,6 +251,16 @@ def jobs_list(as_json: bool) -> None:
         rows.append((j.name, j.kind, j.category, words, upcoming.strftime("%Y-%m-%d %H:%M %Z") if upcoming else "-",
                      j.source, "active" if j.enabled else "paused", verdict if len(verdict) <= 70 else verdict[:69] + "…"))
     _table(("NAME", "KIND", "CATEGORY", "SCHEDULE", "NEXT", "SOURCE", "STATE", "HEALTH"), rows)
+
+
+def _warn_about(problems: list[Any]) -> None:
+    """The definitions the last load rejected, one ``warning:`` line each on stderr (stdout keeps
+    the table or the JSON), so the list never looks fine while jobs.toml was not loaded."""
+    if problems:
+        click.echo(f"warning: {len(problems)} job definition(s) rejected at the last load "
+                   f"({problems[0].recorded_at:%Y-%m-%d %H:%M:%S} UTC):", err=True)
+    for problem in problems:
+        click.echo(f"warning:   {load_problems.describe(problem)}", err=True)
 
 
 @jobs_group.command("add")
@@ -398,7 +420,7 @@ def _wait_for(lj: Lexyjobs, run_id: int, limit: float | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def runs_command(status: str | None, job: str | None, limit: int, as_json: bool) -> None:
     """List recent runs, newest first."""
-    lj = _lexy()
+    lj = _reader()
     with lj.db.read() as session:
         items = store.list_runs(session, status=status, job=job, limit=limit)
     if as_json:
@@ -414,7 +436,7 @@ def runs_command(status: str | None, job: str | None, limit: int, as_json: bool)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def show_command(run_id: int, as_json: bool) -> None:
     """Show one run: status, times, params, result or error, events and log."""
-    lj = _lexy()
+    lj = _reader()
     run = runs.get_run(lj.db, run_id)
     with lj.db.read() as session:
         events = store.run_events(session, run_id)
@@ -469,7 +491,7 @@ def workers_command(as_json: bool) -> None:
     """List the live worker processes (heartbeat within LEXYJOBS_STALE_AFTER) and their current runs."""
     from lexyjobs.db import utcnow
 
-    lj = _lexy()
+    lj = _reader()
     with lj.db.read() as session:
         found = workers.live_workers(session, now=utcnow(), stale_after=lj.settings.stale_after)
     if as_json:
@@ -500,8 +522,16 @@ def db_group() -> None:
 @with_appcontext
 @_handle_errors
 def db_upgrade() -> None:
-    """Create or upgrade the schema (the server also does this at start)."""
-    _lexy()
+    """Create or upgrade the schema (the server also does this at start); the one command that
+    creates a database."""
+    db = current().db
+    try:
+        cli_database.check_exists(db)
+    except cli_database.DatabaseMissing:
+        schema.upgrade(db)
+        click.echo(f"created the database {cli_database.describe(db.url)}")
+        return
+    schema.upgrade(db)
     click.echo("database schema is up to date")
 
 
@@ -528,7 +558,9 @@ def main(ctx: click.Context) -> None:
     from lexyjobs import create_app
 
     _working_directory_on_path()
-    ctx.obj = ScriptInfo(create_app=create_app)
+    # only the web server signs cookies: other commands never leave a secret_key file behind
+    serving = ctx.invoked_subcommand == "serve"
+    ctx.obj = ScriptInfo(create_app=lambda: create_app(create_secret_key=serving))
 
 
 def _working_directory_on_path() -> None:

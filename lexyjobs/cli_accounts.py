@@ -14,7 +14,7 @@ import click
 from flask.cli import with_appcontext
 
 from lexyjobs import accounts, audit
-from lexyjobs.cli import _handle_errors, _lexy, _table
+from lexyjobs.cli import _handle_errors, _lexy, _reader, _table
 from lexyjobs.errors import NotFound
 from lexyjobs.models import ApiToken
 
@@ -80,7 +80,7 @@ def users_add(name: str, role: str, password_stdin: bool) -> None:
 @_handle_errors
 def users_list(as_json: bool) -> None:
     """List users with their role, creation and last login (UTC)."""
-    users = accounts.list_users(_lexy().db)
+    users = accounts.list_users(_reader().db)
     if as_json:
         click.echo(json.dumps([{"name": u.username, "role": u.role, "created_at": u.created_at,
                                 "last_login_at": u.last_login_at} for u in users], indent=2, default=str))
@@ -146,7 +146,7 @@ def tokens_create(name: str, role: str) -> None:
 @_handle_errors
 def tokens_list(as_json: bool) -> None:
     """List tokens by name and prefix (UTC times); never the token or its hash."""
-    tokens = accounts.list_tokens(_lexy().db)
+    tokens = accounts.list_tokens(_reader().db)
     if as_json:
         click.echo(json.dumps([_token_dict(t) for t in tokens], indent=2, default=str))
         return

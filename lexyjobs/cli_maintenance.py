@@ -12,10 +12,11 @@ from lexyjobs import retention
 from lexyjobs.alerts import history
 from lexyjobs.alerts.notifiers import Notice, deliver
 from lexyjobs.alerts.rules import AlertRule
-from lexyjobs.cli import _command, _fail, _handle_errors, _lexy, _table
+from lexyjobs.cli import _command, _fail, _handle_errors, _lexy, _reader, _table
 from lexyjobs.cli_accounts import _when
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import definition_from_job
+from lexyjobs.errors import JobNotFound
 from lexyjobs.store import get_job
 
 
@@ -25,7 +26,7 @@ from lexyjobs.store import get_job
 @click.option("--failed-days", type=click.IntRange(0), default=None, help="override LEXYJOBS_RETENTION_FAILED_DAYS")
 def prune_command(dry_run: bool, days: int | None, failed_days: int | None) -> None:
     """Delete finished runs (with their events and logs) older than the retention settings."""
-    lj = _lexy()
+    lj = _reader() if dry_run else _lexy()
     settings = lj.settings
     policy = retention.Policy(settings.retention_days if days is None else days,
                               settings.retention_failed_days if failed_days is None else failed_days,
@@ -54,7 +55,7 @@ def alerts_group() -> None:
 @_handle_errors
 def alerts_list(job: str | None, limit: int, as_json: bool) -> None:
     """Recent alerts, newest first, with what each target answered."""
-    found = history.search(_lexy().db, job=job, limit=limit).alerts
+    found = history.search(_reader().db, job=job, limit=limit).alerts
     if as_json:
         click.echo(json.dumps([history.alert_dict(a) for a in found], indent=2))
         return
@@ -69,14 +70,14 @@ def alerts_list(job: str | None, limit: int, as_json: bool) -> None:
 @_handle_errors
 def alerts_test(job: str | None) -> None:
     """Send a test alert to every target and show what each answered (nothing is recorded)."""
-    lj = _lexy()
+    lj = _reader()
     rule = AlertRule.from_settings(lj.settings)
     title = "lexyjobs"
     if job is not None:
         with lj.db.read() as session:
             row = get_job(session, job)
         if row is None:
-            _fail(f"no job named '{job}'", 1)
+            raise JobNotFound(job)
         rule, title = rule.for_job(definition_from_job(row).alerts), row.title or row.name
     if not rule.has_targets:
         _fail("no alert targets: set LEXYJOBS_ALERT_WEBHOOK, LEXYJOBS_ALERT_SLACK or LEXYJOBS_ALERT_EMAIL "

@@ -349,9 +349,11 @@ def _is_email(text: str) -> bool:
 SECRET_KEY_FILE = "secret_key"
 
 
-def secret_key(settings: Settings) -> str:
+def secret_key(settings: Settings, *, create: bool = True) -> str:
     """LEXYJOBS_SECRET_KEY, else the key kept in the data directory, generated (mode 0600) on the
-    first start so that restarts keep sessions valid."""
+    first start so that restarts keep sessions valid. ``create=False`` (the CLI's one-shot
+    commands, which sign no cookie) never writes the file: without a readable key it returns one
+    for this process only."""
     if settings.secret_key is not None:
         return settings.secret_key
     path = settings.data_path() / SECRET_KEY_FILE
@@ -360,9 +362,11 @@ def secret_key(settings: Settings) -> str:
     except FileNotFoundError:
         key = ""
     except OSError as exc:
+        if not create:
+            return secrets.token_hex(32)
         raise SystemExit(f"lexyjobs: cannot read the secret key {path}: {exc.strerror}") from None
-    if len(key.encode()) >= 32:
-        return key
+    if len(key.encode()) >= 32 or not create:
+        return key if len(key.encode()) >= 32 else secrets.token_hex(32)
     key = secrets.token_hex(32)
     temporary = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}")
     try:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import urllib.parse
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import create_engine, event, text
@@ -33,16 +35,21 @@ def utcnow() -> datetime:
 class Database:
     """Owns the engine; ``write()`` and ``read()`` hand out short transactions."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 20,
+                 read_only: bool = False) -> None:
+        """``read_only`` (SQLite): open the file read-only, for a database this process may not
+        write (file mode 0444, a read-only folder); see ``sqlite_read_only_url``."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
         if self.is_sqlite and ":memory:" in url:
             raise ValueError("lexyjobs needs a SQLite file (several threads and processes share it), not :memory:")
-        self.engine: Engine = create_engine(url, **kwargs)
+        path = sqlite_path(url)
+        read_only = read_only and path is not None
+        self.engine: Engine = create_engine(sqlite_read_only_url(path) if read_only and path else url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine, sqlite_synchronous.upper())
+            _configure_sqlite(self.engine, sqlite_synchronous.upper(), wal=not read_only)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self.engine.execution_options(lexyjobs_immediate=True), expire_on_commit=False)
         self._enqueue_listeners: list[Callable[[], None]] = []
@@ -84,8 +91,26 @@ class Database:
         self.engine.dispose()
 
 
-def sqlite_path(url: str) -> str | None:
-    """The file a ``sqlite:///`` URL names (None: in memory, or a ``file:`` URI)."""
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, absolute (None for another database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).absolute()
+
+
+def sqlite_read_only_url(path: Path) -> str:
+    """A read-only URL for the SQLite file ``path``. ``mode=ro`` reads the WAL too, but needs the
+    ``-shm`` file (or a folder where it can create it); with neither, the database was closed
+    cleanly (nothing in a WAL), so ``immutable=1`` reads the file alone without creating anything."""
+    shm = path.with_name(path.name + "-shm")
+    option = "mode=ro" if shm.exists() or os.access(path.parent, os.W_OK) else "immutable=1"
+    return f"sqlite:///file:{urllib.parse.quote(str(path))}?{option}&uri=true"
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file a ``sqlite:///`` URL names, as SQLite will open it (None: in memory, or a ``file:``
+    URI, which SQLite opens itself: e.g. the CLI's read-only URL, which must create nothing)."""
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:") or make_url(url).query.get("uri"):
         return None
@@ -128,8 +153,8 @@ def narrow_world_readable(path: str) -> None:
         log.warning("the database files were readable by every user (%s); they are now 0600", modes)
 
 
-def _configure_sqlite(engine: Engine, synchronous: str) -> None:
-    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+def _configure_sqlite(engine: Engine, synchronous: str, *, wal: bool = True) -> None:
+    path = sqlite_file(engine.url.render_as_string(hide_password=False))
     checked: list[bool] = []  # the world-readable check runs at the first connection only
 
     @event.listens_for(engine, "do_connect")
@@ -147,7 +172,8 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if wal:  # a read-only connection leaves the journal mode as the file has it
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()

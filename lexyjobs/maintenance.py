@@ -12,6 +12,7 @@ from lexyjobs import retention
 from lexyjobs.alerts.alerter import CHECK_SECONDS, Alerter
 from lexyjobs.config import Settings
 from lexyjobs.db import Database
+from lexyjobs.failures import FailureLog, failure_log
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,10 @@ FIRST_PRUNE_SECONDS = 60.0  # not during start-up, when the worker rescues and t
 
 
 class Periodic:
-    def __init__(self, name: str, interval: float, task: Callable[[], Any], *, first: float | None = None) -> None:
+    def __init__(self, name: str, interval: float, task: Callable[[], Any], *, first: float | None = None,
+                 failures: FailureLog | None = None) -> None:
         self.name = name
+        self.failures = failures or FailureLog()
         self.interval = interval
         self.first = interval if first is None else first
         self.task = task
@@ -44,8 +47,8 @@ class Periodic:
         while not self._stop.wait(delay):
             try:
                 self.task()
-            except Exception:
-                log.exception("%s failed; trying again in %ss", self.name, self.interval)
+            except Exception as exc:
+                self.failures.failed(log, f"{self.name} failed; trying again in {self.interval:g}s", exc)
             delay = self.interval
 
 
@@ -59,7 +62,8 @@ def housekeeping(db: Database, settings: Settings) -> list[Periodic]:
             log.info("retention: deleted %d finished runs (%s), %d alerts and %d audit entries", report.total,
                      ", ".join(f"{n} {s}" for s, n in report.runs.items() if n), report.alerts, report.audit)
 
-    threads = [Periodic("alerts", CHECK_SECONDS, Alerter(db, settings).check)]
+    failures = failure_log(db)
+    threads = [Periodic("alerts", CHECK_SECONDS, Alerter(db, settings).check, failures=failures)]
     if settings.retention_days or settings.retention_failed_days or settings.audit_retention_days:
-        threads.append(Periodic("retention", PRUNE_SECONDS, prune, first=FIRST_PRUNE_SECONDS))
+        threads.append(Periodic("retention", PRUNE_SECONDS, prune, first=FIRST_PRUNE_SECONDS, failures=failures))
     return threads

@@ -226,3 +226,19 @@ class Alert(Base):
     deliveries: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoadProblem(Base):
+    """A job definition the last load rejected (lexyjobs.load_problems): kept in the database so
+    that every process — the panel's server, the CLI, the API — shows it, not only the log of the
+    process that loaded it."""
+
+    __tablename__ = "load_problems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    origin: Mapped[str] = mapped_column(String(500))  # the jobs file's path, or "code" (@job functions, imports)
+    job: Mapped[str | None] = mapped_column(String(200))  # None: about the whole file or an imported module
+    field: Mapped[str | None] = mapped_column(String(100))
+    problem: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)  # "job 'x', field 'y': problem", as logged
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

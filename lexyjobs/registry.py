@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from sqlalchemy.orm import Session
 
-from lexyjobs import pipelines, store
+from lexyjobs import load_problems, pipelines, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job, parse_definition
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, ReadOnlyJob
@@ -69,6 +69,11 @@ class SyncReport:
     loaded: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
     errors: list[InvalidDefinition] = field(default_factory=list)
+    found: list[load_problems.Found] = field(default_factory=list)  # the errors with where they came from
+
+    def reject(self, origin: str, error: InvalidDefinition, *, about_job: bool = True) -> None:
+        self.errors.append(error)
+        self.found.append(load_problems.Found(origin, error, about_job))
 
 
 def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] = (),
@@ -77,36 +82,43 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
     both into the jobs table. With ``archive_missing`` (the server), jobs that disappeared from
     their source are archived. A job defined
     in two places is reported and the first (code, then file) wins. Every problem is in the
-    report and logged; none stops the other jobs from loading."""
+    report, logged and recorded in the load_problems table (lexyjobs.load_problems) in the same
+    transaction; none stops the other jobs from loading."""
     report = SyncReport()
+    code = load_problems.CODE
     for module in imports:
         try:
             importlib.import_module(module)
         except Exception as exc:  # a broken user module must not stop the server
-            report.errors.append(InvalidDefinition(module, None, f"cannot import module: {type(exc).__name__}: {exc}"))
+            report.reject(code, InvalidDefinition(module, None, f"cannot import module: {type(exc).__name__}: {exc}"),
+                          about_job=False)
     sources: dict[str, dict[str, JobDefinition]] = {"code": {}, "file": {}}
     for name, raw in code_jobs().items():
         try:
             sources["code"][name] = parse_definition(name, raw, source="code")
         except InvalidDefinition as exc:
-            report.errors.append(exc)
+            report.reject(code, exc)
+    origins = {"code": code, "file": str(Path(jobs_file).absolute()) if jobs_file else ""}
     file_unreadable = False
     if jobs_file:
         sources["file"], file_errors = load_jobs_file(jobs_file)
-        report.errors.extend(file_errors)
+        for error in file_errors:
+            report.reject(origins["file"], error, about_job=error.job != str(jobs_file))
         # an unreadable file says nothing about which jobs it holds: archive none of them
         file_unreadable = any(e.job == str(jobs_file) and e.field in (None, "jobs") for e in file_errors)
     for name in set(sources["code"]) & set(sources["file"]):
         del sources["file"][name]
-        report.errors.append(InvalidDefinition(name, "name", f"defined both in code and in {jobs_file}; the code one is used"))
+        report.reject(origins["file"], InvalidDefinition(
+            name, "name", f"defined both in code and in {jobs_file}; the code one is used"))
     now = utcnow()
     with db.write() as session:
-        _reject_graph_problems(session, sources, report)
+        _reject_graph_problems(session, sources, report, origins)
         for source, definitions in sources.items():
             for name, definition in sorted(definitions.items()):  # row locks in name order, as claims take them
                 existing = store.get_job(session, name)
                 if existing is not None and existing.source == "db":
-                    report.errors.append(InvalidDefinition(name, "name", f"a job created in the panel/API already has this name; the {source} one is ignored"))
+                    report.reject(origins[source], InvalidDefinition(
+                        name, "name", f"a job created in the panel/API already has this name; the {source} one is ignored"))
                     continue
                 store.save_job(session, definition.row(), now=now)
                 report.loaded.append(name)
@@ -114,20 +126,25 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
                 # a job whose new definition is broken keeps its last good one (and is reported)
                 keep = [n for n in definitions if n in report.loaded] + [e.job for e in report.errors]
                 report.archived += store.archive_jobs_not_in(session, source, keep, now=now)
+        loaded = [origin for origin, used in ((code, bool(imports or code_jobs())), (origins["file"], bool(jobs_file)))
+                  if used]
+        load_problems.replace(session, report.found, origins=None if archive_missing else loaded, now=now)
     for error in report.errors:
         log.error("job definition rejected: %s", error.message)
     return report
 
 
-def _reject_graph_problems(session: Session, sources: dict[str, dict[str, JobDefinition]], report: SyncReport) -> None:
+def _reject_graph_problems(session: Session, sources: dict[str, dict[str, JobDefinition]], report: SyncReport,
+                           origins: dict[str, str]) -> None:
     """Drop (and report) definitions whose ``depends_on`` names unknown jobs or closes a cycle."""
     graph = dict(store.job_dependencies(session))
     graph.update({name: d.depends_on for definitions in sources.values() for name, d in definitions.items()})
     new_names = [name for definitions in sources.values() for name in definitions]
     for name, (field_name, problem) in pipelines.graph_problems(graph, new_names).items():
+        origin = origins["code"] if name in sources["code"] else origins["file"]
         for definitions in sources.values():
             definitions.pop(name, None)
-        report.errors.append(InvalidDefinition(name, field_name, problem))
+        report.reject(origin, InvalidDefinition(name, field_name, problem))
 
 
 def _check_graph(session: Session, definition: JobDefinition) -> None:

@@ -46,6 +46,7 @@ from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import Conflict, LexyjobsError, RunNotFound
+from lexyjobs.failures import FailureLog, failure_log
 from lexyjobs.models import Job
 from lexyjobs.states import RunStatus
 
@@ -181,6 +182,8 @@ class _SharedJobStore(SQLAlchemyJobStore):
 
 
 class _BackgroundScheduler(BackgroundScheduler):
+    failures: FailureLog | None = None  # set by Scheduler.start
+
     def _process_jobs(self) -> float | None:
         if self.state == STATE_STOPPED:
             # shutdown() wakes the loop, which then makes one more pass over due timers: it must
@@ -189,8 +192,12 @@ class _BackgroundScheduler(BackgroundScheduler):
         # A database error while updating a timer would otherwise end the scheduler thread for good.
         try:
             return super()._process_jobs()
-        except Exception:
-            log.exception("scheduler: processing due timers failed; retrying in %ss", RETRY_SECONDS)
+        except Exception as exc:
+            where = f"scheduler: processing due timers failed; retrying in {RETRY_SECONDS:g}s"
+            if self.failures is None:
+                log.exception(where)
+            else:
+                self.failures.failed(log, where, exc)
             return RETRY_SECONDS
 
 
@@ -201,6 +208,7 @@ class Scheduler:
 
     def __init__(self, db: Database, *, refresh_seconds: float = REFRESH_SECONDS) -> None:
         self.db = db
+        self.failures = failure_log(db)  # repeated failures of the scheduler thread: logged once, then counted
         self.refresh_seconds = refresh_seconds
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.aps: BackgroundScheduler | None = None
@@ -217,6 +225,7 @@ class Scheduler:
             timezone=UTC, jobstores={TIMERS: timers, INTERNAL: MemoryJobStore()},
             executors={TIMERS: _EnqueueExecutor(self), INTERNAL: ThreadPoolExecutor(1)},
             job_defaults={"coalesce": False, "max_instances": 1, "misfire_grace_time": None})
+        aps.failures = self.failures
         aps.start(paused=True)
         self.aps = aps
         self.refresh()
@@ -252,8 +261,8 @@ class Scheduler:
                 with self.db.read() as session:
                     rows = {j.name: j for j in store.list_jobs(session) if j.schedule or j.spec.get("run_at")}
                 timers = {t.id: t for t in self.aps.get_jobs(jobstore=TIMERS)}
-            except SQLAlchemyError:
-                log.exception("scheduler: cannot read jobs and timers")
+            except SQLAlchemyError as exc:
+                self.failures.failed(log, "scheduler: cannot read jobs and timers", exc)
                 return
             for name in set(timers) - set(rows):
                 self.aps.remove_job(name, TIMERS)
@@ -266,8 +275,8 @@ class Scheduler:
                         self.aps.remove_job(name, TIMERS)
                 except JobLookupError:
                     pass  # another process removed the timer meanwhile; the next refresh rebuilds it
-                except SQLAlchemyError:
-                    log.exception("scheduler: cannot update the timer of job %s", name)
+                except SQLAlchemyError as exc:
+                    self.failures.failed(log, f"scheduler: cannot update the timer of job {name}", exc)
 
     def _sync(self, row: Job, timer: Timer | None, now: datetime) -> None:
         assert self.aps is not None

@@ -35,6 +35,7 @@ from lexyjobs.db import NOTIFY_CHANNEL, Database, utcnow
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import LexyjobsError, TransitionConflict
+from lexyjobs.failures import failure_log
 from lexyjobs.kinds import kinds
 from lexyjobs.masking import Redactor
 from lexyjobs.registry import JobCatalog
@@ -101,6 +102,7 @@ class Worker:
     def __init__(self, db: Database, settings: Settings, catalog: JobCatalog, *, name: str | None = None,
                  clock: Callable[[], datetime] = utcnow, rng: random.Random | None = None) -> None:
         self.db, self.settings, self.catalog = db, settings, catalog
+        self.failures = failure_log(db)  # repeated failures of the loops below: logged once, then counted
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.size = max(1, settings.workers)
         # Runs claimed beyond the free threads wait in memory (as ``running``) and start the
@@ -229,8 +231,9 @@ class Worker:
                     claimed: list[store.ClaimedRun] | None = [] if idle else self._write_cycle(
                         outcomes, free, begin=idle_threads)
                     pause = 0.0
-                except Exception:  # the worker boundary: log, isolate the outcomes, go on
-                    log.exception("worker %s: could not write a batch; writing its runs one by one", self.name)
+                except Exception as exc:  # the worker boundary: log, isolate the outcomes, go on
+                    self.failures.failed(log, f"worker {self.name}: could not write a batch; writing its runs one by one",
+                                         exc)
                     claimed = None
                     if self._finish_separately(outcomes):
                         pause = 0.0
@@ -551,8 +554,8 @@ class Worker:
                 if now - last_rescue >= rescue_every:
                     self._rescue()
                     last_rescue = now
-            except Exception:  # the worker boundary: the monitor must outlive any one problem
-                log.exception("worker %s: monitor cycle failed; retrying", self.name)
+            except Exception as exc:  # the worker boundary: the monitor must outlive any one problem
+                self.failures.failed(log, f"worker {self.name}: monitor cycle failed; retrying", exc)
 
     def _sync(self, actives: list[Active], *, heartbeat: bool) -> None:
         """Apply cancel requests, heartbeat the runs and this process (its own transaction, so
@@ -594,8 +597,8 @@ class Worker:
                     store.append_log(session, active.claim.id, text, max_chars=self.settings.log_max_bytes)
                     return True
                 return False
-        except SQLAlchemyError:
-            log.exception("run %s: could not write its progress/log; dropped this part", active.claim.id)
+        except SQLAlchemyError as exc:
+            self.failures.failed(log, f"run {active.claim.id}: could not write its progress/log; dropped this part", exc)
             return True
 
     def _rescue(self) -> None:
@@ -603,14 +606,14 @@ class Worker:
         try:
             rescue_stale(self.db, stale_after=self.settings.stale_after, now=self.clock(),
                          postgres=self.db.is_postgres)
-        except (SQLAlchemyError, LexyjobsError):
-            log.exception("worker %s: could not rescue stale runs", self.name)
+        except (SQLAlchemyError, LexyjobsError) as exc:
+            self.failures.failed(log, f"worker {self.name}: could not rescue stale runs", exc)
         try:
             for name in workers.prune_dead(self.db, now=self.clock(), stale_after=self.settings.stale_after):
                 log.warning("worker %s: removed worker %s from the registry (no heartbeat for %s)", self.name, name,
                             format_duration(self.settings.stale_after))
-        except SQLAlchemyError:
-            log.exception("worker %s: could not prune dead workers", self.name)
+        except SQLAlchemyError as exc:
+            self.failures.failed(log, f"worker {self.name}: could not prune dead workers", exc)
 
     # ------------------------------------------------------------ registry
 
@@ -620,8 +623,8 @@ class Worker:
         try:
             with self.db.write() as session:
                 workers.register(session, self.registration, now=self.clock())
-        except SQLAlchemyError:
-            log.exception("worker %s: could not register; the next heartbeat retries", self.name)
+        except SQLAlchemyError as exc:
+            self.failures.failed(log, f"worker {self.name}: could not register; the next heartbeat retries", exc)
 
     def _beat(self, session: Session) -> None:
         if not workers.heartbeat(session, self.registration, now=self.clock()):
@@ -680,8 +683,8 @@ class Worker:
                         for notice in conn.notifies(timeout=1.0):
                             if notice.payload == schema:  # not another instance's (same database, other schema)
                                 self.wake()
-            except psycopg.Error:
-                log.exception("worker %s: LISTEN connection failed; reconnecting", self.name)
+            except psycopg.Error as exc:
+                self.failures.failed(log, f"worker {self.name}: LISTEN connection failed; reconnecting", exc)
                 self._closed.wait(1.0)
 
 
@@ -704,8 +707,9 @@ class Worker:
                                 self.wake()
                 finally:
                     raw.close()
-            except Exception:  # e.g. the file is gone or locked for long: say so, retry
-                log.exception("worker %s: watching the database for changes failed; retrying", self.name)
+            except Exception as exc:  # e.g. the file is gone or locked for long: say so, retry
+                self.failures.failed(log, f"worker {self.name}: watching the database for changes failed; retrying",
+                                     exc)
                 self._closed.wait(1.0)
 
 

@@ -1,31 +1,35 @@
-"""Print the runtime part of requirements.txt for the Docker image: the requirement lines from the
-``# runtime`` comment up to the ``# tests`` comment. The test tools (playwright's 165 MB driver
-among them) stay out of the image, and ``-e .`` is installed by the Dockerfile once the code is
-copied. tests/test_docker.py checks that what this keeps covers every import of ``lexyjobs/``.
+"""Print requirements.txt for the Docker image: its requirement lines without ``-e .`` (the
+Dockerfile installs the code once it is copied, after the dependencies' own layer). The file holds
+runtime dependencies only (the test tools are in requirements-dev.txt); an include (``-r``) or a
+test tool found in it is refused, so the image never grows them. tests/test_docker.py checks that
+what this keeps covers every import of ``lexyjobs/``.
 
 Usage: ``python scripts/runtime_requirements.py requirements.txt > runtime.txt``"""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
-SECTIONS = ("runtime", "tests")
+TEST_TOOLS = ("pytest", "playwright", "mypy", "schemathesis", "aiosmtpd")
 
 
 def runtime_lines(text: str) -> list[str]:
-    """The requirement lines of the ``# runtime`` section (comments, blanks and ``-e`` dropped)."""
+    """The requirement lines (comments, blanks and ``-e`` dropped); SystemExit on an include, a
+    test tool or no requirement at all."""
     kept: list[str] = []
-    section = None
     for raw in text.splitlines():
         line = raw.split(" #", 1)[0].strip()
-        if raw.strip().startswith("#"):
-            marker = raw.strip().lstrip("#").strip().lower()
-            section = marker if marker in SECTIONS else section
+        if not line or line.startswith("#") or line.startswith(("-e", "--editable")):
             continue
-        if section == "runtime" and line and not line.startswith(("-e", "--editable")):
-            kept.append(line)
+        if line.startswith("-"):
+            raise SystemExit(f"runtime_requirements: '{line}': the runtime requirements must list packages only")
+        name = re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower()
+        if name in TEST_TOOLS:
+            raise SystemExit(f"runtime_requirements: {name} is a test tool; it belongs in requirements-dev.txt")
+        kept.append(line)
     if not kept:
-        raise SystemExit("runtime_requirements: no requirement under a '# runtime' line")
+        raise SystemExit("runtime_requirements: no requirement found")
     return kept
 
 

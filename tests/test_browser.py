@@ -46,7 +46,7 @@ def _browser_or_skip() -> None:
     missing = [what for what, ok in (("playwright", sync_playwright is not None),
                                      (CHROMIUM, os.access(CHROMIUM, os.X_OK))) if not ok]
     if missing:
-        reason = f"browser tests need {' and '.join(missing)} (apt-get install chromium; pip install -r requirements.txt)"
+        reason = f"browser tests need {' and '.join(missing)} (apt-get install chromium; pip install -r requirements-dev.txt)"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}: missing in CI")
         pytest.skip(reason)

@@ -21,8 +21,9 @@ Invoke = Callable[..., Result]
 
 
 @pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """``cli("jobs", "list")`` runs the real CLI against the test database (no jobs file)."""
+def cli(db_url: str, db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """``cli("jobs", "list")`` runs the real CLI against the test database (no jobs file).
+    The database exists (``db``), as the server creates it: the CLI never does (test_cli_database)."""
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
 

@@ -22,8 +22,9 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """``cli("users", "list")`` runs the real CLI against the test database as OS user ``ops-alice``."""
+def cli(db_url: str, db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """``cli("users", "list")`` runs the real CLI against the test database as OS user ``ops-alice``.
+    The database exists (``db``), as the server creates it: the CLI never does (test_cli_database)."""
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
 
@@ -178,7 +179,7 @@ def test_users_remove_asks_first(cli: Invoke, db) -> None:  # type: ignore[no-un
 def test_users_remove_of_an_unknown_user_fails_without_asking(cli: Invoke, db) -> None:  # type: ignore[no-untyped-def]
     result = cli("users", "remove", "ghost", input="y\n")
     assert result.exit_code == 2
-    assert result.stderr == "error: no user named 'ghost'\n" and "Delete" not in result.output
+    assert result.stderr.startswith("error: no user named 'ghost' in the database ") and "Delete" not in result.output
     assert audit_entries(db) == []
 
 
@@ -217,7 +218,7 @@ def test_users_set_password_rejects_a_short_password_and_keeps_the_old_one(cli: 
 
 def test_users_set_password_of_an_unknown_user_fails_without_prompting(cli: Invoke, db) -> None:  # type: ignore[no-untyped-def]
     result = cli("users", "set-password", "ghost", input=f"{PASSWORD}\n{PASSWORD}\n")
-    assert result.exit_code == 2 and result.stderr == "error: no user named 'ghost'\n"
+    assert result.exit_code == 2 and result.stderr.startswith("error: no user named 'ghost' in the database ")
     assert "Password" not in result.output
 
 
@@ -303,11 +304,11 @@ def test_tokens_revoke_makes_the_token_useless(cli: Invoke, db) -> None:  # type
 
 def test_tokens_revoke_of_an_unknown_or_revoked_token_fails(cli: Invoke, db) -> None:  # type: ignore[no-untyped-def]
     result = cli("tokens", "revoke", "nope")
-    assert result.exit_code == 2 and result.stderr == "error: no active token named 'nope'\n"
+    assert result.exit_code == 2 and result.stderr.startswith("error: no active token named 'nope' in the database ")
     create_token(cli, "ci")
     assert cli("tokens", "revoke", "ci").exit_code == 0
     result = cli("tokens", "revoke", "ci")
-    assert result.exit_code == 2 and result.stderr == "error: no active token named 'ci'\n"
+    assert result.exit_code == 2 and result.stderr.startswith("error: no active token named 'ci' in the database ")
     assert [action for _, action, *_ in audit_entries(db)] == ["token.create", "token.revoke"]
 
 

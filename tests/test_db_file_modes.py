@@ -79,7 +79,7 @@ def test_a_database_shared_with_its_group_on_purpose_is_left_alone(tmp_path: Pat
 
 
 def test_the_sqlite_path_of_a_url(tmp_path: Path) -> None:
-    from lexyjobs.db import sqlite_path
-    assert sqlite_path(f"sqlite:///{tmp_path}/jobs.db") == f"{tmp_path}/jobs.db"
-    assert sqlite_path("sqlite:///relative.db") == "relative.db"
-    assert sqlite_path(f"sqlite:///file:{tmp_path}/jobs.db?mode=ro&uri=true") is None  # SQLite opens URIs itself
+    from lexyjobs.db import sqlite_file
+    assert sqlite_file(f"sqlite:///{tmp_path}/jobs.db") == f"{tmp_path}/jobs.db"
+    assert sqlite_file("sqlite:///relative.db") == "relative.db"
+    assert sqlite_file(f"sqlite:///file:{tmp_path}/jobs.db?mode=ro&uri=true") is None  # SQLite opens URIs itself

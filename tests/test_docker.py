@@ -186,15 +186,15 @@ def test_the_runtime_requirements_cover_every_import_of_the_app() -> None:
                          if name not in sys.stdlib_module_names and name != "lexyjobs")
     missing = {name: providers.get(name, ["?"]) for name in third_party
                if not {_canonical(d) for d in providers.get(name, [])} & installed}
-    assert missing == {}, ("lexyjobs imports these, but the image does not install them; put their "
-                           "requirement above '# tests' in requirements.txt")
+    assert missing == {}, "lexyjobs imports these, but the image does not install them; add them to requirements.txt"
 
 
-def test_the_runtime_section_ends_at_tests_and_drops_comments() -> None:
-    text = "# runtime\nflask==3.1.3  # web\n\n# tests\npytest==9\n# runtime\nclick==8\n-e .\n"
+def test_the_image_requirements_drop_comments_and_the_editable_install_and_refuse_test_tools() -> None:
+    text = "# what runs\nflask==3.1.3  # web\n\nclick==8\n-e .\n"
     assert runtime_lines(text) == ["flask==3.1.3", "click==8"]
-    with pytest.raises(SystemExit):
-        runtime_lines("pytest==9\n")
+    for bad in ("pytest==9\n", "flask==3\n-r requirements-dev.txt\n", "-e .\n"):
+        with pytest.raises(SystemExit):
+            runtime_lines(bad)
 
 
 # ---------------------------------------------------------------- the CMD, run like the container

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import Response, jsonify, url_for
 
-from lexyjobs import actions, queries, store
+from lexyjobs import actions, load_problems, queries, store
 from lexyjobs.api import bp
 from lexyjobs.api.inputs import InvalidInput, json_object, query_bool, query_choice, query_text
 from lexyjobs.db import utcnow
@@ -30,9 +30,10 @@ def list_jobs() -> Response:
         rows = [j for j in store.list_jobs(session, include_archived=archived)
                 if (category is None or j.category == category) and (kind is None or j.kind == kind)
                 and (source is None or j.source == source) and (paused is None or j.enabled != paused)]
+        problems = [load_problems.problem_dict(p) for p in load_problems.list_problems(session)]
     healths = jobs_health(db, now, [j.name for j in rows])
     jobs = [job_dict(j, _definition(j), healths.get(j.name), now) for j in rows]
-    return jsonify(jobs=jobs, total=len(jobs))
+    return jsonify(jobs=jobs, total=len(jobs), problems=problems)
 
 
 @bp.post("/jobs")
@@ -51,9 +52,11 @@ def get_job(name: str) -> Response:
     with current().db.read() as session:
         counts = queries.status_counts(session, RunFilter(job=name))
         latest = queries.search_runs(session, RunFilter(job=name), limit=1)
+        problems = [load_problems.problem_dict(p) for p in load_problems.list_problems(session, name)]
     data = response.get_json()
     data["runs"] = {"stats": counts, "latest_run_id": latest[0].id if latest else None,
                     "list_url": url_for("api.list_runs", job=name)}
+    data["problems"] = problems
     return jsonify(data)
 
 

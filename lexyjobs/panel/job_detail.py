@@ -11,7 +11,7 @@ from flask import Response, redirect, render_template, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from lexyjobs import actions, queries, store
+from lexyjobs import actions, load_problems, queries, store
 from lexyjobs.alerts.rules import AlertRule
 from lexyjobs.api.inputs import pagination, query_int
 from lexyjobs.cron import dst_days, is_dst_change_day, next_fires, parse_timezone
@@ -51,10 +51,12 @@ def job_detail(name: str) -> str | Response:
             raise JobNotFound(name)
         history = _history(session, name, page, stamp)
         graph = {} if wants_partial() else store.job_dependencies(session)
+        problems = [] if wants_partial() else load_problems.list_problems(session, name)
     overview = _overview(name, now)
     if wants_partial():  # the history, and the health line out of band
         return render_template("_partials/_job_runs.html", job=job, **history, o=overview, oob=True)
-    return render_template("job_detail.html", job=job, **history, **_page_context(overview, graph, now))
+    return render_template("job_detail.html", job=job, **history, **_page_context(overview, graph, now),
+                           problems=problems)
 
 
 @bp.post("/jobs/<job_name:name>/run-pipeline")

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from lexyjobs import actions, queries, runs
+from lexyjobs import actions, load_problems, queries, runs
 from lexyjobs.api.inputs import BadInput, query_choices, query_text
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import JobDefinition, parse_run_at
@@ -30,6 +30,7 @@ def jobs() -> str | Response:
     lexy, now = current(), utcnow()
     with lexy.db.read() as session:
         stamp = queries.activity_stamp(session)
+        problems = load_problems.list_problems(session)
     if wants_partial() and request.args.get("stamp") == stamp:
         return no_change()
     category, text, states = query_text("category"), query_text("q"), query_choices("health", HEALTH_STATES)
@@ -42,7 +43,8 @@ def jobs() -> str | Response:
     poll_url = url_for("panel.jobs", **{**request.args.to_dict(), "stamp": stamp})  # type: ignore[arg-type]
     return render("jobs.html", "_partials/_jobs_table.html", groups=groups, poll_url=poll_url, now=now,
                   categories=sorted({o.job.category for o in every}), filters={"category": category, "q": text},
-                  states=states, health_counts=Counter(o.health.state for o in every), total=len(every))
+                  states=states, health_counts=Counter(o.health.state for o in every), total=len(every),
+                  problems=problems)
 
 
 def _matches(overview: JobOverview, text: str) -> bool:

@@ -128,14 +128,16 @@ def create_private(path: str) -> None:
 
 def narrow_world_readable(path: str) -> None:
     """Make the database and its side files 0600 if any of them is open to everyone (one log line).
-    A file readable by its group only was made so on purpose and is left alone."""
+    A file readable by its group only was made so on purpose and is left alone, and so is one
+    this user does not own (only the owner may change its mode; e.g. the CLI run as another user)."""
     opened = []
     for name in (path + suffix for suffix in SQLITE_SIDE_FILES):
         try:
-            mode = stat.S_IMODE(os.stat(name).st_mode)
+            found = os.stat(name)
         except OSError:
             continue
-        if mode & stat.S_IRWXO:
+        mode = stat.S_IMODE(found.st_mode)
+        if mode & stat.S_IRWXO and found.st_uid == os.geteuid():  # only its owner may change its mode
             opened.append((name, mode))
     if not opened:
         return

@@ -68,6 +68,9 @@ def test_the_rescue_kills_what_survived_of_the_job_before_the_next_attempt(
     first = servers.start(LEXYJOBS_WORKERS="1")
     run_id = runs.enqueue(db, "grandchild")
     wait_for(lambda: lines(trace) == ["start"] and len(processes_of_run(run_id)) >= 3, timeout=20)
+    # The rescue knows the group from the run's record, written just after the command started (on
+    # a loaded machine, maybe after its first lines). A crash before that is the guard's to cover.
+    wait_for(lambda: runs.get_run(db, run_id).process_group, timeout=20)
     (guard,) = [pid for pid in children_of(first.pid) if command_line(pid)[1:4] == ["-I", "-S", "-c"]]
     os.kill(guard, signal.SIGKILL)
     wait_for(lambda: guard not in children_of(first.pid))

@@ -63,6 +63,10 @@ class Worker:
         self.clock = clock
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
+        # Held by the monitor from taking runs' new log lines to storing them, and by a run thread
+        # taking its last lines (which the dispatcher stores with the run's end): lines are then
+        # stored in the order they were written, and a finished run never lacks some.
+        self._log_order = threading.Lock()
         self._active: dict[int, Active] = {}
         self._busy = 0
         self._outcomes: list[Outcome] = []
@@ -301,7 +305,8 @@ class Worker:
         except BaseException as exc:  # never lose the slot or the run, whatever the job did
             outcome = Outcome(active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
                               traceback=traceback.format_exc())
-        outcome.progress, outcome.log_text = active.ctx.take_updates()
+        with self._log_order:  # after lines the monitor took are stored: they come first
+            outcome.progress, outcome.log_text = active.ctx.take_updates()
         outcome.details = json_details(active.ctx.details)
         outcome.redact()
         return outcome
@@ -466,13 +471,14 @@ class Worker:
                 if heartbeat:
                     lost.update(store.heartbeat(session, [a.lease for a in actives], now=self.clock()))
                     self._beat(session)
-        dirty = [(a, *a.ctx.take_updates()) for a in actives]
-        dirty = [(a, progress, text) for a, progress, text in dirty if progress is not None or text]
-        if dirty:
-            with self.db.write() as session:
-                for active, progress, text in dirty:
-                    if not self._flush(session, active, progress, text):
-                        lost.add(active.claim.id)
+        with self._log_order:  # what it takes is stored before a run's last lines are taken
+            dirty = [(a, *a.ctx.take_updates()) for a in actives]
+            dirty = [(a, progress, text) for a, progress, text in dirty if progress is not None or text]
+            if dirty:
+                with self.db.write() as session:
+                    for active, progress, text in dirty:
+                        if not self._flush(session, active, progress, text):
+                            lost.add(active.claim.id)
         for active in actives:
             # a run that finished meanwhile is no longer running: that is not a lost lease
             if active.claim.id in lost and not active.finished:

@@ -6,8 +6,9 @@ the scheduler never wait long for the write lock (on SQLite there is one for the
 Events and logs go with their run through ``ON DELETE CASCADE``; runs that pointed at a deleted
 run (``retry_of``, ``parent_run_id``) keep existing with the pointer set to NULL. Queued and
 running runs are never touched, whatever their age. Audit-log entries older than
-``LEXYJOBS_AUDIT_RETENTION_DAYS`` go too (by their time ``at``), in batches the same way. The scheduler process runs ``prune`` every
-``INTERVAL`` seconds (``lexyjobs.maintenance``); ``lexyjobs prune [--dry-run]`` runs it by hand."""
+``LEXYJOBS_AUDIT_RETENTION_DAYS`` go too (by their time ``at``), in batches the same way. The
+scheduler process runs ``prune`` every ``INTERVAL`` seconds (``lexyjobs.maintenance``);
+``lexyjobs prune [--dry-run]`` runs it by hand."""
 from __future__ import annotations
 
 import time
@@ -69,7 +70,7 @@ def prune(db: Database, policy: Policy, *, now: datetime | None = None, dry_run:
             if dry_run:
                 report.runs[status] = _count(session, status, cutoff)
                 continue
-        report.runs[status] = _delete_in_batches(db, status, cutoff, batch)
+        report.runs[status] = _delete_in_batches(db, RUNS, _expired(status, cutoff), RUNS.c.finished_at, batch)
     alert_cutoff = now - timedelta(days=max(policy.days, policy.failed_days))
     if policy.days > 0 and policy.failed_days > 0:
         with db.read() as session:
@@ -88,17 +89,7 @@ def _prune_audit(db: Database, cutoff: datetime, dry_run: bool, batch: int) -> i
     if dry_run:
         with db.read() as session:
             return session.execute(select(func.count()).select_from(AUDIT).where(AUDIT.c.at < cutoff)).scalar_one()
-    deleted = 0
-    while True:
-        with db.write() as session:
-            ids = session.execute(select(AUDIT.c.id).where(AUDIT.c.at < cutoff)
-                                  .order_by(AUDIT.c.at).limit(batch)).scalars().all()
-            if ids:
-                session.execute(delete(AUDIT).where(AUDIT.c.id.in_(ids)))
-        deleted += len(ids)
-        if len(ids) < batch:
-            return deleted
-        time.sleep(PAUSE_SECONDS)
+    return _delete_in_batches(db, AUDIT, AUDIT.c.at < cutoff, AUDIT.c.at, batch)
 
 
 def _expired(status: str, cutoff: datetime) -> Any:
@@ -114,14 +105,14 @@ def _count(session: Session, status: str, cutoff: datetime) -> int:
     return session.execute(select(func.count()).select_from(RUNS).where(_expired(status, cutoff))).scalar_one()
 
 
-def _delete_in_batches(db: Database, status: str, cutoff: datetime, batch: int) -> int:
+def _delete_in_batches(db: Database, table: Table, where: Any, oldest_first: Any, batch: int) -> int:
+    """Delete the rows of ``table`` matching ``where``, oldest first, ``batch`` per transaction."""
     deleted = 0
     while True:
         with db.write() as session:
-            ids = session.execute(select(RUNS.c.id).where(_expired(status, cutoff))
-                                  .order_by(RUNS.c.finished_at).limit(batch)).scalars().all()
+            ids = session.execute(select(table.c.id).where(where).order_by(oldest_first).limit(batch)).scalars().all()
             if ids:
-                session.execute(delete(RUNS).where(RUNS.c.id.in_(ids)))
+                session.execute(delete(table).where(table.c.id.in_(ids)))
         deleted += len(ids)
         if len(ids) < batch:
             return deleted

@@ -12,7 +12,6 @@ Threads:
 - listener (Postgres only): LISTEN for enqueues from other processes."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -21,81 +20,31 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lexyjobs import begun, cancels, children, pipelines, store, workers
+from lexyjobs import begun, children, pipelines, store, workers
+from lexyjobs.outcomes import Active, Outcome, change_of, json_details, stopped_outcome, success_of
 from lexyjobs.config import Settings
 from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, ChildError, JobFailed, RunCanceled, RunContext
 from lexyjobs.db import NOTIFY_CHANNEL, Database, utcnow
-from lexyjobs.definitions import JobDefinition
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import LexyjobsError, TransitionConflict
 from lexyjobs.failures import failure_log
 from lexyjobs.kinds import kinds
 from lexyjobs.masking import Redactor
 from lexyjobs.registry import JobCatalog
-from lexyjobs.retry import retry_delay
 from lexyjobs.runs import rescue_stale
-from lexyjobs.states import DECREMENT, Change, RunStatus, insert_events, transition, transition_each
+from lexyjobs.states import DECREMENT, RunStatus, insert_events, transition, transition_each
 
 log = logging.getLogger(__name__)
 MONITOR_TICK = 0.2
 WATCH_INTERVAL = 0.025  # seconds between SQLite data_version reads (cross-process wake-ups)
 AHEAD_WAIT = 0.1  # seconds: claim ahead what the threads would start within this, at the recent pace
 FLUSH_INTERVAL = 1.0
-
-
-@dataclass
-class Active:
-    """A run this process is executing."""
-
-    claim: store.ClaimedRun
-    ctx: RunContext
-    definition: JobDefinition | None
-    problem: str | None = None             # why it cannot run (definition unavailable)
-    executing: bool = False                # a thread took it up (before that it waits, claimed ahead)
-    finished: bool = False                 # its thread is done; the outcome awaits the dispatcher
-    started: float = field(default_factory=time.monotonic)  # when it was claimed, then when it began
-    deadline: float | None = None
-
-    @property
-    def lease(self) -> store.Lease:
-        return store.Lease(self.claim.id, self.claim.lease)
-
-
-@dataclass
-class Outcome:
-    """How an attempt ended, waiting to be written by the dispatcher."""
-
-    active: Active
-    status: RunStatus | None               # None: lease lost or shutting down, write nothing
-    result: Any = None
-    error: str | None = None
-    traceback: str | None = None
-    retryable: bool = True
-    retry_after: float | None = None       # least seconds before the next attempt (JobFailed.retry_after)
-    log_text: str = ""
-    progress: tuple[float | None, str | None] | None = None
-    details: dict[str, Any] | None = None
-
-    def unrecordable(self, exc: BaseException) -> Outcome:
-        """The same end as a plain failure, for an outcome the database refused to store."""
-        summary = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        error = self.active.ctx.redactor.text(f"could not record the run's outcome: {summary}")
-        return Outcome(self.active, RunStatus.FAILED, error=error, retryable=False)
-
-    def redact(self) -> None:
-        """Mask the run's secret values in what will be recorded (log text and progress were
-        masked as the job wrote them). Done in the run thread, not in the write transaction."""
-        redactor = self.active.ctx.redactor
-        if redactor:
-            self.error, self.traceback = redactor.value(self.error), redactor.value(self.traceback)
-            self.result, self.details = redactor.value(self.result), redactor.value(self.details)
 
 
 class Worker:
@@ -114,6 +63,10 @@ class Worker:
         self.clock = clock
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
+        # Held by the monitor from taking runs' new log lines to storing them, and by a run thread
+        # taking its last lines (which the dispatcher stores with the run's end): lines are then
+        # stored in the order they were written, and a finished run never lacks some.
+        self._log_order = threading.Lock()
         self._active: dict[int, Active] = {}
         self._busy = 0
         self._outcomes: list[Outcome] = []
@@ -340,7 +293,7 @@ class Worker:
             if not self._begin(active):  # stopped while it waited
                 if active.finished:  # canceled: cancel_local recorded it
                     continue
-                outcome = self._stopped_outcome(active) or Outcome(active, None)
+                outcome = stopped_outcome(active) or Outcome(active, None)
             else:
                 outcome = self._execute_safely(active)
             self._done(active, outcome)
@@ -352,8 +305,9 @@ class Worker:
         except BaseException as exc:  # never lose the slot or the run, whatever the job did
             outcome = Outcome(active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
                               traceback=traceback.format_exc())
-        outcome.progress, outcome.log_text = active.ctx.take_updates()
-        outcome.details = _json_details(active.ctx.details)
+        with self._log_order:  # after lines the monitor took are stored: they come first
+            outcome.progress, outcome.log_text = active.ctx.take_updates()
+        outcome.details = json_details(active.ctx.details)
         outcome.redact()
         return outcome
 
@@ -425,34 +379,18 @@ class Worker:
                         "max_attempts": claim.max_attempts, "from_status": "queued", "status": "running"})
         try:
             result = kinds()[active.definition.kind].run(ctx, active.definition.config)
-            return self._stopped_outcome(active) or self._success(active, result)
+            return stopped_outcome(active) or success_of(active, result)
         except RunCanceled as exc:
-            return self._stopped_outcome(active) or Outcome(active, RunStatus.CANCELED, error=str(exc))
+            return stopped_outcome(active) or Outcome(active, RunStatus.CANCELED, error=str(exc))
         except JobFailed as exc:
-            return self._stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc),
+            return stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc),
                                                             retry_after=exc.retry_after, retryable=exc.retryable)
         except ChildError as exc:  # python isolation=process: the child's exception and traceback
-            return self._stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=exc.error,
+            return stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=exc.error,
                                                             traceback=exc.traceback)
         except BaseException as exc:  # SystemExit from a reused script included: the run fails, the thread lives
-            return self._stopped_outcome(active) or Outcome(
+            return stopped_outcome(active) or Outcome(
                 active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-
-    def _success(self, active: Active, result: Any) -> Outcome:
-        problem = _json_problem(result)
-        if problem:
-            return Outcome(active, RunStatus.FAILED, error=f"the result is not JSON data: {problem}", retryable=False)
-        return Outcome(active, RunStatus.SUCCEEDED, result=result)
-
-    def _stopped_outcome(self, active: Active) -> Outcome | None:
-        reason = active.ctx.cancel_reason
-        if reason == CANCEL:
-            return Outcome(active, RunStatus.CANCELED, error="canceled")
-        if reason == TIMEOUT:
-            return Outcome(active, RunStatus.FAILED, error=f"timed out after {format_duration(active.ctx.timeout or 0)}")
-        if reason in (SHUTDOWN, LOST):
-            return Outcome(active, None)
-        return None
 
     def _finish(self, session: Session, outcomes: list[Outcome], now: datetime,
                 events: list[dict[str, Any]]) -> list[pipelines.Finished]:
@@ -465,7 +403,7 @@ class Worker:
         # refused because the run is no longer running — never lost in between.
         requested = store.cancel_requests(session, [o.active.claim.id for o in outcomes if o.status is not None],
                                           lock=self.db.is_postgres)
-        changes = {c.run_id: (o, c) for o, c in ((o, self._change(o, now, requested)) for o in outcomes) if c}
+        changes = {c.run_id: (o, c) for o, c in ((o, change_of(o, now, requested, self.rng)) for o in outcomes) if c}
         moved = set(transition_each(session, [c for _, c in changes.values()], expected=RunStatus.RUNNING, at=now,
                                     postgres=self.db.is_postgres, events=events))
         finished = []
@@ -484,44 +422,6 @@ class Worker:
             if change.to != RunStatus.QUEUED:
                 finished.append(pipelines.Finished(run_id, claim.job_name, claim.pipeline_id, change.to))
         return finished
-
-    def _change(self, outcome: Outcome, now: datetime, requested: dict[int, datetime | None]) -> Change | None:
-        """What one attempt's end writes: its status (a failure with attempts left goes back to
-        queued, delayed by the backoff, or longer when the attempt asked: JobFailed.retry_after)
-        and values. None: nothing to write (stopped by shutdown or a lost lease; the run is
-        re-queued or rescued). A run in ``requested`` (asked to cancel, and when) that finished
-        before its worker stopped it keeps its outcome with a note saying so; one that failed
-        with attempts left is not retried but canceled."""
-        active, claim = outcome.active, outcome.active.claim
-        if outcome.status is None:
-            return None
-        error = _clean(outcome.error)
-        values: dict[str, Any] = {"details": outcome.details or None}
-        if outcome.progress is not None:
-            values["progress"], values["progress_message"] = outcome.progress
-        status, note = outcome.status, None
-        cancel_asked = claim.id in requested
-        if status == RunStatus.SUCCEEDED:
-            values.update(finished_at=now, result=outcome.result, error=None, traceback=None)
-            note = cancels.finished_first(requested[claim.id]) if cancel_asked else None
-        elif status == RunStatus.CANCELED:
-            values.update(finished_at=now, error=error)
-        else:
-            values.update(error=error, traceback=_clean(outcome.traceback))
-            note = f"attempt {claim.attempt} of {claim.max_attempts} failed: {(error or '')[:300]}"
-            retry = outcome.retryable and claim.attempt < claim.max_attempts and active.definition is not None
-            if retry and cancel_asked:  # asked to stop: do not try again
-                status, retry, values["error"] = RunStatus.CANCELED, False, "canceled"
-                note = f"{note}; not retried: cancel requested at {cancels.when(requested[claim.id])}"
-            elif cancel_asked:
-                note = f"{note}; {cancels.finished_first(requested[claim.id])}"
-            if retry and active.definition is not None:
-                delay = retry_delay(claim.attempt, active.definition.retry, self.rng, outcome.retry_after)
-                status, note = RunStatus.QUEUED, f"{note}; retrying in {format_duration(delay)}"
-                values.update(scheduled_for=now + timedelta(seconds=delay), worker=None, heartbeat_at=None)
-            else:
-                values.update(finished_at=now)
-        return Change(claim.id, claim.lease, status, values, note)
 
     # ------------------------------------------------------------ monitor
 
@@ -571,13 +471,14 @@ class Worker:
                 if heartbeat:
                     lost.update(store.heartbeat(session, [a.lease for a in actives], now=self.clock()))
                     self._beat(session)
-        dirty = [(a, *a.ctx.take_updates()) for a in actives]
-        dirty = [(a, progress, text) for a, progress, text in dirty if progress is not None or text]
-        if dirty:
-            with self.db.write() as session:
-                for active, progress, text in dirty:
-                    if not self._flush(session, active, progress, text):
-                        lost.add(active.claim.id)
+        with self._log_order:  # what it takes is stored before a run's last lines are taken
+            dirty = [(a, *a.ctx.take_updates()) for a in actives]
+            dirty = [(a, progress, text) for a, progress, text in dirty if progress is not None or text]
+            if dirty:
+                with self.db.write() as session:
+                    for active, progress, text in dirty:
+                        if not self._flush(session, active, progress, text):
+                            lost.add(active.claim.id)
         for active in actives:
             # a run that finished meanwhile is no longer running: that is not a lost lease
             if active.claim.id in lost and not active.finished:
@@ -711,26 +612,3 @@ class Worker:
                 self.failures.failed(log, f"worker {self.name}: watching the database for changes failed; retrying",
                                      exc)
                 self._closed.wait(1.0)
-
-
-def _clean(text: str | None) -> str | None:
-    """Text Postgres can store (no NUL characters)."""
-    return text.replace("\x00", "\\x00") if text else text
-
-
-def _json_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be stored as JSON in both databases (NaN/Infinity and the NUL
-    character are refused by Postgres), or None."""
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return str(exc)
-    return "it contains the NUL character (\\u0000)" if "\\u0000" in text else None
-
-
-def _json_details(details: dict[str, Any]) -> dict[str, Any] | None:
-    """A run's kind details, or a note in their place when they are not storable JSON."""
-    if not details:
-        return None
-    problem = _json_problem(details)
-    return {"note": f"details dropped: {problem}"} if problem else details

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -198,3 +199,13 @@ def sees_itself_begun(ctx: RunContext) -> bool:
     while not os.path.exists(ctx.params["gate"]) and time.monotonic() < deadline:
         ctx.sleep(0.02)
     return begun is not None
+
+
+LOG_ORDER_TAKEN = threading.Event()  # set by tests/test_log_order.py when the monitor took "first"
+
+
+def writes_around_a_flush(ctx: RunContext) -> None:
+    """Write "first", wait until the worker's monitor took it for its flush, write "second"."""
+    ctx.write("first\n")
+    LOG_ORDER_TAKEN.wait(10)
+    ctx.write("second\n")

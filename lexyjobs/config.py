@@ -206,56 +206,54 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
 
 def _check(settings: Settings) -> None:
     """Refuse settings that would make the worker misbehave, naming the variable."""
-    def refuse(field: str, problem: str) -> None:
-        raise SystemExit(f"lexyjobs: {ENV_VARS[field][0]} {problem}")
     if settings.workers < 1:
-        refuse("workers", "must be at least 1")
+        _refuse("workers", "must be at least 1")
     if not 0 <= settings.prefetch <= 100:
-        refuse("prefetch", "must be between 0 and 100")
+        _refuse("prefetch", "must be between 0 and 100")
     if not 0 <= settings.port <= 65535:
-        refuse("port", "must be a port number (0-65535)")
+        _refuse("port", "must be a port number (0-65535)")
     if settings.poll_interval <= 0:
-        refuse("poll_interval", "must be more than 0")
+        _refuse("poll_interval", "must be more than 0")
     if settings.heartbeat_interval <= 0:
-        refuse("heartbeat_interval", "must be more than 0")
+        _refuse("heartbeat_interval", "must be more than 0")
     if settings.stale_after < 2 * settings.heartbeat_interval:
-        refuse("stale_after", f"must be at least twice LEXYJOBS_HEARTBEAT_INTERVAL ({settings.heartbeat_interval:g}s), "
+        _refuse("stale_after", f"must be at least twice LEXYJOBS_HEARTBEAT_INTERVAL ({settings.heartbeat_interval:g}s), "
                "or healthy runs would be rescued")
     if settings.log_max_bytes < 256:
-        refuse("log_max_bytes", "must be at least 256")
+        _refuse("log_max_bytes", "must be at least 256")
     if settings.secret_key is not None and len(settings.secret_key.encode()) < 32:
-        refuse("secret_key", "must be at least 32 bytes long (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        _refuse("secret_key", "must be at least 32 bytes long (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
     if settings.api_token is not None and len(settings.api_token) < 16:
-        refuse("api_token", "must be at least 16 characters long")
+        _refuse("api_token", "must be at least 16 characters long")
     if settings.metrics_token is not None and len(settings.metrics_token) < 16:
-        refuse("metrics_token", "must be at least 16 characters long")
+        _refuse("metrics_token", "must be at least 16 characters long")
     if settings.admin_password is not None and len(settings.admin_password) < 8:
-        refuse("admin_password", "must be at least 8 characters long")
+        _refuse("admin_password", "must be at least 8 characters long")
     if settings.secure_cookies not in ("auto", "true", "false"):
-        refuse("secure_cookies", "must be auto, true or false")
+        _refuse("secure_cookies", "must be auto, true or false")
     if settings.log_format not in ("auto", "human", "json"):
-        refuse("log_format", "must be auto, human or json")
+        _refuse("log_format", "must be auto, human or json")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        refuse("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        _refuse("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     if settings.max_body < 1024:
-        refuse("max_body", "must be at least 1024 bytes")
+        _refuse("max_body", "must be at least 1024 bytes")
     if settings.login_attempts_per_minute < 1:
-        refuse("login_attempts_per_minute", "must be at least 1")
+        _refuse("login_attempts_per_minute", "must be at least 1")
     if settings.trusted_proxies < 0:
-        refuse("trusted_proxies", "must be 0 or more")
+        _refuse("trusted_proxies", "must be 0 or more")
     if settings.retention_days < 0 or settings.retention_failed_days < 0:
-        refuse("retention_days" if settings.retention_days < 0 else "retention_failed_days", "must be 0 (keep) or more")
+        _refuse("retention_days" if settings.retention_days < 0 else "retention_failed_days", "must be 0 (keep) or more")
     if settings.audit_retention_days < 0:
-        refuse("audit_retention_days", "must be 0 (keep) or more")
+        _refuse("audit_retention_days", "must be 0 (keep) or more")
     unknown_events = sorted(set(settings.alert_events) - set(ALERT_EVENTS))
     if unknown_events:
-        refuse("alert_events", f"has '{unknown_events[0]}'; events are {', '.join(ALERT_EVENTS)}")
+        _refuse("alert_events", f"has '{unknown_events[0]}'; events are {', '.join(ALERT_EVENTS)}")
     if settings.alert_after_failures < 1:
-        refuse("alert_after_failures", "must be at least 1")
+        _refuse("alert_after_failures", "must be at least 1")
     if settings.smtp_tls not in ("starttls", "ssl", "none"):
-        refuse("smtp_tls", "must be starttls, ssl or none")
+        _refuse("smtp_tls", "must be starttls, ssl or none")
     if settings.alert_email and not settings.smtp_host:
-        refuse("alert_email", "needs LEXYJOBS_SMTP_HOST")
+        _refuse("alert_email", "needs LEXYJOBS_SMTP_HOST")
 
 
 

@@ -263,7 +263,7 @@ def report(r: dict[str, Any], *, quick: bool, took: float, pg_url: str, raw_name
                   "", "| mode | per run |", "|---|---|"]
         lines += [f"| {words} | {spread(isolation.get(mode), 'ms')} |" for mode, words in (
             ("thread", "thread (default)"), ("process", "process: a module importing nothing heavy"),
-            ("process_registry", "process: a module using `@job` (imports lexyjobs.registry, SQLAlchemy)"))]
+            ("process_job_module", "process: a module using `@job` (`from lexyjobs import job`)"))]
     failed = {key: figures["error"] for key, figures in r.items() if isinstance(figures, dict) and "error" in figures}
     if failed:
         lines += ["", "## Steps that failed", ""] + [f"- {key}: {error}" for key, error in failed.items()]

@@ -6,10 +6,10 @@ vs in a child process (lexyjobs.kinds.python_process).
 Each repetition calls the python kind's ``run`` as the worker does, with a fresh RunContext, and
 times it until the result is back: ``thread`` (the default mode), ``process`` (a child that
 imports only this small module: the interpreter's start plus lexyjobs' context) and
-``process_registry`` (a child whose job module imports ``lexyjobs.registry``, as a module using
-``@job`` does: SQLAlchemy comes with it). No database: the figures are the mode's own cost.
+``process_job_module`` (a child whose job module declares its jobs with ``@job``: ``from lexyjobs
+import job``, which imports ``lexyjobs.code_jobs``, not the registry and SQLAlchemy). No database: the figures are the mode's own cost.
 Prints the median and min–max in ms; ``--json`` writes ``{"repeat", "thread": {"median", "min",
-"max"}, "process": {...}, "process_registry": {...}}``. ``main`` returns the same dict."""
+"max"}, "process": {...}, "process_job_module": {...}}``. ``main`` returns the same dict."""
 from __future__ import annotations
 
 import argparse
@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 MODES = {"thread": ("bench.isolation:noop", "thread"), "process": ("bench.isolation:noop", "process"),
-         "process_registry": ("bench.isolation:noop_with_registry", "process")}
+         "process_job_module": ("bench.isolation:noop_with_job_decorator", "process")}
 
 
 def noop() -> None:
     """The job: nothing (this module imports nothing heavy at its top, so the child does not either)."""
 
 
-def noop_with_registry() -> None:
-    """The job of a module that declares its jobs with ``@job`` (imports lexyjobs.registry)."""
-    import lexyjobs.registry  # noqa: F401
+def noop_with_job_decorator() -> None:
+    """The job of a module that declares its jobs with ``@job``."""
+    from lexyjobs import job  # noqa: F401
 
 
 def time_mode(func: str, isolation: str, repeat: int) -> list[float]:

@@ -10,7 +10,7 @@ from lexyjobs.context import JobFailed, RunCanceled, RunContext
 if TYPE_CHECKING:
     from flask import Flask
 
-    from lexyjobs.registry import job
+    from lexyjobs.code_jobs import job
 
 __all__ = ["create_app", "job", "RunContext", "RunCanceled", "JobFailed"]
 __version__ = "0.1.0"
@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def __getattr__(name: str) -> Any:
-    """``job`` is imported on first use: the registry brings SQLAlchemy, which a module that only
-    needs RunContext (say, in the child process of an ``isolation = "process"`` job) should not pay."""
+    """``job`` (``lexyjobs.code_jobs``) is imported on first use: a module that only needs RunContext
+    (say, in the child process of an ``isolation = "process"`` job) imports nothing more."""
     if name == "job":
-        from lexyjobs.registry import job
+        from lexyjobs.code_jobs import job
         return job
     raise AttributeError(f"module 'lexyjobs' has no attribute {name!r}")
 

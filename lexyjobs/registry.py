@@ -9,37 +9,17 @@ import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Mapping
 
 from sqlalchemy.orm import Session
 
 from lexyjobs import load_problems, pipelines, store
+from lexyjobs.code_jobs import code_jobs
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job, parse_definition
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, ReadOnlyJob
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
-
-_CODE_JOBS: dict[str, dict[str, Any]] = {}
-
-
-def job(name: str | None = None, **fields: Any) -> Callable[[F], F]:
-    """Declare a Python function as a job: ``@job(schedule="@daily", params={...})``.
-    Only records the definition; nothing touches the database until the app starts."""
-    def decorate(func: F) -> F:
-        job_name = name or func.__name__.replace("_", "-")
-        ref = f"{func.__module__}:{func.__qualname__}"
-        if job_name in _CODE_JOBS and _CODE_JOBS[job_name]["func"] != ref:
-            raise InvalidDefinition(job_name, "name", f"already declared by {_CODE_JOBS[job_name]['func']}")
-        _CODE_JOBS[job_name] = {"kind": "python", "func": ref, **fields}
-        return func
-    return decorate
-
-
-def code_jobs() -> dict[str, dict[str, Any]]:
-    """Raw definitions of every ``@job`` function imported so far."""
-    return dict(_CODE_JOBS)
 
 
 def load_jobs_file(path: str | Path) -> tuple[dict[str, JobDefinition], list[InvalidDefinition]]:

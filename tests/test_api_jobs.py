@@ -3,6 +3,8 @@ now, pause and resume — each with its effect in the database and the audit log
 they refuse, naming the field. Tokens and roles for every route: test_api_system.py."""
 from __future__ import annotations
 
+from lexyjobs import code_jobs
+
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -236,8 +238,8 @@ def read_only_job(request: pytest.FixtureRequest, lj: Lexyjobs, tmp_path: Path, 
                   make_api_app: Callable[..., Flask]) -> str:
     """A job defined in code (@job) or in a jobs file, synced into the database."""
     if request.param == "code":
-        monkeypatch.setattr(registry, "_CODE_JOBS", {})  # a private registry: nothing leaks into other tests
-        registry.job("from-code")(jobfuncs.code_job_target)
+        monkeypatch.setattr(code_jobs, "_CODE_JOBS", {})  # a private registry: nothing leaks into other tests
+        code_jobs.job("from-code")(jobfuncs.code_job_target)
         registry.sync_jobs(lj.db, jobs_file=None)
         return "from-code"
     jobs_file = tmp_path / "jobs.toml"

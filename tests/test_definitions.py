@@ -3,14 +3,18 @@ and the database (lexyjobs.registry). Every rejection names the job and the fiel
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import conftest
+import jobfuncs
 import pytest
 from conftest import wait_for
 
-import jobfuncs
+from lexyjobs import code_jobs as declared
 from lexyjobs import registry, runs, store
 from lexyjobs.definitions import definition_from_job, parse_definition
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, ReadOnlyJob, RunNotFound
@@ -273,12 +277,12 @@ def test_a_jobs_file_with_tables_outside_jobs_is_reported(tmp_path: Path) -> Non
 def code_jobs(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
     """A private registry of @job functions, so declarations do not leak into other tests."""
     fresh: dict[str, dict[str, Any]] = {}
-    monkeypatch.setattr(registry, "_CODE_JOBS", fresh)
+    monkeypatch.setattr(declared, "_CODE_JOBS", fresh)
     return fresh
 
 
 def test_the_job_decorator_registers_a_python_job(db, code_jobs, start_worker) -> None:  # type: ignore[no-untyped-def]
-    decorated = registry.job("lexy-test-decorated", schedule="@daily", category="Code",
+    decorated = declared.job("lexy-test-decorated", schedule="@daily", category="Code",
                              params={"who": {"type": "string", "default": "world"}})(jobfuncs.code_job_target)
     assert decorated is jobfuncs.code_job_target
     assert registry.code_jobs() == {"lexy-test-decorated": {
@@ -294,21 +298,21 @@ def test_the_job_decorator_registers_a_python_job(db, code_jobs, start_worker) -
 
 
 def test_the_job_decorator_names_the_job_after_the_function(code_jobs) -> None:  # type: ignore[no-untyped-def]
-    registry.job()(jobfuncs.code_job_target)
+    declared.job()(jobfuncs.code_job_target)
     assert list(registry.code_jobs()) == ["code-job-target"]
 
 
 def test_two_functions_cannot_declare_the_same_job_name(code_jobs) -> None:  # type: ignore[no-untyped-def]
-    registry.job("lexy-test-twice")(jobfuncs.code_job_target)
-    registry.job("lexy-test-twice")(jobfuncs.code_job_target)  # re-import of the same function is fine
+    declared.job("lexy-test-twice")(jobfuncs.code_job_target)
+    declared.job("lexy-test-twice")(jobfuncs.code_job_target)  # re-import of the same function is fine
     with pytest.raises(InvalidDefinition) as info:
-        registry.job("lexy-test-twice")(jobfuncs.noop)
+        declared.job("lexy-test-twice")(jobfuncs.noop)
     assert (info.value.job, info.value.field) == ("lexy-test-twice", "name")
     assert "jobfuncs:code_job_target" in info.value.message
 
 
 def test_a_broken_code_job_is_reported(db, code_jobs) -> None:  # type: ignore[no-untyped-def]
-    registry.job("lexy-test-broken", schedule="every now and then")(jobfuncs.code_job_target)
+    declared.job("lexy-test-broken", schedule="every now and then")(jobfuncs.code_job_target)
     report = registry.sync_jobs(db, jobs_file=None)
     assert [(e.job, e.field) for e in report.errors] == [("lexy-test-broken", "schedule")]
     assert job_rows(db) == {}
@@ -321,7 +325,7 @@ def test_a_module_that_cannot_be_imported_is_reported(db) -> None:  # type: igno
 
 
 def test_a_name_in_code_and_in_the_file_is_reported_and_code_wins(db, code_jobs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    registry.job("lexy-test-both")(jobfuncs.code_job_target)
+    declared.job("lexy-test-both")(jobfuncs.code_job_target)
     path = write(tmp_path, '[jobs.lexy-test-both]\nkind = "shell"\nargv = ["echo", "file"]\n\n'
                            '[jobs.only-in-file]\nkind = "shell"\nargv = ["true"]\n')
     report = registry.sync_jobs(db, jobs_file=path)
@@ -401,7 +405,7 @@ def test_file_jobs_are_read_only(db, tmp_path: Path) -> None:  # type: ignore[no
 
 
 def test_code_jobs_are_read_only(db, code_jobs) -> None:  # type: ignore[no-untyped-def]
-    registry.job("lexy-test-readonly")(jobfuncs.code_job_target)
+    declared.job("lexy-test-readonly")(jobfuncs.code_job_target)
     registry.sync_jobs(db, jobs_file=None)
     with pytest.raises(ReadOnlyJob, match=r"in code \(@job\)"):
         registry.update_job(db, "lexy-test-readonly", PYTHON)
@@ -463,3 +467,10 @@ def test_a_rejected_create_writes_nothing(db) -> None:  # type: ignore[no-untype
     assert job_rows(db) == {}
     with pytest.raises(JobNotFound):
         runs.enqueue(db, "half")
+
+
+def test_a_module_declaring_jobs_with_the_decorator_imports_no_sqlalchemy() -> None:
+    # the child of an isolation = "process" run imports the job's module for every run
+    probe = "import sys; from lexyjobs import job; print(sorted(m for m in sys.modules if m.startswith('sqlalchemy'))[:1])"
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=conftest.ROOT)
+    assert found.stdout.strip() == "[]"

@@ -2,6 +2,8 @@
 days, duration sparkline, paginated live run history, pipeline links and buttons; SQLite and Postgres."""
 from __future__ import annotations
 
+from lexyjobs import code_jobs
+
 import re
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -130,8 +132,8 @@ def test_an_unknown_job_is_a_404_page(panel_as: PanelAs, lj: Lexyjobs) -> None:
 def test_code_and_file_jobs_say_where_to_edit_them(panel_as: PanelAs, lj: Lexyjobs, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch, source: str) -> None:
     if source == "code":
-        monkeypatch.setattr(registry, "_CODE_JOBS", {})  # a private registry: nothing leaks into other tests
-        registry.job("from-code")(jobfuncs.code_job_target)
+        monkeypatch.setattr(code_jobs, "_CODE_JOBS", {})  # a private registry: nothing leaks into other tests
+        code_jobs.job("from-code")(jobfuncs.code_job_target)
         registry.sync_jobs(lj.db, jobs_file=None)
         name, label = "from-code", "code"
     else:

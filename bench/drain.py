@@ -122,11 +122,11 @@ def _round(url: str, counter: _Counter, *, runs_count: int, threads: int, proces
     from lexyjobs.config import load_settings
     from lexyjobs.models import Run
     from lexyjobs.registry import JobCatalog
-    from lexyjobs.runtime import Lexyjobs
+    from lexyjobs.runtime import Runtime
     from lexyjobs.worker import Worker
 
     settings = load_settings({"database_url": url, "jobs_file": None, "workers": threads, "poll_interval": 0.05})
-    lj = Lexyjobs(settings)
+    lj = Runtime(settings)
     lj.prepare()
     registry.create_job(lj.db, JOB, {"kind": "python", "func": "bench.drain:noop", "max_concurrency": 0})
 

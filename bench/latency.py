@@ -75,12 +75,12 @@ def stamp(ctx: Any) -> None:
 
 
 def _prepared(url: str) -> Any:
-    """A Lexyjobs on ``url`` with default settings, its schema up to date and the stamp job created."""
+    """A Runtime on ``url`` with default settings, its schema up to date and the stamp job created."""
     from lexyjobs import registry
     from lexyjobs.config import load_settings
-    from lexyjobs.runtime import Lexyjobs
+    from lexyjobs.runtime import Runtime
 
-    lj = Lexyjobs(load_settings({"database_url": url, "jobs_file": None}, environ={}))
+    lj = Runtime(load_settings({"database_url": url, "jobs_file": None}, environ={}))
     lj.prepare()
     registry.create_job(lj.db, JOB, {"kind": "python", "func": "bench.latency:stamp"})  # job defaults too
     return lj

@@ -34,9 +34,9 @@ def measure(url: str, fires: int) -> tuple[list[float], int, dict[str, int]]:
     """Run the every-second job for ``fires`` fires; return (lateness ms per fire, gaps, statuses)."""
     from lexyjobs import registry, store
     from lexyjobs.config import load_settings
-    from lexyjobs.runtime import Lexyjobs
+    from lexyjobs.runtime import Runtime
 
-    lj = Lexyjobs(load_settings({"database_url": url, "jobs_file": None, "workers": 2, "poll_interval": 0.05}))
+    lj = Runtime(load_settings({"database_url": url, "jobs_file": None, "workers": 2, "poll_interval": 0.05}))
     lj.prepare()
     registry.create_job(lj.db, JOB, {"kind": "python", "func": "bench.lateness:noop", "schedule": "every 1s",
                                      "max_concurrency": 0})

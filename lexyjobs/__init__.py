@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from lexyjobs.context import JobFailed, RunCanceled, RunContext
@@ -15,7 +14,6 @@ if TYPE_CHECKING:
 __all__ = ["create_app", "job", "RunContext", "RunCanceled", "JobFailed"]
 __version__ = "0.1.0"
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def __getattr__(name: str) -> Any:
@@ -36,12 +34,13 @@ def create_app(config: Mapping[str, Any] | None = None, *, create_secret_key: bo
 
     from lexyjobs import api, cli, guard, login, panel, routing, runtime, web
     from lexyjobs.config import load_settings, secret_key
-    from lexyjobs.runtime import Lexyjobs
+    from lexyjobs.resources import STATIC, TEMPLATES
+    from lexyjobs.runtime import Runtime
 
     settings = load_settings(config)
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=str(STATIC))
     app.config["SECRET_KEY"] = secret_key(settings, create=create_secret_key)
-    app.extensions["lexyjobs"] = Lexyjobs(settings)
+    app.extensions["lexyjobs"] = Runtime(settings)
     routing.init_app(app)
     guard.init_app(app, settings)
     web.init_app(app)

@@ -24,7 +24,7 @@ from lexyjobs import cancels, cli_database, load_problems, registry, runs, schem
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError, NotFound
 from lexyjobs.logs import configure_logging
-from lexyjobs.runtime import Lexyjobs, current
+from lexyjobs.runtime import Runtime, current
 from lexyjobs.masking import mask_config
 from lexyjobs.serialize import run_dict
 from lexyjobs.states import TERMINAL, RunStatus
@@ -37,16 +37,16 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def _lexy() -> Lexyjobs:
-    """The app's Lexyjobs for a write command: its database exists (none is ever created here,
+def _lexy() -> Runtime:
+    """The app's Runtime for a write command: its database exists (none is ever created here,
     see lexyjobs.cli_database) and its schema is up to date. Only ``serve`` and ``worker`` load job
     definitions from code and the jobs file; other commands use what the database holds (so a
     command run in another folder never imports that folder's jobs.toml)."""
     return cli_database.for_writing(current())
 
 
-def _reader() -> Lexyjobs:
-    """The app's Lexyjobs for a read command: nothing is created or upgraded, and a database
+def _reader() -> Runtime:
+    """The app's Runtime for a read command: nothing is created or upgraded, and a database
     this process may not write (0444, a read-only folder) is opened read-only."""
     return cli_database.for_reading(current())
 
@@ -118,7 +118,7 @@ def serve(app: Flask, *, host: str | None = None, port: int | None = None, worke
     then start the worker pool and the scheduler, then serve until SIGTERM/SIGINT."""
     from lexyjobs import server as http
 
-    lj: Lexyjobs = app.extensions["lexyjobs"]
+    lj: Runtime = app.extensions["lexyjobs"]
     if workers is not None:
         lj.settings = dataclasses.replace(lj.settings, workers=workers)
     configure_logging(lj.settings)
@@ -172,7 +172,7 @@ def _until_signal_serving(server: Any, on_stop: Callable[[], None], ready: Calla
     _until_signal(stop, ready)
 
 
-def _report_sync(lj: Lexyjobs) -> None:
+def _report_sync(lj: Runtime) -> None:
     report = lj.sync_report
     if report is None:
         return
@@ -393,7 +393,7 @@ def run_command(name: str, params: tuple[str, ...], priority: int | None, delay:
         sys.exit(_wait_for(lj, run_id, limit))
 
 
-def _wait_for(lj: Lexyjobs, run_id: int, limit: float | None) -> int:
+def _wait_for(lj: Runtime, run_id: int, limit: float | None) -> int:
     started = time.monotonic()
     while True:
         run = runs.get_run(lj.db, run_id)

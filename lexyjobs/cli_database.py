@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from lexyjobs import schema
 from lexyjobs.db import Database, sqlite_path
 from lexyjobs.errors import LexyjobsError
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 
 
 class DatabaseMissing(LexyjobsError):
@@ -52,7 +52,7 @@ def check_exists(db: Database) -> None:
         raise _missing(db.url, "no lexyjobs tables in the database")
 
 
-def for_reading(lj: Lexyjobs) -> Lexyjobs:
+def for_reading(lj: Runtime) -> Runtime:
     """``lj`` ready for a read command: the database exists, is at this version's schema, and is
     opened read-only when this process cannot write the SQLite file or its folder."""
     path = sqlite_path(lj.db.url)
@@ -66,7 +66,7 @@ def for_reading(lj: Lexyjobs) -> Lexyjobs:
     return lj
 
 
-def for_writing(lj: Lexyjobs) -> Lexyjobs:
+def for_writing(lj: Runtime) -> Runtime:
     """``lj`` ready for a write command: the database exists; its schema is brought up to date."""
     check_exists(lj.db)
     schema.upgrade(lj.db)

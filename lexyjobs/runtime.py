@@ -25,7 +25,7 @@ from lexyjobs.worker import Worker
 log = logging.getLogger(__name__)
 
 
-class Lexyjobs:
+class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
@@ -107,8 +107,8 @@ class Lexyjobs:
                 "scheduler": self.scheduler.alive() if self.scheduler else None}
 
 
-def current() -> Lexyjobs:
-    """The Lexyjobs of the current Flask app."""
+def current() -> Runtime:
+    """The Runtime of the current Flask app."""
     return current_app.extensions["lexyjobs"]
 
 
@@ -119,7 +119,7 @@ def init_app(app: Flask) -> None:
     parent never starts them, and the child starts them once (lock + flag). Test clients set no
     ``SERVER_SOFTWARE`` and start nothing. A runtime started this way stops gracefully at exit
     (a reload or Ctrl-C)."""
-    lexy: Lexyjobs = app.extensions["lexyjobs"]
+    lexy: Runtime = app.extensions["lexyjobs"]
 
     @app.before_request
     def _start_on_first_request() -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from lexyjobs import create_app, registry
 from lexyjobs.registry import JobCatalog
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.worker import Worker
 
 TESTS = Path(__file__).resolve().parent
@@ -76,20 +76,20 @@ def app(app_config: dict[str, Any]):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def lj(app) -> Lexyjobs:  # type: ignore[no-untyped-def]
-    """The app's Lexyjobs with the schema migrated (no threads started)."""
-    lexy: Lexyjobs = app.extensions["lexyjobs"]
+def lj(app) -> Runtime:  # type: ignore[no-untyped-def]
+    """The app's Runtime with the schema migrated (no threads started)."""
+    lexy: Runtime = app.extensions["lexyjobs"]
     lexy.prepare()
     return lexy
 
 
 @pytest.fixture
-def db(lj: Lexyjobs):  # type: ignore[no-untyped-def]
+def db(lj: Runtime):  # type: ignore[no-untyped-def]
     return lj.db
 
 
 @pytest.fixture
-def make_job(lj: Lexyjobs) -> Callable[..., str]:
+def make_job(lj: Runtime) -> Callable[..., str]:
     """Create a database job: ``make_job("name", kind="python", func="jobfuncs:noop", ...)``."""
     def make(name: str, **fields: Any) -> str:
         fields.setdefault("kind", "python")
@@ -101,7 +101,7 @@ def make_job(lj: Lexyjobs) -> Callable[..., str]:
 
 
 @pytest.fixture
-def start_worker(lj: Lexyjobs) -> Iterator[Callable[..., Worker]]:
+def start_worker(lj: Runtime) -> Iterator[Callable[..., Worker]]:
     """Start in-process workers (fast intervals); they are stopped after the test."""
     started: list[Worker] = []
 
@@ -277,13 +277,13 @@ class ApiClient:
 
 
 @pytest.fixture
-def api_client(app: Flask, lj: Lexyjobs) -> ApiClient:
+def api_client(app: Flask, lj: Runtime) -> ApiClient:
     """An API client with one token per role: ``ci-viewer``, ``ci-operator``, ``ci-admin``."""
     return ApiClient(app, {role: accounts.create_token(lj.db, f"ci-{role}", role) for role in API_ROLES})
 
 
 @pytest.fixture
-def make_api_app(app_config: dict[str, Any], lj: Lexyjobs) -> Iterator[Callable[..., Flask]]:
+def make_api_app(app_config: dict[str, Any], lj: Runtime) -> Iterator[Callable[..., Flask]]:
     """Another app on the test database with some settings changed (``max_body=2048``,
     ``api_token=...``, ``jobs_file=...``); its schema is prepared and its jobs synced."""
     made: list[Flask] = []
@@ -347,7 +347,7 @@ class PanelSession:
 
 
 @pytest.fixture
-def panel_as(app: Flask, lj: Lexyjobs) -> Callable[[str], PanelSession]:
+def panel_as(app: Flask, lj: Runtime) -> Callable[[str], PanelSession]:
     """``panel_as("operator")``: a client logged in through the login form as the persona
     ``panel-<role>`` (created on first use)."""
     def log_in(role: str) -> PanelSession:

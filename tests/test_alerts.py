@@ -28,7 +28,7 @@ from lexyjobs.config import load_settings
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import parse_definition
 from lexyjobs.errors import InvalidDefinition
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
 
@@ -94,7 +94,7 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
 
 
 @pytest.fixture
-def alerter(lj: Lexyjobs, hooks: Hooks) -> Callable[..., Alerter]:
+def alerter(lj: Runtime, hooks: Hooks) -> Callable[..., Alerter]:
     """An Alerter with the global rule sending to the local webhook, settings overridable."""
     def make(**overrides: Any) -> Alerter:
         values = {"alert_webhook": hooks.url + "/hook", "alert_webhook_secret": "s3cret",

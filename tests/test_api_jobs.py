@@ -17,7 +17,7 @@ from flask import Flask
 from lexyjobs import audit, registry, runs, store
 from lexyjobs.db import Database
 from lexyjobs.models import AuditEntry, Job, Run
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
 ROUTES = {("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/{name}"), ("PUT", "/api/jobs/{name}"),
@@ -71,7 +71,7 @@ def test_the_job_list_shows_schedule_next_fire_and_health_with_filters(api_clien
         api_client.error(api_client.get("/api/jobs", query_string={arg: value}), 400, "bad_request", field=arg)
 
 
-def test_archived_jobs_are_listed_only_when_asked(api_client: ApiClient, lj: Lexyjobs, tmp_path: Path,
+def test_archived_jobs_are_listed_only_when_asked(api_client: ApiClient, lj: Runtime, tmp_path: Path,
                                                   make_api_app: Callable[..., Flask]) -> None:
     jobs_file = tmp_path / "jobs.toml"
     jobs_file.write_text('[jobs.from-file]\nkind = "shell"\nargv = ["true"]\n', encoding="utf-8")
@@ -83,7 +83,7 @@ def test_archived_jobs_are_listed_only_when_asked(api_client: ApiClient, lj: Lex
     assert [(j["name"], j["archived"], j["editable"]) for j in archived] == [("from-file", True, True)]
 
 
-def test_reading_a_job_includes_its_run_counts_and_latest_run(api_client: ApiClient, lj: Lexyjobs,
+def test_reading_a_job_includes_its_run_counts_and_latest_run(api_client: ApiClient, lj: Runtime,
                                                               make_job: MakeJob) -> None:
     make_job("counted", max_concurrency=0)
     first, latest = runs.enqueue(lj.db, "counted"), runs.enqueue(lj.db, "counted")
@@ -113,7 +113,7 @@ def test_an_unknown_job_is_a_404_naming_it(api_client: ApiClient, method: str, s
 # ---------------------------------------------------------------- create, replace, patch, delete
 
 
-def test_creating_a_job_stores_it_and_audits_who_did(api_client: ApiClient, lj: Lexyjobs) -> None:
+def test_creating_a_job_stores_it_and_audits_who_did(api_client: ApiClient, lj: Runtime) -> None:
     definition = {**PYTHON_JOB, "schedule": "0 3 * * *", "timezone": "Europe/Paris", "category": "Reports",
                   "params": {"day": {"type": "string", "required": True}}}
     response = api_client.post("/api/jobs", json={"name": "nightly", **definition})
@@ -129,7 +129,7 @@ def test_creating_a_job_stores_it_and_audits_who_did(api_client: ApiClient, lj: 
     assert api_client.ok(api_client.get("/api/jobs/nightly"))["definition"] == definition
 
 
-def test_creating_a_job_under_a_taken_name_is_a_conflict(api_client: ApiClient, lj: Lexyjobs,
+def test_creating_a_job_under_a_taken_name_is_a_conflict(api_client: ApiClient, lj: Runtime,
                                                          make_job: MakeJob) -> None:
     make_job("taken", description="the first")
     response = api_client.post("/api/jobs", json={"name": "taken", "kind": "shell", "argv": ["true"]})
@@ -153,7 +153,7 @@ def test_creating_a_job_under_a_taken_name_is_a_conflict(api_client: ApiClient, 
     ({"name": "x", **PYTHON_JOB, "depends_on": ["nope"]}, "depends_on"),
     ({"name": "x", "kind": "http", "url": "ftp://example.invalid"}, "url"),
 ], ids=lambda v: v if isinstance(v, str) else None)
-def test_creating_a_job_refuses_bad_fields_naming_them(api_client: ApiClient, lj: Lexyjobs, body: dict[str, Any],
+def test_creating_a_job_refuses_bad_fields_naming_them(api_client: ApiClient, lj: Runtime, body: dict[str, Any],
                                                        field: str) -> None:
     api_client.error(api_client.post("/api/jobs", json=body), 422, field=field)
     assert api_client.ok(api_client.get("/api/jobs"))["total"] == 0 and entries(lj.db) == []
@@ -166,7 +166,7 @@ def test_an_empty_body_is_refused_where_one_is_required(api_client: ApiClient, m
         api_client.error(response, 400, field="body")
 
 
-def test_replacing_a_job_drops_the_fields_left_out(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob) -> None:
+def test_replacing_a_job_drops_the_fields_left_out(api_client: ApiClient, lj: Runtime, make_job: MakeJob) -> None:
     make_job("replaced", description="old text", priority=3, schedule="0 6 * * *")
     version = job_row(lj.db, "replaced").version  # type: ignore[union-attr]
     new = {**PYTHON_JOB, "schedule": "@hourly", "category": "Moved"}
@@ -178,7 +178,7 @@ def test_replacing_a_job_drops_the_fields_left_out(api_client: ApiClient, lj: Le
     assert (entry.actor, entry.target) == ("token:ci-admin", "replaced")
 
 
-def test_patching_a_job_merges_fields_and_null_removes_one(api_client: ApiClient, lj: Lexyjobs,
+def test_patching_a_job_merges_fields_and_null_removes_one(api_client: ApiClient, lj: Runtime,
                                                            make_job: MakeJob) -> None:
     make_job("patched", description="old text", priority=3, schedule="0 6 * * *")
     change = {"priority": 5, "description": None, "title": "Patched"}
@@ -193,7 +193,7 @@ def test_patching_a_job_merges_fields_and_null_removes_one(api_client: ApiClient
 @pytest.mark.parametrize(("change", "status", "field"), [
     ({"schedule": "61 * * * *"}, 422, "schedule"), ({"schedule": "bad"}, 422, "schedule"),
     ({"priority": "high"}, 422, "priority"), ({"surprise": True}, 422, "surprise"), ({"name": "renamed"}, 422, "name")])
-def test_changing_a_job_refuses_bad_fields_and_keeps_it(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob,
+def test_changing_a_job_refuses_bad_fields_and_keeps_it(api_client: ApiClient, lj: Runtime, make_job: MakeJob,
                                                         method: str, change: dict[str, Any], status: int,
                                                         field: str) -> None:
     make_job("kept", schedule="0 6 * * *")
@@ -205,7 +205,7 @@ def test_changing_a_job_refuses_bad_fields_and_keeps_it(api_client: ApiClient, l
     assert entries(lj.db) == []
 
 
-def test_a_masked_secret_sent_back_keeps_the_stored_value(api_client: ApiClient, lj: Lexyjobs) -> None:
+def test_a_masked_secret_sent_back_keeps_the_stored_value(api_client: ApiClient, lj: Runtime) -> None:
     hook = {"kind": "http", "url": "https://example.invalid/hook", "headers": {"X-Api-Key": "literal-secret-value"}}
     created = api_client.ok(api_client.post("/api/jobs", json={"name": "hook", **hook}), 201)
     shown = api_client.ok(api_client.get("/api/jobs/hook"))
@@ -234,7 +234,7 @@ def test_environment_references_are_shown_unexpanded(api_client: ApiClient, monk
 
 
 @pytest.fixture(params=["code", "file"])
-def read_only_job(request: pytest.FixtureRequest, lj: Lexyjobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def read_only_job(request: pytest.FixtureRequest, lj: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   make_api_app: Callable[..., Flask]) -> str:
     """A job defined in code (@job) or in a jobs file, synced into the database."""
     if request.param == "code":
@@ -248,7 +248,7 @@ def read_only_job(request: pytest.FixtureRequest, lj: Lexyjobs, tmp_path: Path, 
     return "from-file"
 
 
-def test_code_and_file_jobs_are_read_only(api_client: ApiClient, lj: Lexyjobs, read_only_job: str) -> None:
+def test_code_and_file_jobs_are_read_only(api_client: ApiClient, lj: Runtime, read_only_job: str) -> None:
     before = job_row(lj.db, read_only_job)
     assert before is not None and before.source in ("code", "file")
     listed = api_client.ok(api_client.get(f"/api/jobs/{read_only_job}"))
@@ -261,7 +261,7 @@ def test_code_and_file_jobs_are_read_only(api_client: ApiClient, lj: Lexyjobs, r
     api_client.ok(api_client.post(f"/api/jobs/{read_only_job}/run", role="operator"), 202)  # but it can be run
 
 
-def test_deleting_a_job_removes_it_and_its_runs(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob) -> None:
+def test_deleting_a_job_removes_it_and_its_runs(api_client: ApiClient, lj: Runtime, make_job: MakeJob) -> None:
     make_job("doomed")
     run_id = runs.enqueue(lj.db, "doomed")
     assert api_client.ok(api_client.delete("/api/jobs/doomed"), 204) is None
@@ -271,7 +271,7 @@ def test_deleting_a_job_removes_it_and_its_runs(api_client: ApiClient, lj: Lexyj
     assert (entry.actor, entry.target) == ("token:ci-admin", "doomed")
 
 
-def test_deleting_an_upstream_job_is_a_conflict(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob) -> None:
+def test_deleting_an_upstream_job_is_a_conflict(api_client: ApiClient, lj: Runtime, make_job: MakeJob) -> None:
     make_job("upstream")
     make_job("downstream", depends_on=["upstream"])
     error = api_client.error(api_client.delete("/api/jobs/upstream"), 409, "conflict")
@@ -282,7 +282,7 @@ def test_deleting_an_upstream_job_is_a_conflict(api_client: ApiClient, lj: Lexyj
 # ---------------------------------------------------------------- run now, pause, resume
 
 
-def test_running_a_job_enqueues_an_api_run_and_answers_where_to_follow_it(api_client: ApiClient, lj: Lexyjobs,
+def test_running_a_job_enqueues_an_api_run_and_answers_where_to_follow_it(api_client: ApiClient, lj: Runtime,
                                                                           make_job: MakeJob) -> None:
     make_job("on-demand")
     response = api_client.post("/api/jobs/on-demand/run", role="operator")
@@ -300,7 +300,7 @@ def test_running_a_job_enqueues_an_api_run_and_answers_where_to_follow_it(api_cl
         "token:ci-operator", "on-demand", "127.0.0.1", {"run_id": accepted["run_id"]})
 
 
-def test_running_a_job_validates_params_against_its_schema(api_client: ApiClient, lj: Lexyjobs,
+def test_running_a_job_validates_params_against_its_schema(api_client: ApiClient, lj: Runtime,
                                                            make_job: MakeJob) -> None:
     make_job("typed", params={"n": {"type": "integer", "required": True, "max": 5}, "who": "world"})
     accepted = api_client.ok(api_client.post("/api/jobs/typed/run", json={"params": {"n": 3}, "priority": 7}), 202)
@@ -316,7 +316,7 @@ def test_running_a_job_validates_params_against_its_schema(api_client: ApiClient
     ("2099-01-01T09:30:00+00:00", "UTC", datetime(2099, 1, 1, 9, 30, tzinfo=timezone.utc)),
     ("2099-01-01T09:30:00Z", "UTC", datetime(2099, 1, 1, 9, 30, tzinfo=timezone.utc)),
     ("2099-06-01T09:30", "Europe/Paris", datetime(2099, 6, 1, 7, 30, tzinfo=timezone.utc))])
-def test_run_at_in_the_future_delays_the_run(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob, run_at: str,
+def test_run_at_in_the_future_delays_the_run(api_client: ApiClient, lj: Runtime, make_job: MakeJob, run_at: str,
                                              timezone_name: str, expected: datetime) -> None:
     make_job("later", timezone=timezone_name)
     accepted = api_client.ok(api_client.post("/api/jobs/later/run", role="operator", json={"run_at": run_at}), 202)
@@ -331,14 +331,14 @@ def test_run_at_in_the_future_delays_the_run(api_client: ApiClient, lj: Lexyjobs
     ({"params": "n=1"}, "params"), ({"run_at": "tomorrow"}, "run_at"), ({"run_at": 1700000000}, "run_at"),
     ({"when": "now"}, "when"), ({"priority": None}, "priority"), ({"params": None}, "params"), ({"run_at": ""}, "run_at")],
     ids=lambda v: v if isinstance(v, str) else None)
-def test_running_a_job_refuses_bad_fields_naming_them(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob,
+def test_running_a_job_refuses_bad_fields_naming_them(api_client: ApiClient, lj: Runtime, make_job: MakeJob,
                                                       body: dict[str, Any], field: str) -> None:
     make_job("strict")
     api_client.error(api_client.post("/api/jobs/strict/run", json=body), 422, "invalid_field", field=field)
     assert runs_of(lj.db, "strict") == [] and entries(lj.db) == []
 
 
-def test_pausing_and_resuming_a_job_changes_its_schedule_and_is_audited(api_client: ApiClient, lj: Lexyjobs,
+def test_pausing_and_resuming_a_job_changes_its_schedule_and_is_audited(api_client: ApiClient, lj: Runtime,
                                                                         make_job: MakeJob) -> None:
     make_job("toggled", schedule="*/10 * * * *")
     paused = api_client.ok(api_client.post("/api/jobs/toggled/pause", role="operator"))

@@ -11,7 +11,7 @@ from conftest import ApiClient, drive_run, wait_for
 
 from lexyjobs import audit, runs, store
 from lexyjobs.db import Database
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
 ROUTES = {("GET", "/api/runs"), ("GET", "/api/runs/{run_id}"), ("POST", "/api/runs/{run_id}/cancel"),
@@ -21,7 +21,7 @@ ALL_ZERO = {status.value: 0 for status in RunStatus}
 
 
 @pytest.fixture
-def history(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob) -> dict[str, int]:
+def history(api_client: ApiClient, lj: Runtime, make_job: MakeJob) -> dict[str, int]:
     """Five runs, oldest first: alpha (category Metrics) succeeded for alice and failed for bob
     ("disk full"), beta queued by hand and running, and alpha's retry of bob's run."""
     make_job("alpha", category="Metrics", params={"who": "nobody"}, max_concurrency=0)
@@ -95,7 +95,7 @@ def test_the_counts_ignore_the_status_filter_but_honour_the_others(api_client: A
     assert listed(api_client, status="failed", trigger="manual")["stats"] == {**ALL_ZERO, "total": 1, "queued": 1}
 
 
-def test_the_run_list_filters_by_creation_time(api_client: ApiClient, lj: Lexyjobs, history: dict[str, int]) -> None:
+def test_the_run_list_filters_by_creation_time(api_client: ApiClient, lj: Runtime, history: dict[str, int]) -> None:
     cut = runs.get_run(lj.db, history["manual"]).created_at
     assert runs.get_run(lj.db, history["bob"]).created_at < cut
     assert ids_of(listed(api_client, since=cut.isoformat())) == [history[k] for k in ("retry", "running", "manual")]
@@ -130,7 +130,7 @@ def test_the_run_list_refuses_bad_query_arguments(api_client: ApiClient, arg: st
 # ---------------------------------------------------------------- detail
 
 
-def test_the_run_detail_has_times_events_and_retries(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob) -> None:
+def test_the_run_detail_has_times_events_and_retries(api_client: ApiClient, lj: Runtime, make_job: MakeJob) -> None:
     make_job("timed")
     run_id = api_client.ok(api_client.post("/api/jobs/timed/run"), 202)["run_id"]
     queued = api_client.ok(api_client.get(f"/api/runs/{run_id}", role="viewer"))
@@ -169,7 +169,7 @@ def test_a_run_id_too_large_for_the_database_is_a_404(api_client: ApiClient, met
 # ---------------------------------------------------------------- cancel and retry
 
 
-def test_canceling_a_queued_run_cancels_it_at_once(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob) -> None:
+def test_canceling_a_queued_run_cancels_it_at_once(api_client: ApiClient, lj: Runtime, make_job: MakeJob) -> None:
     make_job("stoppable")
     run_id = runs.enqueue(lj.db, "stoppable")
     assert api_client.ok(api_client.post(f"/api/runs/{run_id}/cancel", role="operator")) == {
@@ -184,7 +184,7 @@ def test_canceling_a_queued_run_cancels_it_at_once(api_client: ApiClient, lj: Le
         "token:ci-operator", str(run_id), "127.0.0.1", {"outcome": "canceled"})
 
 
-def test_canceling_a_running_run_asks_its_worker_to_stop(api_client: ApiClient, lj: Lexyjobs,
+def test_canceling_a_running_run_asks_its_worker_to_stop(api_client: ApiClient, lj: Runtime,
                                                          make_job: MakeJob) -> None:
     make_job("long")
     run_id = runs.enqueue(lj.db, "long")
@@ -203,7 +203,7 @@ def test_canceling_a_running_run_asks_its_worker_to_stop(api_client: ApiClient, 
 
 
 @pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED])
-def test_canceling_a_finished_run_is_a_conflict(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob,
+def test_canceling_a_finished_run_is_a_conflict(api_client: ApiClient, lj: Runtime, make_job: MakeJob,
                                                 status: RunStatus) -> None:
     make_job("done")
     run_id = runs.enqueue(lj.db, "done")
@@ -213,7 +213,7 @@ def test_canceling_a_finished_run_is_a_conflict(api_client: ApiClient, lj: Lexyj
     assert runs.get_run(lj.db, run_id).status == status and audit.search(lj.db).entries == []
 
 
-def test_retrying_a_failed_run_enqueues_a_new_one(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob) -> None:
+def test_retrying_a_failed_run_enqueues_a_new_one(api_client: ApiClient, lj: Runtime, make_job: MakeJob) -> None:
     make_job("flaky", params={"size": 1})
     run_id = runs.enqueue(lj.db, "flaky", {"size": 4}, priority=6)
     drive_run(lj.db, run_id, RunStatus.FAILED, error="flaked")
@@ -230,7 +230,7 @@ def test_retrying_a_failed_run_enqueues_a_new_one(api_client: ApiClient, lj: Lex
 
 
 @pytest.mark.parametrize("status", [RunStatus.QUEUED, RunStatus.RUNNING])
-def test_retrying_an_unfinished_run_is_a_conflict(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob,
+def test_retrying_an_unfinished_run_is_a_conflict(api_client: ApiClient, lj: Runtime, make_job: MakeJob,
                                                   status: RunStatus) -> None:
     make_job("busy")
     run_id = runs.enqueue(lj.db, "busy")
@@ -241,7 +241,7 @@ def test_retrying_an_unfinished_run_is_a_conflict(api_client: ApiClient, lj: Lex
 
 
 @pytest.mark.parametrize("action", ["cancel", "retry"])
-def test_cancel_and_retry_take_no_fields(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob, action: str) -> None:
+def test_cancel_and_retry_take_no_fields(api_client: ApiClient, lj: Runtime, make_job: MakeJob, action: str) -> None:
     make_job("fieldless")
     run_id = runs.enqueue(lj.db, "fieldless")
     if action == "retry":
@@ -253,7 +253,7 @@ def test_cancel_and_retry_take_no_fields(api_client: ApiClient, lj: Lexyjobs, ma
 
 
 @pytest.mark.parametrize("action", ["cancel", "retry"])
-def test_cancel_and_retry_document_their_422(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob,
+def test_cancel_and_retry_document_their_422(api_client: ApiClient, lj: Runtime, make_job: MakeJob,
                                              action: str) -> None:
     make_job("fieldless")
     run_id = runs.enqueue(lj.db, "fieldless")
@@ -263,7 +263,7 @@ def test_cancel_and_retry_document_their_422(api_client: ApiClient, lj: Lexyjobs
 # ---------------------------------------------------------------- log
 
 
-def test_the_log_is_tailed_from_an_offset(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob) -> None:
+def test_the_log_is_tailed_from_an_offset(api_client: ApiClient, lj: Runtime, make_job: MakeJob) -> None:
     make_job("chatty")
     run_id = runs.enqueue(lj.db, "chatty")
     drive_run(lj.db, run_id, RunStatus.RUNNING)
@@ -289,7 +289,7 @@ def test_the_log_is_tailed_from_an_offset(api_client: ApiClient, lj: Lexyjobs, m
 
 
 @pytest.mark.parametrize("after", ["abc", "-1", "1.5", str(2**63)])
-def test_the_log_refuses_a_bad_offset(api_client: ApiClient, lj: Lexyjobs, make_job: MakeJob, after: str) -> None:
+def test_the_log_refuses_a_bad_offset(api_client: ApiClient, lj: Runtime, make_job: MakeJob, after: str) -> None:
     make_job("quiet")
     run_id = runs.enqueue(lj.db, "quiet")
     response = api_client.get(f"/api/runs/{run_id}/log", query_string={"after": after})

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from lexyjobs import accounts, audit, runs, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.models import AuditEntry, Run
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
 ROUTES = {("GET", "/api/stats"), ("GET", "/api/health"), ("GET", "/api/workers"), ("GET", "/api/alerts"),
@@ -67,7 +67,7 @@ def api_routes(app: Flask) -> set[tuple[str, str]]:
 
 
 @pytest.fixture
-def world(lj: Lexyjobs, make_job: Callable[..., str]) -> dict[str, int]:
+def world(lj: Runtime, make_job: Callable[..., str]) -> dict[str, int]:
     """Job ``sample`` (scheduled daily) with a queued run and a failed one."""
     make_job("sample", schedule="0 6 * * *")
     queued = runs.enqueue(lj.db, "sample")
@@ -138,7 +138,7 @@ def test_each_route_answers_the_least_role_it_needs(api_client: ApiClient, world
 
 
 @pytest.mark.parametrize("route", list(ROUTE_CASES), ids=" ".join)
-def test_each_route_refuses_a_request_without_a_token(api_client: ApiClient, lj: Lexyjobs, world: dict[str, int],
+def test_each_route_refuses_a_request_without_a_token(api_client: ApiClient, lj: Runtime, world: dict[str, int],
                                                       route: tuple[str, str]) -> None:
     before = snapshot(lj.db)
     response = send(api_client, route, world, None)
@@ -149,7 +149,7 @@ def test_each_route_refuses_a_request_without_a_token(api_client: ApiClient, lj:
 
 @pytest.mark.parametrize(("route", "role"), FORBIDDEN_CASES,
                          ids=[f"{' '.join(route)} as {role}" for route, role in FORBIDDEN_CASES])
-def test_each_route_refuses_a_role_below_the_one_it_needs(api_client: ApiClient, lj: Lexyjobs, world: dict[str, int],
+def test_each_route_refuses_a_role_below_the_one_it_needs(api_client: ApiClient, lj: Runtime, world: dict[str, int],
                                                           route: tuple[str, str], role: str) -> None:
     before = snapshot(lj.db)
     error = api_client.error(send(api_client, route, world, role), 403, "forbidden")
@@ -165,7 +165,7 @@ def test_an_unknown_or_malformed_token_is_refused(api_client: ApiClient, header:
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="lexyjobs"'
 
 
-def test_a_revoked_token_is_refused(api_client: ApiClient, lj: Lexyjobs, world: dict[str, int]) -> None:
+def test_a_revoked_token_is_refused(api_client: ApiClient, lj: Runtime, world: dict[str, int]) -> None:
     token = accounts.create_token(lj.db, "short-lived", "operator")
     assert api_client.ok(api_client.get("/api/me", token=token))["name"] == "short-lived"
     accounts.revoke_token(lj.db, "short-lived")
@@ -175,7 +175,7 @@ def test_a_revoked_token_is_refused(api_client: ApiClient, lj: Lexyjobs, world: 
     assert snapshot(lj.db) == before
 
 
-def test_a_logged_in_panel_session_does_not_authorize_the_api(api_client: ApiClient, lj: Lexyjobs,
+def test_a_logged_in_panel_session_does_not_authorize_the_api(api_client: ApiClient, lj: Runtime,
                                                               world: dict[str, int]) -> None:
     accounts.add_user(lj.db, "root", "correct-horse-battery", "admin")
     page = api_client.client.get("/login").get_data(as_text=True)
@@ -195,7 +195,7 @@ def test_a_logged_in_panel_session_does_not_authorize_the_api(api_client: ApiCli
     assert snapshot(lj.db) == before
 
 
-def test_the_environment_api_token_is_an_admin_token(api_client: ApiClient, lj: Lexyjobs,
+def test_the_environment_api_token_is_an_admin_token(api_client: ApiClient, lj: Runtime,
                                                      make_api_app: Callable[..., Flask]) -> None:
     env_token = "env-admin-token-0123456789"
     api_client.error(api_client.get("/api/me", token=env_token), 401)  # not configured on this app
@@ -208,7 +208,7 @@ def test_the_environment_api_token_is_an_admin_token(api_client: ApiClient, lj: 
     with_env.error(with_env.get("/api/me", token=env_token[:-1]), 401, "unauthorized")
 
 
-def test_a_token_records_when_it_was_last_used(api_client: ApiClient, lj: Lexyjobs) -> None:
+def test_a_token_records_when_it_was_last_used(api_client: ApiClient, lj: Runtime) -> None:
     def last_used() -> Any:
         return {t.name: t.last_used_at for t in accounts.list_tokens(lj.db)}["tracked"]
     token = accounts.create_token(lj.db, "tracked", "viewer")
@@ -244,7 +244,7 @@ def test_a_wrong_method_is_a_json_405_listing_the_allowed_ones(api_client: ApiCl
 @pytest.mark.parametrize("route", BODY_ROUTES, ids=" ".join)
 @pytest.mark.parametrize("raw", ["{not json", "[1, 2]", '"text"', '{"a": NaN}', "\xc3\x28"],
                          ids=["malformed", "array", "string", "nan", "not-utf8"])
-def test_every_route_with_a_body_refuses_what_is_not_a_json_object(api_client: ApiClient, lj: Lexyjobs,
+def test_every_route_with_a_body_refuses_what_is_not_a_json_object(api_client: ApiClient, lj: Runtime,
                                                                    world: dict[str, int], route: tuple[str, str],
                                                                    raw: str) -> None:
     before = snapshot(lj.db)
@@ -255,7 +255,7 @@ def test_every_route_with_a_body_refuses_what_is_not_a_json_object(api_client: A
 
 
 @pytest.mark.parametrize("route", BODY_ROUTES, ids=" ".join)
-def test_every_route_with_a_body_refuses_one_over_the_size_limit(api_client: ApiClient, lj: Lexyjobs,
+def test_every_route_with_a_body_refuses_one_over_the_size_limit(api_client: ApiClient, lj: Runtime,
                                                                  world: dict[str, int], route: tuple[str, str],
                                                                  make_api_app: Callable[..., Flask]) -> None:
     small = api_client.on(make_api_app(max_body=2048))
@@ -275,7 +275,7 @@ def test_a_nul_character_in_a_query_argument_is_refused_naming_it(api_client: Ap
     api_client.error(api_client.get(path, query_string={arg: "sam\x00ple"}), 400, "bad_request", field=arg)
 
 
-def test_a_nul_character_in_a_body_or_job_name_never_reaches_the_database(api_client: ApiClient, lj: Lexyjobs,
+def test_a_nul_character_in_a_body_or_job_name_never_reaches_the_database(api_client: ApiClient, lj: Runtime,
                                                                           world: dict[str, int]) -> None:
     before = snapshot(lj.db)
     response = api_client.post("/api/jobs", json={"name": "nul", **PYTHON_JOB, "description": "a\x00b"})
@@ -296,7 +296,7 @@ def test_me_tells_who_the_token_belongs_to(api_client: ApiClient) -> None:
         assert me == {"name": f"ci-{role}", "role": role, "kind": "token"}
 
 
-def test_stats_count_runs_queue_last_day_and_jobs(api_client: ApiClient, lj: Lexyjobs,
+def test_stats_count_runs_queue_last_day_and_jobs(api_client: ApiClient, lj: Runtime,
                                                   make_job: Callable[..., str]) -> None:
     base = api_client.ok(api_client.get("/api/stats", role="viewer"))["jobs"]
     make_job("scheduled", schedule="*/5 * * * *", max_concurrency=0)
@@ -319,7 +319,7 @@ def test_stats_count_runs_queue_last_day_and_jobs(api_client: ApiClient, lj: Lex
                              "scheduled": base["scheduled"] + 1}
 
 
-def test_health_reports_each_job_and_the_counts_per_state(api_client: ApiClient, lj: Lexyjobs,
+def test_health_reports_each_job_and_the_counts_per_state(api_client: ApiClient, lj: Runtime,
                                                           make_job: Callable[..., str]) -> None:
     for name in ("green", "red", "busy", "new"):
         make_job(name, title=name.title(), category="Health")
@@ -337,7 +337,7 @@ def test_health_reports_each_job_and_the_counts_per_state(api_client: ApiClient,
     assert "exploded" in next(j["reason"] for j in report["jobs"] if j["name"] == "red")
 
 
-def test_the_audit_log_lists_actions_newest_first_with_filters_and_pages(api_client: ApiClient, lj: Lexyjobs,
+def test_the_audit_log_lists_actions_newest_first_with_filters_and_pages(api_client: ApiClient, lj: Runtime,
                                                                          world: dict[str, int]) -> None:
     started = utcnow()
     api_client.ok(api_client.post("/api/jobs/sample/run", role="operator"), 202)

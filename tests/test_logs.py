@@ -20,7 +20,7 @@ from lexyjobs import runs, store
 from lexyjobs.config import Settings, load_settings
 from lexyjobs.db import Database
 from lexyjobs.logs import HumanFormatter, JsonFormatter, configure_logging
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 
 HUMAN_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) +[\w.]+: ")
 ANSI = "\033["
@@ -69,7 +69,7 @@ def wait_status(db: Database, run_id: int, status: str) -> None:
 # ---------------------------------------------------------------- JSON lines of real runs
 
 
-def test_json_lines_carry_the_transitions_of_a_real_run(lj: Lexyjobs, make_job: Callable[..., str],
+def test_json_lines_carry_the_transitions_of_a_real_run(lj: Runtime, make_job: Callable[..., str],
                                                         start_worker: Callable[..., Any]) -> None:
     stream = configured("json")
     make_job("logged-noop", func="jobfuncs:noop")
@@ -91,7 +91,7 @@ def test_json_lines_carry_the_transitions_of_a_real_run(lj: Lexyjobs, make_job: 
         assert ts.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - ts) < timedelta(minutes=1)
 
 
-def test_a_retried_run_logs_each_attempt_with_its_number_and_status(lj: Lexyjobs, make_job: Callable[..., str],
+def test_a_retried_run_logs_each_attempt_with_its_number_and_status(lj: Runtime, make_job: Callable[..., str],
                                                                      start_worker: Callable[..., Any],
                                                                      tmp_path: Path) -> None:
     stream = configured("json")

@@ -20,7 +20,7 @@ from lexyjobs.definitions import parse_definition
 from lexyjobs.models import Job, Run
 from lexyjobs.panel import job_detail
 from lexyjobs.panel.job_detail import dst_days_between, sparkline, upcoming_fires
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import TERMINAL, RunStatus
 
 MakeJob = Callable[..., str]
@@ -119,7 +119,7 @@ def test_xss_in_title_and_description_is_escaped(panel_as: PanelAs, make_job: Ma
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=" in page
 
 
-def test_an_unknown_job_is_a_404_page(panel_as: PanelAs, lj: Lexyjobs) -> None:
+def test_an_unknown_job_is_a_404_page(panel_as: PanelAs, lj: Runtime) -> None:
     panel = panel_as("viewer")
     response = panel.get("/jobs/no-such-job")
     assert response.status_code == 404 and "no job named &#39;no-such-job&#39;" in text(response)
@@ -129,7 +129,7 @@ def test_an_unknown_job_is_a_404_page(panel_as: PanelAs, lj: Lexyjobs) -> None:
 
 
 @pytest.mark.parametrize("source", ["code", "file"])
-def test_code_and_file_jobs_say_where_to_edit_them(panel_as: PanelAs, lj: Lexyjobs, tmp_path: Path,
+def test_code_and_file_jobs_say_where_to_edit_them(panel_as: PanelAs, lj: Runtime, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch, source: str) -> None:
     if source == "code":
         monkeypatch.setattr(code_jobs, "_CODE_JOBS", {})  # a private registry: nothing leaks into other tests

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from conftest import drive_run
 from lexyjobs import accounts, audit, definitions, runs, store
 from lexyjobs.db import Database
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
 MakeJob = Callable[..., str]
@@ -33,7 +33,7 @@ class Panel:
 
 
 @pytest.fixture
-def login(app: Flask, lj: Lexyjobs) -> Callable[[str], Panel]:
+def login(app: Flask, lj: Runtime) -> Callable[[str], Panel]:
     """``login("operator")``: a client logged in as a user with that role."""
     def log_in(role: str) -> Panel:
         accounts.add_user(lj.db, role, PASSWORD, role)

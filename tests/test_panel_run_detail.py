@@ -14,7 +14,7 @@ from flask import Flask
 from lexyjobs import audit, queries, runs, store
 from lexyjobs.db import Database
 from lexyjobs.models import Run
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus, transition
 
 XSS = "<script>alert(1)</script>"
@@ -412,7 +412,7 @@ def test_params_result_error_details_and_log_are_escaped(db, job, panel_as):
 
 # ------------------------------------------------------------------ with a real worker
 
-def test_a_worker_run_streams_its_log_and_is_cancelled_from_the_page(lj: Lexyjobs, db, make_job, start_worker,
+def test_a_worker_run_streams_its_log_and_is_cancelled_from_the_page(lj: Runtime, db, make_job, start_worker,
                                                                     panel_as, tmp_path):
     make_job("gated", func="jobfuncs:progress_until_gate", params={"gate": ""})
     run_id = runs.enqueue(db, "gated", {"gate": str(tmp_path / "never")})

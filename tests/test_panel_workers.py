@@ -15,7 +15,7 @@ from lexyjobs import __version__, runs, workers
 from lexyjobs.db import Database, utcnow
 from lexyjobs.panel import workers as panel_workers
 from lexyjobs.panel.workers import RUNS_SHOWN, worker_state
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
 PanelAs = Callable[[str], PanelSession]
@@ -92,7 +92,7 @@ def test_dead_workers_and_an_empty_registry(panel_as: PanelAs, db: Database) -> 
     assert "gone:1" not in html and "No worker process is running" in html
 
 
-def test_the_page_shows_this_processs_worker_in_the_list(panel_as: PanelAs, lj: Lexyjobs,
+def test_the_page_shows_this_processs_worker_in_the_list(panel_as: PanelAs, lj: Runtime,
                                                         start_worker: Callable[..., Any]) -> None:
     lj.worker = start_worker("panel-test-worker", workers=2)
     try:

@@ -18,7 +18,7 @@ from lexyjobs.cli import main
 from lexyjobs.db import Database, utcnow
 from lexyjobs.maintenance import Periodic
 from lexyjobs.models import RunEvent, RunLog
-from lexyjobs.runtime import Lexyjobs
+from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
 DAY = timedelta(days=1)
@@ -171,7 +171,7 @@ def test_a_periodic_task_survives_its_failures_and_stops(caplog: pytest.LogCaptu
     assert "test-task failed" in caplog.text and "database went away" in caplog.text
 
 
-def test_the_scheduling_process_runs_retention_and_alerts(lj: Lexyjobs) -> None:
+def test_the_scheduling_process_runs_retention_and_alerts(lj: Runtime) -> None:
     lj.start(worker=False)
     try:
         names = {thread.name for thread in lj.housekeeping}

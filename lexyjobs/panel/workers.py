@@ -17,7 +17,7 @@ from lexyjobs import workers as registry
 from lexyjobs.db import utcnow
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, render, unchanged
-from lexyjobs.runtime import Lexyjobs, current
+from lexyjobs.runtime import Runtime, current
 from lexyjobs.workers import WorkerInfo
 
 LOADED_AT = utcnow()  # when this process loaded the panel: close enough to "serving since"
@@ -63,7 +63,7 @@ def _stamp(rows: list[WorkerRow]) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
 
 
-def this_process(lexy: Lexyjobs) -> dict[str, Any]:
+def this_process(lexy: Runtime) -> dict[str, Any]:
     health = lexy.health()
     return {"pid": os.getpid(), "host": socket.gethostname(), "loaded_at": LOADED_AT, "started": lexy.started,
             "worker": lexy.worker.name if lexy.worker else None,

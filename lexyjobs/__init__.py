@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, create_secret_key: bo
     app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=str(STATIC))
     app.config["SECRET_KEY"] = secret_key(settings, create=create_secret_key)
     app.extensions["lexyjobs"] = Runtime(settings)
+    runtime.set_default(app.extensions["lexyjobs"])
     routing.init_app(app)
     guard.init_app(app, settings)
     web.init_app(app)

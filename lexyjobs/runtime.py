@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_app_context, request
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -110,6 +110,30 @@ class Runtime:
 def current() -> Runtime:
     """The Runtime of the current Flask app."""
     return current_app.extensions["lexyjobs"]
+
+
+_default: Runtime | None = None
+_default_lock = threading.Lock()
+
+
+def set_default(runtime: Runtime) -> None:
+    """Make ``runtime`` the one code outside a Flask app context uses (the last app set up wins)."""
+    global _default
+    _default = runtime
+
+
+def resolve() -> Runtime:
+    """The Runtime for code that enqueues or reads runs: the current Flask app's inside an app
+    context, else the last one set up in this process, else one built from the environment
+    (``LEXYJOBS_*``) on first use; building it opens no connection until the database is used."""
+    global _default
+    if has_app_context() and "lexyjobs" in current_app.extensions:
+        return current()
+    with _default_lock:
+        if _default is None:
+            from lexyjobs.config import load_settings
+            _default = Runtime(load_settings())
+        return _default
 
 
 def init_app(app: Flask) -> None:

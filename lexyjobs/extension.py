@@ -42,15 +42,20 @@ def normalize_prefix(prefix: str | None) -> str:
 
 
 def settings_for(app: Flask, config: Mapping[str, Any] | None) -> Any:
-    """Settings for ``app``: ``config`` > ``app.config["LEXYJOBS_*"]`` > environment > defaults."""
+    """Settings for ``app``: ``config`` > ``app.config["LEXYJOBS_*"]`` > environment > defaults.
+    Text values of ``app.config`` are read exactly like environment variables (same errors)."""
     from lexyjobs.config import ENV_VARS, load_settings
 
-    layered: dict[str, Any] = {}
+    environ: dict[str, str] = dict(os.environ)
+    overrides: dict[str, Any] = {}
     for field, (env_name, *_rest) in ENV_VARS.items():
-        if env_name in app.config and app.config[env_name] is not None:
-            layered[field] = app.config[env_name]
-    layered.update(config or {})
-    return load_settings(layered, os.environ)
+        value = app.config.get(env_name)
+        if isinstance(value, str):
+            environ[env_name] = value
+        elif value is not None:
+            overrides[field] = value
+    overrides.update(config or {})
+    return load_settings(overrides, environ)
 
 
 class Lexyjobs:

@@ -152,7 +152,7 @@ def _authorize() -> BaseResponse | None:
     who = _session_identity()
     if who is None:
         if request.method in SAFE_METHODS and not request.headers.get("HX-Request"):
-            return redirect(url_for("lexyjobs.login.login", next=request.full_path.rstrip("?")))
+            return redirect(url_for("lexyjobs.login.login", next=request.script_root + request.full_path.rstrip("?")))
         response = _refuse(401, "login_required", "log in first")
         response.headers["HX-Redirect"] = url_for("lexyjobs.login.login")
         return response

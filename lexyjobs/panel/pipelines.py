@@ -148,14 +148,14 @@ def _step_node(name: str, title: str, found: PipelineRun, steps: list[str], now:
     if when is not None and row.status != "running":
         caption += f" · {relative(when, now)}"
     error = f"\n{row.error.splitlines()[0]}" if row.error else ""
-    href = url_for("lexyjobs.panel.run_detail", run_id=row.id) if "panel.run_detail" in current_app.view_functions \
+    href = url_for("lexyjobs.panel.run_detail", run_id=row.id) if "lexyjobs.panel.run_detail" in current_app.view_functions \
         else _job_href(name)
     return NodeView(name, _fit(title, TITLE_CHARS), href, f"step-{row.status}", _fit(caption, CAPTION_CHARS),
                     f"{title} ({name})\nrun #{row.id}: {row.status}{error}")
 
 
 def _job_href(name: str) -> str:
-    if "panel.job_detail" in current_app.view_functions:
+    if "lexyjobs.panel.job_detail" in current_app.view_functions:
         return url_for("lexyjobs.panel.job_detail", name=name)
     return url_for("lexyjobs.panel.jobs", q=name)
 

@@ -36,6 +36,7 @@ class Runtime:
         self.housekeeping: list[Periodic] = []
         self.sync_report: SyncReport | None = None
         self.started = False
+        self.own_users = True  # False when the host app's login is used (Lexyjobs(authorize=...)): no admin bootstrap
         self._start_lock = threading.Lock()
 
     def prepare(self, *, authoritative: bool = False) -> SyncReport:
@@ -51,7 +52,7 @@ class Runtime:
                 if attempt == 2:
                     raise
         assert self.sync_report is not None
-        if authoritative:
+        if authoritative and self.own_users:
             self._ensure_admin()
         return self.sync_report
 

@@ -6,6 +6,7 @@ JSON API answers 401 instead) or None (403). This module turns that answer into 
 so role checks and the audit log work and name the host's user."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Union
 
@@ -44,15 +45,14 @@ def host_identity(answer: object) -> Identity:
 
 
 def _login_manager_user() -> str | None:
-    """Flask-Login's current user's username (or id), when Flask-Login is installed and set up."""
-    try:
-        from flask import current_app
-        from flask_login import current_user  # type: ignore[import-not-found]
-    except ImportError:
+    """Flask-Login's current user's username (or id) when the host uses Flask-Login (then it is
+    already imported: lexyjobs neither imports nor requires it)."""
+    from flask import current_app
+
+    flask_login = sys.modules.get("flask_login")
+    if flask_login is None or not hasattr(current_app, "login_manager"):
         return None
-    if not hasattr(current_app, "login_manager"):
-        return None
-    user = current_user
+    user = flask_login.current_user
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     for attribute in ("username", "name", "email"):

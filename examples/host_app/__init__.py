@@ -72,7 +72,7 @@ def authorize(req: Request) -> HostUser | Response | None:
     the host's login; other users get None, which lexyjobs answers with 403."""
     name = _current_user()
     if name is None:
-        return redirect(url_for("login", next=req.full_path))
+        return redirect(url_for("login", next=req.full_path.rstrip("?")))
     return HostUser(name, "admin") if USERS[name]["admin"] else None
 
 

@@ -11,6 +11,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 worker_class = "gthread"  # the panel's live updates (SSE /events) hold a thread each, not a process
 threads = 8
 preload_app = True
+control_socket_disable = True  # its default path (~/.gunicorn/gunicorn.ctl) would be shared by every app of the user
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201 (gunicorn's hook signature)

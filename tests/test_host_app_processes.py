@@ -72,10 +72,10 @@ def test_timers_fire_exactly_once_across_the_host_apps_processes(db, db_url, spa
         web_env["WEB_RUNS_JOBS"] = "false"
     web = spawn_host([GUNICORN, "-c", GUNICORN_CONF, "examples.host_app:create_app()"], db_url, name="gunicorn",
                      **web_env)
-    workers = [spawn_host([PYTHON, "-m", "flask", "--app", "examples.host_app", "lexyjobs", "worker"], db_url,
-                          name="worker") for _ in range(2 if separate else 0)]
     size = int(web_env["WEB_CONCURRENCY"])
     wait_for(lambda: len(scheduler_pids(alive(web))) >= size, timeout=60)
+    workers = [spawn_host([PYTHON, "-m", "flask", "--app", "examples.host_app", "lexyjobs", "worker"], db_url,
+                          name="worker") for _ in range(2 if separate else 0)]
     for worker in workers:
         worker.wait_for_line(r"lexyjobs worker ")
     web_pids = scheduler_pids(web)

@@ -13,7 +13,8 @@ from typing import Any
 
 from flask import Flask, Request, Response, current_app, jsonify, redirect, render_template_string, request, \
     session, url_for
-from sqlalchemy import DateTime, Integer, String, create_engine, select
+from sqlalchemy import DateTime, Engine, Integer, String, create_engine, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -80,6 +81,15 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "true").strip().lower() not in ("false", "0", "no", "off")
 
 
+def _create_tables(engine: Engine) -> None:
+    """The host's tables (a real app would migrate with Alembic). Processes starting together may
+    race to create them: the loser finds them made on its second look."""
+    try:
+        Base.metadata.create_all(engine)
+    except SQLAlchemyError:
+        Base.metadata.create_all(engine)
+
+
 def create_app(database_url: str | None = None, secret_key: str | None = None) -> Flask:
     """The host app. Settings come from the environment: SECRET_KEY (the host's own),
     LEXYJOBS_DATABASE_URL (shared by the host's tables and lexyjobs), and where lexyjobs work
@@ -91,7 +101,7 @@ def create_app(database_url: str | None = None, secret_key: str | None = None) -
         raise SystemExit("host_app: set SECRET_KEY (the host app's session key)")
     url = database_url or os.environ.get("LEXYJOBS_DATABASE_URL", "sqlite:///host_app.db")
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    Base.metadata.create_all(engine)
+    _create_tables(engine)
     engine.dispose()  # no connection crosses a fork (gunicorn --preload)
     app.extensions["host_app.db"] = sessionmaker(engine)
     app.extensions["host_app.jobs"] = Lexyjobs(

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import socket
-from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -36,8 +35,13 @@ def tick_runs(db: Database) -> list[Run]:
         return list(store.list_runs(session, job="tick", limit=1000))
 
 
+def fire_time(run: Run) -> datetime:
+    assert run.fire_key is not None
+    return datetime.fromisoformat(run.fire_key.split("@", 1)[1])
+
+
 def fire_times(db: Database) -> list[datetime]:
-    return sorted(datetime.fromisoformat(r.fire_key.split("@", 1)[1]) for r in tick_runs(db) if r.fire_key)
+    return sorted(fire_time(r) for r in tick_runs(db) if r.fire_key)
 
 
 def fired_after(db: Database, at: datetime) -> bool:
@@ -65,9 +69,11 @@ def test_timers_fire_exactly_once_across_the_host_apps_processes(db, db_url, spa
         conn.execute(text("CREATE TABLE executions (run_id BIGINT NOT NULL, attempt INTEGER NOT NULL, "
                           "pid INTEGER NOT NULL)"))
     registry.create_job(db, "tick", {"kind": "python", "func": "jobfuncs:record", "schedule": "every 1s",
-                                     "max_concurrency": 0, "max_attempts": 1})
+                                     "max_concurrency": 0})
     separate = layout == "web-plus-workers"
-    web_env = {"BIND": "127.0.0.1:0", "WEB_CONCURRENCY": "2" if separate else "3"}
+    # A heartbeat window wide enough that a busy live process is never taken for a dead one.
+    slow_rescue = {"LEXYJOBS_HEARTBEAT_INTERVAL": "1", "LEXYJOBS_STALE_AFTER": "6"}
+    web_env = {"BIND": "127.0.0.1:0", "WEB_CONCURRENCY": "2" if separate else "3", **slow_rescue}
     if separate:
         web_env["WEB_RUNS_JOBS"] = "false"
     web = spawn_host([GUNICORN, "-c", GUNICORN_CONF, "examples.host_app:create_app()"], db_url, name="gunicorn",
@@ -75,7 +81,7 @@ def test_timers_fire_exactly_once_across_the_host_apps_processes(db, db_url, spa
     size = int(web_env["WEB_CONCURRENCY"])
     wait_for(lambda: len(scheduler_pids(alive(web))) >= size, timeout=60)
     workers = [spawn_host([PYTHON, "-m", "flask", "--app", "examples.host_app", "lexyjobs", "worker"], db_url,
-                          name="worker") for _ in range(2 if separate else 0)]
+                          name="worker", **slow_rescue) for _ in range(2 if separate else 0)]
     for worker in workers:
         worker.wait_for_line(r"lexyjobs worker ")
     web_pids = scheduler_pids(web)
@@ -83,13 +89,13 @@ def test_timers_fire_exactly_once_across_the_host_apps_processes(db, db_url, spa
 
     ready = utcnow()
     wait_for(lambda: fired_after(db, ready + timedelta(seconds=3)), timeout=20)
-    os.kill(min(web_pids), signal.SIGKILL)  # one web process dies; the others go on firing its timers
+    victim = min(web_pids)
+    os.kill(victim, signal.SIGKILL)  # one web process dies; the others go on firing its timers
     killed = utcnow()
     wait_for(lambda: fired_after(db, killed + timedelta(seconds=3)), timeout=20)
     last = fire_times(db)[-1]
-    wait_for(lambda: all(r.status == "succeeded" for r in tick_runs(db)
-                         if r.fire_key and datetime.fromisoformat(r.fire_key.split("@", 1)[1]) <= last),
-             timeout=20)
+    wait_for(lambda: all(r.status == "succeeded" for r in tick_runs(db) if r.fire_key and fire_time(r) <= last),
+             timeout=30)
     assert web.terminate() == 0, web.output()
     for worker in workers:
         assert worker.terminate() == 0, worker.output()
@@ -101,9 +107,16 @@ def test_timers_fire_exactly_once_across_the_host_apps_processes(db, db_url, spa
     runs = [r for r in tick_runs(db) if r.fire_key]
     assert len(runs) == len(set(times)) == len(times)  # one run per fire time
     assert all(r.trigger == "schedule" for r in runs)
+    assert {r.status for r in runs if fire_time(r) <= last} == {"succeeded"}
     done = [r for r in runs if r.status == "succeeded"]
-    executed = Counter(run_id for run_id, _ in executions(db))
-    assert {r.id for r in done} <= set(executed) and all(n == 1 for n in executed.values()), executed
+    by_run: dict[int, list[int]] = {}
+    for run_id, pid in executions(db):
+        by_run.setdefault(run_id, []).append(pid)
+    assert {r.id for r in done} <= set(by_run)
+    # Each run executed once, except possibly the one the killed process was executing, which
+    # was rescued and run again elsewhere.
+    repeated = {run_id: pids for run_id, pids in by_run.items() if len(pids) > 1}
+    assert len(repeated) <= 1 and all(victim in pids for pids in repeated.values()), repeated
     executing_pids = {pid for _, pid in executions(db)}
     scheduling_pids = {int(r.created_by.split(":")[-1].rstrip(")")) for r in runs}
     if separate:
@@ -112,5 +125,4 @@ def test_timers_fire_exactly_once_across_the_host_apps_processes(db, db_url, spa
         assert {r.worker for r in done} <= {f"{socket.gethostname()}:{pid}" for pid in worker_pids}
         assert scheduling_pids <= scheduler_pids(web)  # only web processes fire timers
     else:
-        assert executing_pids <= scheduler_pids(web)
-        assert len(executing_pids) >= 2  # runs spread over the web processes
+        assert executing_pids <= scheduler_pids(web)  # the web processes, the restarted one included

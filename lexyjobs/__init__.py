@@ -9,20 +9,40 @@ from lexyjobs.context import JobFailed, RunCanceled, RunContext
 if TYPE_CHECKING:
     from flask import Flask
 
+    from lexyjobs.client import Client, ClientError
+    from lexyjobs.code_api import cancel, get_run, list_runs, prune, retry, stats
     from lexyjobs.code_jobs import job
+    from lexyjobs.enqueueing import InvalidArgument, enqueue
+    from lexyjobs.errors import Conflict, InvalidParams, JobNotFound, LexyjobsError, RunNotFound
+    from lexyjobs.handle import Run, RunTimeout
+    from lexyjobs.host_session import OtherDatabase
 
-__all__ = ["create_app", "job", "RunContext", "RunCanceled", "JobFailed"]
 __version__ = "0.1.0"
 
+# The public API, imported on first use (PEP 562): ``import lexyjobs`` stays light and starts
+# nothing; a module that only needs RunContext (say, in the child process of an
+# ``isolation = "process"`` job) imports nothing more.
+_LAZY = {
+    "job": "lexyjobs.code_jobs",
+    "enqueue": "lexyjobs.enqueueing", "InvalidArgument": "lexyjobs.enqueueing",
+    "Run": "lexyjobs.handle", "RunTimeout": "lexyjobs.handle",
+    "get_run": "lexyjobs.code_api", "list_runs": "lexyjobs.code_api", "stats": "lexyjobs.code_api",
+    "cancel": "lexyjobs.code_api", "retry": "lexyjobs.code_api", "prune": "lexyjobs.code_api",
+    "OtherDatabase": "lexyjobs.host_session",
+    "LexyjobsError": "lexyjobs.errors", "JobNotFound": "lexyjobs.errors", "RunNotFound": "lexyjobs.errors",
+    "InvalidParams": "lexyjobs.errors", "Conflict": "lexyjobs.errors",
+    "Client": "lexyjobs.client", "ClientError": "lexyjobs.client",
+}
+__all__ = ["create_app", "RunContext", "RunCanceled", "JobFailed", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    """``job`` (``lexyjobs.code_jobs``) is imported on first use: a module that only needs RunContext
-    (say, in the child process of an ``isolation = "process"`` job) imports nothing more."""
-    if name == "job":
-        from lexyjobs.code_jobs import job
-        return job
-    raise AttributeError(f"module 'lexyjobs' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lexyjobs' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, create_secret_key: bool = True) -> Flask:

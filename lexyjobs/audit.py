@@ -25,9 +25,15 @@ def record(db: Database, actor: str, action: str, target: str | None = None, *,
            client: str | None = None, details: dict[str, Any] | None = None) -> None:
     """Write one entry in its own short transaction."""
     with db.write() as session:
-        session.add(AuditEntry(at=utcnow(), actor=_text(actor, 200), action=_text(action, 50),
-                               target=None if target is None else _text(target, 200),
-                               client=None if client is None else _text(client, 100), details=details))
+        session.add(entry(actor, action, target, client=client, details=details))
+
+
+def entry(actor: str, action: str, target: str | None = None, *, client: str | None = None,
+          details: dict[str, Any] | None = None, at: datetime | None = None) -> AuditEntry:
+    """One entry, for the caller to add to its own transaction (e.g. with the run it records)."""
+    return AuditEntry(at=at or utcnow(), actor=_text(actor, 200), action=_text(action, 50),
+                      target=None if target is None else _text(target, 200),
+                      client=None if client is None else _text(client, 100), details=details)
 
 
 REFUSED_ACTIONS = ("login.failure", "login.rate_limited")

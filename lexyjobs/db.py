@@ -74,14 +74,22 @@ class Database:
         """Mark ``session`` as having enqueued runs: NOTIFY other processes and wake local workers."""
         if self.is_postgres:  # the payload names the schema: instances sharing a database hear only theirs
             session.execute(text("SELECT pg_notify(:channel, current_schema())"), {"channel": NOTIFY_CHANNEL})
-        if not session.info.get("lexyjobs_wake"):
-            session.info["lexyjobs_wake"] = True
-            event.listen(session, "after_commit", self._fire_enqueue_listeners, once=True)
+        session.info["lexyjobs_wake"] = True
+        if not session.info.get("lexyjobs_hooked"):  # once per session: a host's lives long
+            session.info["lexyjobs_hooked"] = True
+            event.listen(session, "after_commit", self._fire_enqueue_listeners)
+            event.listen(session, "after_rollback", self._forget_enqueue)
 
     def _fire_enqueue_listeners(self, session: Session) -> None:
+        if session.info.pop("lexyjobs_wake", None):
+            for listener in self._enqueue_listeners:
+                listener()
+
+    @staticmethod
+    def _forget_enqueue(session: Session) -> None:
+        """Rolled back: the runs are gone, and a later commit of the same session (a host
+        application's, see ``lexyjobs.enqueueing``) must not wake workers for them."""
         session.info.pop("lexyjobs_wake", None)
-        for listener in self._enqueue_listeners:
-            listener()
 
     def psycopg_conninfo(self) -> str:
         """The URL in the form psycopg.connect() takes (for the LISTEN connection)."""

@@ -48,15 +48,21 @@ def enqueue(db: Database, job: str, params: Mapping[str, Any] | None = None, **o
 def enqueue_many(db: Database, requests: Sequence[RunRequest], *, now: datetime | None = None) -> list[int]:
     """Validate and enqueue runs in one transaction (all or nothing); returns their ids.
     Raises JobNotFound, InvalidParams or LexyjobsError before anything is written."""
-    now = now or utcnow()
     with db.write() as session:
-        jobs = store.active_jobs(session)
-        definitions = _definitions(jobs, {r.job for r in requests})
-        upstreams = {u for job in jobs.values() for u in job.spec.get("depends_on") or ()}
-        rows = [run_row(definitions[r.job], _start_pipeline(r, upstreams), now) for r in requests]
-        ids = store.insert_runs(session, rows)
+        rows = insert_requests(session, requests, now=now or utcnow())
         db.enqueued(session)
-    return ids
+    return [row["id"] for row in rows]
+
+
+def insert_requests(session: Session, requests: Sequence[RunRequest], *, now: datetime) -> list[dict[str, Any]]:
+    """Validate ``requests`` and insert their runs in ``session``'s transaction; returns their
+    rows with their ``id``. The caller commits and wakes workers (``Database.enqueued``);
+    ``lexyjobs.enqueueing`` uses it inside a host application's transaction too."""
+    jobs = store.active_jobs(session)
+    definitions = _definitions(jobs, {r.job for r in requests})
+    upstreams = {u for job in jobs.values() for u in job.spec.get("depends_on") or ()}
+    rows = [run_row(definitions[r.job], _start_pipeline(r, upstreams), now) for r in requests]
+    return [{**row, "id": run_id} for row, run_id in zip(rows, store.insert_runs(session, rows))]
 
 
 def _definitions(jobs: Mapping[str, Any], names: set[str]) -> dict[str, JobDefinition]:

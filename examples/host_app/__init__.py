@@ -176,7 +176,7 @@ def _routes(app: Flask) -> None:  # noqa: C901 (a flat list of short routes)
             crawl_request = CrawlRequest(url=url, max_pages=max_pages, requested_by=name,
                                          requested_at=datetime.now(timezone.utc))
             db.add(crawl_request)
-            run = lexyjobs.enqueue("crawl", {"url": url, "max_pages": max_pages}, session=db)
+            run = lexyjobs.enqueue(crawl, {"url": url, "max_pages": max_pages}, session=db, by=name)
             crawl_request.run_id = run.id
         return jsonify(jobId=run.id, statusUrl=url_for("crawl_status", job_id=run.id)), 202
 

@@ -68,6 +68,7 @@ def test_a_crawl_request_and_its_run_are_written_together(host: Flask) -> None:
 
 @pytest.mark.parametrize(("payload", "field"), [
     ({"url": "file:///etc/passwd"}, "url"), ({"url": "javascript:alert(1)"}, "url"), ({}, "url"),
+    ({"url": "https://example.com/" + "a" * 500}, "url"),
     ({"url": "https://example.com/", "maxPages": 0}, "maxPages"),
     ({"url": "https://example.com/", "maxPages": "ten"}, "maxPages"),
     ({"url": "https://example.com/", "maxPages": True}, "maxPages"), (["https://example.com/"], "JSON object")])

@@ -168,8 +168,8 @@ def _routes(app: Flask) -> None:  # noqa: C901 (a flat list of short routes)
         if not isinstance(body, dict):
             return jsonify(error="send a JSON object {url, maxPages}"), 400
         url, max_pages = body.get("url"), body.get("maxPages", 10)
-        if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            return jsonify(error="url must be an http(s) address"), 400
+        if not isinstance(url, str) or len(url) > 500 or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            return jsonify(error="url must be an http(s) address of at most 500 characters"), 400
         if not isinstance(max_pages, int) or isinstance(max_pages, bool) or not 1 <= max_pages <= 100:
             return jsonify(error="maxPages must be a whole number from 1 to 100"), 400
         with current_app.extensions["host_app.db"].begin() as db:

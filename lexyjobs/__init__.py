@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from lexyjobs.code_jobs import job
     from lexyjobs.enqueueing import InvalidArgument, enqueue
     from lexyjobs.errors import Conflict, InvalidParams, JobNotFound, LexyjobsError, RunNotFound
+    from lexyjobs.extension import Lexyjobs
     from lexyjobs.handle import Run, RunTimeout
     from lexyjobs.host_session import OtherDatabase
+    from lexyjobs.hostauth import HostUser
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,7 @@ _LAZY = {
     "LexyjobsError": "lexyjobs.errors", "JobNotFound": "lexyjobs.errors", "RunNotFound": "lexyjobs.errors",
     "InvalidParams": "lexyjobs.errors", "Conflict": "lexyjobs.errors",
     "Client": "lexyjobs.client", "ClientError": "lexyjobs.client",
+    "Lexyjobs": "lexyjobs.extension", "HostUser": "lexyjobs.hostauth",  # (the extension imports Flask)
 }
 __all__ = ["create_app", "RunContext", "RunCanceled", "JobFailed", *_LAZY]
 
@@ -46,29 +49,26 @@ def __getattr__(name: str) -> Any:
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, create_secret_key: bool = True) -> Flask:
-    """Build the Flask app. ``config`` overrides environment settings by field name
-    (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection; the only
-    side effect is creating the secret key file on the very first start (see config.secret_key),
-    which ``create_secret_key=False`` (the CLI's commands other than ``serve``) leaves out."""
+    """Build the standalone Flask app: the ``Lexyjobs`` extension at ``/`` plus what only a
+    standalone app owns (its session cookie, secret key, reverse-proxy handling, error pages for
+    every URL, the commands on ``app.cli``). ``config`` overrides environment settings by field
+    name (``{"database_url": ..., "workers": 2}``). Starts no threads and opens no connection; the
+    only side effect is creating the secret key file on the very first start (see
+    config.secret_key), which ``create_secret_key=False`` (the CLI's commands other than
+    ``serve``) leaves out."""
     from flask import Flask
 
-    from lexyjobs import api, cli, guard, login, panel, routing, runtime, web
+    from lexyjobs import cli, guard, web
     from lexyjobs.config import load_settings, secret_key
-    from lexyjobs.resources import STATIC, TEMPLATES
-    from lexyjobs.runtime import Runtime
+    from lexyjobs.extension import Lexyjobs
 
     settings = load_settings(config)
-    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=str(STATIC))
+    app = Flask(__name__, static_folder=None, template_folder=None)
     app.config["SECRET_KEY"] = secret_key(settings, create=create_secret_key)
-    app.extensions["lexyjobs"] = Runtime(settings)
-    runtime.set_default(app.extensions["lexyjobs"])
-    routing.init_app(app)
-    guard.init_app(app, settings)
-    web.init_app(app)
-    login.init_app(app)
-    panel.init_app(app)
-    api.init_app(app)
+    app.extensions["lexyjobs_standalone"] = True
+    guard.init_standalone(app, settings)
+    web.register_error_handlers(app)
+    Lexyjobs(app, config=config)
     cli.init_app(app)
-    runtime.init_app(app)
     logging.getLogger("lexyjobs").setLevel(logging.INFO)
     return app

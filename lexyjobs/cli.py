@@ -583,3 +583,11 @@ def init_app(app: Flask) -> None:
     """Make the commands available as ``flask --app app …`` (``enqueue`` instead of ``run``)."""
     for command in COMMANDS:
         app.cli.add_command(command, name="enqueue" if command is run_command else command.name)
+
+
+def init_host_app(app: Flask) -> None:
+    """On a host app, the commands form one group: ``flask --app host:app lexyjobs worker|jobs|runs|…``."""
+    group = click.Group("lexyjobs", help="lexyjobs: the jobs, runs, workers and users of this app.")
+    for command in COMMANDS:
+        group.add_command(command)
+    app.cli.add_command(group)

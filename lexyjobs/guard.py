@@ -12,20 +12,25 @@ import secrets
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
-from flask import (Flask, Response, current_app, g, jsonify, make_response, redirect, render_template, request, session,
+from flask import (Blueprint, Flask, Response, current_app, g, jsonify, make_response, redirect, render_template, request, session,
                    url_for)
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import accounts
 from lexyjobs.accounts import Identity
 from lexyjobs.actions import Actor
 from lexyjobs.config import Settings
+from lexyjobs.hostauth import host_identity
 from lexyjobs.proxies import TrustedProxies
 from lexyjobs.runtime import current
 
 F = TypeVar("F", bound=Callable[..., Any])
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_ENDPOINTS = frozenset({"static", "htmx.static"})
+PUBLIC_ENDPOINTS = frozenset({"lexyjobs.static", "lexyjobs.htmx.static"})
+API_BLUEPRINT = "lexyjobs.api"
+LOGIN_BLUEPRINT = "lexyjobs.login"
+SESSION_KEYS = ("lexyjobs_uid", "lexyjobs_epoch", "lexyjobs_csrf")
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_LIFETIME = timedelta(hours=12)
 SECURITY_HEADERS = {
@@ -57,16 +62,28 @@ def actor() -> Actor:
 
 def csrf_token() -> str:
     """The session's CSRF token (created on first use)."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return str(session["csrf"])
+    if "lexyjobs_csrf" not in session:
+        session["lexyjobs_csrf"] = secrets.token_urlsafe(32)
+    return str(session["lexyjobs_csrf"])
 
 
 def start_session(who: Identity) -> None:
-    """Log ``who`` in: a fresh session (new CSRF token), so nothing from before login survives."""
-    session.clear()
+    """Log ``who`` in: fresh lexyjobs keys (new CSRF token), so nothing of ours from before login
+    survives; a host app's own session keys are left alone."""
+    end_session()
     session.permanent = True
-    session.update(uid=who.user_id, epoch=who.session_epoch, csrf=secrets.token_urlsafe(32))
+    session.update(lexyjobs_uid=who.user_id, lexyjobs_epoch=who.session_epoch, lexyjobs_csrf=secrets.token_urlsafe(32))
+
+
+def end_session() -> None:
+    """Forget lexyjobs' keys of the session (only ours: the session may be the host app's)."""
+    for key in SESSION_KEYS:
+        session.pop(key, None)
+
+
+def is_api() -> bool:
+    """Whether the current request is for the JSON API."""
+    return request.blueprint == API_BLUEPRINT
 
 
 class _Cookies(SecureCookieSessionInterface):
@@ -79,36 +96,82 @@ class _Cookies(SecureCookieSessionInterface):
         return self.mode == "true" or (self.mode == "auto" and request.is_secure)
 
 
-def init_app(app: Flask, settings: Settings) -> None:
+def init_standalone(app: Flask, settings: Settings) -> None:
+    """What only the standalone app gets: its own session cookie, body limit, proxy handling and
+    the security headers on every response (its 404s too)."""
     app.config.update(SESSION_COOKIE_NAME="lexyjobs_session", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
                       MAX_CONTENT_LENGTH=settings.max_body)
     app.session_interface = _Cookies(settings.secure_cookies)
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies,  # type: ignore[method-assign]
                                   settings.trusted_proxy_addresses)
-    app.before_request(_authorize)
     app.after_request(_security_headers)
-    app.jinja_env.globals["csrf_token"] = csrf_token
 
 
-def _authorize() -> Response | None:
+def init_blueprint(bp: Blueprint, settings: Settings) -> None:
+    """The guard, the body limit and the security headers for lexyjobs' routes only."""
+    max_body = settings.max_body
+
+    @bp.before_request
+    def _limit_body() -> None:
+        request.max_content_length = max_body
+
+    bp.before_request(_authorize)
+    bp.after_request(_security_headers)
+
+
+def init_templates(app: Flask) -> None:
+    """Template globals our pages use, namespaced so they never replace a host's (Flask-WTF's
+    ``csrf_token`` for one)."""
+    app.jinja_env.globals.update(lexyjobs_csrf_token=csrf_token,
+                                 lexyjobs_own_login=lambda: _host_authorize() is None)
+
+
+def _host_authorize() -> Any:
+    """The host app's ``authorize`` callable, or None when lexyjobs' own users log in."""
+    return current_app.extensions["lexyjobs_extension"].authorize
+
+
+def _authorize() -> BaseResponse | None:
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None:
         return None  # no such route: 404/405 as usual
-    if request.blueprint == "api":
+    host = _host_authorize()
+    if host is not None and request.blueprint == LOGIN_BLUEPRINT:
+        return redirect(url_for("lexyjobs.panel.dashboard"))  # the host's login is used, not ours
+    if is_api():
+        if host is not None and not request.headers.get("Authorization"):
+            return _authorize_host(host, api=True)
         return _authorize_api()
     if request.method not in SAFE_METHODS and not _csrf_ok():
         return _refuse(403, "csrf_failed", "the form expired or did not come from this site; reload the page and try again")
     if getattr(view, "_lexyjobs_public", False) or request.endpoint in PUBLIC_ENDPOINTS:
         return None
+    if host is not None:
+        return _authorize_host(host, api=False)
     who = _session_identity()
     if who is None:
         if request.method in SAFE_METHODS and not request.headers.get("HX-Request"):
-            return redirect(url_for("login.login", next=request.full_path.rstrip("?")))  # type: ignore[return-value]
+            return redirect(url_for("lexyjobs.login.login", next=request.script_root + request.full_path.rstrip("?")))
         response = _refuse(401, "login_required", "log in first")
-        response.headers["HX-Redirect"] = url_for("login.login")
+        response.headers["HX-Redirect"] = url_for("lexyjobs.login.login")
         return response
     g.identity = who
+    return None
+
+
+def _authorize_host(host: Any, *, api: bool) -> BaseResponse | None:
+    """Ask the host app's ``authorize``; API calls that change something also need our CSRF header."""
+    answer = host(request)
+    if isinstance(answer, BaseResponse):
+        if api:
+            return _refuse(401, "unauthorized", "log into the app first, or send an API token as 'Authorization: Bearer <token>'")
+        return answer
+    if answer is None:
+        return _refuse(403, "forbidden", "your account may not use the jobs panel")
+    g.identity = host_identity(answer)
+    if api and request.method not in SAFE_METHODS and not _csrf_ok(header_only=True):
+        return _refuse(403, "csrf_failed", f"send the page's CSRF token in the {CSRF_HEADER} header")
     return None
 
 
@@ -126,26 +189,26 @@ def _authorize_api() -> Response | None:
 
 
 def _session_identity() -> Identity | None:
-    uid, epoch = session.get("uid"), session.get("epoch")
+    uid, epoch = session.get("lexyjobs_uid"), session.get("lexyjobs_epoch")
     if not isinstance(uid, int) or not isinstance(epoch, int):
         return None
     return accounts.session_identity(current().db, uid, epoch)
 
 
-def _csrf_ok() -> bool:
-    expected = session.get("csrf")
-    sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token", "")
+def _csrf_ok(*, header_only: bool = False) -> bool:
+    expected = session.get("lexyjobs_csrf")
+    sent = request.headers.get(CSRF_HEADER) or ("" if header_only else request.form.get("csrf_token", ""))
     return isinstance(expected, str) and bool(sent) and hmac.compare_digest(sent.encode(), expected.encode())
 
 
 def _refuse(status: int, code: str, message: str) -> Response:
     """JSON for the API and htmx, an error page for a browser form."""
-    if request.blueprint == "api" or request.headers.get("HX-Request"):
+    if is_api() or request.headers.get("HX-Request"):
         response = jsonify(error={"code": code, "message": message, "details": None})
     else:
-        response = make_response(render_template("error.html", status=status, message=message))
+        response = make_response(render_template("lexyjobs/error.html", status=status, message=message))
     response.status_code = status
-    if status == 401 and request.blueprint == "api":
+    if status == 401 and is_api():
         response.headers["WWW-Authenticate"] = 'Bearer realm="lexyjobs"'
     return response
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import accounts, audit
-from lexyjobs.guard import identity, public, start_session
+from lexyjobs.guard import end_session, identity, public, start_session
 from lexyjobs.ratelimit import LoginThrottle, address_key
 from lexyjobs.redirects import safe_next
 from lexyjobs.runtime import current
@@ -22,9 +22,9 @@ bp = Blueprint("login", __name__)
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
-    target = safe_next(request.values.get("next")) or url_for("panel.dashboard")
+    target = safe_next(request.values.get("next")) or url_for("lexyjobs.panel.dashboard")
     if request.method != "POST":
-        return render_template("login.html", next=target, error=None), 200
+        return render_template("lexyjobs/login.html", next=target, error=None), 200
     username = request.form.get("username", "").strip().lower()[:100]
     password = request.form.get("password", "")
     lexy, client = current(), request.remote_addr
@@ -33,13 +33,13 @@ def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
         audit.record_refused(lexy.db, "login.rate_limited", username, client=client)
         wait = math.ceil(attempt.refused_for)
         message = f"Too many login attempts. Try again in {wait} seconds."
-        page = render_template("login.html", next=target, error=message, username=username)
+        page = render_template("lexyjobs/login.html", next=target, error=message, username=username)
         return page, 429, {"Retry-After": str(wait)}
     time.sleep(attempt.delay)  # this username is under attack: everyone's attempts on it are slower
     who = accounts.authenticate(lexy.db, username, password) if username and password else None
     if who is None:
         audit.record_refused(lexy.db, "login.failure", username, client=client)
-        return render_template("login.html", next=target, error="Wrong username or password.", username=username), 401
+        return render_template("lexyjobs/login.html", next=target, error="Wrong username or password.", username=username), 401
     attempt.succeeded()
     start_session(who)
     audit.record(lexy.db, who.actor, "login.success", who.name, client=client)
@@ -54,15 +54,15 @@ def logout() -> BaseResponse:
     if who.user_id is not None:
         accounts.end_sessions(lexy.db, who.user_id)
     audit.record(lexy.db, who.actor, "logout", who.name, client=request.remote_addr)
-    session.clear()
-    return redirect(url_for("login.login"))
+    end_session()
+    return redirect(url_for("lexyjobs.login.login"))
 
 
 def _throttle() -> LoginThrottle:
     return current_app.extensions["lexyjobs_login_throttle"]  # type: ignore[no-any-return]
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, parent: Blueprint) -> None:
     settings = app.extensions["lexyjobs"].settings
     app.extensions["lexyjobs_login_throttle"] = LoginThrottle(settings.login_attempts_per_minute)
-    app.register_blueprint(bp)
+    parent.register_blueprint(bp)

@@ -67,7 +67,7 @@ def _bearer_identity(settings: Settings, db: Database) -> Identity | None:
 
 
 def _session_identity(db: Database) -> Identity | None:
-    uid, epoch = session.get("uid"), session.get("epoch")
+    uid, epoch = session.get("lexyjobs_uid"), session.get("lexyjobs_epoch")
     if not isinstance(uid, int) or not isinstance(epoch, int):
         return None
     return accounts.session_identity(db, uid, epoch)
@@ -80,5 +80,5 @@ def _error(status: int, code: str, message: str) -> tuple[Response, int]:
     return response, status
 
 
-def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)
+def init_app(app: Flask, parent: Blueprint) -> None:
+    parent.register_blueprint(bp)

@@ -36,7 +36,7 @@ class TrustedProxies:
         self.hops = hops
         self.any_peer = "*" in addresses
         self.networks: list[Network] = [ipaddress.ip_network(a, strict=False) for a in addresses if a != "*"]
-        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops) if hops else app
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops) if hops else app
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 

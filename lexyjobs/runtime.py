@@ -136,7 +136,7 @@ def resolve() -> Runtime:
         return _default
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, *, worker: bool = True, scheduler: bool = True) -> None:
     """Start the worker pool and the scheduler on the first request served by a real WSGI server
     when no entry point started them (``flask --app app run [--debug]``). With the Werkzeug
     reloader, only the child process (``WERKZEUG_RUN_MAIN=true``) serves requests, so the reloader
@@ -149,5 +149,5 @@ def init_app(app: Flask) -> None:
     def _start_on_first_request() -> None:
         if lexy.started or not request.environ.get("SERVER_SOFTWARE"):
             return
-        if lexy.start():
+        if lexy.start(worker=worker, scheduler=scheduler):
             atexit.register(lexy.stop)

@@ -7,7 +7,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from lexyjobs import audit
@@ -40,18 +40,20 @@ def audit_log() -> str:
     filters = {name: query_text(name) for name in ("actor", "action", "target")}
     found = audit.search(current().db, actor=filters["actor"], action=filters["action"], target=filters["target"],
                          limit=limit, offset=(page - 1) * limit)
-    return render_template("audit.html", entries=found.entries, filters=filters,
+    return render_template("lexyjobs/audit.html", entries=found.entries, filters=filters,
                            pagination=pagination(page, limit, found.total))
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/api" or request.accept_mimetypes.best == "application/json"
+    api = current_app.extensions["lexyjobs_extension"].url_prefix + "/api"
+    return (request.blueprint == "lexyjobs.api" or request.path.startswith(api + "/") or request.path == api
+            or request.accept_mimetypes.best == "application/json")
 
 
 def _error_response(status: int, code: str, message: str, details: object = None) -> tuple[Response | str, int]:
     if _wants_json():
         return jsonify(error={"code": code, "message": message, "details": details}), status
-    return render_template("error.html", status=status, message=message), status
+    return render_template("lexyjobs/error.html", status=status, message=message), status
 
 
 def _lexyjobs_error(exc: LexyjobsError) -> tuple[Response | str, int]:
@@ -75,12 +77,18 @@ def _unexpected(exc: Exception) -> tuple[Response | str, int]:
     return _error_response(500, "internal_error", "something went wrong on the server; the details are in its log")
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, parent: Blueprint) -> None:
     from lexyjobs import metrics
 
-    app.register_blueprint(bp)
-    app.register_blueprint(htmx)
-    metrics.init_app(app)  # GET /metrics (Prometheus)
-    app.register_error_handler(LexyjobsError, _lexyjobs_error)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _unexpected)
+    parent.register_blueprint(bp)
+    parent.register_blueprint(htmx)
+    metrics.init_app(app, parent)  # GET /metrics (Prometheus)
+    register_error_handlers(parent)
+
+
+def register_error_handlers(target: Flask | Blueprint) -> None:
+    """Our error pages and JSON errors: on lexyjobs' blueprint, and app-wide for the standalone app
+    (its 404/405 for unknown URLs too)."""
+    target.register_error_handler(LexyjobsError, _lexyjobs_error)
+    target.register_error_handler(HTTPException, _http_error)
+    target.register_error_handler(Exception, _unexpected)

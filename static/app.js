@@ -16,7 +16,7 @@ document.addEventListener("htmx:configRequest", function (event) {
 });
 
 // Live updates. Polled fragments (data-poll) refresh on "lexyjobs:poll" and on a 2 s timer.
-// While the page is visible, /events (Server-Sent Events) says when anything changed: the
+// While the page is visible, the events stream (Server-Sent Events; its URL is in a meta tag) says when anything changed: the
 // fragments then refresh at once and their timers stand down. Without the stream (refused,
 // broken, a proxy that buffers) the timers keep polling. A hidden page neither streams nor polls,
 // so a dashboard left open in a background tab costs nothing.
@@ -27,8 +27,9 @@ function lexyjobsRefresh() {
   document.querySelectorAll("[data-poll]").forEach(function (el) { htmx.trigger(el, "lexyjobs:poll"); });
 }
 function lexyjobsConnect() {
-  if (lexyjobsStream || !window.EventSource || !document.querySelector("[data-poll]")) { return; }
-  lexyjobsStream = new EventSource("/events");
+  var meta = document.querySelector('meta[name="lexyjobs-events"]');
+  if (lexyjobsStream || !window.EventSource || !meta || !document.querySelector("[data-poll]")) { return; }
+  lexyjobsStream = new EventSource(meta.content);  // the URL comes from the page: it carries any path prefix
   lexyjobsStream.onopen = function () { lexyjobsLive = true; lexyjobsRefresh(); };  // catch up once
   lexyjobsStream.onerror = function () { lexyjobsLive = false; };
   lexyjobsStream.addEventListener("activity", lexyjobsRefresh);

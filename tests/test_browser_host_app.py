@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pytest
-from hostapp import ADMIN, ADMIN_PASSWORD, spawn_host, start_waitress  # noqa: F401 (fixture)
+from example_host import ADMIN, ADMIN_PASSWORD, spawn_host, start_waitress  # noqa: F401 (fixture)
 from liveserver import keep_on_loopback
 from sqlalchemy import create_engine, text
 from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser_or_skip

@@ -13,7 +13,7 @@ import pytest
 from conftest import TEST_SECRET_KEY
 from flask import Flask
 from flask.testing import FlaskClient
-from hostapp import ADMIN, ADMIN_PASSWORD, USER, USER_PASSWORD, HostClient, spawn_host, start_waitress  # noqa: F401
+from example_host import ADMIN, ADMIN_PASSWORD, USER, USER_PASSWORD, HostClient, spawn_host, start_waitress  # noqa: F401
 from werkzeug.routing import Rule
 
 from lexyjobs import runs

@@ -11,7 +11,7 @@ import pytest
 from conftest import TEST_SECRET_KEY
 from flask import Flask
 from flask.testing import FlaskClient
-from hostapp import ADMIN, ADMIN_PASSWORD, USER, USER_PASSWORD
+from example_host import ADMIN, ADMIN_PASSWORD, USER, USER_PASSWORD
 from sqlalchemy import func, select
 
 from lexyjobs import runs

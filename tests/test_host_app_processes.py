@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from conftest import PYTHON, wait_for
-from hostapp import GUNICORN, GUNICORN_CONF, Proc, spawn_host  # noqa: F401 (fixture)
+from example_host import GUNICORN, GUNICORN_CONF, Proc, spawn_host  # noqa: F401 (fixture)
 from sqlalchemy import text
 
 from lexyjobs import registry, store

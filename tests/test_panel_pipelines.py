@@ -60,7 +60,7 @@ def _nodes(svg: str) -> dict[str, dict[str, str]]:
 
 
 def _job_href(app: Flask, name: str) -> str:
-    return f"/jobs/{name}" if "panel.job_detail" in app.view_functions else f"/jobs?q={name}"
+    return f"/jobs/{name}" if "lexyjobs.panel.job_detail" in app.view_functions else f"/jobs?q={name}"
 
 
 def _edge_ends(svg: str) -> list[tuple[float, float]]:
@@ -124,7 +124,7 @@ def test_a_failed_first_step_shows_the_rest_of_the_pipeline_blocked(
     assert nodes["collect-keywords"]["css"] == "step-failed"
     assert {nodes[n]["css"] for n in ("keyword-metrics", "social-metrics", "ingest-corpus-metrics")} == {"step-blocked"}
     assert "upstream collect-keywords failed" in nodes["keyword-metrics"]["tooltip"]
-    if "panel.run_detail" in app.view_functions:
+    if "lexyjobs.panel.run_detail" in app.view_functions:
         assert nodes["collect-keywords"]["href"] == f"/runs/{root}"
     assert page.count('<span class="badge blocked">blocked</span>') >= 3
 

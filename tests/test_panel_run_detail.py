@@ -161,8 +161,8 @@ def test_secret_looking_params_are_masked(db, job, panel_as):
 
 
 def test_the_job_links_to_its_page_once_that_page_exists(app: Flask, db, job, panel_as):
-    if "panel.job_detail" not in app.view_functions:  # another page module adds it; stand in for it
-        app.add_url_rule("/jobs/<job_name:name>", "panel.job_detail", lambda name: name)
+    if "lexyjobs.panel.job_detail" not in app.view_functions:  # another page module adds it; stand in for it
+        app.add_url_rule("/jobs/<job_name:name>", "lexyjobs.panel.job_detail", lambda name: name)
     run_id = enqueue(db, job)
     assert '<a href="/jobs/report">report</a>' in text_of(panel_as("viewer").get(f"/runs/{run_id}"))
 

@@ -38,12 +38,12 @@ SESSION_COOKIE = "lexyjobs_session"
 TERMINAL = ("succeeded", "failed", "canceled")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Reachable without logging in: the login page, static files (ours and htmx's) and /healthz.
-ALLOWED_PUBLIC = {"login.login", "static", "htmx.static", "core.healthz"}
+ALLOWED_PUBLIC = {"lexyjobs.login.login", "lexyjobs.static", "lexyjobs.htmx.static", "lexyjobs.core.healthz"}
 # Past the guard, but checking credentials itself: a refusal (401) without them; a bearer token
 # (LEXYJOBS_METRICS_TOKEN or an API token) opens it, as Prometheus needs (tests/test_metrics.py).
-SELF_GUARDED = {"metrics.metrics"}
+SELF_GUARDED = {"lexyjobs.metrics.metrics"}
 # Files and the SSE stream (it runs for minutes; tests/test_panel_events.py covers it) are not pages to scan.
-NOT_PAGES = ("static", "htmx.static", "panel.events")
+NOT_PAGES = ("lexyjobs.static", "lexyjobs.htmx.static", "lexyjobs.panel.events")
 CANARY_ENV = "LJ_CANARY_SECRET"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
@@ -282,7 +282,7 @@ def test_no_route_but_login_static_and_healthz_answers_without_logging_in(app, w
     extra_public = (open_routes | marked) - ALLOWED_PUBLIC - SELF_GUARDED
     assert battery("unauthenticated reachable", len(leaks)) == 0, leaks
     assert battery("routes open without login outside {login, static, healthz}", len(extra_public)) == 0, extra_public
-    assert {"login.login", "static", "core.healthz"} <= open_routes  # the allowed ones do answer
+    assert {"lexyjobs.login.login", "lexyjobs.static", "lexyjobs.core.healthz"} <= open_routes  # the allowed ones do answer
 
 
 def test_a_session_cookie_never_opens_the_api_and_a_token_never_opens_the_panel(app, world, api_token):

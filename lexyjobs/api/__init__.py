@@ -3,12 +3,12 @@ they read input strictly (``inputs``), call ``lexyjobs.actions`` or the read que
 ``lexyjobs.serialize`` data. Errors always have the shape ``{"error": {code, message, details}}``."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask
+from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def init_app(app: Flask) -> None:
+def init_app(parent: Blueprint) -> None:
     from lexyjobs.api import jobs, runs, system  # noqa: F401  (they add their routes to bp)
 
-    app.register_blueprint(bp)
+    parent.register_blueprint(bp)

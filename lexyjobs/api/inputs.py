@@ -105,7 +105,7 @@ def _given(name: str) -> str | None:
 
 def _strict() -> bool:
     """The JSON API reads query arguments exactly as its OpenAPI document describes them."""
-    return request.blueprint == "api"
+    return request.blueprint == "lexyjobs.api"
 
 
 def query_int(name: str, default: int, low: int, high: int) -> int:

@@ -43,7 +43,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if not isinstance(name, str):
         raise InvalidInput("name", "is required (text)")
     actions.create_job(current().db, actor(), name, body)
-    return _job_response(name), 201, {"Location": url_for("api.get_job", name=name)}
+    return _job_response(name), 201, {"Location": url_for("lexyjobs.api.get_job", name=name)}
 
 
 @bp.get("/jobs/<job_name:name>")
@@ -55,7 +55,7 @@ def get_job(name: str) -> Response:
         problems = [load_problems.problem_dict(p) for p in load_problems.list_problems(session, name)]
     data = response.get_json()
     data["runs"] = {"stats": counts, "latest_run_id": latest[0].id if latest else None,
-                    "list_url": url_for("api.list_runs", job=name)}
+                    "list_url": url_for("lexyjobs.api.list_runs", job=name)}
     data["problems"] = problems
     return jsonify(data)
 
@@ -108,7 +108,7 @@ def run_job(name: str) -> tuple[Response, int, dict[str, str]]:
         except ValueError as exc:
             raise InvalidInput("run_at", str(exc)) from None
     run_id = actions.run_job(lexy.db, actor(), name, params, priority=priority, scheduled_for=scheduled_for)
-    status_url = url_for("api.get_run", run_id=run_id)
+    status_url = url_for("lexyjobs.api.get_run", run_id=run_id)
     return jsonify(run_id=run_id, status="queued", status_url=status_url), 202, {"Location": status_url}
 
 

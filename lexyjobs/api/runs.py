@@ -43,7 +43,7 @@ def get_run(run_id: int) -> Response:
         retries = queries.retries_of(session, run_id)
     data = run_dict(run)
     data.update(traceback=run.traceback, events=[event_dict(e) for e in events], log_size=log_size,
-                retried_by=retries, log_url=url_for("api.run_log", run_id=run_id))
+                retried_by=retries, log_url=url_for("lexyjobs.api.run_log", run_id=run_id))
     return jsonify(data)
 
 
@@ -53,7 +53,7 @@ def cancel_run(run_id: int) -> tuple[Response, int]:
     outcome = actions.cancel_run(current().db, actor(), run_id)
     status = RunStatus.CANCELED.value if outcome == "canceled" else RunStatus.RUNNING.value
     return (jsonify(run_id=run_id, status=status, outcome=outcome, message=cancels.meaning(outcome),
-                    status_url=url_for("api.get_run", run_id=run_id)),
+                    status_url=url_for("lexyjobs.api.get_run", run_id=run_id)),
             202 if outcome != "canceled" else 200)
 
 
@@ -61,7 +61,7 @@ def cancel_run(run_id: int) -> tuple[Response, int]:
 def retry_run(run_id: int) -> tuple[Response, int, dict[str, str]]:
     json_object((), optional=True)
     new_id = actions.retry_run(current().db, actor(), run_id)
-    status_url = url_for("api.get_run", run_id=new_id)
+    status_url = url_for("lexyjobs.api.get_run", run_id=new_id)
     return jsonify(run_id=new_id, status="queued", status_url=status_url, retry_of=run_id), 202, {"Location": status_url}
 
 

@@ -14,14 +14,14 @@ bp = Blueprint("panel", __name__)
 
 # (label, endpoint, least role); an entry whose page is not registered is not shown.
 NAV: list[tuple[str, str, str]] = [
-    ("Dashboard", "panel.dashboard", "viewer"),
-    ("Jobs", "panel.jobs", "viewer"),
-    ("Runs", "panel.runs", "viewer"),
-    ("Pipelines", "panel.pipelines", "viewer"),
-    ("Workers", "panel.workers", "viewer"),
-    ("Alerts", "panel.alerts", "viewer"),
-    ("Settings", "panel.settings", "admin"),
-    ("Audit log", "core.audit_log", "admin"),
+    ("Dashboard", "lexyjobs.panel.dashboard", "viewer"),
+    ("Jobs", "lexyjobs.panel.jobs", "viewer"),
+    ("Runs", "lexyjobs.panel.runs", "viewer"),
+    ("Pipelines", "lexyjobs.panel.pipelines", "viewer"),
+    ("Workers", "lexyjobs.panel.workers", "viewer"),
+    ("Alerts", "lexyjobs.panel.alerts", "viewer"),
+    ("Settings", "lexyjobs.panel.settings", "admin"),
+    ("Audit log", "lexyjobs.core.audit_log", "admin"),
 ]
 
 
@@ -32,11 +32,11 @@ def _navigation() -> dict[str, Any]:
     return {"nav_items": items, "nav_endpoints": set(current_app.view_functions)}
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, parent: Blueprint) -> None:
     from lexyjobs.panel import (alerts, dashboard, events, formatting, job_detail, job_form, jobs,  # noqa: F401
                                 pipelines, run_detail, runs, settings, workers)  # (each page module adds its routes to bp)
 
-    app.register_blueprint(bp)
-    app.context_processor(_navigation)
+    parent.register_blueprint(bp)
+    parent.context_processor(_navigation)
     formatting.init_app(app)
     events.init_app(app)

@@ -20,7 +20,7 @@ def alerts() -> str:
     statuses = query_choices("status", history.STATUSES)
     found = history.search(lexy.db, job=job, events=events, statuses=statuses, limit=limit, offset=(page - 1) * limit)
     where = {"job": job, "event": ",".join(events), "status": ",".join(statuses)}
-    return render_template("alerts.html", alerts=found.alerts, where=where, events=history.EVENTS,
+    return render_template("lexyjobs/alerts.html", alerts=found.alerts, where=where, events=history.EVENTS,
                            statuses=history.STATUSES, pager=pagination(page, limit, found.total),
                            pager_args={name: value for name, value in where.items() if value},
                            targets=AlertRule.from_settings(lexy.settings).has_targets)

@@ -38,7 +38,7 @@ def dashboard() -> str | Response:
         charts = {name: _chart(session, now, hourly=hourly, postgres=lexy.db.is_postgres)
                   for name, hourly in (("24 hours", True), ("7 days", False))}
     health: Counter[str] = Counter(h.state for h in jobs_health(lexy.db, now).values())
-    return render("dashboard.html", "_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
+    return render("lexyjobs/dashboard.html", "lexyjobs/_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
                   failures=failures, health={s: health[s] for s in HEALTH_STATES}, jobs=jobs,
                   upcoming=_upcoming(jobs, now), charts=charts, now=now)
 

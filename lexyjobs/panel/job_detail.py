@@ -54,8 +54,8 @@ def job_detail(name: str) -> str | Response:
         problems = [] if wants_partial() else load_problems.list_problems(session, name)
     overview = _overview(name, now)
     if wants_partial():  # the history, and the health line out of band
-        return render_template("_partials/_job_runs.html", job=job, **history, o=overview, oob=True)
-    return render_template("job_detail.html", job=job, **history, **_page_context(overview, graph, now),
+        return render_template("lexyjobs/_partials/_job_runs.html", job=job, **history, o=overview, oob=True)
+    return render_template("lexyjobs/job_detail.html", job=job, **history, **_page_context(overview, graph, now),
                            problems=problems)
 
 
@@ -63,7 +63,7 @@ def job_detail(name: str) -> str | Response:
 def job_run_pipeline(name: str) -> BaseResponse:
     """Start a pipeline here, then show its first run (htmx: ``HX-Redirect``)."""
     run_id = actions.run_pipeline_from(current().db, actor(), name)
-    target = url_for("panel.run_detail", run_id=run_id)
+    target = url_for("lexyjobs.panel.run_detail", run_id=run_id)
     if wants_partial():
         return Response(status=204, headers={"HX-Redirect": target})
     return redirect(target, code=303)

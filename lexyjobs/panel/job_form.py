@@ -61,9 +61,9 @@ def job_delete(name: str) -> BaseResponse | tuple[str, int]:
     actor().require("admin")
     _editable(name)
     if request.form.get("confirm") != name:
-        return render_template("job_delete.html", name=name, error=request.form.get("confirm") is not None), 422
+        return render_template("lexyjobs/job_delete.html", name=name, error=request.form.get("confirm") is not None), 422
     actions.delete_job(current().db, actor(), name)
-    return redirect(url_for("panel.jobs"))
+    return redirect(url_for("lexyjobs.panel.jobs"))
 
 
 @bp.get("/jobs/param-row")
@@ -71,21 +71,21 @@ def job_param_row() -> str:
     """One more blank parameter row (htmx appends it; the "Add parameter" button comes along,
     out of band, with the next row's index)."""
     index = query_int("index", 0, 0, 500)
-    return render_template("_partials/_param_row.html", index=index, row=param_rows.blank_row(), add_button=True)
+    return render_template("lexyjobs/_partials/_param_row.html", index=index, row=param_rows.blank_row(), add_button=True)
 
 
 @bp.get("/jobs/kind-fields")
 def job_kind_fields() -> str:
     """The fields of the chosen kind (htmx swaps them in when the kind changes)."""
     kind = kinds().get(request.args.get("kind", "")) or kinds()["python"]
-    return render_template("_partials/_kind_fields.html", kind=kind, form={}, errors={})
+    return render_template("lexyjobs/_partials/_kind_fields.html", kind=kind, form={}, errors={})
 
 
 @bp.get("/jobs/cron-preview")
 def cron_preview() -> str:
     """The schedule in words and its next fires, or what is wrong with it (htmx, as you type)."""
     text, zone = request.args.get("schedule", "").strip(), request.args.get("timezone", "").strip() or "UTC"
-    return render_template("_partials/_cron_preview.html", **preview(text, zone, utcnow()))
+    return render_template("lexyjobs/_partials/_cron_preview.html", **preview(text, zone, utcnow()))
 
 
 def preview(text: str, zone: str, now: Any) -> dict[str, Any]:
@@ -203,7 +203,7 @@ def _form(name: str | None, form: dict[str, Any], errors: dict[str, str]) -> str
     with current().db.read() as session:
         others = [j.name for j in store.list_jobs(session) if j.name != name]
     kind = kinds().get(form.get("kind", "python")) or kinds()["python"]
-    return render_template("job_form.html", name=name, form=form, errors=errors, others=others, kind=kind,
+    return render_template("lexyjobs/job_form.html", name=name, form=form, errors=errors, others=others, kind=kind,
                            kinds=list(kinds()), help=COMMON_FIELDS, param_errors_of=param_rows.error_of,
                            blank_param_row=param_rows.blank_row,
                            preview={"hidden": True} if "schedule" in errors or "timezone" in errors
@@ -211,7 +211,7 @@ def _form(name: str | None, form: dict[str, Any], errors: dict[str, str]) -> str
 
 
 def _done(name: str) -> BaseResponse:
-    target = url_for("panel.job_detail", name=name)
+    target = url_for("lexyjobs.panel.job_detail", name=name)
     if wants_partial():
         return Response(status=204, headers={"HX-Redirect": target})
     return redirect(target)

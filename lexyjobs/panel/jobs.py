@@ -40,8 +40,8 @@ def jobs() -> str | Response:
     groups: dict[str, list[dict[str, Any]]] = {}
     for overview in shown:
         groups.setdefault(overview.job.category, []).append(_row(overview, now))
-    poll_url = url_for("panel.jobs", **{**request.args.to_dict(), "stamp": stamp})  # type: ignore[arg-type]
-    return render("jobs.html", "_partials/_jobs_table.html", groups=groups, poll_url=poll_url, now=now,
+    poll_url = url_for("lexyjobs.panel.jobs", **{**request.args.to_dict(), "stamp": stamp})  # type: ignore[arg-type]
+    return render("lexyjobs/jobs.html", "lexyjobs/_partials/_jobs_table.html", groups=groups, poll_url=poll_url, now=now,
                   categories=sorted({o.job.category for o in every}), filters={"category": category, "q": text},
                   states=states, health_counts=Counter(o.health.state for o in every), total=len(every),
                   problems=problems)
@@ -73,9 +73,9 @@ def _set_paused(name: str, paused: bool) -> str | BaseResponse:
     lexy, now = current(), utcnow()
     actions.set_paused(lexy.db, actor(), name, paused)
     if not wants_partial():
-        return redirect(safe_next(request.form.get("next")) or url_for("panel.jobs"))
+        return redirect(safe_next(request.form.get("next")) or url_for("lexyjobs.panel.jobs"))
     [overview] = jobs_overview(lexy.db, now, [name])
-    return render_template("_partials/_job_row.html", row=_row(overview, now))
+    return render_template("lexyjobs/_partials/_job_row.html", row=_row(overview, now))
 
 
 @bp.route("/jobs/<job_name:name>/run", methods=["GET", "POST"])
@@ -84,7 +84,7 @@ def run_form(name: str) -> str | BaseResponse | tuple[str, int]:
     definition = current().catalog.get(name)
     if request.method != "POST":  # GET, and HEAD (no CSRF check): only show the form
         values = _prefill(definition)
-        return render_template("run_form.html", definition=definition, values=values, errors={},
+        return render_template("lexyjobs/run_form.html", definition=definition, values=values, errors={},
                                priority=values.pop("__priority", ""), run_at="")
     actor().require("operator")
     values = {spec.name: _form_value(spec) for spec in definition.params.values()}
@@ -100,9 +100,9 @@ def run_form(name: str) -> str | BaseResponse | tuple[str, int]:
         except InvalidParams as exc:
             errors.update(exc.errors)
     if run_id is None:
-        return render_template("run_form.html", definition=definition, values=values, errors=errors,
+        return render_template("lexyjobs/run_form.html", definition=definition, values=values, errors=errors,
                                priority=priority, run_at=run_at), 422
-    target = url_for("panel.run_detail", run_id=run_id)
+    target = url_for("lexyjobs.panel.run_detail", run_id=run_id)
     if wants_partial():
         return Response(status=204, headers={"HX-Redirect": target})
     return redirect(target)

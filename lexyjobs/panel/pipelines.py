@@ -56,9 +56,9 @@ def pipelines() -> str | Response:
     overviews = {o.job.name: o for o in jobs_overview(lexy.db, now)}
     drawing = layout(graph)
     nodes = {name: _job_node(o, now) for name, o in overviews.items()}
-    return render("pipelines.html", "_partials/_pipeline_graph.html", layout=drawing, nodes=nodes, pipeline=None,
+    return render("lexyjobs/pipelines.html", "lexyjobs/_partials/_pipeline_graph.html", layout=drawing, nodes=nodes, pipeline=None,
                   recent=[_summary(p, graph) for p in recent], titles={n: o.job.title for n, o in overviews.items()},
-                  poll_url=url_for("panel.pipelines", stamp=stamp))
+                  poll_url=url_for("lexyjobs.panel.pipelines", stamp=stamp))
 
 
 @bp.get("/pipelines/<pipeline_id>")
@@ -77,9 +77,9 @@ def pipeline_run(pipeline_id: str) -> str | Response:
         titles = {job.name: job.title for job in store.list_jobs(session, include_archived=True)}
     summary = _summary(found, graph)
     nodes = {name: _step_node(name, titles.get(name, name), found, summary["steps"], now) for name in graph}
-    return render("pipeline_run.html", "_partials/_pipeline_graph.html", layout=layout(graph), nodes=nodes,
+    return render("lexyjobs/pipeline_run.html", "lexyjobs/_partials/_pipeline_graph.html", layout=layout(graph), nodes=nodes,
                   pipeline=found, summary=summary, titles=titles,
-                  poll_url=url_for("panel.pipeline_run", pipeline_id=pipeline_id, stamp=stamp))
+                  poll_url=url_for("lexyjobs.panel.pipeline_run", pipeline_id=pipeline_id, stamp=stamp))
 
 
 # ---------------------------------------------------------------- helpers
@@ -148,16 +148,16 @@ def _step_node(name: str, title: str, found: PipelineRun, steps: list[str], now:
     if when is not None and row.status != "running":
         caption += f" · {relative(when, now)}"
     error = f"\n{row.error.splitlines()[0]}" if row.error else ""
-    href = url_for("panel.run_detail", run_id=row.id) if "panel.run_detail" in current_app.view_functions \
+    href = url_for("lexyjobs.panel.run_detail", run_id=row.id) if "lexyjobs.panel.run_detail" in current_app.view_functions \
         else _job_href(name)
     return NodeView(name, _fit(title, TITLE_CHARS), href, f"step-{row.status}", _fit(caption, CAPTION_CHARS),
                     f"{title} ({name})\nrun #{row.id}: {row.status}{error}")
 
 
 def _job_href(name: str) -> str:
-    if "panel.job_detail" in current_app.view_functions:
-        return url_for("panel.job_detail", name=name)
-    return url_for("panel.jobs", q=name)
+    if "lexyjobs.panel.job_detail" in current_app.view_functions:
+        return url_for("lexyjobs.panel.job_detail", name=name)
+    return url_for("lexyjobs.panel.jobs", q=name)
 
 
 def _fit(text: str, limit: int) -> str:

@@ -38,7 +38,7 @@ def run_detail(run_id: int) -> str | Response:
             return no_change()
         live = _live_context(session, run_id, stamp)
         page = {} if wants_partial() else _page_context(session, live["run"])
-    return render("run_detail.html", "_partials/_run_live.html", **live, **page)
+    return render("lexyjobs/run_detail.html", "lexyjobs/_partials/_run_live.html", **live, **page)
 
 
 @bp.get("/runs/<run_id:run_id>/log")
@@ -56,7 +56,7 @@ def run_log(run_id: int) -> str | Response:
             return no_change()
         text, size, start = store.read_log(session, run_id, after=after)
     log = {"text": text, "next_offset": max(size, after), "trimmed": max(start - after, 0)}
-    return render_template("_partials/_log_tail.html", run_id=run_id, log=log, finished=finished, append=True)
+    return render_template("lexyjobs/_partials/_log_tail.html", run_id=run_id, log=log, finished=finished, append=True)
 
 
 @bp.post("/runs/<run_id:run_id>/cancel")
@@ -71,7 +71,7 @@ def run_retry(run_id: int) -> str | Response:
     new_id, notice = _attempt(lambda: actions.retry_run(current().db, actor(), run_id))
     if new_id is None:
         return _after_action(run_id, notice)
-    target = url_for("panel.run_detail", run_id=new_id)
+    target = url_for("lexyjobs.panel.run_detail", run_id=new_id)
     if wants_partial():
         return Response(status=200, headers={"HX-Redirect": target})
     return redirect(target, code=303)  # type: ignore[return-value]
@@ -91,10 +91,10 @@ def _attempt(action: Callable[[], T]) -> tuple[T | None, str | None]:
 def _after_action(run_id: int, notice: str | None) -> str | Response:
     """htmx: the refreshed live block showing ``notice``; a plain form: back to the run's page."""
     if not wants_partial():
-        return redirect(url_for("panel.run_detail", run_id=run_id), code=303)  # type: ignore[return-value]
+        return redirect(url_for("lexyjobs.panel.run_detail", run_id=run_id), code=303)  # type: ignore[return-value]
     with current().db.read() as session:
         live = _live_context(session, run_id, queries.run_stamp(session, run_id), notice=notice)
-    return render_template("_partials/_run_live.html", **live)
+    return render_template("lexyjobs/_partials/_run_live.html", **live)
 
 
 def _get_run_or_404(session: Session, run_id: int) -> Run:

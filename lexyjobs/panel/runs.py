@@ -52,7 +52,7 @@ def runs_page() -> str | Response:
             return no_change()
         listing = _listing(session, where, page, limit)
         choices = None if wants_partial() else queries.job_choices(session)
-    return render("runs.html", "_partials/_runs_table.html", **listing, where=where, args=args, stamp=stamp,
+    return render("lexyjobs/runs.html", "lexyjobs/_partials/_runs_table.html", **listing, where=where, args=args, stamp=stamp,
                   choices=choices, checked=checked)
 
 
@@ -194,7 +194,7 @@ def _confirmation(target: dict[str, Any], action: str, where: RunFilter, page: i
     """"Cancel 1,234 runs matching …?" — or, past the limit, why it cannot (422 if confirmed anyway)."""
     status = 422 if target["too_many"] and request.form.get("confirm") == "yes" else 200
     context: dict[str, Any] = {**target, "action": action, "where": where, "args": filter_args(where), "at_page": page}
-    return render("runs_bulk_confirm.html", "_partials/_runs_bulk_confirm.html", **context), status
+    return render("lexyjobs/runs_bulk_confirm.html", "lexyjobs/_partials/_runs_bulk_confirm.html", **context), status
 
 
 def _after_bulk(where: RunFilter, page: int, limit: int) -> str | BaseResponse:
@@ -202,11 +202,11 @@ def _after_bulk(where: RunFilter, page: int, limit: int) -> str | BaseResponse:
     args = filter_args(where)
     if not wants_partial():
         query: dict[str, Any] = {**args, "page": page} if page > 1 else dict(args)
-        return redirect(url_for("panel.runs", **query))
+        return redirect(url_for("lexyjobs.panel.runs", **query))
     with _db().read() as session:
         stamp = _stamp(queries.activity_stamp(session), args, page, limit)
         listing = _listing(session, where, page, limit)
-    return render("runs.html", "_partials/_runs_table.html", **listing, where=where, args=args, stamp=stamp,
+    return render("lexyjobs/runs.html", "lexyjobs/_partials/_runs_table.html", **listing, where=where, args=args, stamp=stamp,
                   choices=None, checked=set())
 
 

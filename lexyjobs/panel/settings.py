@@ -77,7 +77,7 @@ def user_role(username: str) -> BaseResponse | Page:
     role = request.form.get("role", "")
     if username == identity().name and role != "admin":  # demoting yourself: this page is no longer yours
         return _after("users", lambda: actions.set_role(current().db, who, username, role), None,
-                      to=url_for("panel.dashboard"))
+                      to=url_for("lexyjobs.panel.dashboard"))
     return _after("users", lambda: actions.set_role(current().db, who, username, role), f"{username} is now {role}.")
 
 
@@ -102,7 +102,7 @@ def _after(section: str, action: Callable[[], None], message: str | None, *,
         return _page(errors={section: exc.message}, forms={section: form or {}}), exc.status_code
     if message:
         flash(message)
-    return redirect(to or url_for("panel.settings", _anchor=section), code=303)
+    return redirect(to or url_for("lexyjobs.panel.settings", _anchor=section), code=303)
 
 
 def _new_password() -> str:
@@ -116,7 +116,7 @@ def _new_password() -> str:
 def _page(*, errors: dict[str, str] | None = None, forms: dict[str, dict[str, str]] | None = None,
           created: dict[str, str] | None = None, confirm_remove: str | None = None) -> str:
     lexy = current()
-    return render_template("settings.html", tokens=accounts.list_tokens(lexy.db), users=accounts.list_users(lexy.db),
+    return render_template("lexyjobs/settings.html", tokens=accounts.list_tokens(lexy.db), users=accounts.list_users(lexy.db),
                            roles=accounts.ROLES, min_password=accounts.MIN_PASSWORD_LENGTH,
                            effective=effective_settings(lexy.settings), errors=errors or {}, forms=forms or {},
                            created=created, confirm_remove=confirm_remove, me=identity().name)

@@ -44,7 +44,7 @@ def workers() -> str | Response:
     stamp = _stamp(rows)
     if unchanged(stamp):
         return no_change()
-    return render("workers.html", "_partials/_workers_live.html", here=this_process(lexy), workers=rows,
+    return render("lexyjobs/workers.html", "lexyjobs/_partials/_workers_live.html", here=this_process(lexy), workers=rows,
                   stamp=stamp, runs_shown=RUNS_SHOWN, stale_after=lexy.settings.stale_after)
 
 

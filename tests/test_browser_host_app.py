@@ -130,6 +130,8 @@ def test_the_hosts_202_route_enqueues_with_its_row_and_its_status_url_follows_th
     assert [tuple(r) for r in rows] == [(f"{base}/", 5, ADMIN, job_id)]
     page.goto(f"{base}{PREFIX}/runs/{job_id}")
     expect(page.locator(STATUS_BADGE)).to_have_text("succeeded")
+    expect(page.locator("#run-live .run-progress")).to_contain_text("100%")
+    expect(page.locator("body")).to_contain_text(f"{base}/about: 4 links")  # the job's log
     shot(page, "api-crawl-run", db_url)
     bad = page.evaluate("""async () => { const r = await fetch('/api/crawls', {method: 'POST',
         headers: {'Content-Type': 'application/json'}, body: JSON.stringify({url: 'file:///etc/passwd'})});

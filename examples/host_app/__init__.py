@@ -59,7 +59,9 @@ def crawl(ctx: RunContext) -> dict[str, int]:
         found = [urllib.parse.urljoin(url, href).split("#")[0] for href in re.findall(r'href="([^"]+)"', html)]
         links += len(found)
         todo += [link for link in found if urllib.parse.urlsplit(link).netloc == site and link not in seen]
+        ctx.log.info("%s: %d links", url, len(found))
         ctx.progress(100 * len(seen) / limit, f"{len(seen)} pages")
+    ctx.progress(100, f"{len(seen)} pages")  # the site may have fewer pages than max_pages
     return {"pagesCrawled": len(seen), "linksFound": links}
 
 

@@ -153,8 +153,9 @@ def test_the_host_admin_gets_every_page(host: Flask, run_id: int) -> None:
     assert client.get("/admin").status_code == 200
 
 
+@pytest.mark.slow
 def test_the_real_host_app_refuses_a_non_admin_and_redirects_an_anonymous_visitor(db_url, spawn_host) -> None:
-    _, base = start_waitress(spawn_host, db_url)
+    server, base = start_waitress(spawn_host, db_url)
     anonymous, bob, alice = HostClient(base), HostClient(base), HostClient(base)
     bob.login(USER, USER_PASSWORD)
     alice.login(ADMIN, ADMIN_PASSWORD)
@@ -167,3 +168,4 @@ def test_the_real_host_app_refuses_a_non_admin_and_redirects_an_anonymous_visito
         assert alice.request("GET", path)[0] == 200, path
     assert bob.post_json(f"{PREFIX}/api/jobs/crawl/run", {"params": {"url": base + "/"}})[0] == 403
     assert bob.request("GET", "/admin")[0] == 403 and anonymous.request("GET", "/admin")[0] == 302
+    assert server.terminate() == 0, server.output()  # SIGTERM: lexyjobs stops gracefully, exit 0

@@ -99,6 +99,7 @@ class Lexyjobs:
             config["workers"] = self.workers
         settings = settings_for(app, config)
         lexy = Runtime(settings)
+        lexy.own_users = self.authorize is None
         self._runtime = lexy
         app.extensions["lexyjobs"] = lexy
         app.extensions["lexyjobs_extension"] = self

@@ -36,6 +36,8 @@ class Runtime:
         self.housekeeping: list[Periodic] = []
         self.sync_report: SyncReport | None = None
         self.started = False
+        self.stopped = False
+        self.own_users = True  # False when the host app's login is used (Lexyjobs(authorize=...)): no admin bootstrap
         self._start_lock = threading.Lock()
 
     def prepare(self, *, authoritative: bool = False) -> SyncReport:
@@ -51,7 +53,7 @@ class Runtime:
                 if attempt == 2:
                     raise
         assert self.sync_report is not None
-        if authoritative:
+        if authoritative and self.own_users:
             self._ensure_admin()
         return self.sync_report
 
@@ -85,7 +87,11 @@ class Runtime:
             return True
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop the scheduler, then stop the worker gracefully."""
+        """Stop the scheduler, then stop the worker gracefully. Later calls do nothing (an explicit
+        ``stop()`` and the at-exit one of a lazily started runtime may both come)."""
+        if self.stopped:
+            return
+        self.stopped = True
         if self.scheduler is not None:
             self.scheduler.stop()
         for thread in self.housekeeping:

@@ -199,3 +199,29 @@ def test_cli_commands_form_a_group_on_a_host_app(tmp_path: Path, db_url: str) ->
     app, _jobs = make_host(tmp_path, db_url, url_prefix="/admin/jobs")
     result = app.test_cli_runner().invoke(args=["lexyjobs", "--help"])
     assert result.exit_code == 0 and "worker" in result.output and "jobs" in result.output
+
+
+def test_flask_cli_of_a_host_app_has_the_lexyjobs_group(tmp_path: Path) -> None:
+    """A real ``flask --app host:app lexyjobs …`` process: the group's commands use the host's settings."""
+    import subprocess
+    import sys
+    database = tmp_path / "host.db"
+    (tmp_path / "host_cli.py").write_text(
+        "from flask import Flask\nfrom lexyjobs import Lexyjobs\n"
+        "app = Flask(__name__)\n"
+        f"app.config.update(SECRET_KEY='x', LEXYJOBS_DATABASE_URL='sqlite:///{database}', LEXYJOBS_JOBS_FILE='')\n"
+        "jobs = Lexyjobs(app, url_prefix='/admin/jobs', workers=0)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("LEXYJOBS_")}
+    flask = [sys.executable, "-m", "flask", "--app", "host_cli:app"]
+    upgraded = subprocess.run([*flask, "lexyjobs", "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)
+    assert upgraded.returncode == 0, upgraded.stderr
+    created = subprocess.run([*flask, "lexyjobs", "tokens", "create", "--name", "ci", "--role", "viewer"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    listed = subprocess.run([*flask, "lexyjobs", "tokens", "list"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert listed.returncode == 0 and "ci" in listed.stdout, listed.stderr
+    assert database.is_file()
+    missing = subprocess.run([*flask, "worker"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0  # only under the group: the host's own command names stay free

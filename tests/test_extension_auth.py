@@ -177,3 +177,28 @@ def test_flask_wtf_csrfprotect_leaves_our_forms_alone_and_keeps_guarding_the_hos
     assert client.post("/profile").status_code == 400  # the host's forms are still Flask-WTF's
     wtf_token = client.get("/profile").get_data(as_text=True)
     assert client.post("/profile", data={"csrf_token": wtf_token}).status_code == 200
+
+
+def test_a_role_string_with_flask_login_names_its_current_user(tmp_path: Path, db_url: str) -> None:
+    from flask_login import LoginManager, UserMixin, current_user, login_user
+
+    class User(UserMixin):
+        def __init__(self, username: str) -> None:
+            self.id, self.username = username, username
+
+    app, jobs = _host(tmp_path, db_url, authorize=lambda request: "operator" if current_user.is_authenticated else None)
+    manager = LoginManager(app)
+    manager.user_loader(User)
+
+    @app.get("/flask-login/<username>")
+    def sign_in(username: str) -> str:
+        login_user(User(username))
+        return "signed in"
+
+    job, _run = seed(jobs.runtime.db)
+    client = app.test_client()
+    assert client.get(f"{BASE}/jobs").status_code == 403
+    client.get("/flask-login/grace")
+    token = csrf_of(client.get(f"{BASE}/jobs/{job}/run").get_data(as_text=True))
+    assert client.post(f"{BASE}/jobs/{job}/run", data={"csrf_token": token}).status_code == 302
+    assert audit.search(jobs.runtime.db, action="run.create").entries[0].actor == "grace"

@@ -62,6 +62,7 @@ def steps(quick: bool) -> list[Step]:
           for db in ("sqlite", "postgres")),
         Step("startup", "startup", ["--db", "sqlite", "--repeat", repeat, "--idle", "1" if quick else "5"]),
         Step("isolation", "isolation", ["--repeat", "3" if quick else "20"]),
+        Step("embedding", "embedding", ["--repeat", "3" if quick else "20", "--calls", "20" if quick else "500"]),
     ]
 
 
@@ -264,11 +265,35 @@ def report(r: dict[str, Any], *, quick: bool, took: float, pg_url: str, raw_name
         lines += [f"| {words} | {spread(isolation.get(mode), 'ms')} |" for mode, words in (
             ("thread", "thread (default)"), ("process", "process: a module importing nothing heavy"),
             ("process_job_module", "process: a module using `@job` (`from lexyjobs import job`)"))]
+    lines += embedding_section(r.get("embedding", {}))
     failed = {key: figures["error"] for key, figures in r.items() if isinstance(figures, dict) and "error" in figures}
     if failed:
         lines += ["", "## Steps that failed", ""] + [f"- {key}: {error}" for key, error in failed.items()]
     analysis = Path(__file__).with_name("analysis.md")  # hand-written: what the profiles showed
     return "\n".join(lines) + "\n" + ("\n" + analysis.read_text() if analysis.exists() else "")
+
+
+def embedding_section(figures: dict[str, Any]) -> list[str]:
+    """``import lexyjobs`` and one ``lexyjobs.enqueue()`` (bench.embedding)."""
+    imported = figures.get("import")
+    if not imported:
+        return []
+    lines = ["", "## Inside a host app: `import lexyjobs` and one `lexyjobs.enqueue()`", "",
+             f"`import lexyjobs` in a fresh interpreter: {_fmt(imported['median_ms'], 'ms')} "
+             f"({_fmt(imported['min_ms'])}–{_fmt(imported['max_ms'])}, {imported['repeat']} runs); threads alive "
+             f"after it: {', '.join(map(str, imported['threads']))}; heavy packages imported: "
+             f"{', '.join(imported['heavy_modules']) or 'none'}.", "",
+             "| store | call | p50 | p99 | mean |", "|---|---|---|---|---|"]
+    for db, found in figures.get("enqueue", {}).items():
+        if "skipped" in found:
+            lines.append(f"| {db} | skipped: {found['skipped']} | | | |")
+            continue
+        for mode, words in (("alone", "`enqueue(job)` (own transaction)"),
+                            ("in_session", "`enqueue(job, session=s)` + `s.commit()`")):
+            f = found[mode]
+            lines.append(f"| {db} | {words} | {_fmt(f['p50_ms'], 'ms')} | {_fmt(f['p99_ms'], 'ms')} | "
+                         f"{_fmt(f['mean_ms'], 'ms')} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

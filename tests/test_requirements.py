@@ -53,7 +53,7 @@ def test_the_dev_and_bench_requirements_cover_every_import_of_the_tests() -> Non
               for line in _requirement_names(ROOT / path)]
     installed = _installed_closure(wanted)
     providers = importlib.metadata.packages_distributions()
-    local = {p.stem for p in (ROOT / "tests").glob("*.py")} | {"lexyjobs", "bench", "app", "runtime_requirements"}
+    local = {p.stem for p in (ROOT / "tests").glob("*.py")} | {"lexyjobs", "bench", "app", "runtime_requirements", "examples"}
     local |= _optional_imports(ROOT / "tests")
     imported = sorted(name for name in _imported_modules(ROOT / "tests")
                       if name not in sys.stdlib_module_names and name not in local)

@@ -160,6 +160,7 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_package_its_templates_static_files_and_migrations(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {"lexyjobs/" + str(path.relative_to(ROOT / "lexyjobs"))

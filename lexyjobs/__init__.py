@@ -1,6 +1,7 @@
 """lexyjobs: a self-hosted job scheduler, queue and live control panel in one Python process."""
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -21,9 +22,11 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# The public API, imported on first use (PEP 562): ``import lexyjobs`` stays light and starts
-# nothing; a module that only needs RunContext (say, in the child process of an
-# ``isolation = "process"`` job) imports nothing more.
+# Public names imported on first use, name -> module: ``import lexyjobs`` stays light (no Flask,
+# SQLAlchemy, APScheduler…; tests/test_package.py checks it in a fresh interpreter), so a module
+# that only needs RunContext (say, the child process of an ``isolation = "process"`` job) or a host
+# app's settings module imports nothing more. Add a new public name here and to ``__all__`` (and
+# under TYPE_CHECKING above, for mypy).
 _LAZY = {
     "job": "lexyjobs.code_jobs",
     "enqueue": "lexyjobs.enqueueing", "InvalidArgument": "lexyjobs.enqueueing",
@@ -43,9 +46,13 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lexyjobs' has no attribute {name!r}")
-    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups do not come back here
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, create_secret_key: bool = True) -> Flask:

@@ -16,7 +16,7 @@ from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import kinds
 from lexyjobs.models import Job
 from lexyjobs.params import ParamSpec, parse_param_schema
-from lexyjobs.retry import RetryPolicy
+from lexyjobs.backoff import RetryPolicy
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 SOURCES = ("code", "file", "db")

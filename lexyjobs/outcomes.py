@@ -14,7 +14,7 @@ from lexyjobs import cancels, store
 from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, RunContext
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.durations import format_duration
-from lexyjobs.retry import retry_delay
+from lexyjobs.backoff import retry_delay
 from lexyjobs.states import Change, RunStatus
 
 

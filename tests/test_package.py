@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tomllib
+import types
 import urllib.parse
 import urllib.request
 import zipfile
@@ -94,6 +95,19 @@ def _requirements() -> dict[str, Requirement]:
 
 def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_no_submodule_shadows_a_public_name() -> None:
+    """Importing ``lexyjobs.x`` sets the attribute ``lexyjobs.x`` to the module: a submodule named
+    like a public name (``lexyjobs.retry`` once was) would replace the function as soon as any code
+    imported it."""
+    package = Path(lexyjobs.__file__).parent
+    submodules = {path.stem for path in package.glob("*.py")} | {path.parent.name for path in package.glob("*/__init__.py")}
+    assert submodules & set(lexyjobs._LAZY) == set()
+    for name in sorted(submodules - {"__init__", "__main__"}):
+        importlib.import_module(f"lexyjobs.{name}")
+    for name in lexyjobs._LAZY:
+        assert not isinstance(getattr(lexyjobs, name), types.ModuleType), name
 
 
 def test_the_package_dependencies_are_the_pinned_requirements_as_ranges() -> None:

@@ -13,7 +13,7 @@ from conftest import wait_for
 from lexyjobs import runs, store
 from lexyjobs.db import utcnow
 from lexyjobs.models import Run
-from lexyjobs.retry import RetryPolicy, backoff, retry_after_seconds, retry_delay
+from lexyjobs.backoff import RetryPolicy, backoff, retry_after_seconds, retry_delay
 
 TERMINAL = ("succeeded", "failed", "canceled")
 

@@ -16,7 +16,7 @@ from lexyjobs.db import utcnow
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import expand_env
 from lexyjobs.kinds.hangup import Hangup
-from lexyjobs.retry import retry_after_seconds
+from lexyjobs.backoff import retry_after_seconds
 
 FIELDS = {
     "method": "GET, POST, PUT, PATCH, DELETE or HEAD (default GET)",

@@ -27,7 +27,7 @@ from lexyjobs.durations import format_duration
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import expand_env
 from lexyjobs.masking import Redactor
-from lexyjobs.retry import retry_after_seconds
+from lexyjobs.backoff import retry_after_seconds
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI

@@ -100,6 +100,7 @@ class Lexyjobs:
         settings = settings_for(app, config)
         lexy = Runtime(settings)
         lexy.own_users = self.authorize is None
+        lexy.url_prefix = self.url_prefix
         self._runtime = lexy
         app.extensions["lexyjobs"] = lexy
         app.extensions["lexyjobs_extension"] = self

@@ -73,8 +73,7 @@ class Run:
     @property
     def status_url(self) -> str:
         """The API path of this run (under the extension's URL prefix, if any)."""
-        prefix = getattr(self._runtime, "url_prefix", "") or ""
-        return f"{prefix.rstrip('/')}/api/runs/{self.id}"
+        return f"{self._runtime.url_prefix}/api/runs/{self.id}"
 
     def to_dict(self) -> dict[str, Any]:
         """The run as the API shows it (``GET /api/runs/<id>`` without events), plus ``status_url``."""

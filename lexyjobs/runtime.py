@@ -37,6 +37,7 @@ class Runtime:
         self.sync_report: SyncReport | None = None
         self.started = False
         self.stopped = False
+        self.url_prefix = ""  # where the Lexyjobs extension mounted the panel and API ("/admin/jobs")
         self.own_users = True  # False when the host app's login is used (Lexyjobs(authorize=...)): no admin bootstrap
         self._start_lock = threading.Lock()
 

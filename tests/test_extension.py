@@ -225,3 +225,20 @@ def test_flask_cli_of_a_host_app_has_the_lexyjobs_group(tmp_path: Path) -> None:
     assert database.is_file()
     missing = subprocess.run([*flask, "worker"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0  # only under the group: the host's own command names stay free
+
+
+def test_a_run_enqueued_from_code_has_a_status_url_under_the_prefix(tmp_path: Path, db_url: str) -> None:
+    import lexyjobs
+
+    app, jobs = make_host(tmp_path, db_url, url_prefix="/admin/jobs/", workers=0, scheduler=False,
+                          config={"api_token": "t" * 32})
+    try:
+        jobs.runtime.prepare()
+        job, _ = seed(jobs.runtime.db)
+        with app.app_context():
+            run = lexyjobs.enqueue(job)
+        assert run.status_url == f"/admin/jobs/api/runs/{run.id}"
+        answer = app.test_client().get(run.status_url, headers={"Authorization": "Bearer " + "t" * 32})
+        assert answer.status_code == 200 and answer.json["id"] == run.id
+    finally:
+        jobs.stop(grace=0)

@@ -117,7 +117,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "secure_cookies": ("LEXYJOBS_SECURE_COOKIES", "`auto` (Secure cookies when the request is https), `true` or `false`"),
     "max_body": ("LEXYJOBS_MAX_BODY", "largest request body in bytes; bigger ones get 413"),
     "login_attempts_per_minute": ("LEXYJOBS_LOGIN_ATTEMPTS_PER_MINUTE", "failed logins allowed per minute per client address; beyond it, failures on one username only slow its logins (see Security)"),
-    "trusted_proxies": ("LEXYJOBS_TRUSTED_PROXIES", "number of reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0 = none)"),
+    "trusted_proxies": ("LEXYJOBS_TRUSTED_PROXIES", "number of reverse proxies in front whose X-Forwarded-For/-Proto/-Host/-Prefix are trusted (0 = none)"),
     "trusted_proxy_addresses": ("LEXYJOBS_TRUSTED_PROXY_ADDRESSES", "comma-separated addresses or networks "
                                 "(`10.0.0.0/8`) the nearest proxy connects from; X-Forwarded-* from any other "
                                 "peer are dropped; `*` = any peer"),

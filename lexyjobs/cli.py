@@ -106,7 +106,8 @@ def _until_signal(on_stop: Callable[[], None], ready: Callable[[], None] | None 
 @click.option("--host", default=None, help="address to bind (LEXYJOBS_HOST, default 127.0.0.1)")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="port (LEXYJOBS_PORT, default 8080; 0 = any free port)")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="worker threads (LEXYJOBS_WORKERS)")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="worker threads (LEXYJOBS_WORKERS; 0: run no jobs here)")
 @with_appcontext
 def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the web server, the scheduler and the worker pool in this process."""
@@ -183,7 +184,7 @@ def _report_sync(lj: Runtime) -> None:
 
 
 @click.command("worker")
-@click.option("--threads", type=int, default=None, help="worker threads (LEXYJOBS_WORKERS)")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="worker threads (LEXYJOBS_WORKERS)")
 @with_appcontext
 def worker_command(threads: int | None) -> None:
     """Claim and execute runs from the shared database (no web server, no scheduler)."""
@@ -191,6 +192,8 @@ def worker_command(threads: int | None) -> None:
     if threads is not None:
         lj.settings = dataclasses.replace(lj.settings, workers=threads)
     configure_logging(lj.settings)
+    if lj.settings.workers < 1:
+        _fail("a worker needs at least 1 thread: LEXYJOBS_WORKERS is 0 (use --threads N)")
     try:
         lj.start(worker=True, scheduler=False)
     except LexyjobsError as exc:

@@ -86,7 +86,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "database_url": ("LEXYJOBS_DATABASE_URL", "SQLAlchemy URL: `sqlite:///jobs.db` or `postgresql://user@host/db` (psycopg 3)"),
     "host": ("LEXYJOBS_HOST", "address the web server binds"),
     "port": ("LEXYJOBS_PORT", "port the web server listens on"),
-    "workers": ("LEXYJOBS_WORKERS", "worker threads per process (runs executed at once)"),
+    "workers": ("LEXYJOBS_WORKERS", "worker threads per process (runs executed at once); 0: this process runs no jobs (web and timers only, with `lexyjobs worker` processes beside it)"),
     "prefetch": ("LEXYJOBS_PREFETCH", "most runs claimed ahead per worker thread, so that each claim takes a bigger "
                  "batch; only as many as the threads start within 0.1 s at the recent pace (none for long runs); "
                  "0 claims only for idle threads"),
@@ -206,8 +206,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
 
 def _check(settings: Settings) -> None:
     """Refuse settings that would make the worker misbehave, naming the variable."""
-    if settings.workers < 1:
-        _refuse("workers", "must be at least 1")
+    if settings.workers < 0:
+        _refuse("workers", "must be 0 or more (0: this process runs no jobs, only the web side and timers)")
     if not 0 <= settings.prefetch <= 100:
         _refuse("prefetch", "must be between 0 and 100")
     if not 0 <= settings.port <= 65535:

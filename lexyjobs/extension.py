@@ -95,7 +95,7 @@ class Lexyjobs:
         if self._url_prefix is None:
             self.url_prefix = normalize_prefix(app.config.get("LEXYJOBS_URL_PREFIX"))
         config = dict(self.config)
-        if self.workers:
+        if self.workers is not None:
             config["workers"] = self.workers
         settings = settings_for(app, config)
         lexy = Runtime(settings)
@@ -119,17 +119,12 @@ class Lexyjobs:
         _exempt_from_flask_wtf(app)
         if not app.extensions.get("lexyjobs_standalone"):
             cli.init_host_app(app)  # (create_app adds the commands to app.cli itself)
-        runtime.init_app(app, worker=self.runs_jobs, scheduler=self.scheduler)
-
-    @property
-    def runs_jobs(self) -> bool:
-        """Whether this process runs jobs (``workers`` is not 0)."""
-        return self.workers != 0
+        runtime.init_app(app, scheduler=self.scheduler)
 
     def start(self) -> bool:
-        """Start this process's worker threads and/or scheduler now (e.g. in gunicorn's
-        ``post_fork``) instead of at the first request. True when this call started them."""
-        return self.runtime.start(worker=self.runs_jobs, scheduler=self.scheduler)
+        """Start this process's worker threads (none with ``workers=0``) and/or scheduler now (e.g.
+        in gunicorn's ``post_fork``) instead of at the first request. True when this call started them."""
+        return self.runtime.start(scheduler=self.scheduler)
 
     def stop(self, grace: float | None = None) -> None:
         self.runtime.stop(grace)

@@ -68,13 +68,14 @@ class Runtime:
                   file=sys.stderr, flush=True)
 
     def start(self, *, worker: bool = True, scheduler: bool = True) -> bool:
-        """Prepare, then start the worker pool and/or the scheduler threads. Only the first call
-        in a process starts anything (returns True); later ones return False."""
+        """Prepare, then start the worker pool (unless ``workers`` is 0) and/or the scheduler
+        threads. Only the first call in a process starts anything (returns True); later ones
+        return False."""
         with self._start_lock:
             if self.started:
                 return False
             self.prepare(authoritative=scheduler)
-            if worker:
+            if worker and self.settings.workers > 0:
                 self.worker = Worker(self.db, self.settings, self.catalog)
                 self.worker.start()
             if scheduler:
@@ -143,7 +144,7 @@ def resolve() -> Runtime:
         return _default
 
 
-def init_app(app: Flask, *, worker: bool = True, scheduler: bool = True) -> None:
+def init_app(app: Flask, *, scheduler: bool = True) -> None:
     """Start the worker pool and the scheduler on the first request served by a real WSGI server
     when no entry point started them (``flask --app app run [--debug]``). With the Werkzeug
     reloader, only the child process (``WERKZEUG_RUN_MAIN=true``) serves requests, so the reloader
@@ -156,5 +157,5 @@ def init_app(app: Flask, *, worker: bool = True, scheduler: bool = True) -> None
     def _start_on_first_request() -> None:
         if lexy.started or not request.environ.get("SERVER_SOFTWARE"):
             return
-        if lexy.start(worker=worker, scheduler=scheduler):
+        if lexy.start(scheduler=scheduler):
             atexit.register(lexy.stop)

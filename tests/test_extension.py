@@ -242,3 +242,31 @@ def test_a_run_enqueued_from_code_has_a_status_url_under_the_prefix(tmp_path: Pa
         assert answer.status_code == 200 and answer.json["id"] == run.id
     finally:
         jobs.stop(grace=0)
+
+
+def test_workers_zero_from_app_config_or_the_environment_runs_no_jobs(tmp_path: Path, db_url: str) -> None:
+    """LEXYJOBS_WORKERS=0 (app.config here; the environment and ``serve --workers 0`` alike) is a
+    web-and-timers process, as ``Lexyjobs(app, workers=0)``."""
+    from flask import Flask
+
+    app = Flask("host", root_path=str(tmp_path))
+    app.config.update(SECRET_KEY="host-secret", LEXYJOBS_DATABASE_URL=db_url, LEXYJOBS_WORKERS="0")
+    jobs = Lexyjobs(app, config={"jobs_file": None, "data_dir": str(tmp_path), **FAST})
+    try:
+        assert jobs.start() is True
+        assert jobs.runtime.settings.workers == 0
+        assert jobs.runtime.worker is None and jobs.runtime.scheduler is not None
+    finally:
+        jobs.stop(grace=0)
+
+
+def test_a_worker_process_with_no_threads_is_refused_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import PYTHON, subprocess_env
+
+    env = subprocess_env(f"sqlite:///{tmp_path / 'jobs.db'}", LEXYJOBS_JOBS_FILE="", LEXYJOBS_WORKERS="0")
+    done = subprocess.run([PYTHON, "-m", "lexyjobs", "worker"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: a worker needs at least 1 thread: LEXYJOBS_WORKERS is 0 (use --threads N)"], done.stderr

@@ -24,7 +24,7 @@ CASES = [  # variable, bad value, what the line must say (besides the variable's
     ("LEXYJOBS_PORT", "eighty", "must be a whole number"),
     ("LEXYJOBS_PORT", "70000", "(0-65535)"),
     ("LEXYJOBS_HOST", "bad host!", "is not an IP address or host name"),
-    ("LEXYJOBS_WORKERS", "0", "must be at least 1"),
+    ("LEXYJOBS_WORKERS", "-1", "must be 0 or more"),
     ("LEXYJOBS_HTTP_THREADS", "0", "must be at least 1"),
     ("LEXYJOBS_HTTP_CONNECTION_LIMIT", "lots", "must be a whole number"),
     ("LEXYJOBS_HTTP_IDLE_TIMEOUT", "500ms", "must be at least 1s"),

@@ -55,6 +55,19 @@ def pg_schema_url() -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _code_jobs_restored() -> Iterator[None]:
+    """``@job`` declarations made during a test (importing a module that declares jobs, such as
+    the example host app) are forgotten after it, so no later app syncs them."""
+    from lexyjobs import code_jobs
+
+    declared, before = code_jobs._CODE_JOBS, dict(code_jobs._CODE_JOBS)
+    yield
+    code_jobs._CODE_JOBS = declared
+    declared.clear()
+    declared.update(before)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database URL: a temp SQLite file, then a fresh Postgres schema."""

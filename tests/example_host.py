@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import importlib
+import sys
+from types import ModuleType
+
 import pytest
 from conftest import FAST, PYTHON, ROOT, subprocess_env, wait_for
 
@@ -125,3 +129,13 @@ class HostClient:
     def get_json(self, path: str) -> tuple[int, Any]:
         status, _, text = self.request("GET", path, headers={"Accept": "application/json"})
         return status, json.loads(text) if text.strip().startswith(("{", "[")) else text
+
+
+def example_module() -> ModuleType:
+    """``examples.host_app``, with its ``@job`` declared (again: conftest forgets declarations
+    after each test, and a second import would not run the decorator)."""
+    from lexyjobs import code_jobs
+
+    if "examples.host_app" in sys.modules and "crawl" not in code_jobs.code_jobs():
+        return importlib.reload(sys.modules["examples.host_app"])
+    return importlib.import_module("examples.host_app")

@@ -11,7 +11,7 @@ import pytest
 from conftest import TEST_SECRET_KEY
 from flask import Flask
 from flask.testing import FlaskClient
-from example_host import ADMIN, ADMIN_PASSWORD, USER, USER_PASSWORD
+from example_host import ADMIN, ADMIN_PASSWORD, USER, USER_PASSWORD, example_module
 from sqlalchemy import func, select
 
 from lexyjobs import runs
@@ -20,8 +20,7 @@ from lexyjobs.runtime import Runtime
 
 @pytest.fixture
 def host(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    from examples.host_app import create_app
-
+    create_app = example_module().create_app
     monkeypatch.setenv("LEXYJOBS_JOBS_FILE", "")
     monkeypatch.setenv("LEXYJOBS_DATA_DIR", str(tmp_path))
     app = create_app(database_url=db_url, secret_key=TEST_SECRET_KEY)

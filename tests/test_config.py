@@ -138,7 +138,7 @@ def test_the_default_jobs_file_can_be_turned_off(empty_cwd: Path) -> None:
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
-    ("LEXYJOBS_WORKERS", "0", "at least 1"),
+    ("LEXYJOBS_WORKERS", "-1", "0 or more"),
     ("LEXYJOBS_PORT", "70000", "port number"),
     ("LEXYJOBS_POLL_INTERVAL", "0", "more than 0"),
     ("LEXYJOBS_STALE_AFTER", "5s", "twice LEXYJOBS_HEARTBEAT_INTERVAL"),

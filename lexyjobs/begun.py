@@ -16,7 +16,7 @@ recorded as begun before its body runs, and how soon decides what a crash costs:
   idempotent job may. A run rescued "before it began" as often as it has attempts is counted
   anyway (``lexyjobs.runs``), so a job that kills its process at once cannot loop forever.
 
-Runs claimed for idle threads are recorded as begun by the claim itself (``store.claim_runs``)."""
+Runs claimed for idle threads are recorded as begun by the claim itself (``claiming.claim_runs``)."""
 from __future__ import annotations
 
 import threading

@@ -13,6 +13,7 @@ from lexyjobs.alerts.rules import parse_job_alerts
 from lexyjobs.cron import Schedule, parse_schedule, parse_timezone
 from lexyjobs.durations import parse_duration
 from lexyjobs.errors import InvalidDefinition
+from lexyjobs.flow.spec import QUEUE_PATTERN, UNIQUE_WHILE, FlowSpec, parse_key_template, parse_rate
 from lexyjobs.kinds import kinds
 from lexyjobs.models import Job
 from lexyjobs.params import ParamSpec, parse_param_schema
@@ -46,6 +47,13 @@ COMMON_FIELDS: dict[str, str] = {
     "misfire_grace": "a fire missed by up to this much still runs once on start (default 1h)",
     "overlap": "a fire while a run is queued/running: queue, skip or replace (default queue)",
     "alerts": ALERTS_HELP,
+    "queue": "the named queue its runs wait in (default \"default\"); processes serve all queues or some (`LEXYJOBS_QUEUES`)",
+    "concurrency_key": "runs with the same key run `concurrency_limit` at a time, across jobs, e.g. `brand:{brand_id}`",
+    "concurrency_limit": "runs at once per value of `concurrency_key` (default 1)",
+    "rate_limit": "runs started per period, e.g. `30/m`, `10/s`, or per key: `60/m per {customer_id}`",
+    "limits": "names of shared `[limits.<name>]` rate limits this job takes a slot from",
+    "unique": "params that make two runs duplicates (`[]`: any two runs): a duplicate enqueue returns the existing run",
+    "unique_while": "which runs a duplicate is looked for among: queued, or active (queued or running; default)",
 }
 
 
@@ -74,6 +82,7 @@ class JobDefinition:
     misfire_grace: float = 3600.0
     overlap: str = "queue"
     alerts: bool | dict[str, Any] | None = None  # None: the global LEXYJOBS_ALERT_* rule (lexyjobs.alerts.rules)
+    flow: FlowSpec = field(default_factory=FlowSpec)
     spec: dict[str, Any] = field(default_factory=dict)  # the fields as written (what jobs.toml holds)
 
     def row(self) -> dict[str, Any]:
@@ -131,8 +140,30 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
         idempotent=v.boolean("idempotent", True), depends_on=v.names("depends_on"),
         params=parse_param_schema(name, raw.get("params")), stale_after=v.duration("stale_after", None, positive=True),
         misfire_grace=v.duration("misfire_grace", 3600.0), overlap=v.choice("overlap", OVERLAP_POLICIES, "queue"),
-        alerts=parse_job_alerts(name, raw.get("alerts")), spec=spec,
+        alerts=parse_job_alerts(name, raw.get("alerts")), flow=_flow(v, raw), spec=spec,
     )
+
+
+def _flow(v: _Validator, raw: Mapping[str, Any]) -> FlowSpec:
+    """The flow-control fields (lexyjobs.flow.spec); placeholders must name declared params."""
+    declared = list(raw["params"]) if isinstance(raw.get("params"), Mapping) else None
+    queue = v.text("queue", "default")
+    if not QUEUE_PATTERN.fullmatch(queue):
+        raise v.fail("queue", "must be 1–100 characters of a-z, 0-9, '-', '_' or '.', starting with a letter or digit")
+    key = v.get("concurrency_key", lambda text: parse_key_template(text, declared), None)
+    if "concurrency_limit" in raw and key is None:
+        raise v.fail("concurrency_limit", "needs a concurrency_key (for a limit on the job itself: max_concurrency)")
+    unique = raw.get("unique")
+    if unique is not None and (not isinstance(unique, list) or not all(isinstance(n, str) for n in unique)
+                               or (declared is not None and not set(unique) <= set(declared))):
+        raise v.fail("unique", f"must be a list of the job's param names ({', '.join(declared or []) or 'none'}); "
+                     "[] = any two runs of the job")
+    if "unique_while" in raw and unique is None:
+        raise v.fail("unique_while", "needs unique (the params that make two runs duplicates)")
+    return FlowSpec(queue=queue, concurrency_key=key, concurrency_limit=v.integer("concurrency_limit", 1, 1, 10_000),
+                    rate_limit=v.get("rate_limit", lambda text: parse_rate(text, declared), None),
+                    limits=v.get("limits", _limit_names, ()), unique=None if unique is None else tuple(unique),
+                    unique_while=v.choice("unique_while", UNIQUE_WHILE, "active"))
 
 
 def parse_run_at(value: Any, tz_name: str) -> datetime:
@@ -176,6 +207,12 @@ def definition_from_job(job: Job | StoredJob) -> JobDefinition:
             _parsed.clear()
         _parsed[key] = found
     return found
+
+
+def _limit_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(n, str) and QUEUE_PATTERN.fullmatch(n) for n in value):
+        raise ValueError("must be a list of names of [limits.<name>] tables, e.g. [\"openai\"]")
+    return tuple(dict.fromkeys(value))
 
 
 class _Validator:

@@ -79,6 +79,13 @@ class Run(Base):
         Index("ix_runs_status_finished_times", "status", "finished_at", "started_at", "scheduled_for"),
         Index("ix_runs_job_outcome", "job_name", "status", "finished_at", "id"),
         Index("ix_runs_job_id", "job_name", "id"),
+        # flow control (migration 0017): running runs by key, active runs by uniqueness, enqueues by key
+        Index("ix_runs_concurrency_key", "concurrency_key",
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
+        Index("ix_runs_unique_key", "unique_key", sqlite_where=text("status IN ('queued', 'running')"),
+              postgresql_where=text("status IN ('queued', 'running')")),
+        Index("ix_runs_idempotency", "job_name", "idempotency_key", "created_at",
+              sqlite_where=text("idempotency_key IS NOT NULL"), postgresql_where=text("idempotency_key IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)
@@ -115,6 +122,15 @@ class Run(Base):
     parent_run_id: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
     retry_of: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
     fire_key: Mapped[str | None] = mapped_column(String(200), unique=True)  # job@fire-time for schedules
+    # flow control (lexyjobs.flow), fixed at enqueue so the claim needs no job definitions
+    queue: Mapped[str] = mapped_column(String(100), default="default", server_default="default")
+    concurrency_key: Mapped[str | None] = mapped_column(String(300))  # rendered, e.g. "brand:42"
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)   # runs with that key at once
+    rate_limits: Mapped[list[Any] | None] = mapped_column(JSONType)   # buckets: [{bucket, rate, per}]
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # over a rate limit: its next slot
+    held_by: Mapped[str | None] = mapped_column(String(300))          # the bucket it waits for
+    idempotency_key: Mapped[str | None] = mapped_column(String(300))  # Idempotency-Key of its enqueue
+    unique_key: Mapped[str | None] = mapped_column(String(500))       # job + unique params, while active
 
 
 class RunEvent(Base):
@@ -203,6 +219,7 @@ class WorkerProcess(Base):
     pid: Mapped[int] = mapped_column(Integer)
     version: Mapped[str] = mapped_column(String(50))  # lexyjobs.__version__
     threads: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str] | None] = mapped_column(JSONType)  # the queues it serves ("ai:2"); None: all
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -242,3 +259,39 @@ class LoadProblem(Base):
     problem: Mapped[str] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)  # "job 'x', field 'y': problem", as logged
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class QueueState(Base):
+    """A queue's pause (lexyjobs.queues). A queue without a row runs; every process reads this
+    in its claim, so a pause holds everywhere within a claim cycle."""
+
+    __tablename__ = "queues"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class RateSlot(Base):
+    """One start counted against a rate limit (or one key value of it), ``bucket``: a run may
+    start when fewer than ``rate`` slots of each of its buckets are younger than ``per``
+    (lexyjobs.flow.limits). Older slots are deleted as they are passed."""
+
+    __tablename__ = "rate_slots"
+    __table_args__ = (Index("ix_rate_slots_bucket_at", "bucket", "at"),)
+
+    id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class NamedLimit(Base):
+    """A ``[limits.<name>]`` table of jobs.toml (e.g. ``rate = "500/m"``), shared by the jobs
+    that name it in ``limits``."""
+
+    __tablename__ = "named_limits"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from lexyjobs import cancels, store
+from lexyjobs import cancels, claiming, store
 from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, RunContext
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.durations import format_duration
@@ -22,7 +22,7 @@ from lexyjobs.states import Change, RunStatus
 class Active:
     """A run this process is executing."""
 
-    claim: store.ClaimedRun
+    claim: claiming.ClaimedRun
     ctx: RunContext
     definition: JobDefinition | None
     problem: str | None = None             # why it cannot run (definition unavailable)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from lexyjobs import cancels, children, pipelines, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job
+from lexyjobs.flow.spec import RateLimit, flow_columns
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, LexyjobsError, RunNotFound, TransitionConflict
 from lexyjobs.models import Run
 from lexyjobs.params import validate_params
@@ -61,7 +62,8 @@ def insert_requests(session: Session, requests: Sequence[RunRequest], *, now: da
     jobs = store.active_jobs(session)
     definitions = _definitions(jobs, {r.job for r in requests})
     upstreams = {u for job in jobs.values() for u in job.spec.get("depends_on") or ()}
-    rows = [run_row(definitions[r.job], _start_pipeline(r, upstreams), now) for r in requests]
+    named = store.named_limits(session) if any(d.flow.limits for d in definitions.values()) else None
+    rows = [run_row(definitions[r.job], _start_pipeline(r, upstreams), now, named) for r in requests]
     return [{**row, "id": run_id} for row, run_id in zip(rows, store.insert_runs(session, rows))]
 
 
@@ -80,8 +82,10 @@ def _start_pipeline(request: RunRequest, upstreams: set[str]) -> RunRequest:
     return request
 
 
-def run_row(definition: JobDefinition, request: RunRequest, now: datetime) -> dict[str, Any]:
-    """The row of a queued run for ``request`` (validated: trigger, priority, params)."""
+def run_row(definition: JobDefinition, request: RunRequest, now: datetime,
+            named_limits: Mapping[str, RateLimit] | None = None) -> dict[str, Any]:
+    """The row of a queued run for ``request`` (validated: trigger, priority, params), with its
+    flow-control columns (``named_limits``: the ``[limits.<name>]`` tables it may name)."""
     if request.trigger not in TRIGGERS:
         raise LexyjobsError(f"trigger must be one of {', '.join(TRIGGERS)}")
     priority = definition.priority if request.priority is None else request.priority
@@ -90,12 +94,16 @@ def run_row(definition: JobDefinition, request: RunRequest, now: datetime) -> di
     if request.scheduled_for is not None and request.scheduled_for.tzinfo is None:
         raise LexyjobsError("scheduled_for needs a timezone", details={"field": "scheduled_for"})
     params = validate_params(definition.params, request.params, from_strings=request.params_from_strings)
-    return {"job_name": definition.name, "status": RunStatus.QUEUED.value, "priority": priority, "params": params,
+    return {**flow_columns(definition, params, named_limits), "job_name": definition.name, "status": RunStatus.QUEUED.value, "priority": priority, "params": params,
             "trigger": request.trigger, "created_by": request.created_by, "created_at": now,
             "scheduled_for": max(request.scheduled_for or now, now), "attempt": 0,
             "max_attempts": definition.max_attempts, "lease": 0, "cancel_requested": False,
             "pipeline_id": request.pipeline_id, "parent_run_id": request.parent_run_id,
             "retry_of": request.retry_of, "fire_key": request.fire_key}
+
+
+NO_FLOW = {"queue": "default", "concurrency_key": None, "concurrency_limit": None, "rate_limits": None,
+           "unique_key": None}  # a run recorded as not run waits for nothing
 
 
 def not_run_row(job: str, status: RunStatus, *, reason: str, trigger: str, now: datetime,
@@ -109,7 +117,8 @@ def not_run_row(job: str, status: RunStatus, *, reason: str, trigger: str, now: 
     return {"job_name": job, "status": status.value, "priority": 0, "params": dict(params or {}),
             "trigger": trigger, "created_by": created_by, "created_at": now, "scheduled_for": scheduled_for or now,
             "finished_at": now, "attempt": 0, "max_attempts": 0, "lease": 0, "cancel_requested": False,
-            "error": reason, "pipeline_id": pipeline_id, "parent_run_id": parent_run_id, "fire_key": fire_key}
+            "error": reason, "pipeline_id": pipeline_id, "parent_run_id": parent_run_id, "fire_key": fire_key,
+            **NO_FLOW}
 
 
 def record_not_run(db: Database, job: str, status: RunStatus, *, reason: str, trigger: str,

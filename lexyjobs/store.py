@@ -16,7 +16,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
-from lexyjobs.models import Job, Run, RunEvent, RunLog
+from lexyjobs.flow.spec import RateLimit, parse_rate
+from lexyjobs.models import Job, NamedLimit, Run, RunEvent, RunLog
 from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
 
 JOBS = cast(Table, Job.__table__)
@@ -96,6 +97,17 @@ def delete_job(session: Session, name: str) -> bool:
 # ---------------------------------------------------------------- enqueue
 
 
+def named_limits(session: Session) -> dict[str, RateLimit]:
+    """The ``[limits.<name>]`` rate limits, parsed, by name (a row that no longer parses is left out)."""
+    out = {}
+    for name, spec in session.execute(select(NamedLimit.name, NamedLimit.spec)):
+        try:
+            out[name] = parse_rate(spec.get("rate"))
+        except ValueError:
+            continue
+    return out
+
+
 def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert queued runs (one statement for the batch); returns their ids in ``rows`` order.
     The caller has validated the rows; the caller's ``Database.enqueued(session)`` wakes workers."""
@@ -105,7 +117,7 @@ def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     return [row[0] for row in session.execute(statement, list(rows))]
 
 
-# ---------------------------------------------------------------- claim
+# ---------------------------------------------------------------- claim (lexyjobs.claiming)
 
 
 def status_is(status: RunStatus) -> Any:
@@ -113,115 +125,6 @@ def status_is(status: RunStatus) -> Any:
     then can SQLite's planner (and a generic Postgres plan) use the partial indexes on queued and
     running runs. With ``status = ?`` the claim sorted every queued run on every claim."""
     return RUNS.c.status == literal_column(f"'{status.value}'")
-
-
-def _queued(postgres: bool) -> Any:
-    """The claim's ``status = 'queued'``. SQLite is told the term is not selective (``likelihood``):
-    otherwise, lacking statistics, it reads the queued runs through a status-led index and sorts
-    them all on every claim, instead of taking the first few in order from ``ix_runs_queue``."""
-    term = status_is(RunStatus.QUEUED)
-    return term if postgres else func.likelihood(term, literal_column("0.9"))
-
-
-@dataclass(frozen=True)
-class ClaimedRun:
-    """What a worker needs to execute a run it just claimed."""
-
-    id: int
-    job_name: str
-    job_version: int
-    lease: int
-    attempt: int
-    max_attempts: int
-    params: dict[str, Any]
-    trigger: str
-    pipeline_id: str | None = None
-    begun: bool = True  # counted as begun at the claim; False: claimed ahead, ``mark_begun`` when it begins
-
-
-def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, postgres: bool,
-               events: list[dict[str, Any]] | None = None, begin: int | None = None) -> list[ClaimedRun]:
-    """Claim up to ``limit`` due queued runs for ``worker``: each becomes ``running`` with a new
-    lease and the next attempt number, in one transaction. The first ``begin`` of them (default:
-    all) go to idle threads and count as begun (``begun_at`` = now); the others are claimed
-    ahead and wait, ``begun_at`` NULL, until ``mark_begun`` (a rescue gives them back uncounted).
-
-    Order: priority desc, scheduled_for, id (= creation). A job's ``max_concurrency`` (0 = no
-    limit) is never exceeded, even with several processes: jobs already at their limit are
-    excluded in the candidate query, so their queued runs cannot starve others. Locking: on Postgres the
-    candidate rows are taken ``FOR UPDATE SKIP LOCKED`` (claimers never wait for each other) and
-    the rows of concurrency-limited jobs ``FOR NO KEY UPDATE`` in name order before their running
-    runs are counted again, so two claimers cannot both take a job's last slot (and enqueues,
-    which take KEY SHARE on the job row, are not blocked). On SQLite the caller's ``BEGIN
-    IMMEDIATE`` transaction already serializes claimers. Event rows: see ``transition_many``."""
-    if limit <= 0:
-        return []
-    candidates = session.execute(_candidates_query(postgres), {"now": now, "limit": limit}).all()
-    if not candidates:
-        return []
-    limited = sorted({c.job_name for c in candidates if c.max_concurrency > 0})
-    running: dict[str, int] = {}
-    if limited:
-        if postgres:
-            session.execute(_LOCK_JOBS, {"names": limited})
-        running = {name: count for name, count in session.execute(_RUNNING_OF_JOBS, {"names": limited})}
-    chosen: list[int] = []
-    for c in candidates:
-        if c.max_concurrency > 0:
-            if running.get(c.job_name, 0) >= c.max_concurrency:
-                continue
-            running[c.job_name] = running.get(c.job_name, 0) + 1
-        chosen.append(c.id)
-    begin = len(chosen) if begin is None else max(begin, 0)
-    by_id = {}
-    for ids, begun_at in ((chosen[:begin], now), (chosen[begin:], None)):
-        moved = transition_many(session, ids, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
-            "attempt": INCREMENT, "lease": INCREMENT, "started_at": now, "finished_at": None, "begun_at": begun_at,
-            "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None,
-            "process_group": None, "process_host": None},
-            returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger, RUNS.c.pipeline_id), events=events)
-        by_id.update({m.id: (m, begun_at is not None) for m in moved})
-    versions = {c.id: c.version for c in candidates}
-    return [ClaimedRun(m.id, m.job_name, versions[m.id], m.lease, m.attempt, m.max_attempts, m.params, m.trigger,
-                       m.pipeline_id, begun) for m, begun in (by_id[i] for i in chosen if i in by_id)]
-
-
-@functools.cache
-def _candidates_query(postgres: bool) -> Any:
-    """The claim's candidates: due queued runs in claim order, ``limit`` of them, skipping jobs at
-    their limit. Built once per dialect (its construction cost more than running it), with
-    ``now`` and ``limit`` as parameters.
-
-    The job's columns come from subqueries, not a join: so the plan stays "walk ix_runs_queue
-    in order, stop after ``limit``" (a join made Postgres, without fresh statistics, hash-join
-    and sort every queued run)."""
-    cap, version = (select(column).where(JOBS.c.name == RUNS.c.job_name).scalar_subquery()
-                    for column in (JOBS.c.max_concurrency, JOBS.c.version))
-    running = RUNS.alias("running")  # the candidate's job's running runs: a count on ix_runs_running
-    running_of_job = (select(func.count()).select_from(running)
-                      .where(running.c.job_name == RUNS.c.job_name, running.c.status == literal_column("'running'"))
-                      .scalar_subquery())
-    query = (select(RUNS.c.id, RUNS.c.job_name, cap.label("max_concurrency"), version.label("version"))
-             .where(_queued(postgres), RUNS.c.scheduled_for <= bindparam("now"),
-                    or_(cap <= 0, running_of_job < cap))
-             .order_by(RUNS.c.priority.desc(), RUNS.c.scheduled_for, RUNS.c.id)
-             .limit(bindparam("limit")))
-    return query.with_for_update(skip_locked=True, of=RUNS) if postgres else query
-
-
-def has_due_runs(session: Session, *, now: datetime) -> bool:
-    """True when at least one queued run is due (a cheap read before a claim)."""
-    return session.execute(select(RUNS.c.id).where(status_is(RunStatus.QUEUED),
-                                                   RUNS.c.scheduled_for <= now).limit(1)).first() is not None
-
-
-# The claim's statements for the concurrency-limited jobs named in ``names``: lock their rows in
-# name order (FOR NO KEY UPDATE), then count their running runs.
-_NAMES: Any = bindparam("names", expanding=True)
-_LOCK_JOBS = (select(JOBS.c.name).where(JOBS.c.name.in_(_NAMES)).order_by(JOBS.c.name)
-              .with_for_update(of=JOBS, key_share=True))
-_RUNNING_OF_JOBS = (select(RUNS.c.job_name, func.count()).where(status_is(RunStatus.RUNNING), RUNS.c.job_name.in_(_NAMES))
-                    .group_by(RUNS.c.job_name))
 
 
 # ---------------------------------------------------------------- pipelines

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lexyjobs import begun, children, pipelines, store, workers
+from lexyjobs import begun, children, claiming, pipelines, store, workers
 from lexyjobs.outcomes import Active, Outcome, change_of, json_details, stopped_outcome, success_of
 from lexyjobs.config import Settings
 from lexyjobs.context import CANCEL, LOST, SHUTDOWN, TIMEOUT, ChildError, JobFailed, RunCanceled, RunContext
@@ -181,7 +181,7 @@ class Worker:
                     # An idle poll first asks with a cheap read whether anything is due, so idle
                     # processes do not take SQLite's write lock twice a second.
                     idle = probe and not outcomes and free and not self._anything_due()
-                    claimed: list[store.ClaimedRun] | None = [] if idle else self._write_cycle(
+                    claimed: list[claiming.ClaimedRun] | None = [] if idle else self._write_cycle(
                         outcomes, free, begin=idle_threads)
                     pause = 0.0
                 except Exception as exc:  # the worker boundary: log, isolate the outcomes, go on
@@ -233,9 +233,9 @@ class Worker:
 
     def _anything_due(self) -> bool:
         with self.db.read() as session:
-            return store.has_due_runs(session, now=self.clock())
+            return claiming.has_due_runs(session, now=self.clock())
 
-    def _write_cycle(self, outcomes: list[Outcome], free: int, *, begin: int | None = None) -> list[store.ClaimedRun]:
+    def _write_cycle(self, outcomes: list[Outcome], free: int, *, begin: int | None = None) -> list[claiming.ClaimedRun]:
         """Write finished runs and the begun marks of claimed-ahead runs, and claim up to ``free``
         new ones (the first ``begin`` of them for idle threads, the rest ahead) in one transaction."""
         if not outcomes and free <= 0 and not self._begins:
@@ -248,7 +248,7 @@ class Worker:
             finished = self._finish(session, outcomes, now, events)
             if pipelines.advance(session, finished, now=now, postgres=self.db.is_postgres):
                 self.db.enqueued(session)
-            claimed = store.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres,
+            claimed = claiming.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres,
                                        events=events, begin=begin) if free > 0 else []
             insert_events(session, events)  # the batch's ends and starts in one statement
         with self._lock:
@@ -261,7 +261,7 @@ class Worker:
             outcomes, self._outcomes = self._outcomes, []
         return outcomes
 
-    def _start_run(self, claim: store.ClaimedRun) -> None:
+    def _start_run(self, claim: claiming.ClaimedRun) -> None:
         definition, problem = None, None
         try:
             definition = self.catalog.get(claim.job_name, claim.job_version)

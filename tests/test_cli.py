@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import wait_for
 
-from lexyjobs import registry, runs, store
+from lexyjobs import claiming, registry, runs, store
 from lexyjobs.cli import main
 from lexyjobs.db import utcnow
 from lexyjobs.states import RunStatus, transition
@@ -210,7 +210,7 @@ def finish(db, name: str, status: RunStatus, error: str | None = None) -> None: 
     """A run of ``name`` that went queued -> running -> ``status`` just now."""
     run_id = runs.enqueue(db, name)
     with db.write() as session:
-        [claimed] = store.claim_runs(session, 1, worker="test:cli", now=utcnow(), postgres=db.is_postgres)
+        [claimed] = claiming.claim_runs(session, 1, worker="test:cli", now=utcnow(), postgres=db.is_postgres)
         assert claimed.id == run_id
         transition(session, run_id, status, expected=RunStatus.RUNNING, at=utcnow(), finished_at=utcnow(), error=error)
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import wait_for
 from sqlalchemy import event, update
 
-from lexyjobs import runs, store
+from lexyjobs import claiming, runs, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, parse_definition
 from lexyjobs.health import Health, JobOverview, LastRuns, job_health, jobs_health, stale_window
@@ -157,7 +157,7 @@ def start_run(db: Database, name: str, at: datetime = T0) -> int:
     """Enqueue a run of ``name`` and claim it (it is then running since ``at``)."""
     run_id = runs.enqueue(db, name)
     with db.write() as session:
-        [claimed] = store.claim_runs(session, 1, worker="test:1", now=at, postgres=db.is_postgres)
+        [claimed] = claiming.claim_runs(session, 1, worker="test:1", now=at, postgres=db.is_postgres)
     assert claimed.id == run_id
     return run_id
 

@@ -58,7 +58,7 @@ def test_the_dashboard_poll_is_a_204_until_something_changes(login: Callable[[st
 
 
 def test_the_activity_stamp_moves_with_progress_and_cancel_requests(make_job: MakeJob, db: Database) -> None:
-    from lexyjobs import store
+    from lexyjobs import claiming, store
     make_job("stamped")
     run_id = runs.enqueue(db, "stamped")
 
@@ -66,7 +66,7 @@ def test_the_activity_stamp_moves_with_progress_and_cancel_requests(make_job: Ma
         with db.read() as session:
             return queries.activity_stamp(session)
     with db.write() as session:
-        [claim] = store.claim_runs(session, 1, worker="t", now=utcnow(), postgres=db.is_postgres)
+        [claim] = claiming.claim_runs(session, 1, worker="t", now=utcnow(), postgres=db.is_postgres)
     seen = {stamp()}
     with db.write() as session:
         store.save_progress(session, store.Lease(claim.id, claim.lease), 40.0, "halfway")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from conftest import PYTHON, ROOT, subprocess_env, wait_for
 
-from lexyjobs import registry, runs, store
+from lexyjobs import claiming, registry, runs, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import parse_definition
 from lexyjobs.errors import InvalidDefinition
@@ -289,7 +289,7 @@ def test_a_timer_removed_by_another_process_does_not_stop_the_scheduler(db, make
 def claim(db: Database) -> None:
     """Move the oldest queued run to running, as a worker would."""
     with db.write() as session:
-        assert store.claim_runs(session, 1, worker="test", now=utcnow(), postgres=db.is_postgres)
+        assert claiming.claim_runs(session, 1, worker="test", now=utcnow(), postgres=db.is_postgres)
 
 
 def fire_now(sched: Scheduler, job: str) -> FireOutcome:

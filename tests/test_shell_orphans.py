@@ -16,7 +16,7 @@ import pytest
 from conftest import wait_for
 from crashes import Servers, children_of, command_line, processes_of_run
 
-from lexyjobs import children, runs, store
+from lexyjobs import children, claiming, runs, store
 from lexyjobs.db import Database
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: /proc")]
@@ -86,9 +86,9 @@ def test_the_rescue_kills_what_survived_of_the_job_before_the_next_attempt(
     assert lines(trace) == ["start", "start", "end", "done"]  # one "end": attempt 2's
 
 
-def claim(db: Database, now: datetime) -> store.ClaimedRun:
+def claim(db: Database, now: datetime) -> claiming.ClaimedRun:
     with db.write() as session:
-        (claimed,) = store.claim_runs(session, 1, worker="gone:1", now=now, postgres=db.is_postgres)
+        (claimed,) = claiming.claim_runs(session, 1, worker="gone:1", now=now, postgres=db.is_postgres)
     return claimed
 
 

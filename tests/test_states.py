@@ -14,7 +14,7 @@ import pytest
 from conftest import PYTHON, ROOT, subprocess_env
 from sqlalchemy import event
 
-from lexyjobs import runs, store
+from lexyjobs import claiming, runs, store
 from lexyjobs.db import Database
 from lexyjobs.errors import TransitionConflict
 from lexyjobs.models import RunEvent
@@ -37,9 +37,9 @@ def job(make_job: Callable[..., str]) -> str:
     return make_job("machine", max_concurrency=0)
 
 
-def claim(db: Database, limit: int = 1, *, worker: str = "test:1", now: datetime = T0) -> list[store.ClaimedRun]:
+def claim(db: Database, limit: int = 1, *, worker: str = "test:1", now: datetime = T0) -> list[claiming.ClaimedRun]:
     with db.write() as session:
-        return store.claim_runs(session, limit, worker=worker, now=now, postgres=db.is_postgres)
+        return claiming.claim_runs(session, limit, worker=worker, now=now, postgres=db.is_postgres)
 
 
 def run_in(db: Database, job: str, status: RunStatus) -> int:
@@ -240,7 +240,7 @@ def test_racing_threads_give_a_jobs_last_concurrency_slot_to_exactly_one(db: Dat
 _CLAIMER = """
 import json, sys
 from datetime import datetime
-from lexyjobs import store
+from lexyjobs import claiming, store
 from lexyjobs.db import Database
 
 db = Database(sys.argv[1])
@@ -250,7 +250,7 @@ sys.stdin.readline()  # the start signal, so both processes claim at the same ti
 claimed = []
 while True:
     with db.write() as session:
-        got = store.claim_runs(session, 1, worker=name, now=now, postgres=db.is_postgres)
+        got = claiming.claim_runs(session, 1, worker=name, now=now, postgres=db.is_postgres)
     claimed += [c.id for c in got]
     if not got:
         with db.read() as session:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 from sqlalchemy import event
 
-from lexyjobs import registry, runs, store
+from lexyjobs import claiming, registry, runs, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.errors import Conflict, InvalidParams, JobNotFound, LexyjobsError, RunNotFound
 from lexyjobs.states import RunStatus, transition
@@ -20,9 +20,9 @@ T0 = datetime(2100, 1, 1, 12, 0, tzinfo=timezone.utc)
 MakeJob = Callable[..., str]
 
 
-def claim(db: Database, limit: int = 1, *, worker: str = "test:1", now: datetime = T0) -> list[store.ClaimedRun]:
+def claim(db: Database, limit: int = 1, *, worker: str = "test:1", now: datetime = T0) -> list[claiming.ClaimedRun]:
     with db.write() as session:
-        return store.claim_runs(session, limit, worker=worker, now=now, postgres=db.is_postgres)
+        return claiming.claim_runs(session, limit, worker=worker, now=now, postgres=db.is_postgres)
 
 
 def claimed_ids(db: Database, limit: int = 1, *, now: datetime = T0) -> list[int]:
@@ -140,7 +140,7 @@ def test_a_batch_claim_takes_several_runs_in_one_transaction(db: Database, make_
         version = store.job_versions(session, [job])[job]
     now = T0 + timedelta(seconds=30)
     with db.write() as session:
-        claimed = store.claim_runs(session, 5, worker="host:42", now=now, postgres=db.is_postgres)
+        claimed = claiming.claim_runs(session, 5, worker="host:42", now=now, postgres=db.is_postgres)
         # inside the transaction the five are already running
         assert store.count_runs_by_status(session, job) == {"running": 5, "queued": 2}
     assert [c.id for c in claimed] == ids[:5]
@@ -171,7 +171,7 @@ def test_the_claim_reads_the_first_queued_runs_in_index_order_without_sorting_th
     event.listen(db.engine, "before_cursor_execute", capture)
     try:
         with db.write() as session:
-            store.claim_runs(session, 4, worker="w", now=T0 + timedelta(seconds=30), postgres=False)
+            claiming.claim_runs(session, 4, worker="w", now=T0 + timedelta(seconds=30), postgres=False)
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
     candidates = [(sql, params) for sql, params in statements if "ORDER BY runs.priority DESC" in sql]

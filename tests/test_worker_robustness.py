@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from conftest import wait_for
 
-from lexyjobs import runs, store
+from lexyjobs import claiming, runs, store
 from lexyjobs.db import utcnow
 
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -85,7 +85,7 @@ def test_processes_rescuing_at_the_same_time_move_each_run_once(db, make_job):
     make_job("stale", max_concurrency=0)
     ids = [runs.enqueue(db, "stale") for _ in range(20)]
     with db.write() as session:
-        store.claim_runs(session, 20, worker="dead:1", now=utcnow(), postgres=db.is_postgres)
+        claiming.claim_runs(session, 20, worker="dead:1", now=utcnow(), postgres=db.is_postgres)
     later = utcnow() + timedelta(minutes=5)  # the claimer's heartbeats are 5 minutes old by then
     results: list[list[tuple[int, str]]] = []
     errors: list[BaseException] = []

@@ -14,11 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from lexyjobs.definitions import NAME_PATTERN, OVERLAP_POLICIES
+from lexyjobs.flow.spec import QUEUE_PATTERN, UNIQUE_WHILE
 from lexyjobs.kinds import PASSTHROUGH_PATTERN, KIND_NAMES
 
 STRING, BOOLEAN, NULL = {"type": "string"}, {"type": "boolean"}, {"type": "null"}
 ANY: dict[str, Any] = {}
 JOB_NAME = {"type": "string", "pattern": f"^{NAME_PATTERN.pattern}$"}
+QUEUE_NAME = {"type": "string", "pattern": f"^{QUEUE_PATTERN.pattern}$"}
 
 
 def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +54,12 @@ COMMON: dict[str, Any] = {
     "params": _or_null({"type": "object", "description": "{name: {type, required, default, min, max, choices, help}}"}),
     "overlap": {"enum": list(OVERLAP_POLICIES)},
     "alerts": _or_null({"anyOf": [BOOLEAN, {"type": "object", "description": "overrides of LEXYJOBS_ALERT_*"}]}),
+    "queue": QUEUE_NAME, "concurrency_key": {"type": "string", "description": "e.g. brand:{brand_id}"},
+    "concurrency_limit": _integer(1, 10_000),
+    "rate_limit": _or_null({"type": "string", "description": "e.g. 30/m, 10/s or 60/m per {customer_id}"}),
+    "limits": {"type": "array", "items": QUEUE_NAME, "description": "names of [limits.<name>] tables"},
+    "unique": _or_null({"type": "array", "items": STRING, "description": "param names; [] = any two runs"}),
+    "unique_while": {"enum": list(UNIQUE_WHILE)},
 }
 
 KIND_FIELDS: dict[str, dict[str, Any]] = {

@@ -1,0 +1,270 @@
+"""The claim: which queued runs a worker takes, under every flow-control rule.
+
+``claim_runs`` moves up to ``limit`` due queued runs to ``running`` for one worker in the
+caller's transaction. Order: priority desc, scheduled_for, id (= creation). Rules, each holding
+across threads and processes:
+
+- a run of a **paused queue**, or of a queue this worker does not serve (or has no room for:
+  ``queues``), is not taken;
+- a job's ``max_concurrency`` and a **concurrency key**'s ``concurrency_limit`` are never
+  exceeded: runs at their limit are excluded in the candidate query (so they cannot block the
+  runs behind them), and the claim counts again under a lock before taking the last slots;
+- a run over a **rate limit** is not taken and is *held* (``held_until`` its next slot,
+  ``held_by`` the bucket), so later claims pass over it cheaply and ``waiting_for`` can say why.
+
+Candidates the rules pass over in Python (several of one key in one batch, rate limits) leave
+room: the claim asks again for the next ones, up to ``ROUNDS`` times, so a batch is not cut
+short by runs that must wait (no head-of-line blocking).
+
+Locking. SQLite: the caller's ``BEGIN IMMEDIATE`` transaction already serializes claimers.
+Postgres: candidates are taken ``FOR UPDATE SKIP LOCKED`` (claimers never wait for each other's
+runs); the rows of concurrency-limited jobs ``FOR NO KEY UPDATE`` and an advisory lock per
+concurrency key and rate bucket are taken, in sorted order in the first round and only if free
+(try-lock, else the run is passed over) in later ones, so claimers never deadlock; counts read
+after the locks see every committed claim."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import bindparam, func, literal_column, or_, select, update
+from sqlalchemy.orm import Session
+
+from lexyjobs.flow.limits import Windows
+from lexyjobs.models import QueueState
+from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
+from lexyjobs.store import JOBS, status_is
+
+ROUNDS = 3
+_LOCK_NAMESPACE = "lexyjobs-flow:"
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What a worker needs to execute a run it just claimed."""
+
+    id: int
+    job_name: str
+    job_version: int
+    lease: int
+    attempt: int
+    max_attempts: int
+    params: dict[str, Any]
+    trigger: str
+    pipeline_id: str | None = None
+    begun: bool = True  # counted as begun at the claim; False: claimed ahead, ``mark_begun`` when it begins
+    queue: str = "default"
+
+
+def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, postgres: bool,
+               events: list[dict[str, Any]] | None = None, begin: int | None = None,
+               queues: Mapping[str, int | None] | None = None) -> list[ClaimedRun]:
+    """Claim up to ``limit`` due queued runs for ``worker`` (see the module's docstring). The
+    first ``begin`` of them (default: all) go to idle threads and count as begun (``begun_at`` =
+    now); the others are claimed ahead and wait, ``begun_at`` NULL, until ``mark_begun``.
+    ``queues``: the queues served, each with the runs it may still take (None: no cap); None
+    serves every queue. Event rows: see ``transition_many``."""
+    room = None if queues is None else {q: n for q, n in queues.items() if n is None or n > 0}
+    if limit <= 0 or room == {}:
+        return []
+    rules = _Rules(session, postgres, now, room)
+    seen: set[int] = set()
+    for round_ in range(ROUNDS):
+        fetch = limit - len(rules.chosen) + len(seen)
+        params: dict[str, Any] = {"now": now, "limit": fetch}
+        if room is not None:
+            params["queues"] = sorted(room)
+        fetched = session.execute(_candidates_query(postgres, room is not None), params).all()
+        rows = [row for row in fetched if row.id not in seen]
+        seen.update(row.id for row in rows)
+        passed = rules.choose(rows, limit, first_round=round_ == 0)
+        if len(rules.chosen) >= limit or not passed or len(fetched) < fetch:
+            break  # enough, nothing passed over to make up for, or no more candidates
+    rules.hold(session)
+    return _move(session, rules.chosen, worker=worker, now=now, events=events, begin=begin)
+
+
+class _Rules:
+    """One claim's bookkeeping: runs chosen, counts by job and key, rate windows, runs held."""
+
+    def __init__(self, session: Session, postgres: bool, now: datetime, room: dict[str, int | None] | None) -> None:
+        self.session, self.postgres, self.now = session, postgres, now
+        self.room = dict(room) if room is not None else None
+        self.chosen: list[Any] = []
+        self.by_job: dict[str, int] = {}
+        self.by_key: dict[str, int] = {}
+        self.locked: set[str] = set()   # advisory locks held (Postgres)
+        self.unlocked: set[str] = set()  # advisory locks another claimer holds: pass over
+        self.windows = Windows(now)
+        self.held: dict[int, tuple[datetime, str]] = {}
+
+    def choose(self, rows: Sequence[Any], limit: int, *, first_round: bool) -> int:
+        """Take what the rules allow of ``rows`` (in claim order) up to ``limit`` in all; returns
+        how many were passed over."""
+        self._prepare(rows, first_round)
+        passed = 0
+        for row in rows:
+            if len(self.chosen) >= limit:
+                break
+            if self._allowed(row):
+                self.chosen.append(row)
+            else:
+                passed += 1
+        return passed
+
+    def _prepare(self, rows: Sequence[Any], first_round: bool) -> None:
+        """Lock (Postgres) and count the jobs and keys of ``rows`` not seen yet."""
+        jobs = sorted({r.job_name for r in rows if r.max_concurrency > 0} - set(self.by_job))
+        keys = sorted({r.concurrency_key for r in rows if r.concurrency_key} - set(self.by_key))
+        buckets = sorted({b["bucket"] for r in rows for b in r.rate_limits or ()})
+        if self.postgres:
+            jobs = self._lock_jobs(jobs, wait=first_round)
+            self._lock_names([f"k:{key}" for key in keys] + [f"r:{bucket}" for bucket in buckets], wait=first_round)
+        if jobs:
+            self.by_job.update({job: 0 for job in jobs})
+            self.by_job.update(dict(self.session.execute(_RUNNING_OF_JOBS, {"names": jobs}).all()))
+        keys = [key for key in keys if f"k:{key}" not in self.unlocked]
+        if keys:
+            self.by_key.update({key: 0 for key in keys})
+            self.by_key.update(dict(self.session.execute(_RUNNING_OF_KEYS, {"keys": keys}).all()))
+
+    def _lock_jobs(self, jobs: list[str], *, wait: bool) -> list[str]:
+        """FOR NO KEY UPDATE on the jobs' rows in name order (SKIP LOCKED unless ``wait``);
+        returns the jobs locked."""
+        if not jobs:
+            return []
+        return list(self.session.scalars(_LOCK_JOBS if wait else _TRY_LOCK_JOBS, {"names": jobs}))
+
+    def _lock_names(self, names: Iterable[str], *, wait: bool) -> None:
+        for name in sorted(set(names) - self.locked - self.unlocked):
+            lock = func.hashtext(_LOCK_NAMESPACE + name)
+            if wait:
+                self.session.execute(select(func.pg_advisory_xact_lock(lock)))
+                self.locked.add(name)
+            elif self.session.scalar(select(func.pg_try_advisory_xact_lock(lock))):
+                self.locked.add(name)
+            else:
+                self.unlocked.add(name)
+
+    def _allowed(self, row: Any) -> bool:
+        if self.room is not None:
+            free = self.room.get(row.queue)
+            if free is not None and free <= 0:
+                return False
+        if row.max_concurrency > 0:
+            if row.job_name not in self.by_job or self.by_job[row.job_name] >= row.max_concurrency:
+                return False
+        if row.concurrency_key:
+            if row.concurrency_key not in self.by_key or self.by_key[row.concurrency_key] >= row.concurrency_limit:
+                return False
+        if row.rate_limits:
+            if any(f"r:{b['bucket']}" in self.unlocked for b in row.rate_limits):
+                return False
+            blocked = self.windows.blocked_until(self.session, row.rate_limits)
+            if blocked is not None:
+                self.held[row.id] = blocked
+                return False
+        if row.max_concurrency > 0:
+            self.by_job[row.job_name] += 1
+        if row.concurrency_key:
+            self.by_key[row.concurrency_key] += 1
+        if self.room is not None and self.room.get(row.queue) is not None:
+            self.room[row.queue] = (self.room[row.queue] or 0) - 1
+        return True
+
+    def hold(self, session: Session) -> None:
+        """Write the rate slots taken, and hold the runs over a rate limit until their slot."""
+        self.windows.write(session)
+        if self.held:
+            session.execute(_HOLD, [{"b_id": run_id, "b_until": until, "b_by": bucket}
+                                    for run_id, (until, bucket) in self.held.items()])
+
+
+def _move(session: Session, chosen: Sequence[Any], *, worker: str, now: datetime,
+          events: list[dict[str, Any]] | None, begin: int | None) -> list[ClaimedRun]:
+    """Move the chosen runs to running: the first ``begin`` begun now, the others ahead."""
+    ids = [row.id for row in chosen]
+    begin = len(ids) if begin is None else max(begin, 0)
+    by_id = {}
+    for part, begun_at in ((ids[:begin], now), (ids[begin:], None)):
+        moved = transition_many(session, part, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
+            "attempt": INCREMENT, "lease": INCREMENT, "started_at": now, "finished_at": None, "begun_at": begun_at,
+            "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None,
+            "process_group": None, "process_host": None, "held_until": None, "held_by": None},
+            returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger, RUNS.c.pipeline_id), events=events)
+        by_id.update({m.id: (m, begun_at is not None) for m in moved})
+    rows = {row.id: row for row in chosen}
+    return [ClaimedRun(m.id, m.job_name, rows[m.id].version, m.lease, m.attempt, m.max_attempts, m.params, m.trigger,
+                       m.pipeline_id, begun, rows[m.id].queue) for m, begun in (by_id[i] for i in ids if i in by_id)]
+
+
+def _queued(postgres: bool) -> Any:
+    """The claim's ``status = 'queued'``. SQLite is told the term is not selective (``likelihood``):
+    otherwise, lacking statistics, it reads the queued runs through a status-led index and sorts
+    them all on every claim, instead of taking the first few in order from ``ix_runs_queue``."""
+    term = status_is(RunStatus.QUEUED)
+    return term if postgres else func.likelihood(term, literal_column("0.9"))
+
+
+@functools.cache
+def _candidates_query(postgres: bool, by_queue: bool) -> Any:
+    """The claim's candidates: due queued runs in claim order, ``limit`` of them, skipping runs
+    of paused queues (``by_queue``: of the queues in ``:queues`` only), runs held by a rate
+    limit, and runs whose job or concurrency key is at its limit. Built once per shape (its
+    construction costs more than running it), with ``now``, ``limit`` (and ``queues``) as
+    parameters.
+
+    The job's columns come from subqueries, not a join: so the plan stays "walk ix_runs_queue
+    in order, stop after ``limit``" (a join made Postgres, without fresh statistics, hash-join
+    and sort every queued run)."""
+    cap, version = (select(column).where(JOBS.c.name == RUNS.c.job_name).scalar_subquery()
+                    for column in (JOBS.c.max_concurrency, JOBS.c.version))
+    running = RUNS.alias("running")  # the candidate's job's running runs: a count on ix_runs_running
+    running_of_job = (select(func.count()).select_from(running)
+                      .where(running.c.job_name == RUNS.c.job_name, running.c.status == literal_column("'running'"))
+                      .scalar_subquery())
+    holders = RUNS.alias("holders")  # the candidate's key's running runs: a count on ix_runs_concurrency_key
+    running_of_key = (select(func.count()).select_from(holders)
+                      .where(holders.c.concurrency_key == RUNS.c.concurrency_key,
+                             holders.c.status == literal_column("'running'"))
+                      .scalar_subquery())
+    paused = select(QueueState.name).where(QueueState.paused.is_(True))
+    conditions = [_queued(postgres), RUNS.c.scheduled_for <= bindparam("now"),
+                  or_(RUNS.c.held_until.is_(None), RUNS.c.held_until <= bindparam("now")),
+                  RUNS.c.queue.not_in(paused), or_(cap <= 0, running_of_job < cap),
+                  or_(RUNS.c.concurrency_key.is_(None), running_of_key < RUNS.c.concurrency_limit)]
+    if by_queue:
+        conditions.append(RUNS.c.queue.in_(bindparam("queues", expanding=True)))
+    query = (select(RUNS.c.id, RUNS.c.job_name, RUNS.c.queue, RUNS.c.concurrency_key, RUNS.c.concurrency_limit,
+                    RUNS.c.rate_limits, cap.label("max_concurrency"), version.label("version"))
+             .where(*conditions)
+             .order_by(RUNS.c.priority.desc(), RUNS.c.scheduled_for, RUNS.c.id)
+             .limit(bindparam("limit")))
+    return query.with_for_update(skip_locked=True, of=RUNS) if postgres else query
+
+
+def has_due_runs(session: Session, *, now: datetime) -> bool:
+    """True when at least one queued run is due (a cheap read before a claim; it ignores the
+    flow-control rules, so it may say yes when the claim then takes nothing)."""
+    return session.execute(select(RUNS.c.id).where(status_is(RunStatus.QUEUED), RUNS.c.scheduled_for <= now,
+                                                   or_(RUNS.c.held_until.is_(None), RUNS.c.held_until <= now))
+                           .limit(1)).first() is not None
+
+
+# The claim's statements for the concurrency-limited jobs named in ``names``: lock their rows in
+# name order (FOR NO KEY UPDATE, waiting or skipping), then count their running runs; and the
+# running runs of concurrency keys.
+_NAMES: Any = bindparam("names", expanding=True)
+_LOCK_JOBS = (select(JOBS.c.name).where(JOBS.c.name.in_(_NAMES)).order_by(JOBS.c.name)
+              .with_for_update(of=JOBS, key_share=True))
+_TRY_LOCK_JOBS = (select(JOBS.c.name).where(JOBS.c.name.in_(_NAMES)).order_by(JOBS.c.name)
+                  .with_for_update(of=JOBS, key_share=True, skip_locked=True))
+_RUNNING_OF_JOBS = (select(RUNS.c.job_name, func.count()).where(status_is(RunStatus.RUNNING), RUNS.c.job_name.in_(_NAMES))
+                    .group_by(RUNS.c.job_name))
+_RUNNING_OF_KEYS = (select(RUNS.c.concurrency_key, func.count())
+                    .where(status_is(RunStatus.RUNNING), RUNS.c.concurrency_key.in_(bindparam("keys", expanding=True)))
+                    .group_by(RUNS.c.concurrency_key))
+_HOLD = (update(RUNS).where(RUNS.c.id == bindparam("b_id"), status_is(RunStatus.QUEUED))
+         .values(held_until=bindparam("b_until"), held_by=bindparam("b_by")))

@@ -93,7 +93,7 @@ def running_server(db_url: str, jobs_file: Path, **env_extra: str) -> Iterator[S
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            raise
+            raise AssertionError("server still running 20 s after SIGTERM; its log:\n" + "".join(srv.stderr)) from None
     assert code == 0, "server did not stop cleanly:\n" + "".join(srv.stderr)
 
 

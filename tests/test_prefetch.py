@@ -77,6 +77,7 @@ def test_stopping_gives_back_a_waiting_run_even_of_a_job_that_is_not_idempotent(
     make_job("once", func="jobfuncs:progress_until_gate", max_concurrency=0, idempotent=False, params=GATE)
     executing, waiting = runs.enqueue_many(db, [runs.RunRequest("once", params={"gate": str(gate)}) for _ in range(2)])
     wait_for(lambda: statuses(db, "once") == {"running": 2})
+    wait_for(lambda: runs.get_run(db, executing).progress == 40)  # its body runs (not only claimed for a thread)
     worker.stop(grace=0)
     begun, never_begun = runs.get_run(db, executing), runs.get_run(db, waiting)
     assert (begun.status, begun.error) == ("failed", "interrupted: worker stopped before the run finished")

@@ -154,6 +154,9 @@ def test_the_scheduled_view_lists_runs_due_later_soonest_first(panel_as: Any, db
     assert 'aria-current="page">Scheduled' in page
     assert text_of(viewer.get("/runs?view=scheduled&limit=2&page=2")).count('<tr id="run-') == 1
     assert viewer.get("/runs?view=sometime").status_code == 400
+    operator = text_of(panel_as("operator").get("/runs?view=scheduled"))
+    assert "Cancel selected" in operator and "Cancel all matching" not in operator  # "all matching" means the filter
+    assert "Export CSV" not in operator and 'name="status"' not in operator
 
 
 def test_the_runs_list_poll_refreshes_once_a_shown_due_time_passes(panel_as: Any, db: Database,

@@ -239,17 +239,18 @@ def _confirmation(target: dict[str, Any], action: str, where: RunFilter, page: i
 
 
 def _after_bulk(where: RunFilter, page: int, limit: int) -> str | BaseResponse:
-    """htmx: the table again (with the message); a plain form: back to the list."""
-    args = filter_args(where)
+    """htmx: the table again (with the message); a plain form: back to the list (the same view)."""
+    view = _view()
+    args = {**filter_args(where), **({"view": view} if view else {})}
     if not wants_partial():
         query: dict[str, Any] = {**args, "page": page} if page > 1 else dict(args)
         return redirect(url_for("lexyjobs.panel.runs", **query))
     with _db().read() as session:
         stamp = _stamp(queries.activity_stamp(session) + flow_stamp(session, now=utcnow(), stale_after=_stale_after()),
                        args, page, limit)
-        listing = _listing(session, where, page, limit)
+        listing = _listing(session, where, page, limit, view=view)
     return render("lexyjobs/runs.html", "lexyjobs/_partials/_runs_table.html", **listing, where=where, args=args, stamp=stamp,
-                  choices=None, checked=set())
+                  choices=None, checked=set(), view=view)
 
 
 def _summary(action: str, outcome: BulkOutcome) -> str:

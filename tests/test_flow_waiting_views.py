@@ -187,3 +187,20 @@ def test_the_job_page_shows_its_limits_with_their_use(panel_as: Any, db: Databas
     assert "2 running of 3 (max_concurrency)" in page
     assert "site:{site_id}, 1 run at once per value" in page and "site:a: 1 running of 1 full" in page
     assert "its own: 2/h · 2 of 2 started in the last hour full next slot in " in page, page[page.find("Limits"):][:900]
+
+
+# ------------------------------------------------------------------ Python API
+
+
+def test_the_python_api_handles_say_why_a_run_waits(lj: Any, db: Database, make_job: MakeJob) -> None:
+    import lexyjobs
+
+    make_job("report", max_concurrency=1)
+    register(db, "w:1")
+    holder = lexyjobs.enqueue("report", runtime=lj)
+    waiting = lexyjobs.enqueue("report", runtime=lj)
+    assert claim(db) == [holder.id]
+    assert lexyjobs.get_run(waiting.id, runtime=lj).waiting_for["holders"] == [holder.id]  # type: ignore[index]
+    assert waiting.refresh().waiting_for["reason"] == "job_limit"  # type: ignore[index]
+    listed = {run.id: run.waiting_for for run in lexyjobs.list_runs("report", runtime=lj)}
+    assert listed[holder.id] is None and listed[waiting.id]["reason"] == "job_limit"  # type: ignore[index]

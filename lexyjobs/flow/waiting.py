@@ -244,3 +244,11 @@ def flow_stamp(session: Session, *, now: datetime, stale_after: float) -> str:
     live = sorted((row.name, repr(row.queues)) for row in session.execute(
         select(WORKERS.c.name, WORKERS.c.queues).where(WORKERS.c.heartbeat_at >= now - timedelta(seconds=stale_after))))
     return hashlib.blake2b(repr((paused, live)).encode(), digest_size=6).hexdigest()
+
+
+def runs_json(session: Session, runs: Sequence[Any], *, now: datetime, stale_after: float) -> list[dict[str, Any]]:
+    """``serialize.run_dict`` of each run with its ``waiting_for`` (the Python API's handles)."""
+    from lexyjobs.serialize import run_dict  # here: serialize is above this module in the layers
+
+    waiting = waiting_dicts(session, runs, now=now, stale_after=stale_after)
+    return [run_dict(run, waiting.get(run.id)) for run in runs]

@@ -204,3 +204,21 @@ def test_the_python_api_handles_say_why_a_run_waits(lj: Any, db: Database, make_
     assert waiting.refresh().waiting_for["reason"] == "job_limit"  # type: ignore[index]
     listed = {run.id: run.waiting_for for run in lexyjobs.list_runs("report", runtime=lj)}
     assert listed[holder.id] is None and listed[waiting.id]["reason"] == "job_limit"  # type: ignore[index]
+
+
+def test_the_job_page_shows_shared_and_per_key_rate_limits(panel_as: Any, db: Database, make_job: MakeJob) -> None:
+    from lexyjobs.models import NamedLimit
+
+    with db.write() as session:
+        session.add(NamedLimit(name="openai", spec={"rate": "3/m"}, updated_at=utcnow()))
+    make_job("summarize", max_concurrency=0, rate_limit="2/m per {customer_id}", limits=["openai", "nowhere"],
+             params={"customer_id": {"type": "string"}})
+    register(db, "w:1")
+    for customer in ("acme", "acme", "globex"):
+        runs.enqueue(db, "summarize", {"customer_id": customer})
+    assert len(claim(db, 3)) == 3
+    page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text_of(panel_as("viewer").get("/jobs/summarize"))))
+    limits = page[page.find("Rate limits"):page.find("Parameters")]
+    assert "its own: 2/m per {customer_id} · busiest values in the last minute: acme 2/2, globex 1/2" in limits
+    assert "shared openai: 3/m · 3 of 3 started in the last minute full next slot in " in limits
+    assert "shared nowhere: not defined (no [limits.nowhere] table: it does not limit)" in limits

@@ -188,8 +188,8 @@ def _due(run: Any, queue: str) -> WaitingFor:
 
 def _no_worker(queue: str, any_worker: bool) -> WaitingFor:
     if not any_worker:
-        return WaitingFor("no_worker", "No worker process is running (this process has LEXYJOBS_WORKERS=0, or "
-                          "none is started): start one with `lexyjobs worker`.", "no worker", queue=queue)
+        return WaitingFor("no_worker", "No worker process is running: start one with `lexyjobs worker` (a server "
+                          "with LEXYJOBS_WORKERS=0 runs no jobs itself).", "no worker", queue=queue)
     return WaitingFor("no_worker", f"No live worker serves queue '{queue}': start one with "
                       f"`lexyjobs worker --queues {queue}` or add it to LEXYJOBS_QUEUES.",
                       f"no worker for {queue}", queue=queue)

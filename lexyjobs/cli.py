@@ -26,6 +26,7 @@ from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError, NotFound
 from lexyjobs.logs import configure_logging
 from lexyjobs.runtime import Runtime, current
 from lexyjobs.masking import mask_config
+from lexyjobs.flow.waiting import waiting_for
 from lexyjobs.serialize import run_dict
 from lexyjobs.states import TERMINAL, RunStatus
 
@@ -423,15 +424,20 @@ def _wait_for(lj: Runtime, run_id: int, limit: float | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def runs_command(status: str | None, job: str | None, limit: int, as_json: bool) -> None:
     """List recent runs, newest first."""
+    from lexyjobs.db import utcnow
+
     lj = _reader()
     with lj.db.read() as session:
         items = store.list_runs(session, status=status, job=job, limit=limit)
+        waiting = waiting_for(session, items, now=utcnow(), stale_after=lj.settings.stale_after)
     if as_json:
-        click.echo(json.dumps([run_dict(r) for r in items], indent=2, default=str))
+        click.echo(json.dumps([run_dict(r, waiting[r.id].as_dict() if r.id in waiting else None) for r in items],
+                              indent=2, default=str))
         return
-    _table(("ID", "JOB", "STATUS", "TRIGGER", "ATTEMPT", "CREATED", "ERROR"),
+    _table(("ID", "JOB", "STATUS", "TRIGGER", "ATTEMPT", "CREATED", "WAITING FOR", "ERROR"),
            [(r.id, r.job_name, r.status, r.trigger, f"{r.attempt}/{r.max_attempts}",
-             r.created_at.strftime("%Y-%m-%d %H:%M:%S"), (r.error or "")[:60]) for r in items])
+             r.created_at.strftime("%Y-%m-%d %H:%M:%S"), waiting[r.id].short if r.id in waiting else "",
+             (r.error or "")[:60]) for r in items])
 
 
 @_command("show")
@@ -439,12 +445,15 @@ def runs_command(status: str | None, job: str | None, limit: int, as_json: bool)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def show_command(run_id: int, as_json: bool) -> None:
     """Show one run: status, times, params, result or error, events and log."""
+    from lexyjobs.db import utcnow
+
     lj = _reader()
     run = runs.get_run(lj.db, run_id)
     with lj.db.read() as session:
         events = store.run_events(session, run_id)
         text, _, trimmed = store.read_log(session, run_id)
-    data = run_dict(run)
+        waiting = waiting_for(session, [run], now=utcnow(), stale_after=lj.settings.stale_after).get(run.id)
+    data = run_dict(run, waiting.as_dict() if waiting else None)
     data["attempt"] = f"{run.attempt}/{run.max_attempts}"
     if as_json:
         data["events"] = [{"at": e.at, "from": e.from_status, "to": e.to_status, "attempt": e.attempt, "note": e.note}
@@ -457,6 +466,8 @@ def show_command(run_id: int, as_json: bool) -> None:
                 "cancel_note"):
         if data.get(key) not in (None, ""):
             click.echo(f"{key:>18}: {data[key]}")
+    if waiting:
+        click.echo(f"{'waiting_for':>18}: {waiting.message}")
     for key in ("params", "result", "details"):
         if data.get(key):
             click.echo(f"{key:>18}: {json.dumps(data[key], default=str)}")

@@ -4,13 +4,14 @@ API. They act on ``runtime.resolve()``'s database; cancel and retry write an aud
 the actor ``code`` (``code:<by>`` with ``by=``), as the API's actions name the token."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from lexyjobs import audit, queries, retention, runs
 from lexyjobs.enqueueing import CODE_ACTOR, InvalidArgument, prepare_once
 from lexyjobs.handle import Run
 from lexyjobs.queries import RunFilter
-from lexyjobs.serialize import run_dict
+from lexyjobs.db import utcnow
+from lexyjobs.flow.waiting import runs_json
 from lexyjobs.states import RunStatus
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def _actor(by: str | None) -> str:
 def get_run(run_id: int, *, runtime: Runtime | None = None) -> Run:
     """The run with ``run_id`` (RunNotFound if there is none)."""
     lexy = _runtime(runtime)
-    return Run(lexy, run_dict(runs.get_run(lexy.db, run_id)))
+    return Run(lexy, _json(lexy, [runs.get_run(lexy.db, run_id)])[0])
 
 
 def list_runs(job: str | None = None, status: str | Iterable[str] | None = None, limit: int = 50, *,
@@ -50,7 +51,14 @@ def list_runs(job: str | None = None, status: str | Iterable[str] | None = None,
     lexy = _runtime(runtime)
     with lexy.db.read() as session:
         found = queries.search_runs(session, RunFilter(statuses=statuses, job=job), limit=limit)
-    return [Run(lexy, run_dict(run)) for run in found]
+        data = runs_json(session, found, now=utcnow(), stale_after=lexy.settings.stale_after)
+    return [Run(lexy, item) for item in data]
+
+
+def _json(lexy: Runtime, found: list[Any]) -> list[dict[str, Any]]:
+    """The runs' API JSON with why each queued one waits (lexyjobs.flow.waiting)."""
+    with lexy.db.read() as session:
+        return runs_json(session, found, now=utcnow(), stale_after=lexy.settings.stale_after)
 
 
 def stats(job: str | None = None, *, runtime: Runtime | None = None) -> dict[str, int]:
@@ -75,7 +83,7 @@ def retry(run_id: int, *, by: str | None = None, runtime: Runtime | None = None)
     lexy = _runtime(runtime)
     new_id = runs.retry(lexy.db, run_id, by=_actor(by))
     audit.record(lexy.db, _actor(by), "run.retry", str(run_id), details={"run_id": new_id})
-    return Run(lexy, run_dict(runs.get_run(lexy.db, new_id)))
+    return Run(lexy, _json(lexy, [runs.get_run(lexy.db, new_id)])[0])
 
 
 def prune(days: int | None = None, failed_days: int | None = None, *, dry_run: bool = False,

@@ -79,12 +79,22 @@ class Run:
         """The run as the API shows it (``GET /api/runs/<id>`` without events), plus ``status_url``."""
         return {**self._data, "status_url": self.status_url}
 
-    def refresh(self) -> Run:
-        """Read the run again (RunNotFound if it is gone: pruned, or its transaction rolled back)."""
-        from lexyjobs import runs
-        from lexyjobs.serialize import run_dict
+    @property
+    def waiting_for(self) -> dict[str, Any] | None:
+        """Why it had not started, while queued (``reason``, ``until``, ``message``…: see
+        ``lexyjobs.flow.waiting``); None once it started, or in the snapshot of a fresh enqueue."""
+        return self._data.get("waiting_for")
 
-        self._data = run_dict(runs.get_run(self._runtime.db, self.id))
+    def refresh(self) -> Run:
+        """Read the run again (RunNotFound if it is gone: pruned, or its transaction rolled back),
+        with why it waits while it is queued."""
+        from lexyjobs import runs
+        from lexyjobs.db import utcnow
+        from lexyjobs.flow.waiting import runs_json
+
+        run, db = runs.get_run(self._runtime.db, self.id), self._runtime.db
+        with db.read() as session:
+            self._data = runs_json(session, [run], now=utcnow(), stale_after=self._runtime.settings.stale_after)[0]
         return self
 
     def wait(self, timeout: float | None = None) -> Run:

@@ -48,8 +48,9 @@ def job_dict(job: Job, definition: JobDefinition | None, health: Health | None, 
     }
 
 
-def run_dict(run: Run) -> dict[str, Any]:
-    """A run with its derived queue time (due → started) and processing time (started → finished)."""
+def run_dict(run: Run, waiting_for: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run with its derived queue time (due → started) and processing time (started → finished),
+    and for a queued run why it waits (``lexyjobs.flow.waiting``; None when not computed)."""
     queue = seconds_between(run.scheduled_for, run.started_at) if run.started_at else None
     processing = seconds_between(run.started_at, run.finished_at) if run.started_at and run.finished_at else None
     return {"id": run.id, "job": run.job_name, "status": run.status, "priority": run.priority, "params": run.params,
@@ -60,7 +61,8 @@ def run_dict(run: Run) -> dict[str, Any]:
             "progress_message": run.progress_message, "result": run.result, "error": run.error,
             "details": run.details, "worker": run.worker, "cancel_requested": run.cancel_requested,
             "cancel_requested_at": iso(run.cancel_requested_at), "cancel_note": cancels.note(run),
-            "retry_of": run.retry_of, "pipeline_id": run.pipeline_id, "parent_run_id": run.parent_run_id}
+            "retry_of": run.retry_of, "pipeline_id": run.pipeline_id, "parent_run_id": run.parent_run_id,
+            "waiting_for": waiting_for}
 
 
 def event_dict(event: RunEvent) -> dict[str, Any]:

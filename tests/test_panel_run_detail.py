@@ -81,7 +81,10 @@ def test_a_queued_run_shows_where_it_came_from_and_operators_can_cancel_it(db, j
     assert 'name="csrf_token"' in page and f'hx-post="/runs/{run_id}/cancel"' in page
     assert f"/jobs/report/run?from_run={run_id}" in page  # re-run with changes
     assert POLL.search(page) and LOG_POLL.search(page)  # both live while it is not finished
-    assert "waits in the queue" in page  # the empty timeline says what happens next
+    # why it waits, truthfully: no worker process runs in this test (the old page said it "waits in
+    # the queue until a worker picks it up" whatever held it back)
+    assert "Waiting for:" in page and "No worker process is running" in page
+    assert "waits in the queue until a worker" not in page
 
 
 def test_viewers_see_the_run_but_no_buttons(db, job, panel_as):

@@ -11,6 +11,7 @@ from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_ST
 from lexyjobs.api.inputs import MAX_TEXT
 from lexyjobs.api.job_schema import JOB_NAME, schemas as job_schemas
 from lexyjobs.definitions import SOURCES
+from lexyjobs.flow.waiting import REASONS as WAITING_REASONS
 from lexyjobs.kinds import KIND_NAMES
 from lexyjobs.runs import TRIGGERS as RUN_TRIGGERS
 from lexyjobs.states import RunStatus
@@ -59,7 +60,8 @@ RUN = {
     "error": _nullable(STRING), "details": _nullable({"type": "object"}), "worker": _nullable(STRING),
     "cancel_requested": BOOLEAN, "cancel_requested_at": _nullable(TIME), "cancel_note": _nullable(STRING),
     "retry_of": _nullable(INTEGER), "pipeline_id": _nullable(STRING),
-    "parent_run_id": _nullable(INTEGER)}
+    "parent_run_id": _nullable(INTEGER),
+    "waiting_for": _nullable(_ref("WaitingFor"))}
 
 SCHEMAS: dict[str, Any] = {
     **job_schemas(),
@@ -85,6 +87,13 @@ SCHEMAS: dict[str, Any] = {
                           required=[]),
     "Accepted": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING}),
     "Run": _object(RUN),
+    "WaitingFor": {**_object({
+        "reason": {"enum": list(WAITING_REASONS)}, "until": _nullable(TIME), "message": STRING, "queue": STRING,
+        "holders": {"type": "array", "items": INTEGER}, "key": _nullable(STRING), "bucket": _nullable(STRING),
+        "limit": _nullable(INTEGER), "idle_threads": _nullable(INTEGER)}),
+        "description": "why a queued run has not started (null on other runs): due later (delay or retry backoff), "
+                       "queue paused, no live worker for its queue, rate limit (until its next slot), job limit or "
+                       "concurrency key (holders: the running runs), or worker (ready)"},
     "RunDetail": _object({**RUN, "traceback": _nullable(STRING), "log_size": INTEGER,
                           "retried_by": {"type": "array", "items": INTEGER}, "log_url": STRING,
                           "events": {"type": "array", "items": _object({

@@ -6,6 +6,8 @@ from flask import Response, jsonify, url_for
 from lexyjobs import actions, cancels, queries, runs, store
 from lexyjobs.api import bp
 from lexyjobs.api.inputs import json_object, page_and_limit, pagination, query_choices, query_datetime, query_int, query_text
+from lexyjobs.db import utcnow
+from lexyjobs.flow.waiting import waiting_dicts
 from lexyjobs.guard import actor
 from lexyjobs.queries import RunFilter
 from lexyjobs.runtime import current
@@ -27,21 +29,25 @@ def run_filter() -> RunFilter:
 def list_runs() -> Response:
     where = run_filter()
     page, limit = page_and_limit()
-    with current().db.read() as session:
+    lexy = current()
+    with lexy.db.read() as session:
         stats = queries.status_counts(session, where)
         items = queries.search_runs(session, where, limit=limit, offset=(page - 1) * limit)
-    return jsonify(runs=[run_dict(r) for r in items], pagination=pagination(page, limit, queries.matching(stats, where)),
+        waiting = waiting_dicts(session, items, now=utcnow(), stale_after=lexy.settings.stale_after)
+    return jsonify(runs=[run_dict(r, waiting.get(r.id)) for r in items], pagination=pagination(page, limit, queries.matching(stats, where)),
                    stats=stats)
 
 
 @bp.get("/runs/<run_id:run_id>")
 def get_run(run_id: int) -> Response:
-    run = runs.get_run(current().db, run_id)
-    with current().db.read() as session:
+    lexy = current()
+    run = runs.get_run(lexy.db, run_id)
+    with lexy.db.read() as session:
         events = store.run_events(session, run_id)
         _, log_size, _ = store.read_log(session, run_id, after=MAX_LOG_OFFSET)
         retries = queries.retries_of(session, run_id)
-    data = run_dict(run)
+        waiting = waiting_dicts(session, [run], now=utcnow(), stale_after=lexy.settings.stale_after)
+    data = run_dict(run, waiting.get(run.id))
     data.update(traceback=run.traceback, events=[event_dict(e) for e in events], log_size=log_size,
                 retried_by=retries, log_url=url_for("lexyjobs.api.run_log", run_id=run_id))
     return jsonify(data)

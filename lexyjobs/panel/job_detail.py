@@ -18,6 +18,8 @@ from lexyjobs.cron import dst_days, is_dst_change_day, next_fires, parse_timezon
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.errors import JobNotFound
+from lexyjobs.flow.usage import JobFlowUse, job_flow_use
+from lexyjobs.flow.waiting import flow_stamp
 from lexyjobs.guard import actor, identity
 from lexyjobs.health import JobOverview, jobs_overview
 from lexyjobs.kinds import unset_env
@@ -43,7 +45,8 @@ def job_detail(name: str) -> str | Response:
     when unchanged."""
     lexy, now, page = current(), utcnow(), query_int("page", 1, 1, 1_000_000)
     with lexy.db.read() as session:
-        stamp = f"{queries.activity_stamp(session)}-{page}"
+        flow_changes = flow_stamp(session, now=now, stale_after=lexy.settings.stale_after)  # queue paused, workers
+        stamp = f"{queries.activity_stamp(session)}{flow_changes}-{page}"
         if unchanged(stamp):
             return no_change()
         job = store.get_job(session, name)
@@ -53,10 +56,11 @@ def job_detail(name: str) -> str | Response:
         graph = {} if wants_partial() else store.job_dependencies(session)
         problems = [] if wants_partial() else load_problems.list_problems(session, name)
     overview = _overview(name, now)
-    if wants_partial():  # the history, and the health line out of band
-        return render_template("lexyjobs/_partials/_job_runs.html", job=job, **history, o=overview, oob=True)
+    flow = _flow_use(overview.definition, now)
+    if wants_partial():  # the history, and the health line and the limits out of band
+        return render_template("lexyjobs/_partials/_job_runs.html", job=job, **history, o=overview, oob=True, flow=flow)
     return render_template("lexyjobs/job_detail.html", job=job, **history, **_page_context(overview, graph, now),
-                           problems=problems)
+                           problems=problems, flow=flow)
 
 
 @bp.post("/jobs/<job_name:name>/run-pipeline")
@@ -74,6 +78,15 @@ def _overview(name: str, now: datetime) -> JobOverview:
     if not found:  # deleted between the two reads
         raise JobNotFound(name)
     return found[0]
+
+
+def _flow_use(definition: JobDefinition | None, now: datetime) -> JobFlowUse | None:
+    """The job's limits and their use now (None when its definition no longer parses)."""
+    if definition is None:
+        return None
+    lexy = current()
+    with lexy.db.read() as session:
+        return job_flow_use(session, definition, now=now, stale_after=lexy.settings.stale_after)
 
 
 # ---------------------------------------------------------------- context pieces

@@ -14,6 +14,7 @@ from lexyjobs.api.inputs import query_int
 from lexyjobs.api.runs import MAX_LOG_OFFSET
 from lexyjobs.db import utcnow
 from lexyjobs.errors import Conflict, RunNotFound
+from lexyjobs.flow.waiting import WaitingFor, waiting_for
 from lexyjobs.guard import actor, identity
 from lexyjobs.masking import mask_config
 from lexyjobs.models import Run
@@ -33,10 +34,11 @@ RETRYABLE = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED
 def run_detail(run_id: int) -> str | Response:
     """The run's page; for htmx (its poll) only the live block, or 204 when nothing changed."""
     with current().db.read() as session:
-        stamp = queries.run_stamp(session, run_id)
+        waiting = _waiting(session, run_id)
+        stamp = queries.run_stamp(session, run_id) + (waiting.stamp if waiting else "")
         if unchanged(stamp):
             return no_change()
-        live = _live_context(session, run_id, stamp)
+        live = _live_context(session, run_id, stamp, waiting=waiting)
         page = {} if wants_partial() else _page_context(session, live["run"])
     return render("lexyjobs/run_detail.html", "lexyjobs/_partials/_run_live.html", **live, **page)
 
@@ -93,7 +95,9 @@ def _after_action(run_id: int, notice: str | None) -> str | Response:
     if not wants_partial():
         return redirect(url_for("lexyjobs.panel.run_detail", run_id=run_id), code=303)  # type: ignore[return-value]
     with current().db.read() as session:
-        live = _live_context(session, run_id, queries.run_stamp(session, run_id), notice=notice)
+        waiting = _waiting(session, run_id)
+        stamp = queries.run_stamp(session, run_id) + (waiting.stamp if waiting else "")
+        live = _live_context(session, run_id, stamp, notice=notice, waiting=waiting)
     return render_template("lexyjobs/_partials/_run_live.html", **live)
 
 
@@ -104,11 +108,22 @@ def _get_run_or_404(session: Session, run_id: int) -> Run:
     return run
 
 
-def _live_context(session: Session, run_id: int, stamp: str, *, notice: str | None = None) -> dict[str, Any]:
-    """What the live block shows: status, times, progress, result, error, details, events, buttons."""
+def _waiting(session: Session, run_id: int) -> WaitingFor | None:
+    """Why the run waits, if it is queued (its page polls while it does: a change of reason, or
+    of the holders, is a change of the page)."""
+    if queries.run_status(session, run_id) != RunStatus.QUEUED.value:
+        return None
+    run = _get_run_or_404(session, run_id)
+    return waiting_for(session, [run], now=utcnow(), stale_after=current().settings.stale_after).get(run_id)
+
+
+def _live_context(session: Session, run_id: int, stamp: str, *, notice: str | None = None,
+                  waiting: WaitingFor | None = None) -> dict[str, Any]:
+    """What the live block shows: status, why it waits, times, progress, result, error, details,
+    events, buttons."""
     run = _get_run_or_404(session, run_id)
     operator = identity().can("operator")
-    return {"run": run, "stamp": stamp, "notice": notice, "finished": run.status in TERMINAL,
+    return {"run": run, "stamp": stamp, "notice": notice, "finished": run.status in TERMINAL, "waiting": waiting,
             "times": _times(run, utcnow()), "events": store.run_events(session, run_id),
             "cancel_note": cancels.note(run),
             "can_operate": operator, "can_cancel": operator and run.status in CANCELABLE and not run.cancel_requested,

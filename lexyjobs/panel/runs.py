@@ -17,6 +17,8 @@ from lexyjobs.actions import BULK_LIMIT, BulkOutcome
 from lexyjobs.api.inputs import BadInput, page_and_limit, pagination
 from lexyjobs.api.runs import TRIGGERS, run_filter
 from lexyjobs.db import Database, utcnow
+from lexyjobs.flow.scheduled import count_scheduled, scheduled_runs
+from lexyjobs.flow.waiting import WaitingFor, flow_stamp, waiting_for
 from lexyjobs.guard import actor
 from lexyjobs.models import Run
 from lexyjobs.panel import bp
@@ -35,25 +37,53 @@ BULK: dict[str, Callable[..., BulkOutcome]] = {"cancel": actions.bulk_cancel, "r
 
 
 class RunRow(NamedTuple):
-    """A run as the list shows it: queue time (due → started) and duration (so far, if running)."""
+    """A run as the list shows it: queue time (due → started), duration (so far, if running) and,
+    when queued, why it waits."""
 
     run: Run
     queue_seconds: float | None
     duration_seconds: float | None
+    waiting: WaitingFor | None = None
 
 
 @bp.get("/runs", endpoint="runs")
 def runs_page() -> str | Response:
-    where, (page, limit), checked = _filter(), page_and_limit(PAGE_SIZE), _checked_ids()
-    args = filter_args(where)
+    """The runs list; ``view=scheduled``: the queued runs due later, soonest first."""
+    where, (page, limit), checked, view = _filter(), page_and_limit(PAGE_SIZE), _checked_ids(), _view()
+    args = {**filter_args(where), **({"view": view} if view else {})}
+    now = utcnow()
     with _db().read() as session:
-        stamp = _stamp(queries.activity_stamp(session), args, page, limit)
-        if unchanged(stamp):
+        stamp = _stamp(queries.activity_stamp(session) + flow_stamp(session, now=now, stale_after=_stale_after()),
+                       args, page, limit)
+        if unchanged(stamp) and not _shown_time_passed(now):
             return no_change()
-        listing = _listing(session, where, page, limit)
+        listing = _listing(session, where, page, limit, view=view, now=now)
         choices = None if wants_partial() else queries.job_choices(session)
     return render("lexyjobs/runs.html", "lexyjobs/_partials/_runs_table.html", **listing, where=where, args=args, stamp=stamp,
-                  choices=choices, checked=checked)
+                  choices=choices, checked=checked, view=view)
+
+
+def _view() -> str | None:
+    view = request.args.get("view") or None
+    if view not in (None, "scheduled"):
+        raise BadInput("view", "must be scheduled (or left out for every run)")
+    return view
+
+
+def _shown_time_passed(now: datetime) -> bool:
+    """Whether a time the page shows a run waiting for (``due``, given by its poll) has come: the
+    run's reason changes then though nothing was written."""
+    due = request.args.get("due")
+    if not due:
+        return False
+    try:
+        return datetime.fromisoformat(due) <= now
+    except ValueError:
+        raise BadInput("due", "must be an ISO 8601 time") from None
+
+
+def _stale_after() -> float:
+    return current().settings.stale_after
 
 
 @bp.post("/runs/bulk", endpoint="runs_bulk")
@@ -156,13 +186,24 @@ def _stamp(activity: str, args: dict[str, str], page: int, limit: int) -> str:
     return hashlib.blake2b(view.encode(), digest_size=8).hexdigest()
 
 
-def _listing(session: Session, where: RunFilter, page: int, limit: int) -> dict[str, Any]:
-    """One page of runs, the pager and the stat cards (counts ignore the status filter)."""
+def _listing(session: Session, where: RunFilter, page: int, limit: int, *, view: str | None = None,
+             now: datetime | None = None) -> dict[str, Any]:
+    """One page of runs (or of the Scheduled view), the pager and the stat cards (counts ignore
+    the status filter), each queued run with why it waits."""
+    now = now or utcnow()
     counts = queries.status_counts(session, where)
-    total = queries.matching(counts, where)
-    found = queries.search_runs(session, where, limit=limit, offset=(page - 1) * limit)
-    link_args: dict[str, Any] = {**filter_args(where), **({"limit": limit} if limit != PAGE_SIZE else {})}
-    return {"rows": [_row(run, utcnow()) for run in found], "pager": pagination(page, limit, total),
+    if view == "scheduled":
+        total = count_scheduled(session, where, now=now)
+        found = scheduled_runs(session, where, now=now, limit=limit, offset=(page - 1) * limit)
+    else:
+        total = queries.matching(counts, where)
+        found = queries.search_runs(session, where, limit=limit, offset=(page - 1) * limit)
+    waiting = waiting_for(session, found, now=now, stale_after=_stale_after())
+    link_args: dict[str, Any] = {**filter_args(where), **({"limit": limit} if limit != PAGE_SIZE else {}),
+                                 **({"view": view} if view else {})}
+    upcoming = [w.until for w in waiting.values() if w.until is not None and w.until > now]
+    return {"rows": [_row(run, now, waiting.get(run.id)) for run in found], "pager": pagination(page, limit, total),
+            "next_due": min(upcoming).isoformat() if upcoming else None,
             "counts": counts, "can_bulk": g.identity.can("operator"),
             "any_runs": total > 0 or _any_runs(session, where), "link_args": link_args,
             "statuses": STATUSES, "triggers": TRIGGERS}
@@ -173,10 +214,10 @@ def _any_runs(session: Session, where: RunFilter) -> bool:
     return where != RunFilter() and bool(queries.run_ids(session, RunFilter(), limit=1))
 
 
-def _row(run: Run, now: datetime) -> RunRow:
+def _row(run: Run, now: datetime, waiting: WaitingFor | None = None) -> RunRow:
     queue = seconds_between(run.scheduled_for, run.started_at) if run.started_at else None
     end = run.finished_at or (now if run.status == RunStatus.RUNNING.value else None)
-    return RunRow(run, queue, seconds_between(run.started_at, end) if run.started_at and end else None)
+    return RunRow(run, queue, seconds_between(run.started_at, end) if run.started_at and end else None, waiting)
 
 
 def _matching(where: RunFilter, action: str) -> dict[str, Any]:
@@ -198,16 +239,18 @@ def _confirmation(target: dict[str, Any], action: str, where: RunFilter, page: i
 
 
 def _after_bulk(where: RunFilter, page: int, limit: int) -> str | BaseResponse:
-    """htmx: the table again (with the message); a plain form: back to the list."""
-    args = filter_args(where)
+    """htmx: the table again (with the message); a plain form: back to the list (the same view)."""
+    view = _view()
+    args = {**filter_args(where), **({"view": view} if view else {})}
     if not wants_partial():
         query: dict[str, Any] = {**args, "page": page} if page > 1 else dict(args)
         return redirect(url_for("lexyjobs.panel.runs", **query))
     with _db().read() as session:
-        stamp = _stamp(queries.activity_stamp(session), args, page, limit)
-        listing = _listing(session, where, page, limit)
+        stamp = _stamp(queries.activity_stamp(session) + flow_stamp(session, now=utcnow(), stale_after=_stale_after()),
+                       args, page, limit)
+        listing = _listing(session, where, page, limit, view=view)
     return render("lexyjobs/runs.html", "lexyjobs/_partials/_runs_table.html", **listing, where=where, args=args, stamp=stamp,
-                  choices=None, checked=set())
+                  choices=None, checked=set(), view=view)
 
 
 def _summary(action: str, outcome: BulkOutcome) -> str:

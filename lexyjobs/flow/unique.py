@@ -139,7 +139,7 @@ def _by_key(session: Session, row: Mapping[str, Any], key: IdempotencyKey, now: 
         raise IdempotencyKeyReused(
             f"idempotency key {key.text!r} was used for run {first['id']} of job {first['job_name']} with other "
             f"params; send a new key for a different request", details={
-                "run_id": first["id"], "field": "key", "params": first["params"]})
+                "run_id": first["id"], "params": first["params"]})
     reason = f"run {first['id']} of job {first['job_name']} was enqueued with the same idempotency key " \
              f"{key.text!r} (it is {first['status']})"
     return _answer(first, reason)

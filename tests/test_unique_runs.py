@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from sqlalchemy import event
 from click.testing import CliRunner
 from conftest import ApiClient, PanelSession, drive_run
 from test_idempotency import SITE, race_processes, run_ids
@@ -185,3 +186,30 @@ def test_two_processes_enqueueing_a_duplicate_make_one_run(db_url: str, lj: Runt
     answers = race_processes(db_url, tmp_path, "crawl", {"site_id": 3}, "")
     assert len({run_id for run_id, _ in answers}) == 1 and sum(not existing for _, existing in answers) == 1
     assert run_ids(lj.db, "crawl") == [answers[0][0]]
+
+
+def test_the_lookups_use_their_partial_indexes_on_sqlite(lj: Runtime, db: Database, make_job: Any) -> None:
+    """The duplicate lookups walk ix_runs_unique_key and ix_runs_idempotency, so their cost does
+    not grow with the history. (Postgres plans by statistics.)"""
+    if db.is_postgres:
+        pytest.skip("SQLite's planner only: Postgres chooses by statistics")
+    make_job("crawl", params=SITE, unique=["site_id"])
+    runs.enqueue_many(db, [runs.RunRequest("crawl", {"site_id": n}) for n in range(200)])
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append((statement, parameters))
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        lexyjobs.enqueue("crawl", {"site_id": 1}, key="planned", runtime=lj)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    plans = {}
+    with db.engine.connect() as connection:
+        for sql, params in statements:
+            if sql.lstrip().startswith("SELECT") and "FROM runs" in sql:
+                rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
+                plans[sql] = " | ".join(str(row[3]) for row in rows)
+    assert len(plans) == 2, plans
+    assert any("INDEX ix_runs_idempotency" in plan for plan in plans.values()), plans
+    assert any("INDEX ix_runs_unique_key" in plan for plan in plans.values()), plans

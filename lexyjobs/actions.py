@@ -193,10 +193,11 @@ def _bulk_details(ids: list[int], outcome: BulkOutcome, matching: Mapping[str, A
 
 # ---------------------------------------------------------------- pipelines (the job detail page)
 
-def run_pipeline_from(db: Database, actor: Actor, name: str) -> int:
+def run_pipeline_from(db: Database, actor: Actor, name: str) -> runs.Enqueued:
     """Start a pipeline at ``name`` (operator): a manual run of it with a new ``pipeline_id``; the
     jobs downstream of it follow as their upstreams succeed (``pipelines.advance``). Conflict when
-    nothing depends on ``name``. Returns the run id; one audit entry names the steps."""
+    nothing depends on ``name``. Returns the run; one audit entry names the steps. A unique job
+    whose duplicate is active starts nothing: that run answers (``existing``)."""
     actor.require("operator")
     with db.read() as session:
         graph = store.job_dependencies(session)
@@ -206,10 +207,11 @@ def run_pipeline_from(db: Database, actor: Actor, name: str) -> int:
     if not steps:
         raise Conflict(f"no job depends on '{name}': run it on its own instead", details={"job": name})
     pipeline_id = uuid.uuid4().hex
-    run_id = runs.enqueue(db, name, trigger="manual", created_by=actor.identity.actor, pipeline_id=pipeline_id)
-    actor.record("pipeline.start", name, {"run_id": run_id, "pipeline_id": pipeline_id, "steps": [name, *steps]},
-                 db=db)
-    return run_id
+    done = runs.submit(db, name, trigger="manual", created_by=actor.identity.actor, pipeline_id=pipeline_id)
+    if done.existing is None:
+        actor.record("pipeline.start", name, {"run_id": done.run_id, "pipeline_id": pipeline_id,
+                                              "steps": [name, *steps]}, db=db)
+    return done
 
 
 # ---------------------------------------------------------------- accounts (the settings page)

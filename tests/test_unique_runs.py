@@ -16,7 +16,7 @@ from conftest import ApiClient, PanelSession, drive_run
 from test_idempotency import SITE, race_processes, run_ids
 
 import lexyjobs
-from lexyjobs import runs
+from lexyjobs import audit, pipelines, runs
 from lexyjobs.cli import main
 from lexyjobs.db import Database, utcnow
 from lexyjobs.runtime import Runtime
@@ -160,6 +160,38 @@ def test_the_panel_retry_goes_to_the_active_duplicate_with_a_flash(panel_as: Cal
     response = panel.post(f"/runs/{failed}/retry", hx=True)
     assert response.headers["HX-Redirect"].endswith(f"/runs/{active}")
     assert "already queued with the same site_id=7" in panel.get(f"/runs/{active}").get_data(as_text=True)
+
+
+def test_run_pipeline_from_a_unique_job_with_an_active_duplicate_starts_nothing(
+        panel_as: Callable[[str], PanelSession], db: Database, make_job: Any) -> None:
+    make_job("extract", unique=[])
+    make_job("load", depends_on=["extract"])
+    active = runs.enqueue(db, "extract")
+    panel = panel_as("operator")
+    response = panel.post("/jobs/extract/run-pipeline")
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/runs/{active}")
+    assert f"run {active} of job extract is already queued; not enqueued again" in \
+        panel.get(f"/runs/{active}").get_data(as_text=True)
+    assert audit.search(db, action="pipeline.start").entries == [] and run_ids(db, "extract") == [active]
+
+
+def test_a_pipeline_step_is_not_deduplicated_but_holds_the_key(db: Database, make_job: Any) -> None:
+    """A pipeline needs its own run of each step to go on; that run then answers duplicates."""
+    make_job("extract")
+    make_job("load", depends_on=["extract"], unique=[])
+    manual = runs.enqueue(db, "load")
+    upstream = runs.get_run(db, runs.enqueue(db, "extract"))
+    assert upstream.pipeline_id is not None
+    drive_run(db, upstream.id, RunStatus.SUCCEEDED)
+    with db.write() as session:
+        assert pipelines.advance(session, [pipelines.Finished(upstream.id, "extract", upstream.pipeline_id,
+                                                              RunStatus.SUCCEEDED)], now=utcnow(),
+                                 postgres=db.is_postgres) == 1
+    step = run_ids(db, "load")[-1]
+    assert step != manual and runs.get_run(db, step).pipeline_id == upstream.pipeline_id
+    drive_run(db, manual, RunStatus.SUCCEEDED)
+    again = enqueue(db, "load")
+    assert again.run_id == step and again.existing is not None
 
 
 # ---------------------------------------------------------------- concurrency

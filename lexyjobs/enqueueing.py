@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from lexyjobs import audit, runs
 from lexyjobs.db import utcnow
 from lexyjobs.errors import LexyjobsError
-from lexyjobs.flow.unique import idempotency_key
+from lexyjobs.flow.unique import EXISTING, idempotency_key
 from lexyjobs.handle import Run
 from lexyjobs.host_session import check_same_database, host_connection
 from lexyjobs.serialize import run_dict
@@ -66,7 +66,7 @@ def enqueue(job: str | Callable[..., Any], params: Mapping[str, Any] | None = No
     if session is None:
         with db.write() as own:
             row = _insert(own, request, actor)
-            if "existing" not in row:
+            if EXISTING not in row:
                 db.enqueued(own)
         return _handle(runtime, row)
     conn, host = host_connection(session)
@@ -74,9 +74,9 @@ def enqueue(job: str | Callable[..., Any], params: Mapping[str, Any] | None = No
     with Session(bind=conn) as ours:  # joins the host's transaction; closing it leaves that open
         row = _insert(ours, request, actor)
         ours.flush()
-        if host is None and "existing" not in row:
+        if host is None and EXISTING not in row:
             db.enqueued(ours)  # only its NOTIFY matters: this session never commits (see host_session)
-    if host is not None and "existing" not in row:
+    if host is not None and EXISTING not in row:
         db.enqueued(host)  # NOTIFY in the host's transaction; local workers woken after its commit
     return _handle(runtime, row)
 
@@ -84,14 +84,14 @@ def enqueue(job: str | Callable[..., Any], params: Mapping[str, Any] | None = No
 def _insert(session: Session, request: runs.RunRequest, actor: str) -> dict[str, Any]:
     now = utcnow()
     row = runs.insert_requests(session, [request], now=now)[0]
-    if "existing" not in row:  # an existing run answered: nothing was created
+    if EXISTING not in row:  # an existing run answered: nothing was created
         session.add(audit.entry(actor, "run.create", request.job, details={"run_id": row["id"]}, at=now))
     return row
 
 
 def _handle(runtime: Runtime, row: Mapping[str, Any]) -> Run:
-    existing = row.get("existing")
-    return Run(runtime, run_dict_of({k: v for k, v in row.items() if k != "existing"}),
+    existing = row.get(EXISTING)
+    return Run(runtime, run_dict_of({k: v for k, v in row.items() if k != EXISTING}),
                message=existing.message if existing else None)
 
 

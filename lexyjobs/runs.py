@@ -73,9 +73,9 @@ def submit_many(db: Database, requests: Sequence[RunRequest], *, now: datetime |
     """``enqueue_many`` saying, per request, whether an existing run answered for it."""
     with db.write() as session:
         rows = insert_requests(session, requests, now=now or utcnow())
-        if any("existing" not in row for row in rows):
+        if any(unique.EXISTING not in row for row in rows):
             db.enqueued(session)
-    return [Enqueued(row["id"], row.get("existing")) for row in rows]
+    return [Enqueued(row["id"], row.get(unique.EXISTING)) for row in rows]
 
 
 def insert_requests(session: Session, requests: Sequence[RunRequest], *, now: datetime) -> list[dict[str, Any]]:

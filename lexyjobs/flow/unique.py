@@ -34,8 +34,10 @@ RUNS = cast(Table, Run.__table__)
 DEFAULT_WINDOW = 24 * 3600.0  # seconds an idempotency key is remembered (LEXYJOBS_IDEMPOTENCY_WINDOW)
 KEY_PATTERN = re.compile(r"[!-~](?:[ -~]{0,198}[!-~])?")  # 1–200 printable ASCII, no space at either end
 KEY_RULE = "must be 1–200 printable ASCII characters (letters, digits, punctuation; spaces only inside), e.g. a UUID"
+EXISTING = "existing"  # in a row ``insert_once`` returns: the Existing that answered instead of an insert
 _LOCK_NAMESPACE = "lexyjobs-unique:"
-_ACTIVE: tuple[Any, ...] = literal_column("'queued'"), literal_column("'running'")  # literals: the partial index's own terms
+# literals, not bound values: only then does SQLite's planner match the partial index's own terms
+_ACTIVE: tuple[Any, ...] = literal_column("'queued'"), literal_column("'running'")
 
 
 class InvalidIdempotencyKey(LexyjobsError):
@@ -164,7 +166,7 @@ def _by_unique(session: Session, row: Mapping[str, Any],
 
 
 def _answer(found: Any, reason: str) -> dict[str, Any]:
-    return {**dict(found), "existing": Existing(found["id"], found["job_name"], found["status"], reason)}
+    return {**dict(found), EXISTING: Existing(found["id"], found["job_name"], found["status"], reason)}
 
 
 def describe(fields: Sequence[str], params: Mapping[str, Any] | None) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from lexyjobs import audit, runs
 from lexyjobs.db import utcnow
 from lexyjobs.errors import LexyjobsError
-from lexyjobs.flow.unique import EXISTING, idempotency_key
+from lexyjobs.flow.unique import EXISTING, idempotency_key, take_sqlite_write_lock
 from lexyjobs.handle import Run
 from lexyjobs.host_session import check_same_database, host_connection
 from lexyjobs.serialize import run_dict
@@ -72,6 +72,8 @@ def enqueue(job: str | Callable[..., Any], params: Mapping[str, Any] | None = No
     conn, host = host_connection(session)
     check_same_database(conn, db)
     with Session(bind=conn) as ours:  # joins the host's transaction; closing it leaves that open
+        if db.is_sqlite:
+            take_sqlite_write_lock(ours)  # before our first read (see there)
         row = _insert(ours, request, actor)
         ours.flush()
         if host is None and EXISTING not in row:

@@ -170,6 +170,32 @@ def test_threads_enqueueing_one_key_make_one_run(lj: Runtime, make_job: Any) -> 
     assert run_ids(lj.db, "crawl") == [handles[0].id]
 
 
+def test_a_second_host_transaction_waits_for_the_first_and_gets_its_run(lj: Runtime, make_job: Any) -> None:
+    """Two host transactions with one key: the second waits (advisory lock / SQLite write lock)
+    until the first commits, then answers with the first's run."""
+    make_job("crawl", params=SITE)
+    first_in, second_done = threading.Event(), threading.Event()
+    answers: dict[str, Any] = {}
+
+    def host(name: str, wait_for: threading.Event | None, hold: float) -> None:
+        if wait_for is not None:
+            wait_for.wait(10)
+        with lj.db.engine.connect() as conn, conn.begin():
+            answers[name] = lexyjobs.enqueue("crawl", {"site_id": 1}, key="two-hosts", session=conn, runtime=lj)
+            first_in.set()
+            second_done.wait(hold)  # hold the transaction open; the second must not finish meanwhile
+    first = threading.Thread(target=host, args=("first", None, 0.5))
+    second = threading.Thread(target=host, args=("second", first_in, 0))
+    first.start()
+    second.start()
+    second.join(20)
+    second_done.set()
+    first.join(20)
+    assert answers["first"].existing is False
+    assert answers["second"].existing is True and answers["second"].id == answers["first"].id
+    assert run_ids(lj.db, "crawl") == [answers["first"].id]
+
+
 ENQUEUER = """
 import json, os, sys, threading, time
 import lexyjobs

@@ -124,7 +124,15 @@ def _lock(session: Session, names: Sequence[str]) -> None:
     else:
         # SQLite has one write lock. Our own transactions hold it already (BEGIN IMMEDIATE); a host's
         # may not have written yet, and its lookup must not run before it holds the lock.
-        session.execute(text("UPDATE runs SET id = id WHERE 0"))
+        take_sqlite_write_lock(session)
+
+
+def take_sqlite_write_lock(session: Session) -> None:
+    """Take SQLite's write lock in ``session``'s transaction now, with a write that changes
+    nothing (waiting up to the busy timeout). ``lexyjobs.enqueue`` does this first in a host's
+    transaction: a deferred transaction that has read cannot wait for the lock later (SQLite
+    refuses the upgrade at once, "database is locked", while another writer holds it)."""
+    session.execute(text("UPDATE runs SET id = id WHERE 0"))
 
 
 def _by_key(session: Session, row: Mapping[str, Any], key: IdempotencyKey, now: datetime) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from lexyjobs.accounts import Identity
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.errors import Conflict, JobNotFound, LexyjobsError
+from lexyjobs.flow.unique import IdempotencyKey
 from lexyjobs.masking import restore_masked
 from lexyjobs.queries import RunFilter
 from lexyjobs.states import RunStatus
@@ -45,13 +46,15 @@ class Actor:
 
 def run_job(db: Database, actor: Actor, name: str, params: Mapping[str, Any] | None = None, *,
             priority: int | None = None, scheduled_for: datetime | None = None, trigger: str = "api",
-            params_from_strings: bool = False) -> int:
-    """Enqueue a run of ``name`` (operator); returns the run id."""
+            params_from_strings: bool = False, key: IdempotencyKey | None = None) -> runs.Enqueued:
+    """Enqueue a run of ``name`` (operator). An existing run may answer instead (same
+    idempotency ``key``, a unique job's duplicate): then nothing is created or audited."""
     actor.require("operator")
-    run_id = runs.enqueue(db, name, params, priority=priority, scheduled_for=scheduled_for, trigger=trigger,
-                          created_by=actor.identity.actor, params_from_strings=params_from_strings)
-    actor.record("run.create", name, {"run_id": run_id}, db=db)
-    return run_id
+    done = runs.submit(db, name, params, priority=priority, scheduled_for=scheduled_for, trigger=trigger,
+                       created_by=actor.identity.actor, params_from_strings=params_from_strings, key=key)
+    if done.existing is None:
+        actor.record("run.create", name, {"run_id": done.run_id}, db=db)
+    return done
 
 
 def cancel_run(db: Database, actor: Actor, run_id: int) -> str:
@@ -62,12 +65,14 @@ def cancel_run(db: Database, actor: Actor, run_id: int) -> str:
     return outcome
 
 
-def retry_run(db: Database, actor: Actor, run_id: int) -> int:
-    """Enqueue a new attempt of a finished run (operator); returns the new run id."""
+def retry_run(db: Database, actor: Actor, run_id: int) -> runs.Enqueued:
+    """Enqueue a new attempt of a finished run (operator); for a unique job whose duplicate is
+    active, that run answers instead (nothing is created or audited)."""
     actor.require("operator")
-    new_id = runs.retry(db, run_id, by=actor.identity.actor)
-    actor.record("run.retry", str(run_id), {"run_id": new_id}, db=db)
-    return new_id
+    done = runs.submit_retry(db, run_id, by=actor.identity.actor)
+    if done.existing is None:
+        actor.record("run.retry", str(run_id), {"run_id": done.run_id}, db=db)
+    return done
 
 
 def set_paused(db: Database, actor: Actor, name: str, paused: bool) -> None:
@@ -188,10 +193,11 @@ def _bulk_details(ids: list[int], outcome: BulkOutcome, matching: Mapping[str, A
 
 # ---------------------------------------------------------------- pipelines (the job detail page)
 
-def run_pipeline_from(db: Database, actor: Actor, name: str) -> int:
+def run_pipeline_from(db: Database, actor: Actor, name: str) -> runs.Enqueued:
     """Start a pipeline at ``name`` (operator): a manual run of it with a new ``pipeline_id``; the
     jobs downstream of it follow as their upstreams succeed (``pipelines.advance``). Conflict when
-    nothing depends on ``name``. Returns the run id; one audit entry names the steps."""
+    nothing depends on ``name``. Returns the run; one audit entry names the steps. A unique job
+    whose duplicate is active starts nothing: that run answers (``existing``)."""
     actor.require("operator")
     with db.read() as session:
         graph = store.job_dependencies(session)
@@ -201,10 +207,11 @@ def run_pipeline_from(db: Database, actor: Actor, name: str) -> int:
     if not steps:
         raise Conflict(f"no job depends on '{name}': run it on its own instead", details={"job": name})
     pipeline_id = uuid.uuid4().hex
-    run_id = runs.enqueue(db, name, trigger="manual", created_by=actor.identity.actor, pipeline_id=pipeline_id)
-    actor.record("pipeline.start", name, {"run_id": run_id, "pipeline_id": pipeline_id, "steps": [name, *steps]},
-                 db=db)
-    return run_id
+    done = runs.submit(db, name, trigger="manual", created_by=actor.identity.actor, pipeline_id=pipeline_id)
+    if done.existing is None:
+        actor.record("pipeline.start", name, {"run_id": done.run_id, "pipeline_id": pipeline_id,
+                                              "steps": [name, *steps]}, db=db)
+    return done
 
 
 # ---------------------------------------------------------------- accounts (the settings page)

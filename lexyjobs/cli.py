@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from lexyjobs import cancels, cli_database, load_problems, registry, runs, schema, store, workers
 from lexyjobs.durations import format_duration, parse_duration
 from lexyjobs.errors import Conflict, InvalidDefinition, LexyjobsError, NotFound
+from lexyjobs.flow.unique import idempotency_key
 from lexyjobs.logs import configure_logging
 from lexyjobs.runtime import Runtime, current
 from lexyjobs.masking import mask_config
@@ -373,10 +374,14 @@ def jobs_resume(name: str) -> None:
 @click.option("--delay", default=None, metavar="DURATION", help="start no earlier than this from now, e.g. 10m")
 @click.option("--wait", is_flag=True, help="wait for the outcome; exit 1 unless it succeeds")
 @click.option("--timeout", default=None, metavar="DURATION", help="with --wait: give up after this long")
+@click.option("--key", default=None, metavar="KEY",
+              help="idempotency key: repeated within LEXYJOBS_IDEMPOTENCY_WINDOW, it returns the first run")
 def run_command(name: str, params: tuple[str, ...], priority: int | None, delay: str | None, wait: bool,
-                timeout: str | None) -> None:
-    """Enqueue a run of job NAME (the server or a worker executes it)."""
+                timeout: str | None, key: str | None) -> None:
+    """Enqueue a run of job NAME (the server or a worker executes it). A repeated --key, or a
+    duplicate of a unique job's active run, prints that run instead of enqueueing another."""
     lj = _lexy()
+    key_of = None if key is None else idempotency_key(key, lj.settings.idempotency_window, field="--key")
     values: dict[str, str] = {}
     for item in params:
         key, sep, value = item.partition("=")
@@ -390,9 +395,10 @@ def run_command(name: str, params: tuple[str, ...], priority: int | None, delay:
         limit = parse_duration(timeout) if timeout else None
     except ValueError as exc:
         _fail(str(exc))
-    run_id = runs.enqueue(lj.db, name, values, priority=priority, scheduled_for=scheduled_for, trigger="manual",
-                          created_by="cli", params_from_strings=True)
-    click.echo(f"run {run_id} queued ({name})")
+    done = runs.submit(lj.db, name, values, priority=priority, scheduled_for=scheduled_for, trigger="manual",
+                       created_by="cli", params_from_strings=True, key=key_of)
+    run_id = done.run_id
+    click.echo(done.existing.message if done.existing else f"run {run_id} queued ({name})")
     if wait:
         sys.exit(_wait_for(lj, run_id, limit))
 
@@ -496,7 +502,8 @@ def cancel_command(run_id: int) -> None:
 def retry_command(run_id: int) -> None:
     """Enqueue a new run with the same job and params as a finished run."""
     lj = _lexy()
-    click.echo(f"run {runs.retry(lj.db, run_id, by='cli')} queued (retry of {run_id})")
+    done = runs.submit_retry(lj.db, run_id, by="cli")
+    click.echo(done.existing.message if done.existing else f"run {done.run_id} queued (retry of {run_id})")
 
 
 @_command("workers")

@@ -75,8 +75,8 @@ BY_STATUS: dict[int, type[ClientError]] = {400: InvalidRequest, 401: Unauthorize
 class ClientRun:
     """A run as the API last showed it (``GET /api/runs/<id>``); ``refresh()`` asks again."""
 
-    def __init__(self, client: Client, data: Mapping[str, Any]) -> None:
-        self._client, self._data = client, dict(data)
+    def __init__(self, client: Client, data: Mapping[str, Any], *, message: str | None = None) -> None:
+        self._client, self._data, self._message = client, dict(data), message
 
     def __repr__(self) -> str:
         return f"<ClientRun {self.id} {self.status}>"
@@ -87,6 +87,9 @@ class ClientRun:
     error = property(lambda self: self._data.get("error"))
     finished = property(lambda self: self.status in FINISHED)
     succeeded = property(lambda self: self.status == "succeeded")
+    existing = property(lambda self: self._message is not None, doc="run()/retry() answered with a run that was "
+                        "already there (API `existing: true`): same idempotency key, or a unique job's duplicate")
+    message = property(lambda self: self._message, doc="with existing: why no new run was made")
 
     @property
     def status_url(self) -> str:
@@ -124,8 +127,11 @@ class Client:
         return self.base_url + path
 
     def run(self, job: str, params: Mapping[str, Any] | None = None, *, priority: int | None = None,
-            run_at: datetime | str | None = None) -> ClientRun:
-        """Queue a run of ``job`` (POST /api/jobs/<job>/run); returns it, status ``queued``."""
+            run_at: datetime | str | None = None, key: str | None = None) -> ClientRun:
+        """Queue a run of ``job`` (POST /api/jobs/<job>/run); returns it, status ``queued``. With
+        ``key`` (sent as ``Idempotency-Key``), a repeat within the server's idempotency window
+        returns the first run (``existing``) instead, so a retried call never runs twice; a unique
+        job's duplicate also returns the run already there."""
         body: dict[str, Any] = {}
         if params is not None:
             body["params"] = dict(params)
@@ -133,8 +139,10 @@ class Client:
             body["priority"] = priority
         if run_at is not None:
             body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
-        answer = self._call("POST", f"/api/jobs/{urllib.parse.quote(job, safe='')}/run", json=body)
-        return ClientRun(self, {"id": answer["run_id"], "job": job, "status": answer["status"]})
+        headers = {"Idempotency-Key": key} if key is not None else {}
+        answer = self._call("POST", f"/api/jobs/{urllib.parse.quote(job, safe='')}/run", json=body, headers=headers)
+        return ClientRun(self, {"id": answer["run_id"], "job": job, "status": answer["status"]},
+                         message=answer.get("message") if answer.get("existing") else None)
 
     def get(self, run_id: int) -> ClientRun:
         return ClientRun(self, self._call("GET", f"/api/runs/{int(run_id)}"))
@@ -159,9 +167,11 @@ class Client:
         return str(self._call("POST", f"/api/runs/{int(run_id)}/cancel")["outcome"])
 
     def retry(self, run_id: int) -> ClientRun:
-        """Queue a new run like a finished one; returns the new run."""
+        """Queue a new run like a finished one; returns the new run (or, for a unique job whose
+        duplicate is active, that run, with ``existing``)."""
         answer = self._call("POST", f"/api/runs/{int(run_id)}/retry")
-        return ClientRun(self, {"id": answer["run_id"], "status": answer["status"], "retry_of": run_id})
+        return ClientRun(self, {"id": answer["run_id"], "status": answer["status"], "retry_of": run_id},
+                         message=answer.get("message") if answer.get("existing") else None)
 
     def list(self, job: str | None = None, status: str | Iterable[str] | None = None, limit: int = 50) -> list[ClientRun]:
         """Runs newest first (at most 200 per request: the API's page size limit)."""

@@ -79,11 +79,14 @@ def cancel(run_id: int, *, by: str | None = None, runtime: Runtime | None = None
 
 
 def retry(run_id: int, *, by: str | None = None, runtime: Runtime | None = None) -> Run:
-    """Enqueue a new run with the job, params and priority of a finished one; returns it."""
+    """Enqueue a new run with the job, params and priority of a finished one; returns it (for a
+    unique job whose duplicate is active, that run, with ``existing`` and ``message``)."""
     lexy = _runtime(runtime)
-    new_id = runs.retry(lexy.db, run_id, by=_actor(by))
-    audit.record(lexy.db, _actor(by), "run.retry", str(run_id), details={"run_id": new_id})
-    return Run(lexy, _json(lexy, [runs.get_run(lexy.db, new_id)])[0])
+    done = runs.submit_retry(lexy.db, run_id, by=_actor(by))
+    if done.existing is None:
+        audit.record(lexy.db, _actor(by), "run.retry", str(run_id), details={"run_id": done.run_id})
+    return Run(lexy, _json(lexy, [runs.get_run(lexy.db, done.run_id)])[0],
+               message=done.existing.message if done.existing else None)
 
 
 def prune(days: int | None = None, failed_days: int | None = None, *, dry_run: bool = False,

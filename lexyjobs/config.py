@@ -71,6 +71,7 @@ class Settings:
     smtp_password: str | None = None
     smtp_from: str = "lexyjobs@localhost"
     smtp_tls: str = "starttls"
+    idempotency_window: float = 24 * 3600.0
 
     def data_path(self) -> Path:
         """Where lexyjobs keeps its files (the secret key): LEXYJOBS_DATA_DIR, else the SQLite
@@ -139,10 +140,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "smtp_password": ("LEXYJOBS_SMTP_PASSWORD", "SMTP password"),
     "smtp_from": ("LEXYJOBS_SMTP_FROM", "sender address of email alerts"),
     "smtp_tls": ("LEXYJOBS_SMTP_TLS", "`starttls`, `ssl` or `none`"),
+    "idempotency_window": ("LEXYJOBS_IDEMPOTENCY_WINDOW", "how long an idempotency key (`Idempotency-Key` header, "
+                           "`key=`, `--key`) returns its job's first run instead of enqueueing another (default 24h)"),
 }
 
 DURATION_FIELDS = {"poll_interval", "heartbeat_interval", "stale_after", "shutdown_grace", "kill_grace",
-                   "http_idle_timeout"}
+                   "http_idle_timeout", "idempotency_window"}
 LIST_FIELDS = {"imports", "alert_email", "alert_events", "trusted_proxy_addresses"}
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 SQLITE_SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")  # OFF is refused: a crash could corrupt the database
@@ -250,6 +253,8 @@ def _check(settings: Settings) -> None:
         _refuse("alert_events", f"has '{unknown_events[0]}'; events are {', '.join(ALERT_EVENTS)}")
     if settings.alert_after_failures < 1:
         _refuse("alert_after_failures", "must be at least 1")
+    if settings.idempotency_window <= 0:
+        _refuse("idempotency_window", "must be more than 0 (e.g. 24h)")
     if settings.smtp_tls not in ("starttls", "ssl", "none"):
         _refuse("smtp_tls", "must be starttls, ssl or none")
     if settings.alert_email and not settings.smtp_host:

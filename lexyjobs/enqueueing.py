@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from lexyjobs import audit, runs
 from lexyjobs.db import utcnow
 from lexyjobs.errors import LexyjobsError
+from lexyjobs.flow.unique import EXISTING, idempotency_key, take_sqlite_write_lock
 from lexyjobs.handle import Run
 from lexyjobs.host_session import check_same_database, host_connection
 from lexyjobs.serialize import run_dict
@@ -41,12 +42,15 @@ class InvalidArgument(LexyjobsError):
 
 def enqueue(job: str | Callable[..., Any], params: Mapping[str, Any] | None = None, *, priority: int | None = None,
             run_at: datetime | None = None, delay: timedelta | float | None = None, session: Any = None,
-            by: str | None = None, runtime: Runtime | None = None) -> Run:
+            by: str | None = None, key: str | None = None, runtime: Runtime | None = None) -> Run:
     """Queue a run of ``job`` (a job name, or a ``@job`` function) with ``params``; returns its
     handle. ``priority`` 0–10 (default: the job's); ``run_at`` (a timezone-aware datetime) or
     ``delay`` (a timedelta or seconds) puts it off. ``session``: the host's SQLAlchemy Session or
     Connection on the same database, to enqueue inside its transaction. ``by`` names who asked
-    (audit actor ``code:<by>``, else ``code``)."""
+    (audit actor ``code:<by>``, else ``code``). ``key``: an idempotency key (1–200 printable
+    ASCII characters): a repeat for the same job within LEXYJOBS_IDEMPOTENCY_WINDOW returns the
+    first run (``existing`` is true) instead of a new one. A unique job's duplicate also returns
+    the run that is already there."""
     from lexyjobs.runtime import resolve
 
     runtime = runtime or resolve()
@@ -54,32 +58,43 @@ def enqueue(job: str | Callable[..., Any], params: Mapping[str, Any] | None = No
     if params is not None and not isinstance(params, Mapping):
         raise InvalidArgument("params", "must be a mapping of parameter values (or None)")
     actor = CODE_ACTOR if by is None else f"{CODE_ACTOR}:{by}"
+    key_of = None if key is None else idempotency_key(key, runtime.settings.idempotency_window)
     request = runs.RunRequest(name, params, priority=priority, scheduled_for=due_time(run_at, delay),
-                              trigger="api", created_by=actor)
+                              trigger="api", created_by=actor, key=key_of)
     prepare_once(runtime)
     db = runtime.db
     if session is None:
         with db.write() as own:
             row = _insert(own, request, actor)
-            db.enqueued(own)
-        return Run(runtime, run_dict_of(row))
+            if EXISTING not in row:
+                db.enqueued(own)
+        return _handle(runtime, row)
     conn, host = host_connection(session)
     check_same_database(conn, db)
     with Session(bind=conn) as ours:  # joins the host's transaction; closing it leaves that open
+        if db.is_sqlite:
+            take_sqlite_write_lock(ours)  # before our first read (see there)
         row = _insert(ours, request, actor)
         ours.flush()
-        if host is None:
+        if host is None and EXISTING not in row:
             db.enqueued(ours)  # only its NOTIFY matters: this session never commits (see host_session)
-    if host is not None:
+    if host is not None and EXISTING not in row:
         db.enqueued(host)  # NOTIFY in the host's transaction; local workers woken after its commit
-    return Run(runtime, run_dict_of(row))
+    return _handle(runtime, row)
 
 
 def _insert(session: Session, request: runs.RunRequest, actor: str) -> dict[str, Any]:
     now = utcnow()
     row = runs.insert_requests(session, [request], now=now)[0]
-    session.add(audit.entry(actor, "run.create", request.job, details={"run_id": row["id"]}, at=now))
+    if EXISTING not in row:  # an existing run answered: nothing was created
+        session.add(audit.entry(actor, "run.create", request.job, details={"run_id": row["id"]}, at=now))
     return row
+
+
+def _handle(runtime: Runtime, row: Mapping[str, Any]) -> Run:
+    existing = row.get(EXISTING)
+    return Run(runtime, run_dict_of({k: v for k, v in row.items() if k != EXISTING}),
+               message=existing.message if existing else None)
 
 
 def job_name(job: str | Callable[..., Any]) -> str:

@@ -28,9 +28,22 @@ class Run:
     """One run of a job, as last read. ``status`` and the rest are the snapshot's; ``refresh()``
     reads the run again, ``wait()`` until it finishes."""
 
-    def __init__(self, runtime: Runtime, data: Mapping[str, Any]) -> None:
+    def __init__(self, runtime: Runtime, data: Mapping[str, Any], *, message: str | None = None) -> None:
         self._runtime = runtime
         self._data: dict[str, Any] = dict(data)
+        self._message = message
+
+    @property
+    def existing(self) -> bool:
+        """True when ``enqueue``/``retry`` returned a run that was already there instead of a new
+        one (same idempotency key, or a unique job's duplicate); ``message`` says which."""
+        return self._message is not None
+
+    @property
+    def message(self) -> str | None:
+        """With ``existing``: why no new run was made, e.g. "run 12 of job crawl is already
+        queued with the same site_id=4; not enqueued again"."""
+        return self._message
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.job} {self.status}>"
@@ -121,7 +134,8 @@ class Run:
         return outcome
 
     def retry(self, *, by: str | None = None) -> Run:
-        """Enqueue a new run with the same job and params (it must have finished); returns it."""
+        """Enqueue a new run with the same job and params (it must have finished); returns it (for
+        a unique job whose duplicate is active, that run, with ``existing``)."""
         from lexyjobs import code_api
 
         return code_api.retry(self.id, by=by, runtime=self._runtime)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from lexyjobs import cancels, children, pipelines, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job
+from lexyjobs.flow import unique
 from lexyjobs.flow.spec import RateLimit, flow_columns
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, LexyjobsError, RunNotFound, TransitionConflict
 from lexyjobs.models import Run
@@ -39,31 +40,59 @@ class RunRequest:
     parent_run_id: int | None = None
     retry_of: int | None = None
     fire_key: str | None = None
+    key: unique.IdempotencyKey | None = None  # Idempotency-Key: a repeat returns the first run
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What an enqueue gave: a new run, or (``existing`` set) the run that answered for it
+    (same idempotency key, or a duplicate of a unique job's active run: ``lexyjobs.flow.unique``)."""
+
+    run_id: int
+    existing: unique.Existing | None = None
 
 
 def enqueue(db: Database, job: str, params: Mapping[str, Any] | None = None, **options: Any) -> int:
-    """Validate and enqueue one run; returns its id. See ``RunRequest`` for the options."""
+    """Validate and enqueue one run; returns its id (an existing run's for a duplicate, see
+    ``submit``). See ``RunRequest`` for the options."""
     return enqueue_many(db, [RunRequest(job, params, **options)])[0]
+
+
+def submit(db: Database, job: str, params: Mapping[str, Any] | None = None, **options: Any) -> Enqueued:
+    """``enqueue`` saying whether an existing run answered instead of a new one."""
+    return submit_many(db, [RunRequest(job, params, **options)])[0]
 
 
 def enqueue_many(db: Database, requests: Sequence[RunRequest], *, now: datetime | None = None) -> list[int]:
     """Validate and enqueue runs in one transaction (all or nothing); returns their ids.
     Raises JobNotFound, InvalidParams or LexyjobsError before anything is written."""
+    return [done.run_id for done in submit_many(db, requests, now=now)]
+
+
+def submit_many(db: Database, requests: Sequence[RunRequest], *, now: datetime | None = None) -> list[Enqueued]:
+    """``enqueue_many`` saying, per request, whether an existing run answered for it."""
     with db.write() as session:
         rows = insert_requests(session, requests, now=now or utcnow())
-        db.enqueued(session)
-    return [row["id"] for row in rows]
+        if any(unique.EXISTING not in row for row in rows):
+            db.enqueued(session)
+    return [Enqueued(row["id"], row.get(unique.EXISTING)) for row in rows]
 
 
 def insert_requests(session: Session, requests: Sequence[RunRequest], *, now: datetime) -> list[dict[str, Any]]:
     """Validate ``requests`` and insert their runs in ``session``'s transaction; returns their
-    rows with their ``id``. The caller commits and wakes workers (``Database.enqueued``);
+    rows with their ``id``; where an earlier run answers for a request (same idempotency key,
+    a unique job's duplicate) that run's row with ``existing`` instead. The caller commits and
+    wakes workers (``Database.enqueued``);
     ``lexyjobs.enqueueing`` uses it inside a host application's transaction too."""
     jobs = store.active_jobs(session)
     definitions = _definitions(jobs, {r.job for r in requests})
     upstreams = {u for job in jobs.values() for u in job.spec.get("depends_on") or ()}
     named = store.named_limits(session) if any(d.flow.limits for d in definitions.values()) else None
     rows = [run_row(definitions[r.job], _start_pipeline(r, upstreams), now, named) for r in requests]
+    if any(r.key for r in requests) or any(row["unique_key"] for row in rows):
+        # a repeated key or a unique job's duplicate: the earlier run answers (row["existing"])
+        uniques = {name: (d.flow.unique or (), d.flow.unique_while) for name, d in definitions.items()}
+        return unique.insert_once(session, rows, [r.key for r in requests], uniques, now=now)
     return [{**row, "id": run_id} for row, run_id in zip(rows, store.insert_runs(session, rows))]
 
 
@@ -167,13 +196,20 @@ RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELED, RunStatus.SUCCEEDED
 
 
 def retry(db: Database, run_id: int, *, by: str | None = None, trigger: str = "retry") -> int:
-    """Enqueue a new run with the same job and params as a finished one; returns the new id."""
+    """Enqueue a new run with the same job and params as a finished one; returns the new id
+    (see ``submit_retry``)."""
+    return submit_retry(db, run_id, by=by, trigger=trigger).run_id
+
+
+def submit_retry(db: Database, run_id: int, *, by: str | None = None, trigger: str = "retry") -> Enqueued:
+    """``retry`` saying whether an existing run answered: for a unique job whose duplicate is
+    active meanwhile, that run does (``Enqueued.existing``), and no new run is made."""
     run = get_run(db, run_id)
     if run.status not in RETRYABLE:
         raise Conflict(f"run {run_id} is {run.status}; only finished runs can be retried",
                        details={"run_id": run_id, "status": run.status})
-    return enqueue(db, run.job_name, run.params, priority=run.priority, trigger=trigger, created_by=by,
-                   retry_of=run.id, pipeline_id=run.pipeline_id)
+    return submit(db, run.job_name, run.params, priority=run.priority, trigger=trigger, created_by=by,
+                  retry_of=run.id, pipeline_id=run.pipeline_id)
 
 
 def cancel_many(db: Database, ids: Sequence[int], *, by: str) -> tuple[int, int]:
@@ -195,24 +231,25 @@ def cancel_many(db: Database, ids: Sequence[int], *, by: str) -> tuple[int, int]
 
 def retry_many(db: Database, ids: Sequence[int], *, by: str) -> int:
     """Enqueue retries of the finished runs among ``ids`` in one transaction; if one of them
-    cannot be enqueued (job deleted, params no longer valid), the others go one by one."""
+    cannot be enqueued (job deleted, params no longer valid), the others go one by one. Returns
+    how many new runs there are (a unique job's duplicate of an active run is not one)."""
     with db.read() as session:
         found = [run for run in (store.get_run(session, run_id) for run_id in ids) if run is not None]
     requests = [RunRequest(run.job_name, run.params, priority=run.priority, trigger="retry", created_by=by,
                                 retry_of=run.id, pipeline_id=run.pipeline_id)
                 for run in found if run.status in RETRYABLE]
     try:
-        return len(enqueue_many(db, requests)) if requests else 0
+        return sum(done.existing is None for done in submit_many(db, requests)) if requests else 0
     except LexyjobsError:
         return sum(_enqueue_or_skip(db, request) for request in requests)
 
 
 def _enqueue_or_skip(db: Database, request: RunRequest) -> int:
     try:
-        enqueue_many(db, [request])
+        [done] = submit_many(db, [request])
     except LexyjobsError:
         return 0
-    return 1
+    return int(done.existing is None)
 
 
 GROUP_END_WAIT = 3.0  # seconds a rescue waits for a dead worker's job process group to be gone

@@ -12,7 +12,9 @@ What a fire records (``Scheduler.fire``):
   recorded as one skipped entry. Nothing is dropped silently.
 - while an earlier run of the job is queued or running, the job's ``overlap`` policy applies:
   ``queue`` enqueues anyway (``max_concurrency`` makes it wait), ``skip`` records a skipped
-  entry naming the run, ``replace`` cancels the older run(s) and enqueues.
+  entry naming the run, ``replace`` cancels the older run(s) and enqueues;
+- a ``unique`` job whose duplicate is queued (or running, with ``unique_while = "active"``):
+  a skipped entry naming that run (``lexyjobs.flow.unique``).
 
 Each timer remembers the job version it was built from: a restart leaves the timers of unchanged
 jobs alone (so fires missed while down are seen), while an edit, pause or resume is applied by
@@ -47,6 +49,7 @@ from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import Conflict, LexyjobsError, RunNotFound
 from lexyjobs.failures import FailureLog, failure_log
+from lexyjobs.flow.unique import Existing
 from lexyjobs.models import Job
 from lexyjobs.states import RunStatus
 
@@ -380,11 +383,15 @@ class Scheduler:
                                     "event": "overlap", "fires": len(group), "fire_at": group[-1].isoformat()})
                 return
         try:
-            run_id = runs.enqueue_many(self.db, [runs.RunRequest(name, trigger="schedule", created_by=self._created_by,
-                                                                 fire_key=key)], now=now)[0]
+            [done] = runs.submit_many(self.db, [runs.RunRequest(name, trigger="schedule", created_by=self._created_by,
+                                                                fire_key=key)], now=now)
         except IntegrityError:
             outcome.duplicates += 1  # another process recorded this fire first
             return
+        if done.existing is not None:  # a unique job whose duplicate is queued/running: recorded as skipped
+            self._record_unique_skip(name, done.existing, group[-1], key, note, now, outcome)
+            return
+        run_id = done.run_id
         outcome.queued.append(run_id)
         log.info("scheduler: job %s fired at %s -> run %s%s", name, group[-1].isoformat(), run_id,
                  f" ({len(group)} fires coalesced)" if len(group) > 1 else "",
@@ -405,6 +412,22 @@ class Scheduler:
                              run_id, extra={"job": name, "run_id": run, "event": "replaced", "replaced_by": run_id})
                 except (Conflict, RunNotFound):
                     pass  # it finished meanwhile
+
+    def _record_unique_skip(self, name: str, existing: Existing, at: datetime, key: str, note: str | None,
+                            now: datetime | None, outcome: FireOutcome) -> None:
+        """Record a fire of a ``unique`` job that found its duplicate active as a skipped run
+        saying which run holds it (another process recording the same fire: a duplicate)."""
+        reason = f"{existing.reason} (unique)" + (f"; this fire {note}" if note else "")
+        try:
+            outcome.skipped.append(runs.record_not_run(
+                self.db, name, RunStatus.SKIPPED, reason=reason, trigger="schedule", now=now, fire_key=key,
+                scheduled_for=at, created_by=self._created_by))
+        except IntegrityError:
+            outcome.duplicates += 1
+            return
+        log.info("scheduler: job %s fire at %s skipped: %s", name, at.isoformat(), reason,
+                 extra={"job": name, "run_id": outcome.skipped[-1], "status": "skipped", "event": "unique",
+                        "fire_at": at.isoformat(), "existing_run_id": existing.run_id})
 
     @property
     def _created_by(self) -> str:

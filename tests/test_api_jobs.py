@@ -287,7 +287,8 @@ def test_running_a_job_enqueues_an_api_run_and_answers_where_to_follow_it(api_cl
     make_job("on-demand")
     response = api_client.post("/api/jobs/on-demand/run", role="operator")
     accepted = api_client.ok(response, 202)
-    assert set(accepted) == {"run_id", "status", "status_url"} and accepted["status"] == "queued"
+    assert set(accepted) == {"run_id", "status", "status_url", "existing"} and accepted["status"] == "queued"
+    assert accepted["existing"] is False
     assert accepted["status_url"] == f"/api/runs/{accepted['run_id']}" == response.headers["Location"]
     run = api_client.ok(api_client.get(accepted["status_url"], role="viewer"))
     assert (run["id"], run["status"], run["trigger"], run["created_by"]) == (

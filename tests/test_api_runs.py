@@ -220,7 +220,8 @@ def test_retrying_a_failed_run_enqueues_a_new_one(api_client: ApiClient, lj: Run
     response = api_client.post(f"/api/runs/{run_id}/retry", role="operator")
     accepted = api_client.ok(response, 202)
     new_id = accepted["run_id"]
-    assert accepted == {"run_id": new_id, "status": "queued", "status_url": f"/api/runs/{new_id}", "retry_of": run_id}
+    assert accepted == {"run_id": new_id, "status": "queued", "status_url": f"/api/runs/{new_id}", "retry_of": run_id,
+                        "existing": False}
     assert response.headers["Location"] == accepted["status_url"]
     new = runs.get_run(lj.db, new_id)
     assert (new.status, new.trigger, new.created_by, new.retry_of, new.params, new.priority) == (

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 from flask import request
 
 from lexyjobs.errors import LexyjobsError
+from lexyjobs.flow.unique import IdempotencyKey, idempotency_key
 
 MAX_LIMIT = 200
 MAX_TEXT = 200  # characters of a text query argument
@@ -186,3 +187,13 @@ def page_and_limit(default_limit: int = 50) -> tuple[int, int]:
 
 def pagination(page: int, limit: int, total: int) -> dict[str, int]:
     return {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_header(window: float) -> IdempotencyKey | None:
+    """The request's ``Idempotency-Key``, validated (422 naming the header), or None."""
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    return None if raw is None else idempotency_key(raw, window, field=IDEMPOTENCY_HEADER)
+

@@ -7,7 +7,8 @@ from flask import Response, jsonify, url_for
 
 from lexyjobs import actions, load_problems, queries, store
 from lexyjobs.api import bp
-from lexyjobs.api.inputs import InvalidInput, json_object, query_bool, query_choice, query_text
+from lexyjobs.api.inputs import InvalidInput, idempotency_header, json_object, query_bool, \
+    query_choice, query_text
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import SOURCES, InvalidDefinition, definition_from_job, parse_run_at
 from lexyjobs.errors import JobNotFound
@@ -15,6 +16,7 @@ from lexyjobs.guard import actor
 from lexyjobs.health import jobs_health
 from lexyjobs.kinds import KIND_NAMES
 from lexyjobs.queries import RunFilter
+from lexyjobs.runs import Enqueued
 from lexyjobs.runtime import current
 from lexyjobs.serialize import job_dict
 
@@ -107,9 +109,21 @@ def run_job(name: str) -> tuple[Response, int, dict[str, str]]:
             scheduled_for = parse_run_at(body["run_at"], definition.timezone)
         except ValueError as exc:
             raise InvalidInput("run_at", str(exc)) from None
-    run_id = actions.run_job(lexy.db, actor(), name, params, priority=priority, scheduled_for=scheduled_for)
-    status_url = url_for("lexyjobs.api.get_run", run_id=run_id)
-    return jsonify(run_id=run_id, status="queued", status_url=status_url), 202, {"Location": status_url}
+    key = idempotency_header(lexy.settings.idempotency_window)
+    done = actions.run_job(lexy.db, actor(), name, params, priority=priority, scheduled_for=scheduled_for, key=key)
+    return enqueued_response(done)
+
+
+def enqueued_response(done: Enqueued, **extra: object) -> tuple[Response, int, dict[str, str]]:
+    """202 with the new run, or 200 with the run that answered instead (``existing: true`` and
+    the ``message`` saying why), as the OpenAPI document's ``Accepted`` says."""
+    status_url = url_for("lexyjobs.api.get_run", run_id=done.run_id)
+    if done.existing is None:
+        body = jsonify(run_id=done.run_id, status="queued", status_url=status_url, existing=False, **extra)
+        return body, 202, {"Location": status_url}
+    found = done.existing
+    return (jsonify(run_id=done.run_id, status=found.status, status_url=status_url, existing=True,
+                    message=found.message, **extra), 200, {"Location": status_url})
 
 
 @bp.post("/jobs/<job_name:name>/pause")

@@ -63,6 +63,20 @@ RUN = {
     "parent_run_id": _nullable(INTEGER),
     "waiting_for": _nullable(_ref("WaitingFor"))}
 
+EXISTING = {  # an enqueue answered by a run that was already there (lexyjobs.flow.unique)
+    "existing": {"type": "boolean", "description": "true (status 200): no run was created; `run_id` is the run "
+                                                   "that answers for this request: the first one with the same "
+                                                   "Idempotency-Key, or the queued/running duplicate of a unique "
+                                                   "job. false (status 202): a new run"},
+    "message": {"type": "string", "description": "with existing: why, e.g. \"run 12 of job crawl is already "
+                                                 "queued with the same site_id=4; not enqueued again\""}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]([ -~]*[!-~])?$"},
+    "description": "1–200 printable ASCII characters (e.g. a UUID). The same key for the same job within "
+                   "LEXYJOBS_IDEMPOTENCY_WINDOW (default 24h) answers 200 with the first run (`existing: true`) "
+                   "instead of creating another; with other params it is refused (422 idempotency_key_reused)"}
+
 SCHEMAS: dict[str, Any] = {
     **job_schemas(),
     "Error": _object({"error": _object({"code": STRING, "message": STRING, "details": ANY})}),
@@ -85,7 +99,8 @@ SCHEMAS: dict[str, Any] = {
                                                 "description": "ISO 8601; an offset-less time is also taken, in the "
                                                                "job's timezone; null or left out: now"})},
                           required=[]),
-    "Accepted": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING}),
+    "Accepted": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING, **EXISTING},
+                        required=["run_id", "status", "status_url", "existing"]),
     "Run": _object(RUN),
     "WaitingFor": {**_object({
         "reason": {"enum": list(WAITING_REASONS)}, "until": _nullable(TIME), "message": STRING, "queue": STRING,
@@ -104,7 +119,8 @@ SCHEMAS: dict[str, Any] = {
                         "stats": STATUS_COUNTS}),
     "CancelResult": _object({"run_id": INTEGER, "status": STRING, "outcome": {"enum": ["canceled", "cancel requested"]},
                              "message": STRING, "status_url": STRING}),
-    "RetryResult": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING, "retry_of": INTEGER}),
+    "RetryResult": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING, "retry_of": INTEGER,
+                            **EXISTING}, required=["run_id", "status", "status_url", "retry_of", "existing"]),
     "Log": _object({"run_id": INTEGER, "text": STRING, "next_offset": INTEGER, "trimmed": INTEGER, "finished": BOOLEAN}),
     "Stats": _object({
         "runs": STATUS_COUNTS,
@@ -215,7 +231,8 @@ def document() -> dict[str, Any]:
                           errors="401 403 404 409"),
         },
         "/api/jobs/{name}/run": {"post": _op("Run now (or at run_at)", "202", "Accepted", body="RunRequest",
-                                             params=job, role="operator", errors=WRITE, required_body=False)},
+                                             params=job + [IDEMPOTENCY_KEY], role="operator", errors=WRITE,
+                                             required_body=False)},
         "/api/jobs/{name}/pause": {"post": _op("Pause the schedule", "200", "Job", params=job, role="operator",
                                                errors="401 403 404")},
         "/api/jobs/{name}/resume": {"post": _op("Resume the schedule", "200", "Job", params=job, role="operator",
@@ -249,6 +266,15 @@ def document() -> dict[str, Any]:
         "/api/me": {"get": _op("Who the token belongs to", "200", "Me", errors="401")},
         "/api/openapi.json": {"get": _op("This document", "200", None, errors="401")},
     }
+    paths["/api/jobs/{name}/run"]["post"]["responses"]["200"] = {
+        "description": "no new run: an existing one answers (`existing: true`, `message` says why): the same "
+                       "Idempotency-Key was used for this job within LEXYJOBS_IDEMPOTENCY_WINDOW, or the job is "
+                       "`unique` and a duplicate is queued (or running)",
+        "content": {"application/json": {"schema": _ref("Accepted")}}}
+    paths["/api/runs/{run_id}/retry"]["post"]["responses"]["200"] = {
+        "description": "no new run: the job is `unique` and a duplicate is queued (or running); `run_id` is "
+                       "that run (`existing: true`, `message` says why)",
+        "content": {"application/json": {"schema": _ref("RetryResult")}}}
     paths["/api/runs/{run_id}/cancel"]["post"]["responses"]["202"] = {
         "description": "a running run was asked to stop (a run event records who asked): its worker stops it "
                        "and it ends canceled, or, if it finished first, it keeps its outcome and its "

@@ -5,6 +5,7 @@ from flask import Response, jsonify, url_for
 
 from lexyjobs import actions, cancels, queries, runs, store
 from lexyjobs.api import bp
+from lexyjobs.api.jobs import enqueued_response
 from lexyjobs.api.inputs import json_object, page_and_limit, pagination, query_choices, query_datetime, query_int, query_text
 from lexyjobs.db import utcnow
 from lexyjobs.flow.waiting import waiting_dicts
@@ -66,9 +67,7 @@ def cancel_run(run_id: int) -> tuple[Response, int]:
 @bp.post("/runs/<run_id:run_id>/retry")
 def retry_run(run_id: int) -> tuple[Response, int, dict[str, str]]:
     json_object((), optional=True)
-    new_id = actions.retry_run(current().db, actor(), run_id)
-    status_url = url_for("lexyjobs.api.get_run", run_id=new_id)
-    return jsonify(run_id=new_id, status="queued", status_url=status_url, retry_of=run_id), 202, {"Location": status_url}
+    return enqueued_response(actions.retry_run(current().db, actor(), run_id), retry_of=run_id)
 
 
 @bp.get("/runs/<run_id:run_id>/log")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Sequence
 
-from flask import Response, redirect, render_template, url_for
+from flask import Response, flash, redirect, render_template, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -66,8 +66,10 @@ def job_detail(name: str) -> str | Response:
 @bp.post("/jobs/<job_name:name>/run-pipeline")
 def job_run_pipeline(name: str) -> BaseResponse:
     """Start a pipeline here, then show its first run (htmx: ``HX-Redirect``)."""
-    run_id = actions.run_pipeline_from(current().db, actor(), name)
-    target = url_for("lexyjobs.panel.run_detail", run_id=run_id)
+    done = actions.run_pipeline_from(current().db, actor(), name)
+    if done.existing:  # a unique job's duplicate is active: no pipeline started
+        flash(done.existing.message)
+    target = url_for("lexyjobs.panel.run_detail", run_id=done.run_id)
     if wants_partial():
         return Response(status=204, headers={"HX-Redirect": target})
     return redirect(target, code=303)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from flask import Response, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import actions, load_problems, queries, runs
@@ -91,18 +91,20 @@ def run_form(name: str) -> str | BaseResponse | tuple[str, int]:
     priority, run_at = request.form.get("priority", "").strip(), request.form.get("run_at", "").strip()
     errors: dict[str, str] = {}
     priority_value, when = _priority(priority, errors), _run_at(run_at, definition, errors)
-    run_id = None
+    done = None
     if not errors:
         try:
-            run_id = actions.run_job(current().db, actor(), name, {k: v for k, v in values.items() if v is not None},
-                                     priority=priority_value, scheduled_for=when, trigger="manual",
-                                     params_from_strings=True)
+            done = actions.run_job(current().db, actor(), name, {k: v for k, v in values.items() if v is not None},
+                                   priority=priority_value, scheduled_for=when, trigger="manual",
+                                   params_from_strings=True)
         except InvalidParams as exc:
             errors.update(exc.errors)
-    if run_id is None:
+    if done is None:
         return render_template("lexyjobs/run_form.html", definition=definition, values=values, errors=errors,
                                priority=priority, run_at=run_at), 422
-    target = url_for("lexyjobs.panel.run_detail", run_id=run_id)
+    if done.existing:  # a unique job's duplicate: its run's page says so
+        flash(done.existing.message)
+    target = url_for("lexyjobs.panel.run_detail", run_id=done.run_id)
     if wants_partial():
         return Response(status=204, headers={"HX-Redirect": target})
     return redirect(target)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable, TypeVar
 
-from flask import Response, redirect, render_template, url_for
+from flask import Response, flash, redirect, render_template, url_for
 from sqlalchemy.orm import Session
 
 from lexyjobs import actions, cancels, queries, store
@@ -70,10 +70,12 @@ def run_cancel(run_id: int) -> str | Response:
 @bp.post("/runs/<run_id:run_id>/retry")
 def run_retry(run_id: int) -> str | Response:
     """Retry, then go to the new run's page (htmx: ``HX-Redirect``)."""
-    new_id, notice = _attempt(lambda: actions.retry_run(current().db, actor(), run_id))
-    if new_id is None:
+    done, notice = _attempt(lambda: actions.retry_run(current().db, actor(), run_id))
+    if done is None:
         return _after_action(run_id, notice)
-    target = url_for("lexyjobs.panel.run_detail", run_id=new_id)
+    if done.existing:  # a unique job's duplicate is active: go there, saying so
+        flash(done.existing.message)
+    target = url_for("lexyjobs.panel.run_detail", run_id=done.run_id)
     if wants_partial():
         return Response(status=200, headers={"HX-Redirect": target})
     return redirect(target, code=303)  # type: ignore[return-value]

@@ -79,8 +79,9 @@ def set_paused(session: Session, name: str, paused: bool, *, by: str, now: datet
 
 
 def known_queues(session: Session, *, now: datetime, stale_after: float) -> list[str]:
-    """Every queue lexyjobs knows of: of job definitions, of queued or running runs, of the
-    ``queues`` table and of live workers' ``LEXYJOBS_QUEUES``. Sorted, ``default`` first."""
+    """Every queue lexyjobs knows of: ``default``, and those of job definitions, of queued or
+    running runs (or runs finished within THROUGHPUT_WINDOW), of the ``queues`` table and of live
+    workers' ``LEXYJOBS_QUEUES``. Sorted, ``default`` first."""
     return [info.name for info in overview(session, now=now, stale_after=stale_after)]
 
 
@@ -95,6 +96,7 @@ def overview(session: Session, *, now: datetime, stale_after: float) -> list[Que
         item.name = name
         return item
 
+    info(DEFAULT_QUEUE)  # always known: where every job's runs go unless it names another
     for spec in session.scalars(select(Job.spec).where(Job.archived.is_(False))):
         info(_queue_of(spec)).jobs += 1
     for row in session.execute(select(QUEUES)):
@@ -116,8 +118,6 @@ def overview(session: Session, *, now: datetime, stale_after: float) -> list[Que
     everywhere = [worker for worker, served in live if served is None]
     for item in found.values():
         item.workers = sorted(item.workers + [(worker, None) for worker in everywhere])
-    if not found:
-        info(DEFAULT_QUEUE).workers = [(worker, None) for worker in everywhere]
     return sorted(found.values(), key=lambda q: (q.name != DEFAULT_QUEUE, q.name))
 
 

@@ -5,6 +5,8 @@ Also here: pausing or resuming every job of a category (the buttons of the jobs 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
+from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
@@ -25,19 +27,21 @@ def queues() -> str | Response:
     lexy, now = current(), utcnow()
     with lexy.db.read() as session:
         found = queue_state.overview(session, now=now, stale_after=lexy.settings.stale_after)
-    rows = [q.as_dict(now) for q in found]
-    stamp = _stamp(rows)
+    stamp = _stamp(found)
     if unchanged(stamp):
         return no_change()
-    return render("lexyjobs/queues.html", "lexyjobs/_partials/_queues_live.html", queues=rows, stamp=stamp,
-                  window_minutes=int(queue_state.THROUGHPUT_WINDOW.total_seconds() // 60))
+    return render("lexyjobs/queues.html", "lexyjobs/_partials/_queues_live.html", **_context(found, now, stamp))
 
 
-def _stamp(rows: list[dict[str, object]]) -> str:
-    """Changes with anything the table shows but the waits, which grow every second by themselves
-    (shown relative to the due time; a change of the oldest run changes its due time)."""
-    parts = [{k: v for k, v in row.items() if k != "oldest_wait_seconds"} for row in rows]
-    return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
+def _context(found: list[queue_state.QueueInfo], now: datetime, stamp: str) -> dict[str, Any]:
+    return {"queues": found, "now": now, "stamp": stamp,
+            "window_minutes": int(queue_state.THROUGHPUT_WINDOW.total_seconds() // 60)}
+
+
+def _stamp(found: list[queue_state.QueueInfo]) -> str:
+    """Changes with anything the table shows but the waits, which grow by themselves (a new oldest
+    run changes its due time, which is in the stamp)."""
+    return hashlib.sha1(repr(found).encode()).hexdigest()[:16]
 
 
 @bp.post("/queues/<queue_name:name>/pause")
@@ -59,9 +63,7 @@ def _set_queue(name: str, paused: bool) -> str | BaseResponse:
     now = utcnow()
     with lexy.db.read() as session:
         found = queue_state.overview(session, now=now, stale_after=lexy.settings.stale_after)
-    rows = [q.as_dict(now) for q in found]
-    return render_template("lexyjobs/_partials/_queues_live.html", queues=rows, stamp=_stamp(rows),
-                           window_minutes=int(queue_state.THROUGHPUT_WINDOW.total_seconds() // 60))
+    return render_template("lexyjobs/_partials/_queues_live.html", **_context(found, now, _stamp(found)))
 
 
 @bp.post("/categories/<path:category>/pause")

@@ -16,6 +16,7 @@ from lexyjobs.db import utcnow
 from lexyjobs.flow import queue_state
 from lexyjobs.guard import actor
 from lexyjobs.panel import bp
+from lexyjobs.panel.formatting import relative, short_duration
 from lexyjobs.panel.htmx import no_change, render, unchanged, wants_partial
 from lexyjobs.redirects import safe_next
 from lexyjobs.runtime import current
@@ -27,7 +28,7 @@ def queues() -> str | Response:
     lexy, now = current(), utcnow()
     with lexy.db.read() as session:
         found = queue_state.overview(session, now=now, stale_after=lexy.settings.stale_after)
-    stamp = _stamp(found)
+    stamp = _stamp(found, now)
     if unchanged(stamp):
         return no_change()
     return render("lexyjobs/queues.html", "lexyjobs/_partials/_queues_live.html", **_context(found, now, stamp))
@@ -38,10 +39,11 @@ def _context(found: list[queue_state.QueueInfo], now: datetime, stamp: str) -> d
             "window_minutes": int(queue_state.THROUGHPUT_WINDOW.total_seconds() // 60)}
 
 
-def _stamp(found: list[queue_state.QueueInfo]) -> str:
-    """Changes with anything the table shows but the waits, which grow by themselves (a new oldest
-    run changes its due time, which is in the stamp)."""
-    return hashlib.sha1(repr(found).encode()).hexdigest()[:16]
+def _stamp(found: list[queue_state.QueueInfo], now: datetime) -> str:
+    """Changes with anything the table shows, times as they read (a wait of ``4 s``, paused ``2 min
+    ago``): while runs wait the table refreshes as their wait grows; an idle one answers 204."""
+    times = [(short_duration(q.oldest_wait(now)), relative(q.paused_at, now)) for q in found]
+    return hashlib.sha1(repr((found, times)).encode()).hexdigest()[:16]
 
 
 @bp.post("/queues/<queue_name:name>/pause")
@@ -63,7 +65,7 @@ def _set_queue(name: str, paused: bool) -> str | BaseResponse:
     now = utcnow()
     with lexy.db.read() as session:
         found = queue_state.overview(session, now=now, stale_after=lexy.settings.stale_after)
-    return render_template("lexyjobs/_partials/_queues_live.html", **_context(found, now, _stamp(found)))
+    return render_template("lexyjobs/_partials/_queues_live.html", **_context(found, now, _stamp(found, now)))
 
 
 @bp.post("/categories/<path:category>/pause")

@@ -19,6 +19,8 @@ from lexyjobs.runtime import Runtime
 from sqlalchemy import select
 
 MakeJob = Callable[..., str]
+ROUTES = {("GET", "/api/queues"), ("POST", "/api/queues/{name}/pause"), ("POST", "/api/queues/{name}/resume"),
+          ("POST", "/api/categories/{category}/pause"), ("POST", "/api/categories/{category}/resume")}
 
 
 def audit_rows(db: Database, prefix: str) -> list[tuple[str, str, str | None, Any]]:

@@ -149,3 +149,16 @@ def test_the_jobs_page_pauses_and_resumes_a_whole_category(panel_as: PanelAs, db
     assert operator.post("/categories/Metrics/resume", csrf=False).status_code == 403
     assert operator.post("/categories/Nothing/resume").status_code == 404
     assert 'action="/categories/' not in text(panel_as("viewer").get("/jobs"))
+
+
+def test_the_workers_page_says_which_queues_a_worker_serves(panel_as: PanelAs, db: Database) -> None:
+    now = utcnow()
+    with db.write() as session:
+        workers.register(session, workers.Registration("gpu-box:7", "gpu-box", 7, "1", 4, now, ("ai:2", "default")),
+                         now=now)
+        workers.register(session, workers.Registration("all:8", "box", 8, "1", 4, now), now=now)
+    html = text(panel_as("viewer").get("/workers"))
+    gpu = re.search(r"<tr><td><code>gpu-box:7</code>.*?</td>", html, re.DOTALL)
+    every = re.search(r"<tr><td><code>all:8</code>.*?</td>", html, re.DOTALL)
+    assert gpu and "queues ai:2, default" in gpu.group(0)
+    assert every and "queues" not in every.group(0)  # every queue: nothing to say

@@ -101,11 +101,11 @@ def set_queue_paused(db: Database, actor: Actor, name: str, paused: bool, *, sta
     otherwise, so a typo does not pause nothing. Returns whether the state changed."""
     actor.require("operator")
     now = utcnow()
-    with db.write() as session:
+    with db.read() as session:  # outside the write: SQLite's one write lock is held only to write
         known = queue_state.known_queues(session, now=now, stale_after=stale_after)
-        if name not in known:
-            raise NotFound(f"no queue named '{name}' (queues: {', '.join(known)})",
-                           details={"queue": name, "queues": known})
+    if name not in known:
+        raise NotFound(f"no queue named '{name}' (queues: {', '.join(known)})", details={"queue": name, "queues": known})
+    with db.write() as session:
         changed = queue_state.set_paused(session, name, paused, by=actor.identity.actor, now=now)
         if changed and not paused:
             db.enqueued(session)  # idle workers claim now, here and in other processes

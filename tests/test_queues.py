@@ -274,3 +274,25 @@ def test_the_overview_counts_each_queue_from_jobs_runs_table_and_workers(db, mak
     assert (default.queued, default.finished_recently, default.per_minute, default.workers) == (0, 2, 0.4, [("all", None)])
     assert (batch.jobs, batch.queued, batch.workers) == (0, 0, [("all", None), ("gpu", None)])
     assert runs.get_run(db, later).queue == "ai"
+
+
+def test_two_operators_pausing_a_queue_at_once_change_it_once(db, make_job) -> None:
+    make_job("llm", queue="ai")
+    results: list[Any] = []
+    barrier = threading.Barrier(4)
+
+    def pause_now() -> None:
+        barrier.wait()
+        try:
+            results.append(pause(db, "ai"))
+        except Exception as exc:  # the failure this test guards against: reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=pause_now) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results, key=str) == [False, False, False, True]
+    with db.read() as session:
+        assert session.scalars(select(QueueState)).all()[0].paused

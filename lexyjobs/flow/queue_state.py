@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, select, union_all
+from sqlalchemy import Table, bindparam, case, func, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from lexyjobs.flow.spec import DEFAULT_QUEUE
@@ -66,16 +68,20 @@ class QueueInfo:
 
 def set_paused(session: Session, name: str, paused: bool, *, by: str, now: datetime) -> bool:
     """Pause or resume queue ``name``: a pause records when and by whom, a resume clears both.
-    Returns whether the state changed (pausing a paused queue keeps its first pause's time)."""
-    current = session.get(QueueState, name)
+    Returns whether the state changed (pausing a paused queue keeps its first pause's time).
+    Two operators at once: the row is created tolerating the other's insert, then locked, so the
+    second sees the first's change (and returns False) instead of failing."""
+    locked = select(QUEUES.c.paused).where(QUEUES.c.name == name).with_for_update()
+    current = session.execute(locked).first()
     if current is None:
-        session.add(QueueState(name=name, paused=paused, paused_at=now if paused else None,
-                               paused_by=by if paused else None))
-        return paused
-    changed = bool(current.paused) != paused
-    if changed:
-        current.paused, current.paused_at, current.paused_by = paused, (now if paused else None), (by if paused else None)
-    return changed
+        dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(dialect_insert(QUEUES).values(name=name, paused=False).on_conflict_do_nothing())
+        current = session.execute(locked).one()
+    if bool(current.paused) == paused:
+        return False
+    session.execute(update(QUEUES).where(QUEUES.c.name == name).values(
+        paused=paused, paused_at=now if paused else None, paused_by=by if paused else None))
+    return True
 
 
 def known_queues(session: Session, *, now: datetime, stale_after: float) -> list[str]:

@@ -186,8 +186,9 @@ def test_a_worker_process_given_queues_serves_only_them_under_its_cap(db, db_url
         assert session.get(WorkerProcess, name).queues == ["ai:2"]  # type: ignore[union-attr]
 
 
-def test_a_bad_queues_option_stops_the_worker_in_one_line(db, db_url) -> None:
-    result = subprocess.run([PYTHON, "-m", "lexyjobs", "worker", "--queues", "ai:0"], cwd=ROOT,
+@pytest.mark.parametrize("command", [["worker"], ["serve", "--port", "0"]])
+def test_a_bad_queues_option_stops_the_process_in_one_line(db, db_url, command: list[str]) -> None:
+    result = subprocess.run([PYTHON, "-m", "lexyjobs", *command, "--queues", "ai:0"], cwd=ROOT,
                             env=subprocess_env(db_url), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -296,3 +297,20 @@ def test_two_operators_pausing_a_queue_at_once_change_it_once(db, make_job) -> N
     assert sorted(results, key=str) == [False, False, False, True]
     with db.read() as session:
         assert session.scalars(select(QueueState)).all()[0].paused
+
+
+def test_the_server_process_honours_the_queues_setting(db, db_url, make_job, tmp_path: Path) -> None:
+    from liveserver import E2E_TOKEN, running_server
+
+    make_job("llm", queue="ai", max_concurrency=0)
+    make_job("plain", max_concurrency=0)
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text("# jobs are in the database\n")
+    with running_server(db_url, jobs_file, LEXYJOBS_QUEUES="ai:1") as srv:
+        plain = enqueue(db, "plain", 2)
+        enqueue(db, "llm", 2)
+        wait_for(lambda: statuses(db, "llm") == {"succeeded": 2})
+        status, answer = srv.call("GET", "/api/workers", E2E_TOKEN)
+        assert status == 200 and [w["queues"] for w in answer["workers"]] == [["ai:1"]]
+        time.sleep(0.5)
+        assert [runs.get_run(db, i).status for i in plain] == ["queued", "queued"]

@@ -187,6 +187,8 @@ class Worker:
                     free = 0 if self._stopping.is_set() else self.size + self._ahead() - self._busy
                     idle_threads = max(self.size - self._busy, 0)  # the first claimed runs go to them
                     room = None if self.served is None else self.served.room(self._busy_by_queue)
+                    if room is not None and not any(n is None or n > 0 for n in room.values()):
+                        free = 0  # every queue served is at its cap: no claim (nor write) until one frees
                 try:
                     # An idle poll first asks with a cheap read whether anything is due, so idle
                     # processes do not take SQLite's write lock twice a second.

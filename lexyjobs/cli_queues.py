@@ -84,8 +84,7 @@ category_group: click.Group = click.Group("category", help="Pause or resume ever
 @_handle_errors
 def category_pause(name: str) -> None:
     """Pause the schedules of every job of category NAME (they can still be run by hand)."""
-    changed = actions.set_category_paused(_lexy().db, _actor(), name, True)
-    click.echo(f"paused {len(changed)} jobs of category {name}" + (f": {', '.join(changed)}" if changed else ""))
+    _say_category("paused", name, actions.set_category_paused(_lexy().db, _actor(), name, True))
 
 
 @category_group.command("resume")
@@ -94,5 +93,11 @@ def category_pause(name: str) -> None:
 @_handle_errors
 def category_resume(name: str) -> None:
     """Resume every job of category NAME."""
-    changed = actions.set_category_paused(_lexy().db, _actor(), name, False)
-    click.echo(f"resumed {len(changed)} jobs of category {name}" + (f": {', '.join(changed)}" if changed else ""))
+    _say_category("resumed", name, actions.set_category_paused(_lexy().db, _actor(), name, False))
+
+
+def _say_category(verb: str, name: str, changed: list[str]) -> None:
+    if not changed:
+        click.echo(f"every job of category {name} was already {verb}")
+        return
+    click.echo(f"{verb} {len(changed)} job{'s' if len(changed) != 1 else ''} of category {name}: {', '.join(changed)}")

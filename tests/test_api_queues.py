@@ -184,5 +184,8 @@ def test_the_category_commands_pause_and_resume_every_job_of_it(cli: Callable[..
     assert cli("category", "pause", "Metrics").output == "paused 2 jobs of category Metrics: a, b\n"
     assert enabled(db) == {"a": False, "b": False, "c": True}
     assert cli("category", "resume", "Metrics").output == "resumed 2 jobs of category Metrics: a, b\n"
+    assert cli("category", "resume", "Metrics").output == "every job of category Metrics was already resumed\n"
+    make_job("d", category="Solo")
+    assert cli("category", "pause", "Solo").output == "paused 1 job of category Solo: d\n"
     result = cli("category", "pause", "Nope")
     assert result.exit_code == 2 and result.output.startswith("error: no job has the category 'Nope'")

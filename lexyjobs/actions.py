@@ -13,7 +13,8 @@ from lexyjobs import accounts, audit, pipelines, registry, runs, store
 from lexyjobs.accounts import Identity
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition
-from lexyjobs.errors import Conflict, JobNotFound, LexyjobsError
+from lexyjobs.errors import Conflict, JobNotFound, LexyjobsError, NotFound
+from lexyjobs.flow import queue_state
 from lexyjobs.flow.unique import IdempotencyKey
 from lexyjobs.masking import restore_masked
 from lexyjobs.queries import RunFilter
@@ -82,6 +83,39 @@ def set_paused(db: Database, actor: Actor, name: str, paused: bool) -> None:
         if not store.set_job_enabled(session, name, not paused, now=utcnow()):
             raise JobNotFound(name)
     actor.record("job.pause" if paused else "job.resume", name, db=db)
+
+
+def set_category_paused(db: Database, actor: Actor, category: str, paused: bool) -> list[str]:
+    """Pause or resume the schedules of every job of ``category`` in one action (operator); one
+    audit entry names the jobs that changed. Returns them; NotFound when the category has no job."""
+    actor.require("operator")
+    names: list[str] = []
+    if category and "\x00" not in category and len(category) <= 100:  # else no job can have it (nor Postgres take it)
+        with db.write() as session:
+            names, changed = store.set_category_enabled(session, category, not paused, now=utcnow())
+    if not names:
+        raise NotFound(f"no job has the category '{category}'", details={"category": category})
+    actor.record("category.pause" if paused else "category.resume", category, {"jobs": changed}, db=db)
+    return changed
+
+
+def set_queue_paused(db: Database, actor: Actor, name: str, paused: bool, *, stale_after: float) -> bool:
+    """Pause or resume the named queue ``name`` (operator), for every process at its next claim.
+    Schedules keep firing into a paused queue; its runs wait. A resume wakes the workers. Only a
+    queue lexyjobs knows (of a job, a run, a worker or paused before) can be paused: NotFound
+    otherwise, so a typo does not pause nothing. Returns whether the state changed."""
+    actor.require("operator")
+    now = utcnow()
+    with db.read() as session:  # outside the write: SQLite's one write lock is held only to write
+        known = queue_state.known_queues(session, now=now, stale_after=stale_after)
+    if name not in known:
+        raise NotFound(f"no queue named '{name}' (queues: {', '.join(known)})", details={"queue": name, "queues": known})
+    with db.write() as session:
+        changed = queue_state.set_paused(session, name, paused, by=actor.identity.actor, now=now)
+        if changed and not paused:
+            db.enqueued(session)  # idle workers claim now, here and in other processes
+    actor.record("queue.pause" if paused else "queue.resume", name, {"changed": changed}, db=db)
+    return changed
 
 
 def create_job(db: Database, actor: Actor, name: str, definition: Mapping[str, Any]) -> JobDefinition:

@@ -245,12 +245,16 @@ def _candidates_query(postgres: bool, by_queue: bool) -> Any:
     return query.with_for_update(skip_locked=True, of=RUNS) if postgres else query
 
 
-def has_due_runs(session: Session, *, now: datetime) -> bool:
-    """True when at least one queued run is due (a cheap read before a claim; it ignores the
-    flow-control rules, so it may say yes when the claim then takes nothing)."""
-    return session.execute(select(RUNS.c.id).where(status_is(RunStatus.QUEUED), RUNS.c.scheduled_for <= now,
-                                                   or_(RUNS.c.held_until.is_(None), RUNS.c.held_until <= now))
-                           .limit(1)).first() is not None
+def has_due_runs(session: Session, *, now: datetime, queues: Sequence[str] | None = None) -> bool:
+    """True when at least one queued run is due in a queue that is not paused (and is one of
+    ``queues``, when given): a cheap read before a claim. It ignores the other flow-control
+    rules, so it may say yes when the claim then takes nothing."""
+    conditions = [status_is(RunStatus.QUEUED), RUNS.c.scheduled_for <= now,
+                  or_(RUNS.c.held_until.is_(None), RUNS.c.held_until <= now),
+                  RUNS.c.queue.not_in(select(QueueState.name).where(QueueState.paused.is_(True)))]
+    if queues is not None:
+        conditions.append(RUNS.c.queue.in_(list(queues)))
+    return session.execute(select(RUNS.c.id).where(*conditions).limit(1)).first() is not None
 
 
 # The claim's statements for the concurrency-limited jobs named in ``names``: lock their rows in

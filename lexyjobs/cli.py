@@ -110,13 +110,17 @@ def _until_signal(on_stop: Callable[[], None], ready: Callable[[], None] | None 
               help="port (LEXYJOBS_PORT, default 8080; 0 = any free port)")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="worker threads (LEXYJOBS_WORKERS; 0: run no jobs here)")
+@click.option("--queues", default=None, metavar="NAMES",
+              help="queues the worker serves, e.g. default,ai:2 (LEXYJOBS_QUEUES; default every queue)")
 @with_appcontext
-def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
+def serve_command(host: str | None, port: int | None, workers: int | None, queues: str | None) -> None:
     """Run the web server, the scheduler and the worker pool in this process."""
-    serve(current_app._get_current_object(), host=host, port=port, workers=workers)  # type: ignore[attr-defined]
+    serve(current_app._get_current_object(), host=host, port=port, workers=workers,  # type: ignore[attr-defined]
+          queues=queues)
 
 
-def serve(app: Flask, *, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+def serve(app: Flask, *, host: str | None = None, port: int | None = None, workers: int | None = None,
+          queues: str | None = None) -> None:
     """Bind the port first (a busy port or bad host: one line, exit 2, nothing started or claimed),
     then start the worker pool and the scheduler, then serve until SIGTERM/SIGINT."""
     from lexyjobs import server as http
@@ -124,6 +128,7 @@ def serve(app: Flask, *, host: str | None = None, port: int | None = None, worke
     lj: Runtime = app.extensions["lexyjobs"]
     if workers is not None:
         lj.settings = dataclasses.replace(lj.settings, workers=workers)
+    _serve_queues(lj, queues)
     configure_logging(lj.settings)
     host = host or lj.settings.host
     port = lj.settings.port if port is None else port
@@ -185,14 +190,30 @@ def _report_sync(lj: Runtime) -> None:
              extra={"loaded": len(report.loaded), "rejected": len(report.errors)})
 
 
+def _serve_queues(lj: Runtime, queues: str | None) -> None:
+    """Apply ``--queues`` over LEXYJOBS_QUEUES; a bad value: one line, exit 2."""
+    from lexyjobs.flow.queues import parse_served
+
+    if queues is None:
+        return
+    try:
+        lj.settings = dataclasses.replace(lj.settings, queues=parse_served(queues))
+    except ValueError as exc:
+        _fail(f"--queues {queues!r} {exc}")
+
+
 @click.command("worker")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="worker threads (LEXYJOBS_WORKERS)")
+@click.option("--queues", default=None, metavar="NAMES",
+              help="queues to serve, each with an optional thread cap, e.g. default,ai:2 (LEXYJOBS_QUEUES; "
+                   "default every queue)")
 @with_appcontext
-def worker_command(threads: int | None) -> None:
+def worker_command(threads: int | None, queues: str | None) -> None:
     """Claim and execute runs from the shared database (no web server, no scheduler)."""
     lj = current()
     if threads is not None:
         lj.settings = dataclasses.replace(lj.settings, workers=threads)
+    _serve_queues(lj, queues)
     configure_logging(lj.settings)
     if lj.settings.workers < 1:
         _fail("a worker needs at least 1 thread: LEXYJOBS_WORKERS is 0 (use --threads N)")
@@ -204,8 +225,10 @@ def worker_command(threads: int | None) -> None:
         _fail(_database_problem(exc), code=1)
     _report_sync(lj)
     name = lj.worker.name if lj.worker else ""
-    _until_signal(lj.stop, lambda: log.info("lexyjobs worker %s running %d threads", name, lj.settings.workers,
-                                            extra={"worker": name, "threads": lj.settings.workers}))
+    served = str(lj.settings.queues) if lj.settings.queues else "every queue"
+    _until_signal(lj.stop, lambda: log.info("lexyjobs worker %s running %d threads, serving %s", name,
+                                            lj.settings.workers, served,
+                                            extra={"worker": name, "threads": lj.settings.workers, "queues": served}))
 
 
 # ---------------------------------------------------------------- jobs
@@ -566,10 +589,11 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
 # Imported here, not at the top: cli_accounts uses the helpers above (_lexy, _handle_errors, _table).
 from lexyjobs.cli_accounts import tokens_group, users_group  # noqa: E402
 from lexyjobs.cli_maintenance import alerts_group, prune_command  # noqa: E402
+from lexyjobs.cli_queues import category_group, queue_group, queues_command  # noqa: E402
 
 COMMANDS: list[click.Command] = [serve_command, worker_command, jobs_group, run_command, runs_command, show_command,
                                  cancel_command, retry_command, workers_command, users_group, tokens_group, db_group,
-                                 prune_command, alerts_group]
+                                 prune_command, alerts_group, queues_command, queue_group, category_group]
 
 
 @click.group()

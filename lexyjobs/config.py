@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from lexyjobs.durations import parse_duration
+from lexyjobs.flow.queues import ServedQueues, parse_served
 
 
 ALERT_EVENTS = ("failed", "recovered", "stale", "missed")  # lexyjobs.alerts: what can alert
@@ -30,6 +31,7 @@ class Settings:
     port: int = 8080
     workers: int = 4
     prefetch: int = 8
+    queues: ServedQueues | None = None  # None: every queue
     jobs_file: str | None = None
     imports: tuple[str, ...] = ()
     poll_interval: float = 0.5
@@ -91,6 +93,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "prefetch": ("LEXYJOBS_PREFETCH", "most runs claimed ahead per worker thread, so that each claim takes a bigger "
                  "batch; only as many as the threads start within 0.1 s at the recent pace (none for long runs); "
                  "0 claims only for idle threads"),
+    "queues": ("LEXYJOBS_QUEUES", "the queues this process's worker serves, comma-separated, each optionally with "
+               "`:N`, the most threads its runs may take at once (e.g. `default,ai:2`); empty: every queue"),
     "jobs_file": ("LEXYJOBS_JOBS_FILE", "jobs file loaded at start (default `./jobs.toml` when present; set but empty: none)"),
     "imports": ("LEXYJOBS_IMPORTS", "comma-separated Python modules imported at start so their `@job` functions register"),
     "poll_interval": ("LEXYJOBS_POLL_INTERVAL", "seconds between queue polls when idle (Postgres also wakes on NOTIFY)"),
@@ -155,6 +159,8 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
     """The typed value of one setting; ValueError with what is allowed, for the one-line message."""
     if name in DURATION_FIELDS:
         return parse_duration(raw)
+    if name == "queues":
+        return parse_served(raw)
     if name in LIST_FIELDS:
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(item.strip() for item in items if item.strip())

@@ -262,8 +262,8 @@ class LoadProblem(Base):
 
 
 class QueueState(Base):
-    """A queue's pause (lexyjobs.queues). A queue without a row runs; every process reads this
-    in its claim, so a pause holds everywhere within a claim cycle."""
+    """A queue's pause (lexyjobs.flow.queue_state). A queue without a row runs; every process reads
+    this in its claim, so a pause holds everywhere within a claim cycle."""
 
     __tablename__ = "queues"
 

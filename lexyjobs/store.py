@@ -89,6 +89,16 @@ def set_job_enabled(session: Session, name: str, enabled: bool, *, now: datetime
     return _rowcount(result) == 1
 
 
+def set_category_enabled(session: Session, category: str, enabled: bool, *, now: datetime) -> tuple[list[str], list[str]]:
+    """Pause (False) or resume (True) every job of ``category`` that is not archived. Returns the
+    names of the category's jobs and, of them, those whose state changed."""
+    names = list(session.scalars(select(Job.name).where(Job.category == category, Job.archived.is_(False))
+                                 .order_by(Job.name)))
+    changed = list(session.scalars(update(Job).where(Job.name.in_(names), Job.enabled.is_(not enabled))
+                                   .values(enabled=enabled, updated_at=now).returning(Job.name))) if names else []
+    return names, sorted(changed)
+
+
 def delete_job(session: Session, name: str) -> bool:
     """Delete a job and (by cascade) its runs. Returns False when there is no such job."""
     return _rowcount(session.execute(delete(Job).where(Job.name == name))) == 1

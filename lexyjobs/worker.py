@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import Counter
 from datetime import datetime
 from typing import Any, Callable
 
@@ -69,6 +70,11 @@ class Worker:
         self._log_order = threading.Lock()
         self._active: dict[int, Active] = {}
         self._busy = 0
+        # Named queues (LEXYJOBS_QUEUES): None serves every queue, and the claim skips the queue
+        # bookkeeping entirely; else each claim gets the room left per queue under its thread cap,
+        # counting the runs this process holds (claimed-ahead ones included).
+        self.served = settings.queues
+        self._busy_by_queue: Counter[str] = Counter()
         self._outcomes: list[Outcome] = []
         self._begins = begun.PendingBegins()  # claimed-ahead runs that began, to record as begun
         self._wake = threading.Event()
@@ -78,7 +84,9 @@ class Worker:
         self._work: queue.SimpleQueue[Active | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._handover = threading.Lock()
-        self.registration = workers.Registration.of_this_process(self.name, threads=self.size, started_at=clock())
+        self.registration = workers.Registration.of_this_process(
+            self.name, threads=self.size, started_at=clock(),
+            queues=tuple(self.served.entries()) if self.served is not None else None)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -160,6 +168,7 @@ class Worker:
                 active.finished = True
                 self._outcomes.append(Outcome(active, RunStatus.CANCELED, error="canceled"))
                 self._busy -= 1
+                self._busy_by_queue[active.claim.queue] -= 1
                 self._idle.notify_all()
         self.wake()
         active.ctx.cancel(CANCEL)
@@ -177,12 +186,15 @@ class Worker:
                 with self._lock:
                     free = 0 if self._stopping.is_set() else self.size + self._ahead() - self._busy
                     idle_threads = max(self.size - self._busy, 0)  # the first claimed runs go to them
+                    room = None if self.served is None else self.served.room(self._busy_by_queue)
+                    if room is not None and not any(n is None or n > 0 for n in room.values()):
+                        free = 0  # every queue served is at its cap: no claim (nor write) until one frees
                 try:
                     # An idle poll first asks with a cheap read whether anything is due, so idle
                     # processes do not take SQLite's write lock twice a second.
                     idle = probe and not outcomes and free and not self._anything_due()
                     claimed: list[claiming.ClaimedRun] | None = [] if idle else self._write_cycle(
-                        outcomes, free, begin=idle_threads)
+                        outcomes, free, begin=idle_threads, queues=room)
                     pause = 0.0
                 except Exception as exc:  # the worker boundary: log, isolate the outcomes, go on
                     self.failures.failed(log, f"worker {self.name}: could not write a batch; writing its runs one by one",
@@ -233,11 +245,14 @@ class Worker:
 
     def _anything_due(self) -> bool:
         with self.db.read() as session:
-            return claiming.has_due_runs(session, now=self.clock())
+            return claiming.has_due_runs(session, now=self.clock(),
+                                         queues=None if self.served is None else self.served.names)
 
-    def _write_cycle(self, outcomes: list[Outcome], free: int, *, begin: int | None = None) -> list[claiming.ClaimedRun]:
+    def _write_cycle(self, outcomes: list[Outcome], free: int, *, begin: int | None = None,
+                     queues: dict[str, int | None] | None = None) -> list[claiming.ClaimedRun]:
         """Write finished runs and the begun marks of claimed-ahead runs, and claim up to ``free``
-        new ones (the first ``begin`` of them for idle threads, the rest ahead) in one transaction."""
+        new ones (the first ``begin`` of them for idle threads, the rest ahead; of ``queues`` with
+        their room, None: any queue) in one transaction."""
         if not outcomes and free <= 0 and not self._begins:
             return []
         now = self.clock()
@@ -249,7 +264,7 @@ class Worker:
             if pipelines.advance(session, finished, now=now, postgres=self.db.is_postgres):
                 self.db.enqueued(session)
             claimed = claiming.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres,
-                                       events=events, begin=begin) if free > 0 else []
+                                       events=events, begin=begin, queues=queues) if free > 0 else []
             insert_events(session, events)  # the batch's ends and starts in one statement
         with self._lock:
             for outcome in outcomes:
@@ -281,6 +296,7 @@ class Worker:
         with self._lock:
             self._active[claim.id] = active
             self._busy += 1
+            self._busy_by_queue[claim.queue] += 1
         self._work.put(active)
 
     # ------------------------------------------------------------ execution
@@ -321,6 +337,7 @@ class Worker:
                     took - self._typical_run)
             self._outcomes.append(outcome)
             self._busy -= 1
+            self._busy_by_queue[active.claim.queue] -= 1
             self._idle.notify_all()
         self.wake()
 

@@ -37,12 +37,14 @@ class Registration:
     version: str
     threads: int
     started_at: datetime
+    queues: tuple[str, ...] | None = None  # the queues it serves, e.g. ("default", "ai:2"); None: every queue
 
     @classmethod
-    def of_this_process(cls, name: str, *, threads: int, started_at: datetime) -> Registration:
+    def of_this_process(cls, name: str, *, threads: int, started_at: datetime,
+                        queues: tuple[str, ...] | None = None) -> Registration:
         from lexyjobs import __version__  # here, not at import: the package imports its modules first
 
-        return cls(name, socket.gethostname(), os.getpid(), __version__, threads, started_at)
+        return cls(name, socket.gethostname(), os.getpid(), __version__, threads, started_at, queues)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class CurrentRun:
     progress: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WorkerInfo(Registration):
     """A live worker process: its registration, last heartbeat and current runs (oldest first)."""
 
@@ -65,7 +67,8 @@ class WorkerInfo(Registration):
     def as_dict(self) -> dict[str, Any]:
         """JSON data for the API and the CLI (times in ISO 8601)."""
         return {"name": self.name, "host": self.host, "pid": self.pid, "version": self.version,
-                "threads": self.threads, "started_at": self.started_at.isoformat(),
+                "threads": self.threads, "queues": list(self.queues) if self.queues is not None else None,
+                "started_at": self.started_at.isoformat(),
                 "heartbeat_at": self.heartbeat_at.isoformat(),
                 "runs": [{"id": run.id, "job": run.job, "progress": run.progress,
                           "started_at": run.started_at.isoformat() if run.started_at else None} for run in self.runs]}
@@ -75,7 +78,9 @@ def register(session: Session, me: Registration, *, now: datetime) -> None:
     """Write ``me``'s row with a fresh heartbeat, replacing any row of the same name (a restarted
     container is the same host with the same pid). Call in a write transaction."""
     session.execute(delete(WORKERS).where(WORKERS.c.name == me.name))
-    session.execute(insert(WORKERS).values(**asdict(me), heartbeat_at=now))
+    values = asdict(me)
+    values["queues"] = list(me.queues) if me.queues is not None else None
+    session.execute(insert(WORKERS).values(**values, heartbeat_at=now))
 
 
 def heartbeat(session: Session, me: Registration, *, now: datetime) -> bool:
@@ -123,5 +128,6 @@ def live_workers(session: Session, *, now: datetime, stale_after: float) -> list
                                .where(Run.status == RunStatus.RUNNING.value, Run.worker.in_(list(running)))
                                .order_by(Run.id)):
         running[run.worker].append(CurrentRun(run.id, run.job_name, run.started_at, run.progress))
-    return [WorkerInfo(row.name, row.host, row.pid, row.version, row.threads, row.started_at, row.heartbeat_at,
-                       tuple(running[row.name])) for row in rows]
+    return [WorkerInfo(row.name, row.host, row.pid, row.version, row.threads, row.started_at,
+                       tuple(row.queues) if row.queues is not None else None, heartbeat_at=row.heartbeat_at,
+                       runs=tuple(running[row.name])) for row in rows]

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import pytest
 import test_api_jobs
+import test_api_queues
 import test_api_runs
 from conftest import API_ROLES, ApiClient, drive_run, json_schema_errors, openapi_path
 from flask import Flask
@@ -45,6 +46,11 @@ ROUTE_CASES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("POST", "/api/runs/{run_id}/cancel"): ("operator", "/api/runs/{queued}/cancel", None),
     ("POST", "/api/runs/{run_id}/retry"): ("operator", "/api/runs/{failed}/retry", None),
     ("GET", "/api/runs/{run_id}/log"): ("viewer", "/api/runs/{queued}/log", None),
+    ("GET", "/api/queues"): ("viewer", "/api/queues", None),
+    ("POST", "/api/queues/{name}/pause"): ("operator", "/api/queues/default/pause", None),
+    ("POST", "/api/queues/{name}/resume"): ("operator", "/api/queues/default/resume", None),
+    ("POST", "/api/categories/{category}/pause"): ("operator", "/api/categories/General/pause", None),
+    ("POST", "/api/categories/{category}/resume"): ("operator", "/api/categories/General/resume", None),
     ("GET", "/api/stats"): ("viewer", "/api/stats", None),
     ("GET", "/api/health"): ("viewer", "/api/health", None),
     ("GET", "/api/workers"): ("viewer", "/api/workers", None),
@@ -96,7 +102,7 @@ def snapshot(db: Database) -> tuple[Any, ...]:
 
 def test_every_registered_api_route_has_tests_and_a_role_case(app: Flask) -> None:
     registered = api_routes(app)
-    assert test_api_jobs.ROUTES | test_api_runs.ROUTES | ROUTES == registered
+    assert test_api_jobs.ROUTES | test_api_runs.ROUTES | test_api_queues.ROUTES | ROUTES == registered
     assert set(ROUTE_CASES) == registered
 
 

@@ -187,8 +187,9 @@ def test_the_workers_command_prints_json(cli: Callable[..., Result], db: Databas
     result = cli("workers", "--json")
     assert result.exit_code == 0, result.output
     [found] = json.loads(result.output)
-    assert set(found) == {"name", "host", "pid", "version", "threads", "started_at", "heartbeat_at", "runs"}
+    assert set(found) == {"name", "host", "pid", "version", "threads", "queues", "started_at", "heartbeat_at", "runs"}
     assert (found["name"], found["pid"], found["threads"], found["runs"]) == ("cli:2", os.getpid(), 2, [])
+    assert found["queues"] is None  # every queue
     heartbeat = datetime.fromisoformat(found["heartbeat_at"])
     assert heartbeat.tzinfo is not None and utcnow() - timedelta(seconds=STALE) <= heartbeat <= utcnow()
     assert datetime.fromisoformat(found["started_at"]) <= heartbeat

@@ -9,7 +9,7 @@ from typing import Any
 
 from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_STATUSES
 from lexyjobs.api.inputs import MAX_TEXT
-from lexyjobs.api.job_schema import JOB_NAME, schemas as job_schemas
+from lexyjobs.api.job_schema import JOB_NAME, QUEUE_NAME, schemas as job_schemas
 from lexyjobs.definitions import SOURCES
 from lexyjobs.flow.waiting import REASONS as WAITING_REASONS
 from lexyjobs.kinds import KIND_NAMES
@@ -76,6 +76,18 @@ IDEMPOTENCY_KEY = {
     "description": "1–200 printable ASCII characters (e.g. a UUID). The same key for the same job within "
                    "LEXYJOBS_IDEMPOTENCY_WINDOW (default 24h) answers 200 with the first run (`existing: true`) "
                    "instead of creating another; with other params it is refused (422 idempotency_key_reused)"}
+
+QUEUE = {
+    "name": STRING, "paused": BOOLEAN, "paused_at": _nullable(TIME), "paused_by": _nullable(STRING),
+    "queued": {"type": "integer", "description": "queued runs, due now or later"},
+    "due": {"type": "integer", "description": "queued runs due now"},
+    "oldest_wait_seconds": _nullable({"type": "number", "description": "how long the longest-waiting due run has waited"}),
+    "running": INTEGER,
+    "finished_per_minute": {"type": "number", "description": "runs finished per minute over the last 5 minutes"},
+    "jobs": {"type": "integer", "description": "job definitions whose runs go to this queue"},
+    "workers": {"type": "array", "description": "live worker processes serving it, each with its thread cap "
+                                                 "for it (null: none)",
+                "items": _object({"name": STRING, "cap": _nullable(INTEGER)})}}
 
 SCHEMAS: dict[str, Any] = {
     **job_schemas(),
@@ -144,17 +156,25 @@ SCHEMAS: dict[str, Any] = {
         "created_at": TIME, "sent_at": _nullable(TIME)})}, "pagination": _ref("Pagination")}),
     "Me": _object({"name": STRING, "role": {"enum": ["viewer", "operator", "admin"]}, "kind": {"enum": ["user", "token", "cli"]}}),
     "WorkerList": _object({"workers": {"type": "array", "items": _object({
-        "name": STRING, "host": STRING, "pid": INTEGER, "version": STRING, "threads": INTEGER, "started_at": TIME,
+        "name": STRING, "host": STRING, "pid": INTEGER, "version": STRING, "threads": INTEGER,
+        "queues": _nullable({"type": "array", "items": STRING, "description": "the queues it serves, e.g. "
+                             "[\"default\", \"ai:2\"] (name:thread cap); null: every queue"}), "started_at": TIME,
         "heartbeat_at": TIME, "runs": {"type": "array", "items": _object({
             "id": INTEGER, "job": STRING, "started_at": _nullable(TIME), "progress": _nullable(NUMBER)})}})},
         "total": INTEGER}),
+    "Queue": _object(QUEUE),
+    "QueueList": _object({"queues": {"type": "array", "items": _ref("Queue")}, "total": INTEGER}),
+    "QueueResult": _object({"queue": _ref("Queue"), "changed": BOOLEAN}),
+    "CategoryResult": _object({"category": STRING, "paused": BOOLEAN,
+                               "changed": {"type": "array", "items": STRING,
+                                           "description": "the jobs whose state this changed"}}),
 }
 
 ERRORS = {
     "400": "malformed request (bad JSON, bad query argument)",
     "401": "no API token, or an unknown or revoked one",
     "403": "the token's role does not allow this",
-    "404": "no such job or run",
+    "404": "no such job, run, queue or category",
     "409": "conflicts with the current state (finished run, read-only job, name taken…)",
     "413": "the body is larger than LEXYJOBS_MAX_BODY",
     "422": "a field has the wrong type or value (the message names it)",
@@ -192,6 +212,9 @@ TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": "^[^
 
 
 NAME = {"name": "name", "in": "path", "required": True, "schema": JOB_NAME}
+QUEUE_PARAM = {"name": "name", "in": "path", "required": True, "schema": QUEUE_NAME}
+CATEGORY = {"name": "category", "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000/]+$"}}
 RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 PAGE = [_query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number, from 1"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "items per page (default 50, max 200)")]
@@ -263,6 +286,18 @@ def document() -> dict[str, Any]:
                                                         _choices("event", list(ALERT_EVENTS), "comma-separated events"),
                                                         _choices("status", list(ALERT_STATUSES), "comma-separated delivery statuses")]
                                    + PAGE, errors="400 401")},
+        "/api/queues": {"get": _op("Named queues: paused, depth, oldest wait, running, throughput, workers", "200",
+                                   "QueueList", errors="401")},
+        "/api/queues/{name}/pause": {"post": _op("Pause a queue: no process claims its runs (schedules still "
+                                                 "fire; the runs wait)", "200", "QueueResult", params=[QUEUE_PARAM],
+                                                 role="operator", errors="401 403 404")},
+        "/api/queues/{name}/resume": {"post": _op("Resume a paused queue", "200", "QueueResult", params=[QUEUE_PARAM],
+                                                  role="operator", errors="401 403 404")},
+        "/api/categories/{category}/pause": {"post": _op("Pause the schedules of every job of a category", "200",
+                                                         "CategoryResult", params=[CATEGORY], role="operator",
+                                                         errors="401 403 404")},
+        "/api/categories/{category}/resume": {"post": _op("Resume every job of a category", "200", "CategoryResult",
+                                                          params=[CATEGORY], role="operator", errors="401 403 404")},
         "/api/me": {"get": _op("Who the token belongs to", "200", "Me", errors="401")},
         "/api/openapi.json": {"get": _op("This document", "200", None, errors="401")},
     }

@@ -13,8 +13,12 @@ across threads and processes:
   ``held_by`` the bucket), so later claims pass over it cheaply and ``waiting_for`` can say why.
 
 Candidates the rules pass over in Python (several of one key in one batch, rate limits) leave
-room: the claim asks again for the next ones, up to ``ROUNDS`` times, so a batch is not cut
-short by runs that must wait (no head-of-line blocking).
+room: the claim asks again, up to ``ROUNDS`` times, for rows it has not seen, leaving out in SQL
+the keys and jobs this claim filled (so a queue full of one key's runs costs one more round,
+not one per run) and reading more rows the more were passed over (rate-limited runs cannot be
+left out in SQL; they are held, so the next claims pass them by in SQL). So a batch is not cut
+short by runs that must wait (no head-of-line blocking). A rate-limited run is never claimed
+ahead (beyond ``begin``): its slot is taken at the claim, so the claim must be its start.
 
 Locking. SQLite: the caller's ``BEGIN IMMEDIATE`` transaction already serializes claimers.
 Postgres: candidates are taken ``FOR UPDATE SKIP LOCKED`` (claimers never wait for each other's
@@ -37,7 +41,7 @@ from lexyjobs.models import QueueState
 from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
 from lexyjobs.store import JOBS, status_is
 
-ROUNDS = 3
+ROUNDS = 4
 _LOCK_NAMESPACE = "lexyjobs-flow:"
 
 
@@ -69,19 +73,24 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
     room = None if queues is None else {q: n for q, n in queues.items() if n is None or n > 0}
     if limit <= 0 or room == {}:
         return []
-    rules = _Rules(session, postgres, now, room)
-    seen: set[int] = set()
+    rules = _Rules(session, postgres, now, room, begin=limit if begin is None else begin)
+    seen: list[int] = []
+    fetch, passed = limit, 0
     for round_ in range(ROUNDS):
-        fetch = limit - len(rules.chosen) + len(seen)
         params: dict[str, Any] = {"now": now, "limit": fetch}
+        if round_:  # later rounds: only rows not seen, of keys, jobs and queues that still have room
+            params.update(seen=seen, full_keys=sorted(rules.full_keys()), full_jobs=sorted(rules.full_jobs()))
         if room is not None:
-            params["queues"] = sorted(room)
-        fetched = session.execute(_candidates_query(postgres, room is not None), params).all()
-        rows = [row for row in fetched if row.id not in seen]
-        seen.update(row.id for row in rows)
-        passed = rules.choose(rows, limit, first_round=round_ == 0)
-        if len(rules.chosen) >= limit or not passed or len(fetched) < fetch:
-            break  # enough, nothing passed over to make up for, or no more candidates
+            params["queues"] = sorted(rules.open_queues())
+            if not params["queues"]:
+                break
+        rows = session.execute(_candidates_query(postgres, room is not None, round_ > 0), params).all()
+        seen.extend(row.id for row in rows)
+        passed += rules.choose(rows, limit, first_round=round_ == 0)
+        need = limit - len(rules.chosen)
+        if need <= 0 or len(rows) < fetch or not passed:
+            break  # enough, no more candidates, or nothing passed over to make up for
+        fetch = need + 4 * passed  # the runs passed over hint at how many more must be read
     rules.hold(session)
     return _move(session, rules.chosen, worker=worker, now=now, events=events, begin=begin)
 
@@ -89,9 +98,13 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
 class _Rules:
     """One claim's bookkeeping: runs chosen, counts by job and key, rate windows, runs held."""
 
-    def __init__(self, session: Session, postgres: bool, now: datetime, room: dict[str, int | None] | None) -> None:
-        self.session, self.postgres, self.now = session, postgres, now
+    def __init__(self, session: Session, postgres: bool, now: datetime, room: dict[str, int | None] | None, *,
+                 begin: int) -> None:
+        self.session, self.postgres, self.now, self.begin = session, postgres, now, begin
         self.room = dict(room) if room is not None else None
+        self.limits: dict[str, int] = {}  # each key's concurrency_limit, as its runs say
+        self.caps: dict[str, int] = {}  # each job's max_concurrency
+        self.jobs_unlocked: set[str] = set()  # jobs whose row another claimer holds (Postgres): pass over
         self.chosen: list[Any] = []
         self.by_job: dict[str, int] = {}
         self.by_key: dict[str, int] = {}
@@ -114,13 +127,30 @@ class _Rules:
                 passed += 1
         return passed
 
+    def full_keys(self) -> set[str]:
+        """Keys at their limit in this claim, or locked by another claimer: a later round skips them."""
+        full = {key for key, count in self.by_key.items() if count >= self.limits.get(key, 1)}
+        return full | {name[2:] for name in self.unlocked if name.startswith("k:")}
+
+    def full_jobs(self) -> set[str]:
+        """Jobs at their max_concurrency in this claim (or locked by another claimer)."""
+        return {job for job, count in self.by_job.items() if count >= self.caps.get(job, 1)} | self.jobs_unlocked
+
+    def open_queues(self) -> set[str]:
+        """The served queues with room left."""
+        return {queue for queue, free in (self.room or {}).items() if free is None or free > 0}
+
     def _prepare(self, rows: Sequence[Any], first_round: bool) -> None:
         """Lock (Postgres) and count the jobs and keys of ``rows`` not seen yet."""
-        jobs = sorted({r.job_name for r in rows if r.max_concurrency > 0} - set(self.by_job))
+        self.caps.update({r.job_name: r.max_concurrency for r in rows if r.max_concurrency > 0})
+        self.limits.update({r.concurrency_key: r.concurrency_limit for r in rows if r.concurrency_key})
+        wanted = sorted({r.job_name for r in rows if r.max_concurrency > 0} - set(self.by_job))
+        jobs = wanted
         keys = sorted({r.concurrency_key for r in rows if r.concurrency_key} - set(self.by_key))
         buckets = sorted({b["bucket"] for r in rows for b in r.rate_limits or ()})
         if self.postgres:
-            jobs = self._lock_jobs(jobs, wait=first_round)
+            jobs = self._lock_jobs(wanted, wait=first_round)
+            self.jobs_unlocked.update(set(wanted) - set(jobs))
             self._lock_names([f"k:{key}" for key in keys] + [f"r:{bucket}" for bucket in buckets], wait=first_round)
         if jobs:
             self.by_job.update({job: 0 for job in jobs})
@@ -162,6 +192,8 @@ class _Rules:
         if row.rate_limits:
             if any(f"r:{b['bucket']}" in self.unlocked for b in row.rate_limits):
                 return False
+            if len(self.chosen) >= self.begin:
+                return False  # never claimed ahead: its slot is its start, so it must begin now
             blocked = self.windows.blocked_until(self.session, row.rate_limits)
             if blocked is not None:
                 self.held[row.id] = blocked
@@ -209,10 +241,11 @@ def _queued(postgres: bool) -> Any:
 
 
 @functools.cache
-def _candidates_query(postgres: bool, by_queue: bool) -> Any:
+def _candidates_query(postgres: bool, by_queue: bool, more: bool = False) -> Any:
     """The claim's candidates: due queued runs in claim order, ``limit`` of them, skipping runs
     of paused queues (``by_queue``: of the queues in ``:queues`` only), runs held by a rate
-    limit, and runs whose job or concurrency key is at its limit. Built once per shape (its
+    limit, and runs whose job or concurrency key is at its limit (``more``, a later round: also
+    the runs in ``:seen`` and those of ``:full_jobs`` and ``:full_keys``). Built once per shape (its
     construction costs more than running it), with ``now``, ``limit`` (and ``queues``) as
     parameters.
 
@@ -237,6 +270,11 @@ def _candidates_query(postgres: bool, by_queue: bool) -> Any:
                   or_(RUNS.c.concurrency_key.is_(None), running_of_key < RUNS.c.concurrency_limit)]
     if by_queue:
         conditions.append(RUNS.c.queue.in_(bindparam("queues", expanding=True)))
+    if more:  # a later round (see claim_runs): not the rows seen, nor keys and jobs found full
+        conditions += [RUNS.c.id.not_in(bindparam("seen", expanding=True)),
+                       RUNS.c.job_name.not_in(bindparam("full_jobs", expanding=True)),
+                       or_(RUNS.c.concurrency_key.is_(None),
+                           RUNS.c.concurrency_key.not_in(bindparam("full_keys", expanding=True)))]
     query = (select(RUNS.c.id, RUNS.c.job_name, RUNS.c.queue, RUNS.c.concurrency_key, RUNS.c.concurrency_limit,
                     RUNS.c.rate_limits, cap.label("max_concurrency"), version.label("version"))
              .where(*conditions)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import bindparam, func, literal_column, or_, select, update
+from sqlalchemy import bindparam, func, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from lexyjobs.flow.limits import Windows
@@ -105,6 +105,7 @@ class _Rules:
         self.limits: dict[str, int] = {}  # each key's concurrency_limit, as its runs say
         self.caps: dict[str, int] = {}  # each job's max_concurrency
         self.jobs_unlocked: set[str] = set()  # jobs whose row another claimer holds (Postgres): pass over
+        self.ahead_only = False  # the last run refused was refused only for being claimed ahead
         self.chosen: list[Any] = []
         self.by_job: dict[str, int] = {}
         self.by_key: dict[str, int] = {}
@@ -123,7 +124,7 @@ class _Rules:
                 break
             if self._allowed(row):
                 self.chosen.append(row)
-            else:
+            elif not self.ahead_only:  # one that may only begin now is no reason to read further
                 passed += 1
         return passed
 
@@ -168,17 +169,21 @@ class _Rules:
         return list(self.session.scalars(_LOCK_JOBS if wait else _TRY_LOCK_JOBS, {"names": jobs}))
 
     def _lock_names(self, names: Iterable[str], *, wait: bool) -> None:
-        for name in sorted(set(names) - self.locked - self.unlocked):
-            lock = func.hashtext(_LOCK_NAMESPACE + name)
-            if wait:
-                self.session.execute(select(func.pg_advisory_xact_lock(lock)))
-                self.locked.add(name)
-            elif self.session.scalar(select(func.pg_try_advisory_xact_lock(lock))):
-                self.locked.add(name)
-            else:
-                self.unlocked.add(name)
+        """Advisory locks on ``names`` (keys and buckets), in one statement: waiting, in sorted
+        order (first round), or only those free (later rounds; the others are passed over)."""
+        todo = sorted(set(names) - self.locked - self.unlocked)
+        if not todo:
+            return
+        if wait:
+            self.session.execute(_LOCK_NAMES, {"names": [_LOCK_NAMESPACE + n for n in todo]})
+            self.locked.update(todo)
+            return
+        got = dict(self.session.execute(_TRY_LOCK_NAMES, {"names": [_LOCK_NAMESPACE + n for n in todo]}).all())
+        for name in todo:
+            (self.locked if got.get(_LOCK_NAMESPACE + name) else self.unlocked).add(name)
 
     def _allowed(self, row: Any) -> bool:
+        self.ahead_only = False
         if self.room is not None:
             free = self.room.get(row.queue)
             if free is not None and free <= 0:
@@ -193,6 +198,7 @@ class _Rules:
             if any(f"r:{b['bucket']}" in self.unlocked for b in row.rate_limits):
                 return False
             if len(self.chosen) >= self.begin:
+                self.ahead_only = True
                 return False  # never claimed ahead: its slot is its start, so it must begin now
             blocked = self.windows.blocked_until(self.session, row.rate_limits)
             if blocked is not None:
@@ -304,5 +310,11 @@ _RUNNING_OF_JOBS = (select(RUNS.c.job_name, func.count()).where(status_is(RunSta
 _RUNNING_OF_KEYS = (select(RUNS.c.concurrency_key, func.count())
                     .where(status_is(RunStatus.RUNNING), RUNS.c.concurrency_key.in_(bindparam("keys", expanding=True)))
                     .group_by(RUNS.c.concurrency_key))
+# Advisory locks on many names in one round trip: the names come sorted from the subquery and are
+# locked as its rows stream through (waiting), or tried (each name with whether it was got).
+_LOCK_NAMES = text("SELECT count(pg_advisory_xact_lock(hashtext(n))) FROM "
+                   "(SELECT n FROM unnest(CAST(:names AS text[])) AS n ORDER BY n) AS sorted")
+_TRY_LOCK_NAMES = text("SELECT n, pg_try_advisory_xact_lock(hashtext(n)) FROM "
+                       "(SELECT n FROM unnest(CAST(:names AS text[])) AS n ORDER BY n) AS sorted")
 _HOLD = (update(RUNS).where(RUNS.c.id == bindparam("b_id"), status_is(RunStatus.QUEUED))
          .values(held_until=bindparam("b_until"), held_by=bindparam("b_by")))

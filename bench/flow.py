@@ -109,12 +109,13 @@ def one_round(url: str, *, runs_count: int, keys: int, key_limit: int, rate: str
         with lj.db.read() as session:
             rows = session.execute(select(Run.concurrency_key, Run.started_at, Run.finished_at)).all()
         lj.db.dispose()
-    by_key: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    by_key: dict[str | None, list[tuple[datetime, datetime]]] = defaultdict(list)
     for key, began, ended in rows:
+        assert began is not None and ended is not None
         by_key[key].append((began, ended))
     least = max(0.0, (runs_count - limit.rate) / limit.rate * limit.per)  # a burst of `rate`, then `rate` per `per`
     return Figures(wall_s, max(most_at_once(spans) for spans in by_key.values()),
-                   most_in_window([began for _, began, _ in rows], limit.per), least, counter.count)
+                   most_in_window([began for _, began, _ in rows if began], limit.per), least, counter.count)
 
 
 def measure(db: str, *, runs_count: int, keys: int, key_limit: int, rate: str, threads: int, repeat: int,
@@ -134,7 +135,7 @@ def measure(db: str, *, runs_count: int, keys: int, key_limit: int, rate: str, t
             + (f" | {figures.warnings} worker warnings" if figures.warnings else ""))
     from lexyjobs.flow.spec import parse_rate
     rate_count = parse_rate(rate).rate
-    summary = {"processing": spread([runs_count / f.wall_s for f in results]),
+    summary: dict[str, Any] = {"processing": spread([runs_count / f.wall_s for f in results]),
                "most_per_key": max(f.most_per_key for f in results), "key_limit": key_limit,
                "most_in_window": max(f.most_in_window for f in results), "rate": rate,
                "limits_held": all(f.most_per_key <= key_limit and f.most_in_window <= rate_count for f in results)}

@@ -178,7 +178,7 @@ class _Rules:
             self.session.execute(_LOCK_NAMES, {"names": [_LOCK_NAMESPACE + n for n in todo]})
             self.locked.update(todo)
             return
-        got = dict(self.session.execute(_TRY_LOCK_NAMES, {"names": [_LOCK_NAMESPACE + n for n in todo]}).all())
+        got: dict[str, bool] = dict(self.session.execute(_TRY_LOCK_NAMES, {"names": [_LOCK_NAMESPACE + n for n in todo]}).tuples().all())
         for name in todo:
             (self.locked if got.get(_LOCK_NAMESPACE + name) else self.unlocked).add(name)
 

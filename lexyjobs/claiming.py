@@ -29,11 +29,12 @@ after the locks see every committed claim."""
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import bindparam, func, literal_column, or_, select, text, update
+from sqlalchemy import Text, TypeDecorator, bindparam, func, literal_column, or_, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
 from lexyjobs.flow.limits import Windows
@@ -85,6 +86,9 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
             if not params["queues"]:
                 break
         rows = session.execute(_candidates_query(postgres, room is not None, round_ > 0), params).all()
+        if not round_ and room is None and not any(r.max_concurrency > 0 or r.concurrency_key or r.rate_limits
+                                                   for r in rows):
+            return _move(session, rows, worker=worker, now=now, events=events, begin=begin)  # no rule applies
         seen.extend(row.id for row in rows)
         passed += rules.choose(rows, limit, first_round=round_ == 0)
         need = limit - len(rules.chosen)
@@ -178,7 +182,8 @@ class _Rules:
             self.session.execute(_LOCK_NAMES, {"names": [_LOCK_NAMESPACE + n for n in todo]})
             self.locked.update(todo)
             return
-        got: dict[str, bool] = dict(self.session.execute(_TRY_LOCK_NAMES, {"names": [_LOCK_NAMESPACE + n for n in todo]}).tuples().all())
+        rows = self.session.execute(_TRY_LOCK_NAMES, {"names": [_LOCK_NAMESPACE + n for n in todo]})
+        got = {str(name): bool(ok) for name, ok in rows}
         for name in todo:
             (self.locked if got.get(_LOCK_NAMESPACE + name) else self.unlocked).add(name)
 
@@ -226,11 +231,12 @@ def _move(session: Session, chosen: Sequence[Any], *, worker: str, now: datetime
     ids = [row.id for row in chosen]
     begin = len(ids) if begin is None else max(begin, 0)
     by_id = {}
+    unhold = {"held_until": None, "held_by": None} if any(row.rate_limits for row in chosen) else {}  # only they are held
     for part, begun_at in ((ids[:begin], now), (ids[begin:], None)):
         moved = transition_many(session, part, RunStatus.RUNNING, expected=RunStatus.QUEUED, at=now, values={
             "attempt": INCREMENT, "lease": INCREMENT, "started_at": now, "finished_at": None, "begun_at": begun_at,
             "worker": worker, "heartbeat_at": now, "progress": None, "progress_message": None,
-            "process_group": None, "process_host": None, "held_until": None, "held_by": None},
+            "process_group": None, "process_host": None, **unhold},
             returning=(RUNS.c.max_attempts, RUNS.c.params, RUNS.c.trigger, RUNS.c.pipeline_id), events=events)
         by_id.update({m.id: (m, begun_at is not None) for m in moved})
     rows = {row.id: row for row in chosen}
@@ -244,6 +250,19 @@ def _queued(postgres: bool) -> Any:
     them all on every claim, instead of taking the first few in order from ``ix_runs_queue``."""
     term = status_is(RunStatus.QUEUED)
     return term if postgres else func.likelihood(term, literal_column("0.9"))
+
+
+class _Buckets(TypeDecorator[Any]):
+    """``runs.rate_limits`` as the claim reads it: most runs have none (stored as JSON ``null``),
+    and decoding that text for every candidate cost more than the rest of a no-op claim's Python."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if isinstance(value, str):  # SQLite: the JSON text (Postgres' driver has decoded it already)
+            return None if value == "null" else json.loads(value)
+        return value
 
 
 @functools.cache
@@ -282,7 +301,8 @@ def _candidates_query(postgres: bool, by_queue: bool, more: bool = False) -> Any
                        or_(RUNS.c.concurrency_key.is_(None),
                            RUNS.c.concurrency_key.not_in(bindparam("full_keys", expanding=True)))]
     query = (select(RUNS.c.id, RUNS.c.job_name, RUNS.c.queue, RUNS.c.concurrency_key, RUNS.c.concurrency_limit,
-                    RUNS.c.rate_limits, cap.label("max_concurrency"), version.label("version"))
+                    type_coerce(RUNS.c.rate_limits, _Buckets).label("rate_limits"), cap.label("max_concurrency"),
+                    version.label("version"))
              .where(*conditions)
              .order_by(RUNS.c.priority.desc(), RUNS.c.scheduled_for, RUNS.c.id)
              .limit(bindparam("limit")))

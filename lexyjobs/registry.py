@@ -175,6 +175,14 @@ def _reject_graph_problems(session: Session, sources: dict[str, dict[str, JobDef
         report.reject(origin, InvalidDefinition(name, field_name, problem))
 
 
+def _check_limits(session: Session, definition: JobDefinition) -> None:
+    """A job created in the panel/API may only name limits that jobs.toml defines."""
+    if definition.flow.limits:
+        problem = named_limits.undefined([definition], store.named_limits(session)).get(definition.name)
+        if problem is not None:
+            raise problem
+
+
 def _check_graph(session: Session, definition: JobDefinition) -> None:
     graph = {**store.job_dependencies(session), definition.name: definition.depends_on}
     problem = pipelines.graph_problems(graph, [definition.name]).get(definition.name)
@@ -190,6 +198,7 @@ def create_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition
         if existing is not None and not existing.archived:
             raise Conflict(f"a job named '{name}' already exists", details={"job": name})
         _check_graph(session, definition)
+        _check_limits(session, definition)
         store.save_job(session, definition.row(), now=utcnow())
     return definition
 
@@ -200,6 +209,7 @@ def update_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition
     with db.write() as session:
         editable_job(session, name)
         _check_graph(session, definition)
+        _check_limits(session, definition)
         store.save_job(session, definition.row(), now=utcnow())
     return definition
 

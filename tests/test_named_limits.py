@@ -7,9 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lexyjobs import load_problems, registry, runs, store
-from lexyjobs.models import NamedLimit
 from lexyjobs.db import Database
+from lexyjobs.errors import InvalidDefinition
+from lexyjobs.models import NamedLimit
 
 JOBS = '''
 [jobs.summarize]
@@ -106,3 +109,11 @@ def test_runs_take_the_named_buckets_shared_by_jobs_and_per_key_value(db: Databa
     assert buckets == [[{"bucket": "openai", "rate": 500, "per": 60.0}],
                        [{"bucket": "openai", "rate": 500, "per": 60.0},
                         {"bucket": "per-customer|7", "rate": 60, "per": 60.0}]]
+
+
+def test_a_job_created_in_the_api_may_only_name_defined_limits(db: Database, tmp_path: Path) -> None:
+    with pytest.raises(InvalidDefinition) as refused:
+        registry.create_job(db, "calls", {"kind": "python", "func": "jobfuncs:noop", "limits": ["openai"]})
+    assert refused.value.field == "limits" and "no [limits.openai] table defines" in refused.value.message
+    registry.sync_jobs(db, jobs_file=write(tmp_path / "jobs.toml", LIMITS), archive_missing=True)
+    registry.create_job(db, "calls", {"kind": "python", "func": "jobfuncs:noop", "limits": ["openai"]})

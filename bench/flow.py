@@ -2,7 +2,7 @@
 rate limit, and do the limits hold?
 
     python -m bench.flow --db sqlite|postgres [--runs 3000] [--keys 100] [--key-limit 2]
-                         [--rate 2000/s] [--threads 4] [--repeat 3] [--pg-url URL] [--json FILE]
+                         [--rate 500/s] [--threads 4] [--repeat 3] [--pg-url URL] [--json FILE]
 
 Each repetition uses a fresh database (see bench.drain), loads a jobs file with one shared named
 limit (``[limits.shared] rate = --rate``) and a no-op job whose runs spread over ``--keys``
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--runs", type=int, default=3000)
     parser.add_argument("--keys", type=int, default=100, help="concurrency keys the runs spread over")
     parser.add_argument("--key-limit", type=int, default=2, help="runs of one key at once")
-    parser.add_argument("--rate", default="2000/s", help="the shared rate limit, e.g. 2000/s")
+    parser.add_argument("--rate", default="500/s", help="the shared rate limit, e.g. 500/s")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pg-url", default=os.environ.get("LEXYJOBS_TEST_POSTGRES_URL"))

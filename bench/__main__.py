@@ -5,7 +5,8 @@
 Each benchmark runs in its own interpreter (``python -m bench.<name> ... --json FILE``), one
 after the other on this machine, the same database server and disk: lexyjobs' queue (drain:
 enqueue and processing, at 4 threads and 1, on SQLite, SQLite with ``synchronous=FULL`` and
-Postgres; then 1, 2 and 4 worker processes on Postgres), the peers (huey, pgqueuer,
+Postgres; then 1, 2 and 4 worker processes on Postgres; flow control: 100 concurrency keys and
+a shared rate limit, on SQLite and Postgres), the peers (huey, pgqueuer,
 procrastinate), pickup latency, cron lateness, the panel at 1,000,000 runs, start-up and what a
 python job's ``isolation = "process"`` costs. Their output goes to the raw file; the figures to
 the report, with ratios to the peers and the targets of issue 6. ``--quick`` uses tiny numbers
@@ -49,8 +50,9 @@ def steps(quick: bool) -> list[Step]:
               for db in ("sqlite", "sqlite FULL", "postgres") for threads in ("4", "1")]
     scaling = [Step(f"scaling {n}p", "drain", ["--db", "postgres", "--runs", "40" if quick else "6000",
                                                "--repeat", repeat, "--processes", n]) for n in ("1", "2", "4")]
+    flows = [Step(f"flow {db}", "flow", ["--db", db, "--runs", runs, "--repeat", repeat]) for db in ("sqlite", "postgres")]
     return [
-        *drains, *scaling,
+        *drains, *scaling, *flows,
         Step("peers", "peers", ["--peer", "all", "--repeat", repeat, "--runs", "40" if quick else "3000",
                                 "--samples", "5" if quick else "100"]),
         *(Step(f"latency {db}", "latency", ["--db", db, "--samples", "5" if quick else "200"])
@@ -221,6 +223,7 @@ def report(r: dict[str, Any], *, quick: bool, took: float, pg_url: str, raw_name
               "| processes | processing |", "|---|---|"]
     lines += [f"| {key.split()[1].rstrip('p')} | {spread(r[key].get('start_to_finish'), '/s')} |"
               for key in r if key.startswith("scaling ") and "error" not in r[key]]
+    lines += flow_section(r)
     lines += ["", "## Idle pickup latency (enqueue → job body starts)", "",
               "| system | store | where the worker runs | p50 | p99 | max |", "|---|---|---|---|---|---|"]
     for db in ("sqlite", "postgres"):
@@ -271,6 +274,19 @@ def report(r: dict[str, Any], *, quick: bool, took: float, pg_url: str, raw_name
         lines += ["", "## Steps that failed", ""] + [f"- {key}: {error}" for key, error in failed.items()]
     analysis = Path(__file__).with_name("analysis.md")  # hand-written: what the profiles showed
     return "\n".join(lines) + "\n" + ("\n" + analysis.read_text() if analysis.exists() else "")
+
+
+def flow_section(r: dict[str, Any]) -> list[str]:
+    """bench.flow: no-op runs over 100 concurrency keys (2 at a time each) and a shared rate limit."""
+    found = {db: r[f"flow {db}"] for db in ("sqlite", "postgres") if "processing" in r.get(f"flow {db}", {})}
+    if not found:
+        return []
+    lines = ["", "## Flow control: 100 concurrency keys and a shared rate limit (no-op runs, one process, 4 threads)",
+             "", "| store | processing | most of one key at once | most starts in one period | limits held |",
+             "|---|---|---|---|---|"]
+    return lines + [f"| {db} | {spread(f['processing'], '/s')} | {f['most_per_key']} (limit {f['key_limit']}) | "
+                    f"{f['most_in_window']} (limit {f['rate']}) | {'yes' if f['limits_held'] else '**no**'} |"
+                    for db, f in found.items()]
 
 
 def embedding_section(figures: dict[str, Any]) -> list[str]:

@@ -80,10 +80,13 @@ class Run(Base):
         Index("ix_runs_job_outcome", "job_name", "status", "finished_at", "id"),
         Index("ix_runs_job_id", "job_name", "id"),
         # flow control (migration 0017): running runs by key, active runs by uniqueness, enqueues by key
+        # (only the runs that have a key: a claim or finish of a run without one writes no entry)
         Index("ix_runs_concurrency_key", "concurrency_key",
-              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
-        Index("ix_runs_unique_key", "unique_key", sqlite_where=text("status IN ('queued', 'running')"),
-              postgresql_where=text("status IN ('queued', 'running')")),
+              sqlite_where=text("status = 'running' AND concurrency_key IS NOT NULL"),
+              postgresql_where=text("status = 'running' AND concurrency_key IS NOT NULL")),
+        Index("ix_runs_unique_key", "unique_key",
+              sqlite_where=text("status IN ('queued', 'running') AND unique_key IS NOT NULL"),
+              postgresql_where=text("status IN ('queued', 'running') AND unique_key IS NOT NULL")),
         Index("ix_runs_idempotency", "job_name", "idempotency_key", "created_at",
               sqlite_where=text("idempotency_key IS NOT NULL"), postgresql_where=text("idempotency_key IS NOT NULL")),
     )

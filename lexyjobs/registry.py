@@ -18,30 +18,51 @@ from lexyjobs.code_jobs import code_jobs
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job, parse_definition
 from lexyjobs.errors import Conflict, InvalidDefinition, JobNotFound, ReadOnlyJob
+from lexyjobs.flow import named as named_limits
 
 log = logging.getLogger(__name__)
 
 
 def load_jobs_file(path: str | Path) -> tuple[dict[str, JobDefinition], list[InvalidDefinition]]:
     """Parse a jobs.toml. Bad entries are returned as errors; the good ones still load."""
+    found = read_jobs_file(path)
+    return found.definitions, found.errors
+
+
+@dataclass
+class JobsFile:
+    """What a jobs.toml holds: its good job definitions, its good ``[limits.<name>]`` tables (as
+    stored in ``named_limits``), and one error per bad entry; ``unreadable``: nothing could be read."""
+    definitions: dict[str, JobDefinition] = field(default_factory=dict)
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: list[InvalidDefinition] = field(default_factory=list)
+    unreadable: bool = False
+
+
+def read_jobs_file(path: str | Path) -> JobsFile:
+    """Parse a jobs.toml: ``[jobs.<name>]`` and ``[limits.<name>]`` tables. Bad entries are
+    returned as errors; the good ones still load."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        return {}, [InvalidDefinition(str(path), None, f"cannot read jobs file: {exc}")]
+        return JobsFile(errors=[InvalidDefinition(str(path), None, f"cannot read jobs file: {exc}")], unreadable=True)
+    found = JobsFile()
+    found.limits, found.errors = named_limits.parse_tables(data.get("limits", {}))
     tables = data.get("jobs", {})
-    errors: list[InvalidDefinition] = []
-    unknown = sorted(set(data) - {"jobs"})
+    unknown = sorted(set(data) - {"jobs", "limits"})
     if unknown:
-        errors.append(InvalidDefinition(str(path), unknown[0], "unknown top-level table; put jobs under [jobs.<name>]"))
+        found.errors.append(InvalidDefinition(str(path), unknown[0],
+                                              "unknown top-level table; put jobs under [jobs.<name>], limits under [limits.<name>]"))
     if not isinstance(tables, dict):
-        return {}, errors + [InvalidDefinition(str(path), "jobs", "must be a table of [jobs.<name>] tables")]
-    definitions: dict[str, JobDefinition] = {}
+        found.errors.append(InvalidDefinition(str(path), "jobs", "must be a table of [jobs.<name>] tables"))
+        found.unreadable = True
+        return found
     for name, raw in tables.items():
         try:
-            definitions[name] = parse_definition(name, raw, source="file")
+            found.definitions[name] = parse_definition(name, raw, source="file")
         except InvalidDefinition as exc:
-            errors.append(exc)
-    return definitions, errors
+            found.errors.append(exc)
+    return found
 
 
 @dataclass
@@ -80,18 +101,24 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
             report.reject(code, exc)
     origins = {"code": code, "file": str(Path(jobs_file).absolute()) if jobs_file else ""}
     file_unreadable = False
+    jobs_toml = JobsFile()
     if jobs_file:
-        sources["file"], file_errors = load_jobs_file(jobs_file)
-        for error in file_errors:
-            report.reject(origins["file"], error, about_job=error.job != str(jobs_file))
+        jobs_toml = read_jobs_file(jobs_file)
+        sources["file"] = jobs_toml.definitions
+        for error in jobs_toml.errors:
+            report.reject(origins["file"], error, about_job=error.job != str(jobs_file)
+                          and not isinstance(error, named_limits.InvalidLimit))
         # an unreadable file says nothing about which jobs it holds: archive none of them
-        file_unreadable = any(e.job == str(jobs_file) and e.field in (None, "jobs") for e in file_errors)
+        file_unreadable = jobs_toml.unreadable
     for name in set(sources["code"]) & set(sources["file"]):
         del sources["file"][name]
         report.reject(origins["file"], InvalidDefinition(
             name, "name", f"defined both in code and in {jobs_file}; the code one is used"))
     now = utcnow()
     with db.write() as session:
+        if jobs_file or archive_missing:
+            _save_limits(session, jobs_toml, replace=archive_missing and not file_unreadable, now=now)
+        _reject_undefined_limits(session, sources, report, origins)
         _reject_graph_problems(session, sources, report, origins)
         for source, definitions in sources.items():
             for name, definition in sorted(definitions.items()):  # row locks in name order, as claims take them
@@ -114,6 +141,27 @@ def sync_jobs(db: Database, *, jobs_file: str | None, imports: tuple[str, ...] =
     return report
 
 
+def _save_limits(session: Session, jobs_toml: JobsFile, *, replace: bool, now: Any) -> None:
+    """Store the file's ``[limits.<name>]`` tables; with ``replace`` (the server) delete the
+    stored ones gone from the file — but a table that is there and broken keeps its last good
+    version, as a broken job does."""
+    broken = {e.limit for e in jobs_toml.errors if isinstance(e, named_limits.InvalidLimit)}
+    kept = {row_name: spec for row_name, spec in store.named_limit_specs(session).items() if row_name in broken}
+    named_limits.save(session, {**kept, **jobs_toml.limits}, now=now, replace=replace)
+
+
+def _reject_undefined_limits(session: Session, sources: dict[str, dict[str, JobDefinition]], report: SyncReport,
+                             origins: dict[str, str]) -> None:
+    """Drop (and report) definitions whose ``limits`` name a limit no ``[limits.<name>]`` defines."""
+    if not any(d.flow.limits for definitions in sources.values() for d in definitions.values()):
+        return
+    defined = store.named_limits(session)
+    for source, definitions in sources.items():
+        for name, problem in named_limits.undefined(definitions.values(), defined).items():
+            del definitions[name]
+            report.reject(origins[source], problem)
+
+
 def _reject_graph_problems(session: Session, sources: dict[str, dict[str, JobDefinition]], report: SyncReport,
                            origins: dict[str, str]) -> None:
     """Drop (and report) definitions whose ``depends_on`` names unknown jobs or closes a cycle."""
@@ -125,6 +173,14 @@ def _reject_graph_problems(session: Session, sources: dict[str, dict[str, JobDef
         for definitions in sources.values():
             definitions.pop(name, None)
         report.reject(origin, InvalidDefinition(name, field_name, problem))
+
+
+def _check_limits(session: Session, definition: JobDefinition) -> None:
+    """A job created in the panel/API may only name limits that jobs.toml defines."""
+    if definition.flow.limits:
+        problem = named_limits.undefined([definition], store.named_limits(session)).get(definition.name)
+        if problem is not None:
+            raise problem
 
 
 def _check_graph(session: Session, definition: JobDefinition) -> None:
@@ -142,6 +198,7 @@ def create_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition
         if existing is not None and not existing.archived:
             raise Conflict(f"a job named '{name}' already exists", details={"job": name})
         _check_graph(session, definition)
+        _check_limits(session, definition)
         store.save_job(session, definition.row(), now=utcnow())
     return definition
 
@@ -152,6 +209,7 @@ def update_job(db: Database, name: str, raw: Mapping[str, Any]) -> JobDefinition
     with db.write() as session:
         editable_job(session, name)
         _check_graph(session, definition)
+        _check_limits(session, definition)
         store.save_job(session, definition.row(), now=utcnow())
     return definition
 

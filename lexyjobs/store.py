@@ -118,6 +118,11 @@ def named_limits(session: Session) -> dict[str, RateLimit]:
     return out
 
 
+def named_limit_specs(session: Session) -> dict[str, dict[str, Any]]:
+    """The stored ``[limits.<name>]`` tables as written (``{"rate": "500/m"}``), by name."""
+    return {name: dict(spec) for name, spec in session.execute(select(NamedLimit.name, NamedLimit.spec))}
+
+
 def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert queued runs (one statement for the batch); returns their ids in ``rows`` order.
     The caller has validated the rows; the caller's ``Database.enqueued(session)`` wakes workers."""

@@ -209,3 +209,10 @@ def writes_around_a_flush(ctx: RunContext) -> None:
     ctx.write("first\n")
     LOG_ORDER_TAKEN.wait(10)
     ctx.write("second\n")
+
+
+def timed(ctx: RunContext) -> dict[str, Any]:
+    """Sleep ``seconds`` (default 0.2) and return when it began and ended (wall clock) and where."""
+    began = time.time()
+    time.sleep(float(ctx.params.get("seconds", 0.2)))
+    return {"began": began, "ended": time.time(), "pid": os.getpid()}

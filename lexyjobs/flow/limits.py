@@ -29,6 +29,7 @@ class Windows:
     now: datetime
     counts: dict[str, int] = field(default_factory=dict)
     taken: list[dict[str, Any]] = field(default_factory=list)
+    free: dict[str, datetime] = field(default_factory=dict)  # full buckets' next slot (a full bucket stays full)
 
     def blocked_until(self, session: Session, buckets: Sequence[dict[str, Any]]) -> tuple[datetime, str] | None:
         """None when a run with these buckets may start now (and its slots are taken); else the
@@ -39,7 +40,9 @@ class Windows:
             if name not in self.counts:
                 self.counts[name] = _count(session, name, self.now, per)
             if self.counts[name] >= rate:
-                free_at = _free_at(session, name, rate, per, self.now, self.taken)
+                if name not in self.free:
+                    self.free[name] = _free_at(session, name, rate, per, self.now, self.taken)
+                free_at = self.free[name]
                 if worst is None or free_at > worst[0]:
                     worst = (free_at, name)
         if worst is not None:

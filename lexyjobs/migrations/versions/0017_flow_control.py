@@ -24,8 +24,10 @@ down_revision = "0016"
 branch_labels = None
 depends_on = None
 
-RUNNING = sa.text("status = 'running'")
-ACTIVE = sa.text("status IN ('queued', 'running')")
+# Partial indexes of the runs that have a key only: every claim and finish of the many runs
+# without one would otherwise write an index entry (measured: ~8 % of a no-op claim on SQLite).
+RUNNING = sa.text("status = 'running' AND concurrency_key IS NOT NULL")
+ACTIVE = sa.text("status IN ('queued', 'running') AND unique_key IS NOT NULL")
 
 
 def upgrade() -> None:

@@ -225,6 +225,7 @@ class WorkerProcess(Base):
     queues: Mapped[list[str] | None] = mapped_column(JSONType)  # the queues it serves ("ai:2"); None: all
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopping_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # shutting down: claims no more
 
 
 class Alert(Base):

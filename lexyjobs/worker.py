@@ -127,6 +127,8 @@ class Worker:
         self.wake()
         with self._handover:
             pass  # a claim in flight is now in _active; later cycles claim nothing
+        if self._busy and grace > 0:
+            self._mark_stopping()  # while its runs finish, the queued ones say why none starts here
         deadline = time.monotonic() + grace
         with self._idle:
             while self._busy and time.monotonic() < deadline:
@@ -548,6 +550,13 @@ class Worker:
         if not workers.heartbeat(session, self.registration, now=self.clock()):
             log.warning("worker %s: its registry row was gone (pruned while this process stalled); written again",
                         self.name)
+
+    def _mark_stopping(self) -> None:
+        try:
+            with self.db.write() as session:
+                workers.mark_stopping(session, self.name, now=self.clock())
+        except SQLAlchemyError as exc:
+            log.warning("worker %s: could not record that it is stopping (%s)", self.name, type(exc).__name__)
 
     def _unregister(self) -> None:
         try:

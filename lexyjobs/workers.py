@@ -94,6 +94,12 @@ def heartbeat(session: Session, me: Registration, *, now: datetime) -> bool:
     return False
 
 
+def mark_stopping(session: Session, name: str, *, now: datetime) -> None:
+    """Record that worker ``name`` stopped claiming (it is shutting down), so the runs waiting
+    for it can say so until its row goes."""
+    session.execute(update(WORKERS).where(WORKERS.c.name == name).values(stopping_at=now))
+
+
 def unregister(session: Session, name: str) -> None:
     """Delete the row of worker ``name`` (its clean stop)."""
     session.execute(delete(WORKERS).where(WORKERS.c.name == name))

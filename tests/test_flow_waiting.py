@@ -5,6 +5,7 @@ gone stale) through lexyjobs.workers; and the cost: a page of 50 queued runs tak
 statements as a page of 3."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
@@ -146,6 +147,30 @@ def test_a_concurrency_key_names_its_holders_and_other_keys_are_ready(db: Databa
     ready = why(db, other_site)
     assert (ready.reason, ready.idle_threads) == ("worker", 3)  # 4 threads, one busy with the holder
     assert ready.message == "Ready: a worker picks it up now (3 idle threads serve queue 'default')."
+
+
+def test_a_worker_shutting_down_says_so_until_it_is_gone(db: Database, make_job: MakeJob, start_worker: Any,
+                                                         tmp_path: Any) -> None:
+    gate = tmp_path / "gate"
+    make_job("hold", func="jobfuncs:progress_until_gate", max_concurrency=0,
+             params={"gate": {"type": "string", "required": True}})
+    worker = start_worker(workers=1, prefetch=0)
+    running = runs.enqueue(db, "hold", {"gate": str(gate)})
+    wait_for(lambda: runs.get_run(db, running).progress == 40)
+    waiting = runs.enqueue(db, "hold", {"gate": str(gate)})
+    assert why(db, waiting).reason == "worker"  # its one thread is busy; nothing else holds it
+    stopper = threading.Thread(target=worker.stop, kwargs={"grace": 30})
+    stopper.start()
+    try:
+        found = wait_for(lambda: (w := why(db, waiting)).reason == "shutting_down" and w)
+        assert found.message == (f"Every worker serving queue 'default' is shutting down ({worker.name}): it "
+                                 "starts on the next worker that serves the queue.")
+        assert runs.get_run(db, waiting).status == RunStatus.QUEUED.value
+    finally:
+        gate.touch()
+        stopper.join(timeout=30)
+    assert runs.get_run(db, running).status == RunStatus.SUCCEEDED.value
+    assert why(db, waiting).reason == "no_worker"  # its row is gone with it
 
 
 def test_ready_but_every_thread_serving_the_queue_is_busy(db: Database, make_job: MakeJob) -> None:

@@ -7,6 +7,7 @@ The reasons, in the order they are checked (the first that holds is the one give
 ``due``           scheduled later: ``run_at`` / a delay, or the backoff before a retry attempt;
 ``queue_paused``  its queue is paused;
 ``no_worker``     no live worker process serves its queue (or none runs at all);
+``shutting_down`` the live workers serving its queue are all shutting down (they claim no more);
 ``rate_limit``    a claim found it over a rate limit and holds it until its next slot;
 ``job_limit``     its job's ``max_concurrency`` runs are running (named);
 ``key_limit``     its concurrency key's ``concurrency_limit`` runs are running (named);
@@ -14,8 +15,8 @@ The reasons, in the order they are checked (the first that holds is the one give
 
 Not reasons: a paused *job* (pausing stops its schedule only; its queued runs still run) and
 upstream pipeline steps (a downstream run is created only once its upstreams succeeded, so a
-queued run never waits for one). A process shutting down stops claiming, but nothing in the
-database says so before its registry row goes; it then counts as no worker.
+queued run never waits for one). A worker shutting down marks its registry row
+(``workers.stopping_at``) while its runs finish; once the row goes it counts as no worker.
 
 Cost: four small queries whatever the number of runs (paused queues, live workers, the jobs'
 limits, the running runs), none per run; the running runs are few (at most the workers' threads
@@ -36,7 +37,7 @@ from lexyjobs.states import RUNS, RunStatus
 from lexyjobs.store import JOBS, status_is
 from lexyjobs.workers import WORKERS
 
-REASONS = ("due", "queue_paused", "no_worker", "rate_limit", "job_limit", "key_limit", "worker")
+REASONS = ("due", "queue_paused", "no_worker", "shutting_down", "rate_limit", "job_limit", "key_limit", "worker")
 HOLDERS_NAMED = 5  # running runs named in a message (the details list them all, up to HOLDERS_LISTED)
 HOLDERS_LISTED = 50
 
@@ -75,13 +76,14 @@ class LiveWorker:
     name: str
     threads: int
     queues: Mapping[str, int | None] | None
+    stopping: bool = False  # shutting down: it claims no more
 
     def serves(self, queue: str) -> bool:
         return self.queues is None or self.queues.get(queue, 0) != 0
 
     def room(self, queue: str, running: Mapping[str, int]) -> int:
         """Idle threads it could give a run of ``queue`` (``running``: its runs by queue)."""
-        if not self.serves(queue):
+        if self.stopping or not self.serves(queue):
             return 0
         free = self.threads - sum(running.values())
         cap = None if self.queues is None else self.queues.get(queue)
@@ -117,8 +119,9 @@ class Snapshot:
     def load(cls, session: Session, jobs: Iterable[str], *, now: datetime, stale_after: float) -> Snapshot:
         """Four queries: paused queues, live workers, the jobs' ``max_concurrency``, running runs."""
         paused = set(session.scalars(select(QueueState.name).where(QueueState.paused.is_(True))))
-        workers = [LiveWorker(row.name, row.threads, parse_served(row.queues)) for row in session.execute(
-            select(WORKERS.c.name, WORKERS.c.threads, WORKERS.c.queues)
+        workers = [LiveWorker(row.name, row.threads, parse_served(row.queues), row.stopping_at is not None)
+                   for row in session.execute(select(WORKERS.c.name, WORKERS.c.threads, WORKERS.c.queues,
+                                                     WORKERS.c.stopping_at)
             .where(WORKERS.c.heartbeat_at >= now - timedelta(seconds=stale_after)))]
         names = sorted(set(jobs))
         caps = {name: cap for name, cap in session.execute(
@@ -155,8 +158,13 @@ def explain(run: Any, s: Snapshot) -> WaitingFor:
     if queue in s.paused:
         return WaitingFor("queue_paused", f"Queue '{queue}' is paused: its runs wait until the queue is resumed.",
                           f"queue {queue} paused", queue=queue)
-    if not any(w.serves(queue) for w in s.workers):
+    serving = [w for w in s.workers if w.serves(queue)]
+    if not serving:
         return _no_worker(queue, bool(s.workers))
+    if all(w.stopping for w in serving):
+        names = ", ".join(w.name for w in serving[:HOLDERS_NAMED])
+        return WaitingFor("shutting_down", f"Every worker serving queue '{queue}' is shutting down ({names}): it "
+                          "starts on the next worker that serves the queue.", "workers stopping", queue=queue)
     if run.held_until is not None and run.held_until > s.now:
         return WaitingFor("rate_limit", f"Over the rate limit {_bucket_words(run.held_by)}: its next slot is at "
                           f"{_clock(run.held_until)}.", f"rate limit until {_hhmm(run.held_until)}",
@@ -241,8 +249,8 @@ def flow_stamp(session: Session, *, now: datetime, stale_after: float) -> str:
     """Changes when a paused queue or the set of live workers (and what they serve) changes:
     what, besides the runs themselves, makes a polled list's reasons change. Two tiny reads."""
     paused = sorted(session.scalars(select(QueueState.name).where(QueueState.paused.is_(True))))
-    live = sorted((row.name, repr(row.queues)) for row in session.execute(
-        select(WORKERS.c.name, WORKERS.c.queues).where(WORKERS.c.heartbeat_at >= now - timedelta(seconds=stale_after))))
+    live = sorted((row.name, repr(row.queues), row.stopping_at is None) for row in session.execute(
+        select(WORKERS.c.name, WORKERS.c.queues, WORKERS.c.stopping_at).where(WORKERS.c.heartbeat_at >= now - timedelta(seconds=stale_after))))
     return hashlib.blake2b(repr((paused, live)).encode(), digest_size=6).hexdigest()
 
 

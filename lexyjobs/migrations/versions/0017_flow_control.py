@@ -7,7 +7,8 @@ definitions: the run's ``queue``; its rendered ``concurrency_key`` and that key'
 claims, until its slot); ``idempotency_key`` and ``unique_key`` (duplicate enqueues return the
 first run). ``queues`` holds the paused state of each queue, ``rate_slots`` the recent starts
 counted against each rate limit (a sliding window), ``named_limits`` the ``[limits.<name>]`` tables
-of jobs.toml, and ``workers.queues`` what each worker process serves.
+of jobs.toml, ``workers.queues`` what each worker process serves and ``workers.stopping_at``
+when it stopped claiming (shutting down: its queued runs say so).
 
 Revision ID: 0017
 Revises: 0016
@@ -47,6 +48,7 @@ def upgrade() -> None:
                     sqlite_where=sa.text("idempotency_key IS NOT NULL"),
                     postgresql_where=sa.text("idempotency_key IS NOT NULL"))
     op.add_column("workers", sa.Column("queues", JSONType))  # NULL: every queue
+    op.add_column("workers", sa.Column("stopping_at", UTCDateTime))  # set when it stops claiming
     op.create_table(
         "queues",
         sa.Column("name", sa.String(100), primary_key=True),
@@ -73,6 +75,7 @@ def downgrade() -> None:
     op.drop_table("named_limits")
     op.drop_table("rate_slots")
     op.drop_table("queues")
+    op.drop_column("workers", "stopping_at")
     op.drop_column("workers", "queues")
     op.drop_index("ix_runs_idempotency", "runs")
     op.drop_index("ix_runs_unique_key", "runs")

@@ -128,8 +128,17 @@ def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     The caller has validated the rows; the caller's ``Database.enqueued(session)`` wakes workers."""
     if not rows:
         return []
+    unused = [column for column, default in FLOW_DEFAULTS.items()
+              if all(row.get(column, default) == default for row in rows)]
+    if unused:  # left to the column defaults: fewer parameters (an INSERT of 3,000 runs took 20 % longer)
+        rows = [{k: v for k, v in row.items() if k not in unused} for row in rows]
     statement = insert(RUNS).returning(RUNS.c.id, sort_by_parameter_order=True)  # Core: no ORM bulk machinery
     return [row[0] for row in session.execute(statement, list(rows))]
+
+
+# The flow-control columns of a run (lexyjobs.flow) and their values when no rule applies.
+FLOW_DEFAULTS: dict[str, Any] = {"queue": "default", "concurrency_key": None, "concurrency_limit": None,
+                                 "rate_limits": None, "unique_key": None, "idempotency_key": None}
 
 
 # ---------------------------------------------------------------- claim (lexyjobs.claiming)

@@ -194,3 +194,26 @@ def test_titles_are_escaped_inside_the_svg(panel_as: PanelAs, make_job: MakeJob,
         assert "&lt;script&gt;alert(1)&lt;/script&gt;&amp;&#34;x" in svg  # in the tooltip, whole
         assert "&lt;/text&gt;&lt;a href=&#39;javascript" in svg
         assert set(_nodes(svg)) == {"evil-root", "evil-child"}
+
+
+def test_a_finished_pipeline_keeps_its_steps_when_a_job_is_added_downstream_later(
+        panel_as: PanelAs, seed_chain: Callable[..., None], make_job: MakeJob, db: Database,
+        start_worker: Callable[..., Any]) -> None:
+    seed_chain()
+    start_worker()
+    pipeline_id = runs.get_run(db, runs.enqueue(db, "collect-keywords")).pipeline_id
+
+    def settled() -> bool:
+        with db.read() as session:
+            rows = session.query(Run).filter(Run.pipeline_id == pipeline_id).all()
+        return len(rows) == 4 and all(r.status == RunStatus.SUCCEEDED for r in rows)
+    wait_for(settled, timeout=15)
+    make_job("corpus-report", title="Corpus report", depends_on=["ingest-corpus-metrics"])
+    panel = panel_as("viewer")
+    overview = _text(panel.get("/pipelines"))
+    row = overview[overview.index(f"/pipelines/{pipeline_id}"):].split("</tr>")[0]
+    assert '<span class="badge succeeded">succeeded</span>' in row and "not reached" not in row
+    page = _text(panel.get(f"/pipelines/{pipeline_id}"))
+    nodes = _nodes(_svg(page))
+    assert nodes["corpus-report"]["css"] == "step-not-in-this-pipeline"
+    assert "incomplete" not in page and "not reached" not in page.split("<svg")[0]

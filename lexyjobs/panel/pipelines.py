@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from flask import Response, current_app, url_for
+from sqlalchemy.orm import Session
 
 from lexyjobs import queries, store
 from lexyjobs.db import utcnow
@@ -22,12 +23,14 @@ from lexyjobs.panel.htmx import no_change, render, unchanged
 from lexyjobs.pipelines import descendants
 from lexyjobs.queries import PipelineRun
 from lexyjobs.runtime import current
+from lexyjobs.states import TERMINAL
 
 RECENT = 20
 TITLE_CHARS = 26    # what fits on one line of a node (the full title is in its tooltip)
 CAPTION_CHARS = 34
 HEALTH_LABELS = {"ok": "healthy", "warning": "warning", "error": "failed", "unknown": "unknown"}
 NOT_REACHED, OUTSIDE = "not reached", "not in this pipeline"
+_ENDED = {status.value for status in TERMINAL}
 # Pipeline ids are uuid4().hex; the dashed form is accepted too (the column holds 36 characters).
 PIPELINE_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -53,11 +56,12 @@ def pipelines() -> str | Response:
             return no_change()
         graph = store.job_dependencies(session)
         recent = queries.recent_pipelines(session, limit=RECENT)
+        born = _job_births(session)
     overviews = {o.job.name: o for o in jobs_overview(lexy.db, now)}
     drawing = layout(graph)
     nodes = {name: _job_node(o, now) for name, o in overviews.items()}
     return render("lexyjobs/pipelines.html", "lexyjobs/_partials/_pipeline_graph.html", layout=drawing, nodes=nodes, pipeline=None,
-                  recent=[_summary(p, graph) for p in recent], titles={n: o.job.title for n, o in overviews.items()},
+                  recent=[_summary(p, graph, born) for p in recent], titles={n: o.job.title for n, o in overviews.items()},
                   poll_url=url_for("lexyjobs.panel.pipelines", stamp=stamp))
 
 
@@ -75,7 +79,8 @@ def pipeline_run(pipeline_id: str) -> str | Response:
             raise NotFound(f"no pipeline with id {pipeline_id}")
         graph = _around(store.job_dependencies(session), found)
         titles = {job.name: job.title for job in store.list_jobs(session, include_archived=True)}
-    summary = _summary(found, graph)
+        born = _job_births(session)
+    summary = _summary(found, graph, born)
     nodes = {name: _step_node(name, titles.get(name, name), found, summary["steps"], now) for name in graph}
     return render("lexyjobs/pipeline_run.html", "lexyjobs/_partials/_pipeline_graph.html", layout=layout(graph), nodes=nodes,
                   pipeline=found, summary=summary, titles=titles,
@@ -93,12 +98,25 @@ def _around(graph: Graph, found: PipelineRun) -> dict[str, tuple[str, ...]]:
     return {name: tuple(u for u in graph.get(name, ()) if u in group) for name in sorted(group)}
 
 
-def _summary(found: PipelineRun, graph: Graph) -> dict[str, Any]:
-    """The pipeline's steps (its root job and what is downstream of it), the newest run of each,
-    the count per status (``not reached`` included) and one overall state."""
+def _job_births(session: Session) -> dict[str, datetime]:
+    """When each job was created: a job added after a pipeline started is not one of its steps."""
+    return {job.name: job.created_at for job in store.list_jobs(session, include_archived=True)}
+
+
+def _summary(found: PipelineRun, graph: Graph, born: Mapping[str, datetime]) -> dict[str, Any]:
+    """The pipeline's steps, the newest run of each, the count per status (``not reached``
+    included) and one overall state. The steps are those it had when it started: once nothing is
+    queued or running they are the jobs it ran (each step reached is queued or recorded blocked in
+    the transaction that ends its upstream), so a job added to the graph later cannot turn a
+    finished pipeline incomplete; while it runs, the root job and what is downstream of it among
+    the jobs that existed at its start."""
     root = found.root.job_name
     latest = found.latest()
-    steps = [root, *descendants(graph, root)] if root in graph else list(latest)
+    if root not in graph or all(row.status in _ENDED for row in latest.values()):
+        steps = list(latest)
+    else:
+        started = found.root.created_at
+        steps = [root, *(job for job in descendants(graph, root) if job not in born or born[job] <= started)]
     steps += [job for job in latest if job not in steps]
     counts: dict[str, int] = {}
     for step in steps:

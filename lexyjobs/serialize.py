@@ -30,6 +30,15 @@ def schedule_summary(definition: JobDefinition | None, job: Job, now: datetime) 
     return describe(definition.schedule, definition.timezone), upcoming
 
 
+def shown_spec(job: Job) -> dict[str, Any]:
+    """The job's stored definition with ``enabled`` as it is now: the ``jobs.enabled`` column is
+    the one truth (a pause made at run time changes it, not a file's definition), so the
+    configuration, the edit form and the API never say ``enabled: true`` of a paused job."""
+    if "enabled" in job.spec or not job.enabled:
+        return {**job.spec, "enabled": job.enabled}
+    return dict(job.spec)
+
+
 def job_dict(job: Job, definition: JobDefinition | None, health: Health | None, now: datetime) -> dict[str, Any]:
     """A job with its masked definition, schedule in words, next fire and health."""
     words, upcoming = schedule_summary(definition, job, now)
@@ -42,7 +51,7 @@ def job_dict(job: Job, definition: JobDefinition | None, health: Health | None, 
         "depends_on": list(definition.depends_on) if definition else [],
         "params": schema_to_json(definition.params) if definition else [],
         "health": dataclasses.asdict(health) if health else None,
-        "definition": mask_config(job.spec), "version": job.version,
+        "definition": mask_config(shown_spec(job)), "version": job.version,
         "unset_env": unset_env(definition.kind, definition.config) if definition else [],
         "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
     }

@@ -52,6 +52,8 @@ def save_job(session: Session, row: dict[str, Any], *, now: datetime) -> Job:
 
     ``enabled`` follows the definition when the job is new or when the definition's own
     ``enabled`` value changed; otherwise the stored value (a pause made at run time) is kept.
+    A job defined in the database (panel, API) has no other source: an ``enabled`` its saved
+    definition states is the truth, so unticking Enabled pauses it and ticking it resumes it.
     ``version`` is bumped only when the spec changed, so workers can cache definitions."""
     job = session.get(Job, row["name"], with_for_update=True)
     if job is None:
@@ -60,7 +62,8 @@ def save_job(session: Session, row: dict[str, Any], *, now: datetime) -> Job:
         session.add(job)
     else:
         if job.spec != row["spec"] or job.archived or job.source != row["source"]:
-            if job.spec.get("enabled", True) != row["spec"].get("enabled", True):
+            if job.spec.get("enabled", True) != row["spec"].get("enabled", True) or \
+                    (row["source"] == "db" and "enabled" in row["spec"]):
                 job.enabled = row["spec"].get("enabled", True)
             for key, value in row.items():
                 setattr(job, key, value)
@@ -86,6 +89,7 @@ def archive_jobs_not_in(session: Session, source: str, keep: Iterable[str], *, n
 def set_job_enabled(session: Session, name: str, enabled: bool, *, now: datetime) -> bool:
     """Pause (False) or resume (True) a job. Returns False when there is no such job."""
     result = session.execute(update(Job).where(Job.name == name).values(enabled=enabled, updated_at=now))
+    _spec_follows(session, [name], enabled)
     return _rowcount(result) == 1
 
 
@@ -96,7 +100,21 @@ def set_category_enabled(session: Session, category: str, enabled: bool, *, now:
                                  .order_by(Job.name)))
     changed = list(session.scalars(update(Job).where(Job.name.in_(names), Job.enabled.is_(not enabled))
                                    .values(enabled=enabled, updated_at=now).returning(Job.name))) if names else []
+    _spec_follows(session, changed, enabled)
     return names, sorted(changed)
+
+
+def _spec_follows(session: Session, names: list[str], enabled: bool) -> None:
+    """A pause or resume of jobs defined in the database is written into their definition too
+    (their only source), so the stored spec and the runtime state never disagree. File and code
+    jobs keep their source's definition: the column alone holds the pause."""
+    if not names:
+        return
+    for job in session.scalars(select(Job).where(Job.name.in_(names), Job.source == "db")):
+        if job.spec.get("enabled", True) != enabled:
+            job.spec = {**job.spec, "enabled": enabled}
+            job.version += 1
+    session.flush()
 
 
 def delete_job(session: Session, name: str) -> bool:

@@ -224,3 +224,44 @@ def test_editing_keeps_the_fields_the_form_does_not_show(login: Callable[[str], 
     assert response.status_code == 302, errors(response)
     stored = spec(db, "nightly")
     assert stored["title"] == "New title" and {key: stored.get(key) for key in hidden} == hidden
+
+
+SHOWN = ("form", "config", "list", "api", "api_definition")
+
+
+def _enabled_shown(admin: Panel, api_client: Any, name: str) -> dict[str, bool]:
+    """How paused-or-enabled the job is shown: edit form's box, configuration, jobs list, API."""
+    form = text(admin.get(f"/jobs/{name}/edit"))
+    box = re.search(r'<input type="checkbox" name="enabled"[^>]*>', form)
+    assert box
+    page = text(admin.get(f"/jobs/{name}"))
+    config = re.search(r"<code>enabled</code></th>\s*<td><code>(\w+)</code>", page)
+    assert config
+    listed = text(admin.get("/jobs"))
+    at = listed.index(f"<code>{name}</code>")
+    row = listed[listed.rindex("<tr", 0, at):].split("</tr>")[0]
+    job = api_client.ok(api_client.get(f"/api/jobs/{name}", role="viewer"))
+    return {"form": "checked" in box.group(0), "config": config.group(1) == "true",
+            "list": "paused-badge" not in row, "api": job["enabled"], "api_definition": job["definition"]["enabled"]}
+
+
+def test_paused_and_enabled_are_one_truth_shown_the_same_everywhere(
+        login: Callable[[str], Panel], make_job: MakeJob, db: Database, api_client: Any) -> None:
+    make_job("nightly-sync", schedule="0 3 * * *", enabled=True)
+    admin = login("admin")
+    assert admin.post("/jobs/nightly-sync/pause").status_code == 302
+    assert _enabled_shown(admin, api_client, "nightly-sync") == dict.fromkeys(SHOWN, False)
+    assert admin.post("/jobs/nightly-sync/resume").status_code == 302
+    assert _enabled_shown(admin, api_client, "nightly-sync") == dict.fromkeys(SHOWN, True)
+    unticked = admin.post("/jobs/nightly-sync/edit", {"kind": "python", "k_func": "jobfuncs:noop",
+                                                      "schedule": "0 3 * * *"})
+    assert unticked.status_code == 302, errors(unticked)
+    assert _enabled_shown(admin, api_client, "nightly-sync") == dict.fromkeys(SHOWN, False)
+    assert admin.post("/jobs/nightly-sync/resume").status_code == 302
+    assert _enabled_shown(admin, api_client, "nightly-sync") == dict.fromkeys(SHOWN, True)
+    assert spec(db, "nightly-sync")["enabled"] is True
+    assert admin.post("/jobs/nightly-sync/pause").status_code == 302
+    ticked = admin.post("/jobs/nightly-sync/edit", {"kind": "python", "k_func": "jobfuncs:noop",
+                                                    "schedule": "0 3 * * *", "enabled": "true"})
+    assert ticked.status_code == 302, errors(ticked)
+    assert _enabled_shown(admin, api_client, "nightly-sync") == dict.fromkeys(SHOWN, True)

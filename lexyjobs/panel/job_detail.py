@@ -24,6 +24,7 @@ from lexyjobs.guard import actor, identity
 from lexyjobs.health import JobOverview, jobs_overview
 from lexyjobs.kinds import unset_env
 from lexyjobs.masking import mask_config
+from lexyjobs.serialize import shown_spec
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, unchanged, wants_partial
 from lexyjobs.panel.jobs import SOURCE_LABELS
@@ -118,7 +119,7 @@ def _page_context(overview: JobOverview, graph: dict[str, tuple[str, ...]], now:
     downstream = downstream_map(graph).get(job.name, [])
     return {
         "o": overview, "definition": definition, "source": SOURCE_LABELS.get(job.source, job.source),
-        "config": mask_config(job.spec), "schedule_words": words, "fires": fires,
+        "config": mask_config(shown_spec(job)), "schedule_words": words, "fires": fires,
         "unset_env": unset_env(definition.kind, definition.config) if definition else [],
         "dst_between": dst_days_between(definition, now, fires),
         "timezone": definition.timezone if definition else "UTC",

@@ -21,6 +21,7 @@ from lexyjobs.masking import mask_config
 from lexyjobs.panel import bp, param_rows
 from lexyjobs.panel.htmx import wants_partial
 from lexyjobs.registry import editable_job
+from lexyjobs.serialize import shown_spec
 from lexyjobs.runtime import current
 
 TEXT_FIELDS = ("title", "category", "description", "schedule", "timezone", "timeout", "backoff", "stale_after")
@@ -47,7 +48,7 @@ def job_edit(name: str) -> str | BaseResponse | tuple[str, int]:
     actor().require("admin")
     job = _editable(name)
     if request.method != "POST":  # GET, and HEAD (no CSRF check): only show the form
-        return _form(name, _fields_of(mask_config(job.spec)), {})
+        return _form(name, _fields_of(mask_config(shown_spec(job))), {})
     form = _submitted()
     try:
         actions.update_job(current().db, actor(), name, {**_not_in_form(job.spec), **_definition(form)})

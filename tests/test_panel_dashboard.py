@@ -25,7 +25,7 @@ def test_the_dashboard_shows_counts_health_failures_and_upcoming_fires(login: Ca
     runs.enqueue(db, "flaky")
     page = text(login("viewer").get("/"))
     cards = dict(re.findall(r'<span class="badge (\w+)">\w+</span><strong>(\d+)</strong>', page))
-    assert cards == {"queued": "1", "running": "0", "succeeded": "1", "failed": "1"}
+    assert cards == {"queued": "1", "running": "0", "succeeded": "1", "failed": "1", "canceled": "0"}
     assert re.search(r"<span>total</span><strong>3</strong>", page)
     health = dict(re.findall(r'<span class="health (\w+)"[^>]*>[^<]+</span><strong>(\d+)</strong>', page))
     assert health == {"ok": "1", "warning": "0", "error": "1", "unknown": "1"}
@@ -33,6 +33,20 @@ def test_the_dashboard_shows_counts_health_failures_and_upcoming_fires(login: Ca
     upcoming = page[page.index("Upcoming fires"):]
     assert "Nightly export" in upcoming and "Paused report" not in upcoming.split("<h2>Jobs")[0]
     assert "failure rate (24 h)" in page and "50.0%" in page
+
+
+def test_the_status_cards_add_up_to_the_total_canceled_and_blocked_included(
+        login: Callable[[str], Panel], make_job: MakeJob, db: Database) -> None:
+    make_job("first")
+    make_job("second", depends_on=["first"])
+    drive_run(db, runs.enqueue(db, "first"), RunStatus.SUCCEEDED)
+    runs.cancel(db, runs.enqueue(db, "first"))
+    drive_run(db, runs.enqueue(db, "first"), RunStatus.FAILED, error="boom")
+    page = text(login("viewer").get("/"))
+    cards = {status: int(n) for status, n in re.findall(r'<span class="badge (\w+)">\w+</span><strong>(\d+)</strong>', page)}
+    total = re.search(r"<span>total</span><strong>(\d+)</strong>", page)
+    assert total and cards["canceled"] >= 1 and cards.get("blocked", 0) >= 1
+    assert sum(cards.values()) == int(total.group(1))
 
 
 def test_an_empty_dashboard_tells_what_to_do(login: Callable[[str], Panel]) -> None:

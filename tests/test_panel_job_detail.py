@@ -343,3 +343,13 @@ def test_the_poll_brings_the_health_line_out_of_band(panel_as: PanelAs, make_job
     health = re.search(r'<p id="job-health" hx-swap-oob="true">(.*?)</p>', fresh, re.S)
     assert health, fresh
     assert "failed: quota exceeded" in health.group(1) and "never ran" not in fresh
+
+
+def test_parameter_defaults_show_their_real_characters_escaped_as_html(panel_as: PanelAs, make_job: MakeJob) -> None:
+    make_job("markup", params={"tag": {"type": "string", "default": "\"><img src=x onerror=alert(1)> & co"}})
+    page = text(panel_as("operator").get("/jobs/markup"))
+    assert "\\u003c" not in page and "\\u003e" not in page and "\\u0026" not in page
+    assert "<code>&#34;\\&#34;&gt;&lt;img src=x onerror=alert(1)&gt; &amp; co&#34;</code>" in page
+    assert "<img src=x" not in page
+    form = text(panel_as("operator").get("/jobs/markup/run"))
+    assert "\\u003c" not in form and "<img src=x" not in form

@@ -50,8 +50,16 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
+def json_text(value: Any) -> str:
+    """A value as one line of JSON with its real characters, left to autoescaping. Flask's
+    ``tojson`` is meant for <script> blocks: it writes <, > and & as \\u003c… and marks the
+    text safe, so a default like "<b>" showed as "\\u003cb\\u003e"."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(short_duration, "duration")
     app.add_template_filter(relative, "relative")
     app.add_template_filter(time_tag, "time")
     app.add_template_filter(pretty_json, "pretty_json")
+    app.add_template_filter(json_text, "json_text")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
@@ -15,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import accounts, actions
+from lexyjobs.alerts.rules import AlertRule
 from lexyjobs.accounts import InvalidAccount
 from lexyjobs.config import ENV_VARS, Settings
 from lexyjobs.errors import Conflict, NotFound
@@ -118,8 +120,42 @@ def _page(*, errors: dict[str, str] | None = None, forms: dict[str, dict[str, st
     lexy = current()
     return render_template("lexyjobs/settings.html", tokens=accounts.list_tokens(lexy.db), users=accounts.list_users(lexy.db),
                            roles=accounts.ROLES, min_password=accounts.MIN_PASSWORD_LENGTH,
-                           effective=effective_settings(lexy.settings), errors=errors or {}, forms=forms or {},
+                           effective=effective_settings(lexy.settings), alerting=alerting(lexy.settings),
+                           errors=errors or {}, forms=forms or {},
                            created=created, confirm_remove=confirm_remove, me=identity().name)
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    """One configured alert target as admins see it: where (secrets left out) and its setting."""
+
+    kind: str
+    where: str
+    env: str
+
+
+def alerting(settings: Settings) -> dict[str, Any]:
+    """The global alert rule in words: its targets (a webhook by host, Slack only as "set": its
+    URL is its credential; e-mail addresses and whether SMTP is set) and the events it sends."""
+    rule = AlertRule.from_settings(settings)
+    targets = []
+    if rule.webhook:
+        signed = "signed" if rule.webhook_secret else "unsigned"
+        targets.append(AlertTarget("webhook", f"POST to {_url_host(rule.webhook)} ({signed})", ENV_VARS["alert_webhook"][0]))
+    if rule.slack:
+        targets.append(AlertTarget("Slack", "incoming webhook set", ENV_VARS["alert_slack"][0]))
+    if rule.email:
+        # the configuration refuses LEXYJOBS_ALERT_EMAIL without LEXYJOBS_SMTP_HOST
+        targets.append(AlertTarget("e-mail", f"{', '.join(rule.email)} (via {settings.smtp_host})", ENV_VARS["alert_email"][0]))
+    return {"targets": targets, "events": rule.events, "after_failures": rule.after_failures}
+
+
+def _url_host(url: str) -> str:
+    """The host of a target URL (no path, query or credentials); a ``${NAME}`` reference as written."""
+    if url.startswith("${"):
+        return url.split("}", 1)[0] + "}"
+    host = urlsplit(url).hostname
+    return host or "a URL that does not parse"
 
 
 @dataclass(frozen=True)

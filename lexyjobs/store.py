@@ -53,7 +53,8 @@ def save_job(session: Session, row: dict[str, Any], *, now: datetime) -> Job:
     ``enabled`` follows the definition when the job is new or when the definition's own
     ``enabled`` value changed; otherwise the stored value (a pause made at run time) is kept.
     A job defined in the database (panel, API) has no other source: an ``enabled`` its saved
-    definition states is the truth, so unticking Enabled pauses it and ticking it resumes it.
+    definition states is the truth, so unticking Enabled pauses it and ticking it resumes it; a
+    definition that does not mention ``enabled`` leaves the job paused or not.
     ``version`` is bumped only when the spec changed, so workers can cache definitions."""
     job = session.get(Job, row["name"], with_for_update=True)
     if job is None:
@@ -62,8 +63,9 @@ def save_job(session: Session, row: dict[str, Any], *, now: datetime) -> Job:
         session.add(job)
     else:
         if job.spec != row["spec"] or job.archived or job.source != row["source"]:
-            if job.spec.get("enabled", True) != row["spec"].get("enabled", True) or \
-                    (row["source"] == "db" and "enabled" in row["spec"]):
+            if row["source"] == "db":
+                job.enabled = row["spec"].get("enabled", job.enabled)
+            elif job.spec.get("enabled", True) != row["spec"].get("enabled", True):
                 job.enabled = row["spec"].get("enabled", True)
             for key, value in row.items():
                 setattr(job, key, value)

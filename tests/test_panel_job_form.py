@@ -261,6 +261,9 @@ def test_paused_and_enabled_are_one_truth_shown_the_same_everywhere(
     assert _enabled_shown(admin, api_client, "nightly-sync") == dict.fromkeys(SHOWN, True)
     assert spec(db, "nightly-sync")["enabled"] is True
     assert admin.post("/jobs/nightly-sync/pause").status_code == 302
+    api_client.ok(api_client.put("/api/jobs/nightly-sync", role="admin", json={"kind": "python", "func": "jobfuncs:noop",
+                                                                                  "schedule": "0 3 * * *"}))
+    assert _enabled_shown(admin, api_client, "nightly-sync") == dict.fromkeys(SHOWN, False)  # still paused
     ticked = admin.post("/jobs/nightly-sync/edit", {"kind": "python", "k_func": "jobfuncs:noop",
                                                     "schedule": "0 3 * * *", "enabled": "true"})
     assert ticked.status_code == 302, errors(ticked)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pytest
 from click.testing import CliRunner, Result
 from conftest import ApiClient
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from test_flow_waiting import claim, pause_queue, register
 
 from lexyjobs import runs
@@ -211,8 +211,11 @@ def test_the_job_page_shows_shared_and_per_key_rate_limits(panel_as: Any, db: Da
 
     with db.write() as session:
         session.add(NamedLimit(name="openai", spec={"rate": "3/m"}, updated_at=utcnow()))
+        session.add(NamedLimit(name="nowhere", spec={"rate": "1/m"}, updated_at=utcnow()))
     make_job("summarize", max_concurrency=0, rate_limit="2/m per {customer_id}", limits=["openai", "nowhere"],
              params={"customer_id": {"type": "string"}})
+    with db.write() as session:  # its table left the jobs file after the job was saved (a load deletes it)
+        session.execute(delete(NamedLimit).where(NamedLimit.name == "nowhere"))
     register(db, "w:1")
     for customer in ("acme", "acme", "globex"):
         runs.enqueue(db, "summarize", {"customer_id": customer})

@@ -14,6 +14,7 @@ from lexyjobs.flow.unique import IdempotencyKey, idempotency_key
 
 MAX_LIMIT = 200
 MAX_TEXT = 200  # characters of a text query argument
+MAX_LOG_OFFSET = 2**62  # a log offset (``?after=``) beyond any log: larger is refused, as the document says
 WHOLE_NUMBER = re.compile(r"-?[0-9]+")  # int() would also take "1_000", "+5" and " 5"
 
 

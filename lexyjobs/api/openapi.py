@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from lexyjobs.alerts.history import EVENTS as ALERT_EVENTS, STATUSES as ALERT_STATUSES
-from lexyjobs.api.inputs import MAX_TEXT
+from lexyjobs.api.inputs import MAX_LOG_OFFSET, MAX_TEXT
 from lexyjobs.api.job_schema import JOB_NAME, QUEUE_NAME, schemas as job_schemas
 from lexyjobs.definitions import SOURCES
 from lexyjobs.flow.waiting import REASONS as WAITING_REASONS
@@ -269,7 +269,8 @@ def document() -> dict[str, Any]:
         "/api/runs/{run_id}/retry": {"post": _op("Retry a finished run (a new run)", "202", "RetryResult",
                                                  params=run, role="operator", errors="400 401 403 404 409 413 422")},
         "/api/runs/{run_id}/log": {"get": _op("The run's log from character offset `after`", "200", "Log",
-                                              params=run + [_query("after", {"type": "integer", "minimum": 0},
+                                              params=run + [_query("after", {"type": "integer", "minimum": 0,
+                                                                             "maximum": MAX_LOG_OFFSET},
                                                                    "offset returned as next_offset")])},
         "/api/stats": {"get": _op("Run counts, queue depth, last 24 h outcomes and times", "200", "Stats",
                                   errors="401")},

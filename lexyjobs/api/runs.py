@@ -6,7 +6,7 @@ from flask import Response, jsonify, url_for
 from lexyjobs import actions, cancels, queries, runs, store
 from lexyjobs.api import bp
 from lexyjobs.api.jobs import enqueued_response
-from lexyjobs.api.inputs import json_object, page_and_limit, pagination, query_choices, query_datetime, query_int, query_text
+from lexyjobs.api.inputs import MAX_LOG_OFFSET, json_object, page_and_limit, pagination, query_choices, query_datetime, query_int, query_text
 from lexyjobs.db import utcnow
 from lexyjobs.flow.waiting import waiting_dicts
 from lexyjobs.guard import actor
@@ -16,7 +16,6 @@ from lexyjobs.serialize import event_dict, run_dict
 from lexyjobs.states import TERMINAL, RunStatus
 
 TRIGGERS = runs.TRIGGERS
-MAX_LOG_OFFSET = 2**62
 
 
 def run_filter() -> RunFilter:

@@ -266,7 +266,7 @@ class Worker:
             if pipelines.advance(session, finished, now=now, postgres=self.db.is_postgres):
                 self.db.enqueued(session)
             claimed = claiming.claim_runs(session, free, worker=self.name, now=now, postgres=self.db.is_postgres,
-                                       events=events, begin=begin, queues=queues) if free > 0 else []
+                                          events=events, begin=begin, queues=queues) if free > 0 else []
             insert_events(session, events)  # the batch's ends and starts in one statement
         with self._lock:
             for outcome in outcomes:

@@ -330,3 +330,45 @@ def test_environment_targets_show_as_their_source_and_can_be_tested(
                               headers={"HX-Request": "true"}))
     assert 'id="answer-env-webhook"' in answer and "HTTP 200 OK: ok" in answer
     assert hooks.bodies("/env?token=webhook-token-abc")[0]["details"] == {"test": True}
+
+
+def test_an_email_target_is_tested_with_the_servers_reply(panel_as: PanelAs, make_api_app: Callable[..., Flask],
+                                                           lj: Runtime, smtp: tuple[Mailbox, int]) -> None:
+    from lexyjobs import accounts
+    from test_panel_settings import PASSWORD, log_in
+
+    box, port = smtp
+    accounts.add_user(lj.db, "root", PASSWORD, "admin")
+    other = make_api_app(smtp_host="127.0.0.1", smtp_port=port, smtp_tls="none", smtp_from="jobs@example.com")
+    client = log_in(other, "root", PASSWORD)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', text(client.get("/settings")))
+    assert csrf
+    added = client.post("/settings/alert-targets", data={"csrf_token": csrf.group(1), "kind": "email", "name": "ops-mail",
+                                                         "email": "ops@example.com, dev@example.com", "events": "failed",
+                                                         "after_failures": "1", "enabled": "on"})
+    assert added.status_code == 303, text(added)
+    [row] = stored(lj.db)
+    assert (row.destination, row.secret) == ("ops@example.com, dev@example.com", None)
+    answer = text(client.post(f"/settings/alert-targets/{row.id}/test", data={"csrf_token": csrf.group(1)},
+                              headers={"HX-Request": "true"}))
+    assert "Test alert delivered. The target answered: <code>SMTP 250 OK</code>" in answer
+    [(recipients, message)] = box.messages
+    assert recipients == ["ops@example.com", "dev@example.com"] and "test alert to &#39;ops-mail&#39;" not in message.as_string()
+    assert "this is a test alert to 'ops-mail'" in message.get_payload()
+    # without an SMTP server (the first app), an e-mail target is refused with the reason
+    refused = panel_as("admin").post("/settings/alert-targets", data={"kind": "email", "name": "x", "email": "a@b.example",
+                                                                      "events": "failed"})
+    assert refused.status_code == 422 and "e-mail needs an SMTP server: set LEXYJOBS_SMTP_HOST" in text(refused)
+
+
+def test_the_job_page_names_the_panel_targets_that_cover_it(panel_as: PanelAs, lj: Runtime, make_job: MakeJob) -> None:
+    make_job("etl", category="Billing")
+    make_job("report")
+    make_job("quiet", category="Billing", alerts=False)
+    add_target(lj, kind="slack", name="billing-slack", url="https://hooks.slack.example/services/T/B/x",
+               categories="Billing", events=["failed"], after_failures="2")
+    viewer = panel_as("viewer")
+    assert "billing-slack (Slack, panel): failed, failed after 2 in a row" in text(viewer.get("/jobs/etl"))
+    assert "none: no alert target is set" in text(viewer.get("/jobs/report"))
+    quiet = text(viewer.get("/jobs/quiet"))
+    assert "none: this job&#39;s alerts are off" in quiet and "billing-slack" not in quiet

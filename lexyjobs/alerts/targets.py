@@ -142,3 +142,20 @@ def from_row(row: AlertTargetRow, key: str) -> Target:
                   after_failures=row.after_failures, url=secrets.get("url"), signing_secret=secrets.get("signing_secret"),
                   email=email, jobs=tuple(row.jobs or ()), categories=tuple(row.categories or ()), enabled=row.enabled,
                   id=row.id, problem=problem, updated_at=row.updated_at, updated_by=row.updated_by)
+
+
+def describe_for_job(db: Database, settings: Settings, job: str, category: str,
+                     job_alerts: bool | dict[str, Any] | None) -> str:
+    """Who is alerted about ``job``, in words: the environment's rule as the job changes it, then
+    the panel targets that cover it (URLs and secrets left out)."""
+    rule = AlertRule.from_settings(settings).for_job(job_alerts)
+    if job_alerts is False:
+        return "none: this job's alerts are off"
+    covering = [t for t in panel_targets(db, settings, enabled_only=True) if t.covers(job, category)]
+    if not covering:
+        return rule.describe()
+    parts = [rule.describe()] if rule.has_targets else []
+    for target in covering:
+        streak = f", failed after {target.after_failures} in a row" if target.after_failures > 1 else ""
+        parts.append(f"{target.name} ({KIND_LABELS[target.kind]}, panel): {', '.join(target.events)}{streak}")
+    return "; ".join(parts)

@@ -10,8 +10,10 @@ from flask.cli import with_appcontext
 
 from lexyjobs import retention
 from lexyjobs.alerts import history
-from lexyjobs.alerts.notifiers import Notice, deliver
+from lexyjobs.alerts.alerter import Audience, deliver_to
+from lexyjobs.alerts.notifiers import Notice
 from lexyjobs.alerts.rules import AlertRule
+from lexyjobs.alerts.targets import panel_targets
 from lexyjobs.cli import _command, _fail, _handle_errors, _lexy, _reader, _table
 from lexyjobs.cli_accounts import _when
 from lexyjobs.db import utcnow
@@ -65,7 +67,8 @@ def alerts_list(job: str | None, limit: int, as_json: bool) -> None:
 
 
 @alerts_group.command("test")
-@click.option("--job", default=None, help="use this job's alert rule (default: the global LEXYJOBS_ALERT_* one)")
+@click.option("--job", default=None, help="use this job's alert rule and the panel targets that cover it "
+              "(default: the LEXYJOBS_ALERT_* targets and every panel target that is on)")
 @with_appcontext
 @_handle_errors
 def alerts_test(job: str | None) -> None:
@@ -73,19 +76,22 @@ def alerts_test(job: str | None) -> None:
     lj = _reader()
     rule = AlertRule.from_settings(lj.settings)
     title = "lexyjobs"
+    targets = panel_targets(lj.db, lj.settings, enabled_only=True)
     if job is not None:
         with lj.db.read() as session:
             row = get_job(session, job)
         if row is None:
             raise JobNotFound(job)
-        rule, title = rule.for_job(definition_from_job(row).alerts), row.title or row.name
-    if not rule.has_targets:
-        _fail("no alert targets: set LEXYJOBS_ALERT_WEBHOOK, LEXYJOBS_ALERT_SLACK or LEXYJOBS_ALERT_EMAIL "
-              "(or the job's `alerts`)", 1)
+        alerts = definition_from_job(row).alerts
+        rule, title = rule.for_job(alerts), row.title or row.name
+        targets = [] if alerts is False else [t for t in targets if t.covers(row.name, row.category)]
+    if not rule.has_targets and not targets:
+        _fail("no alert targets: set LEXYJOBS_ALERT_WEBHOOK, LEXYJOBS_ALERT_SLACK or LEXYJOBS_ALERT_EMAIL, "
+              "add one in Settings (or set the job's `alerts`)", 1)
     notice = Notice(event="failed", job=job or "lexyjobs-test", title=title, at=utcnow(),
                     text=f"{title}: this is a test alert sent by `lexyjobs alerts test`; nothing failed.",
                     details={"test": True})
-    results = deliver(notice, rule, lj.settings)
+    results = deliver_to(notice, Audience(rule, tuple(targets)), lj.settings)
     for target, outcome in results.items():
         click.echo(f"{target}: {outcome}")
     if any(outcome != "ok" for outcome in results.values()):

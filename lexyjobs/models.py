@@ -299,3 +299,28 @@ class NamedLimit(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertTargetRow(Base):
+    """An alert target added in the panel (lexyjobs.alerts.targets), beside those of the
+    environment. ``destination`` is what the panel shows: the e-mail addresses, or a webhook's
+    or Slack URL's scheme and host only; the URL itself and a webhook's signing secret are in
+    ``secret``, sealed (lexyjobs.sealing). ``jobs`` and ``categories`` narrow it to those jobs
+    (both empty: every job)."""
+
+    __tablename__ = "alert_targets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))        # webhook | slack | email
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    destination: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    after_failures: Mapped[int] = mapped_column(Integer, default=1)
+    jobs: Mapped[list[str]] = mapped_column(JSONType)
+    categories: Mapped[list[str]] = mapped_column(JSONType)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(200))

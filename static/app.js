@@ -84,3 +84,15 @@ document.addEventListener("click", function (event) {
   if (!field) { return; }
   navigator.clipboard.writeText(field.value).then(function () { button.textContent = "Copied"; });
 });
+
+// An alert target form (select[data-kind-switch]) shows only the fields of the chosen kind
+// (elements with data-kinds="webhook slack"); without this script every field shows.
+function lexyjobsKindFields(select) {
+  select.form.querySelectorAll("[data-kinds]").forEach(function (el) {
+    el.hidden = el.getAttribute("data-kinds").split(" ").indexOf(select.value) < 0;
+  });
+}
+document.querySelectorAll("select[data-kind-switch]").forEach(lexyjobsKindFields);
+document.addEventListener("change", function (event) {
+  if (event.target.matches && event.target.matches("select[data-kind-switch]")) { lexyjobsKindFields(event.target); }
+});

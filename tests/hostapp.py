@@ -62,7 +62,7 @@ ARG = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 def our_get_urls(app: Flask, job: str, run_id: int) -> Iterator[tuple[str, str]]:
     """(endpoint, url) of every GET route of lexyjobs (not static files or the endless stream)."""
     values = {"name": job, "run_id": str(run_id), "filename": "app.css", "username": "admin", "token_id": "1",
-              "user_id": "1", "pipeline": job}
+              "user_id": "1", "pipeline": job, "target_id": "1", "kind": "webhook"}
     for rule in app.url_map.iter_rules():
         endpoint = rule.endpoint
         if not endpoint.startswith("lexyjobs.") or "GET" not in (rule.methods or ()):

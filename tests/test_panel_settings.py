@@ -74,7 +74,7 @@ def test_an_admin_sees_every_section(panel_as: PanelAs) -> None:
         assert f">{heading}</h2>" in html
     assert "No API tokens yet" in html  # the empty state says what to do
     assert "panel-admin</td>" not in html and "panel-admin <span class=\"sub\">(you)</span>" in html
-    assert "issue 7" not in html and "No alert target is set: nothing is sent" in html
+    assert "issue 7" not in html and "No alert target yet: nothing is sent" in html
     assert "LEXYJOBS_DATABASE_URL" in html and "LEXYJOBS_WORKERS" in html
     assert 'href="/settings"' in text(admin.get("/workers"))  # in the navigation
 
@@ -320,16 +320,18 @@ def test_notifications_describe_the_configured_alert_targets_and_rule(
         make_api_app: Callable[..., Flask], panel_as: PanelAs, db: Database) -> None:
     empty = text(panel_as("admin").get("/settings"))
     section = empty[empty.index('id="notifications"'):].split("</section>")[0]
-    assert "issue 7" not in section and "No alert target is set: nothing is sent" in section
+    assert "issue 7" not in section and "No alert target yet: nothing is sent" in section
     accounts.add_user(db, "root", PASSWORD, "admin")
     other = make_api_app(alert_webhook="https://hooks.example.com/lexy?token=webhook-token-abc",
                          alert_webhook_secret="hmac-secret-xyz", alert_slack="http://127.0.0.1:9/services/slack-secret",
                          alert_email="ops@example.com", smtp_host="mail.example.com", alert_events="failed,stale", alert_after_failures=3)
     html = text(log_in(other, "root", PASSWORD).get("/settings"))
     section = html[html.index('id="notifications"'):].split("</section>")[0]
-    assert "issue 7" not in section and "Nothing is sent" not in section
-    assert "Alerts about failed, stale" in section and "after 3 failed runs in a row" in section
-    assert "POST to hooks.example.com (signed)" in section and "<code>LEXYJOBS_ALERT_WEBHOOK</code>" in section
-    assert "incoming webhook set" in section
-    assert "ops@example.com (via mail.example.com)" in section
-    assert "webhook-token-abc" not in section and "slack-secret" not in html and "hmac-secret-xyz" not in html
+    assert "issue 7" not in section and "No alert target yet" not in section
+    rows = {source: section.count(f'data-source="{source}"') for source in ("environment", "panel")}
+    assert rows == {"environment": 3, "panel": 0}
+    assert "failed, stale" in section and "(failed after 3 in a row)" in section
+    assert "https://hooks.example.com/…" in section and "(signed)" in section
+    assert "<code>LEXYJOBS_ALERT_WEBHOOK</code>" in section and "<code>LEXYJOBS_ALERT_SLACK</code>" in section
+    assert "http://127.0.0.1:9/…" in section and "ops@example.com" in section
+    assert "webhook-token-abc" not in html and "slack-secret" not in html and "hmac-secret-xyz" not in html

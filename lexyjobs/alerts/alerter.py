@@ -14,11 +14,17 @@ Each change has a key naming its *episode* — ``failed:<job>:<time of the last 
 ``missed:<run id>`` — that is unique in the ``alerts`` table. So a change alerts once however
 many retries, checks and processes see it: the process whose insert wins sends it; the others,
 and later checks, find the key taken. A streak that continues does not alert again; the next
-alert of the job is ``recovered`` (or a new episode after a success)."""
+alert of the job is ``recovered`` (or a new episode after a success).
+
+Who hears about a job (its ``Audience``): the environment's targets as the job's own ``alerts``
+field changes them, and the panel's targets that cover the job (lexyjobs.alerts.targets, read
+from the database on every check). Targets with another ``after_failures`` than the job's rule
+get their own ``failed`` alert when the streak reaches their threshold: its key is
+``failed/<n>:<job>:<episode>``. ``recovered`` goes to those told of the failure who want it."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -28,6 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from lexyjobs.alerts.notifiers import Notice, deliver
 from lexyjobs.alerts.rules import AlertRule
+from lexyjobs.alerts.targets import Target, panel_targets
 from lexyjobs.config import Settings
 from lexyjobs.db import Database, utcnow
 from lexyjobs.health import JobOverview, jobs_overview
@@ -42,13 +49,52 @@ OVERLAP = timedelta(seconds=60)   # each look for skipped fires starts this much
 ALERTS = cast(Table, Alert.__table__)
 
 
+NOBODY = AlertRule(events=())
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who hears about one job: ``rule`` (the environment's targets, as the job's ``alerts``
+    changes them) and the panel's ``targets`` that cover the job."""
+
+    rule: AlertRule
+    targets: tuple[Target, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.rule.has_targets and self.rule.events) or bool(self.targets)
+
+    def only(self, event: str, after: int | None = None, told: set[int] | None = None) -> Audience:
+        """Those who want ``event`` (with threshold ``after``; or whose threshold is in ``told``)."""
+        def fits(events: tuple[str, ...], threshold: int) -> bool:
+            return (event in events and (after is None or threshold == after)
+                    and (told is None or threshold in told))
+        rule = self.rule if self.rule.has_targets and fits(self.rule.events, self.rule.after_failures) else NOBODY
+        return Audience(rule, tuple(t for t in self.targets if fits(t.events, t.after_failures)))
+
+    def thresholds(self) -> list[int]:
+        """The failure streaks at which someone wants a ``failed`` alert."""
+        found = {t.after_failures for t in self.targets if "failed" in t.events}
+        if self.rule.wants("failed"):
+            found.add(self.rule.after_failures)
+        return sorted(found)
+
+
+@dataclass
+class OpenFailure:
+    """A job's ``failed`` alerts not yet followed by ``recovered``: their episode and thresholds
+    (None: the key without one, i.e. the job rule's threshold)."""
+
+    episode: str
+    thresholds: set[int | None] = field(default_factory=set)
+
+
 @dataclass(frozen=True)
 class Change:
     """One state change worth an alert, before it is sent."""
 
     key: str
     notice: Notice
-    rule: AlertRule
+    audience: Audience
 
 
 class Alerter:
@@ -72,8 +118,9 @@ class Alerter:
 
     def changes(self, now: datetime) -> list[Change]:
         overviews = {o.job.name: o for o in jobs_overview(self.db, now) if o.definition is not None}
-        rules = {name: self.rule.for_job(o.definition.alerts) for name, o in overviews.items() if o.definition}
-        watched = {name: rule for name, rule in rules.items() if rule.has_targets and rule.events}
+        targets = panel_targets(self.db, self.settings, enabled_only=True)
+        audiences = {name: self._audience(o, targets) for name, o in overviews.items()}
+        watched = {name: audience for name, audience in audiences.items() if audience}
         if not watched:
             self._skipped_since = now - OVERLAP
             return []
@@ -84,32 +131,48 @@ class Alerter:
         changes.extend(self._missed(watched, overviews, now))
         return changes
 
+    def _audience(self, overview: JobOverview, targets: list[Target]) -> Audience:
+        job_alerts = overview.definition.alerts if overview.definition else None
+        if job_alerts is False:
+            return Audience(NOBODY)
+        job = overview.job
+        return Audience(self.rule.for_job(job_alerts), tuple(t for t in targets if t.covers(job.name, job.category)))
+
     # ------------------------------------------------------------ what changed
 
-    def _job_changes(self, overview: JobOverview, rule: AlertRule, open_episode: str | None,
+    def _job_changes(self, overview: JobOverview, audience: Audience, open_failure: OpenFailure | None,
                      now: datetime) -> list[Change]:
         name, last = overview.job.name, overview.last
         episode = last.last_success_at.isoformat() if last.last_success_at else "never"
+        plain = audience.rule.after_failures  # the threshold of the key without one
         out = []
-        if open_episode is not None and open_episode != episode and rule.wants("recovered"):
-            out.append(self._change(f"recovered:{name}:{open_episode}", "recovered", overview, rule, now,
-                                    "succeeded again after failing.", details={"failed_since": open_episode}))
-        if last.failure_streak >= rule.after_failures and rule.wants("failed"):
+        if open_failure is not None and open_failure.episode != episode:
+            told = {plain if n is None else n for n in open_failure.thresholds}
+            hearers = audience.only("recovered", told=told)
+            if hearers:
+                out.append(self._change(f"recovered:{name}:{open_failure.episode}", "recovered", overview, hearers,
+                                        now, "succeeded again after failing.",
+                                        details={"failed_since": open_failure.episode}))
+        reached = [n for n in audience.thresholds() if last.failure_streak >= n]
+        if reached:
             run_id, error = self._latest_failure(name)
             times = f" {last.failure_streak} times in a row" if last.failure_streak > 1 else ""
-            out.append(self._change(f"failed:{name}:{episode}", "failed", overview, rule, now,
+        for n in reached:
+            prefix = "failed" if n == plain else f"failed/{n}"
+            out.append(self._change(f"{prefix}:{name}:{episode}", "failed", overview, audience.only("failed", n), now,
                                     f"failed{times}: {error or 'no error message'}", run_id=run_id,
                                     details={"failure_streak": last.failure_streak, "error": error}))
-        if overview.stale and rule.wants("stale"):
-            out.append(self._change(f"stale:{name}:{episode}", "stale", overview, rule, now,
+        stale = audience.only("stale")
+        if overview.stale and stale:
+            out.append(self._change(f"stale:{name}:{episode}", "stale", overview, stale, now,
                                     f"is stale: {overview.health.reason}.",
                                     details={"last_success_at": None if episode == "never" else episode}))
         return out
 
-    def _missed(self, watched: dict[str, AlertRule], overviews: dict[str, JobOverview], now: datetime) -> list[Change]:
+    def _missed(self, watched: dict[str, Audience], overviews: dict[str, JobOverview], now: datetime) -> list[Change]:
         since = (self._skipped_since or now - LOOKBACK)
         self._skipped_since = now - OVERLAP
-        wanted = [name for name, rule in watched.items() if rule.wants("missed")]
+        wanted = [name for name, audience in watched.items() if audience.only("missed")]
         if not wanted:
             return []
         with self.db.read() as session:
@@ -118,29 +181,39 @@ class Alerter:
                 .where(RUNS.c.status == RunStatus.SKIPPED.value, RUNS.c.finished_at > since,
                        RUNS.c.job_name.in_(wanted))
                 .order_by(RUNS.c.id)).all()
-        return [self._change(f"missed:{row.id}", "missed", overviews[row.job_name], watched[row.job_name], now,
-                             f"{row.error or 'a fire did not run'}.", run_id=row.id) for row in rows]
+        return [self._change(f"missed:{row.id}", "missed", overviews[row.job_name],
+                             watched[row.job_name].only("missed"), now, f"{row.error or 'a fire did not run'}.",
+                             run_id=row.id) for row in rows]
 
-    def _change(self, key: str, event: str, overview: JobOverview, rule: AlertRule, now: datetime, text: str, *,
+    def _change(self, key: str, event: str, overview: JobOverview, audience: Audience, now: datetime, text: str, *,
                 run_id: int | None = None, details: dict[str, Any] | None = None) -> Change:
         job = overview.job
         path = f"/runs/{run_id}" if run_id is not None else f"/jobs/{job.name}"
         url = self.settings.base_url.rstrip("/") + path if self.settings.base_url else None
         notice = Notice(event=event, job=job.name, title=job.title or job.name, text=f"{job.title or job.name} {text}",
                         at=now, run_id=run_id, url=url, details=details or {})
-        return Change(key, notice, rule)
+        return Change(key, notice, audience)
 
     # ------------------------------------------------------------ reads and writes
 
-    def _open_failures(self, names: list[str]) -> dict[str, str]:
-        """Per job, the episode of its latest alert if that is a ``failed`` one (not yet recovered)."""
+    def _open_failures(self, names: list[str]) -> dict[str, OpenFailure]:
+        """Per job, its ``failed`` alerts since its latest ``recovered`` (of their latest episode)."""
         with self.db.read() as session:
             rows = session.execute(
                 select(ALERTS.c.job_name, ALERTS.c.event, ALERTS.c.key)
                 .where(ALERTS.c.job_name.in_(names), ALERTS.c.event.in_(("failed", "recovered")))
                 .order_by(ALERTS.c.id)).all()
-        latest = {row.job_name: row for row in rows}
-        return {name: row.key.split(":", 2)[2] for name, row in latest.items() if row.event == "failed"}
+        found: dict[str, OpenFailure] = {}
+        for row in rows:
+            if row.event == "recovered":
+                found.pop(row.job_name, None)
+                continue
+            prefix, _, episode = row.key.split(":", 2)
+            threshold = int(prefix.split("/", 1)[1]) if "/" in prefix else None
+            if row.job_name not in found or found[row.job_name].episode != episode:
+                found[row.job_name] = OpenFailure(episode)
+            found[row.job_name].thresholds.add(threshold)
+        return found
 
     def _latest_failure(self, name: str) -> tuple[int | None, str | None]:
         with self.db.read() as session:
@@ -161,7 +234,7 @@ class Alerter:
             return session.execute(statement).scalar()
 
     def _send(self, alert_id: int, change: Change, now: datetime) -> None:
-        results = deliver(change.notice, change.rule, self.settings)
+        results = deliver_to(change.notice, change.audience, self.settings)
         failed = {target: problem for target, problem in results.items() if problem != "ok"}
         status = "failed" if failed else "sent"
         with self.db.write() as session:
@@ -174,3 +247,14 @@ class Alerter:
         else:
             log.info("alert %s (%s of %s) sent to %s", alert_id, change.notice.event, change.notice.job,
                      ", ".join(results), extra=extra)
+
+
+def deliver_to(notice: Notice, audience: Audience, settings: Settings) -> dict[str, str]:
+    """Send ``notice`` to everyone in ``audience``; per target name, "ok" or what went wrong."""
+    results = deliver(notice, audience.rule, settings) if audience.rule.has_targets else {}
+    for target in audience.targets:
+        if target.problem:
+            results[target.name] = target.problem
+        else:
+            results.update({target.name: result for result in deliver(notice, target.as_rule(), settings).values()})
+    return results

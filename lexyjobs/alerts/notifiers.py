@@ -53,7 +53,21 @@ class Notice:
 
 def deliver(notice: Notice, rule: AlertRule, settings: Settings) -> dict[str, str]:
     """Send ``notice`` to each of ``rule``'s targets; per target, "ok" or what went wrong."""
-    senders: dict[str, Callable[[], None]] = {}
+    return {target: answer.text if not answer.ok else "ok" for target, answer in answers(notice, rule, settings).items()}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a target answered: ``ok`` and its reply (``HTTP 200 OK: …``, ``SMTP 250 …``), or the
+    error; masked, and cut to ``PROBLEM_CHARS``."""
+
+    ok: bool
+    text: str
+
+
+def answers(notice: Notice, rule: AlertRule, settings: Settings) -> dict[str, Answer]:
+    """Send ``notice`` to each of ``rule``'s targets; per target, what it answered."""
+    senders: dict[str, Callable[[], str]] = {}
     if rule.webhook:
         senders["webhook"] = lambda: send_webhook(notice, rule.webhook or "", rule.webhook_secret)
     if rule.slack:
@@ -64,10 +78,9 @@ def deliver(notice: Notice, rule: AlertRule, settings: Settings) -> dict[str, st
     redactor = _redactor(rule)
     for target, send in senders.items():
         try:
-            send()
-            results[target] = "ok"
+            results[target] = Answer(True, redactor.text(send())[:PROBLEM_CHARS])
         except (OSError, JobFailed, ValueError) as exc:  # requests' and smtplib's errors are OSErrors
-            results[target] = redactor.text(_problem(exc))[:PROBLEM_CHARS]  # mask before cutting
+            results[target] = Answer(False, redactor.text(_problem(exc))[:PROBLEM_CHARS])  # mask before cutting
     return results
 
 
@@ -75,7 +88,7 @@ def _redactor(rule: AlertRule) -> Redactor:
     """Masks the rule's target URLs (a Slack URL is a token), the variables they reference and
     lexyjobs' own secrets, in every encoded form (an answer may echo a percent-encoded URL)."""
     targets = {"webhook": rule.webhook, "webhook_secret": rule.webhook_secret, "slack": rule.slack}
-    literal = [value for value in (rule.webhook, rule.slack) if value and "${" not in value]
+    literal = [value for value in (rule.webhook, rule.webhook_secret, rule.slack) if value and "${" not in value]
     return Redactor([*literal, *Redactor.for_config(targets).secrets])
 
 
@@ -84,22 +97,25 @@ def signature(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def send_webhook(notice: Notice, url: str, secret: str | None) -> None:
+def send_webhook(notice: Notice, url: str, secret: str | None) -> str:
     body = json.dumps(notice.payload()).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "lexyjobs-alerts"}
     if secret:
         headers[SIGNATURE_HEADER] = signature(body, expand_env(secret))
-    _post(expand_env(url), body, headers)
+    return _post(expand_env(url), body, headers)
 
 
-def send_slack(notice: Notice, url: str) -> None:
+def send_slack(notice: Notice, url: str) -> str:
     body = json.dumps({"text": notice.plain()}).encode()
-    _post(expand_env(url), body, {"Content-Type": "application/json", "User-Agent": "lexyjobs-alerts"})
+    return _post(expand_env(url), body, {"Content-Type": "application/json", "User-Agent": "lexyjobs-alerts"})
 
 
-def send_email(notice: Notice, to: tuple[str, ...], settings: Settings) -> None:
+def send_email(notice: Notice, to: tuple[str, ...], settings: Settings) -> str:
+    """Mail ``notice``; the server's reply to the message (``SMTP 250 …``). Any refused
+    recipient is an error (smtplib's ``sendmail`` would pass it over)."""
     import smtplib
     from email.message import EmailMessage
+    from email.utils import parseaddr
 
     if not settings.smtp_host:
         raise ValueError("LEXYJOBS_SMTP_HOST is not set")
@@ -114,21 +130,43 @@ def send_email(notice: Notice, to: tuple[str, ...], settings: Settings) -> None:
             smtp.starttls()
         if settings.smtp_user:
             smtp.login(settings.smtp_user, settings.smtp_password or "")
-        smtp.send_message(message)
+        smtp.ehlo_or_helo_if_needed()
+        sender = parseaddr(settings.smtp_from)[1]
+        code, reply = smtp.mail(sender)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        for address in to:
+            code, reply = smtp.rcpt(address)
+            if code not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
+        code, reply = smtp.data(message.as_bytes())
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+    return f"SMTP {code} {reply.decode(errors='replace')}".strip()
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
+def _post(url: str, body: bytes, headers: dict[str, str]) -> str:
+    """POST; the answer (``HTTP 200 OK: <the body's first bytes>``), or ValueError on a status
+    outside 2xx."""
     import requests
 
     response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False)
+    answer = f"HTTP {response.status_code} {response.reason}: {response.text[:ANSWER_CHARS]}".rstrip(": ")
     if not 200 <= response.status_code < 300:
-        raise ValueError(f"HTTP {response.status_code} {response.reason}: {response.text[:ANSWER_CHARS]}".rstrip(": "))
+        raise ValueError(answer)
+    return answer
 
 
 def _problem(exc: BaseException) -> str:
     """What went wrong, without the URL (it may hold a token, as Slack's do)."""
+    import smtplib
+
     import requests
 
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return "; ".join(f"SMTP refused {address}: {code} {_text(reply)}" for address, (code, reply) in exc.recipients.items())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}"
     if isinstance(exc, requests.ConnectionError):
         return "could not connect"
     if isinstance(exc, requests.Timeout):
@@ -136,3 +174,7 @@ def _problem(exc: BaseException) -> str:
     if isinstance(exc, (JobFailed, ValueError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import actions, load_problems, queries, store
-from lexyjobs.alerts.rules import AlertRule
+from lexyjobs.alerts.targets import describe_for_job
 from lexyjobs.api.inputs import pagination, query_int
 from lexyjobs.cron import dst_days, is_dst_change_day, next_fires, parse_timezone
 from lexyjobs.db import utcnow
@@ -128,7 +128,7 @@ def _page_context(overview: JobOverview, graph: dict[str, tuple[str, ...]], now:
         "needs_params": definition is not None and any(p.required and not p.has_default
                                                          for p in definition.params.values()),
         "can_operate": identity().can("operator"),
-        "alerting": AlertRule.from_settings(current().settings).for_job(definition.alerts).describe()
+        "alerting": describe_for_job(current().db, current().settings, job.name, job.category, definition.alerts)
         if definition else None,
     }
 

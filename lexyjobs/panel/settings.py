@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
@@ -16,8 +15,8 @@ from sqlalchemy.exc import ArgumentError
 from werkzeug.wrappers import Response as BaseResponse
 
 from lexyjobs import accounts, actions
-from lexyjobs.alerts.rules import AlertRule
 from lexyjobs.accounts import InvalidAccount
+from lexyjobs.alerts.targets import shown_url
 from lexyjobs.config import ENV_VARS, Settings
 from lexyjobs.errors import Conflict, NotFound
 from lexyjobs.guard import actor, identity
@@ -37,9 +36,18 @@ Page = str | tuple[str, int]
 
 
 @bp.get("/settings")
-def settings() -> str:
+def settings() -> Page:
     actor().require("admin")
-    return _page()
+    edit = request.args.get("edit", type=int)
+    if edit is None:
+        return _page()
+    from lexyjobs.panel.alert_targets import context
+
+    alerts = context(edit=edit)
+    if alerts["editing"] is None:
+        return settings_page(alert_targets=context(error=f"There is no alert target with id {edit}; it may have been "
+                                                         "removed.")), 404
+    return settings_page(alert_targets=alerts)
 
 
 @bp.post("/settings/tokens")
@@ -116,46 +124,22 @@ def _new_password() -> str:
 
 
 def _page(*, errors: dict[str, str] | None = None, forms: dict[str, dict[str, str]] | None = None,
-          created: dict[str, str] | None = None, confirm_remove: str | None = None) -> str:
+          created: dict[str, str] | None = None, confirm_remove: str | None = None,
+          alert_targets: dict[str, Any] | None = None) -> str:
+    from lexyjobs.panel.alert_targets import answer_key, context
+
     lexy = current()
     return render_template("lexyjobs/settings.html", tokens=accounts.list_tokens(lexy.db), users=accounts.list_users(lexy.db),
                            roles=accounts.ROLES, min_password=accounts.MIN_PASSWORD_LENGTH,
-                           effective=effective_settings(lexy.settings), alerting=alerting(lexy.settings),
+                           effective=effective_settings(lexy.settings),
+                           alerts=alert_targets if alert_targets is not None else context(), answer_key=answer_key,
                            errors=errors or {}, forms=forms or {},
                            created=created, confirm_remove=confirm_remove, me=identity().name)
 
 
-@dataclass(frozen=True)
-class AlertTarget:
-    """One configured alert target as admins see it: where (secrets left out) and its setting."""
-
-    kind: str
-    where: str
-    env: str
-
-
-def alerting(settings: Settings) -> dict[str, Any]:
-    """The global alert rule in words: its targets (a webhook by host, Slack only as "set": its
-    URL is its credential; e-mail addresses and whether SMTP is set) and the events it sends."""
-    rule = AlertRule.from_settings(settings)
-    targets = []
-    if rule.webhook:
-        signed = "signed" if rule.webhook_secret else "unsigned"
-        targets.append(AlertTarget("webhook", f"POST to {_url_host(rule.webhook)} ({signed})", ENV_VARS["alert_webhook"][0]))
-    if rule.slack:
-        targets.append(AlertTarget("Slack", "incoming webhook set", ENV_VARS["alert_slack"][0]))
-    if rule.email:
-        # the configuration refuses LEXYJOBS_ALERT_EMAIL without LEXYJOBS_SMTP_HOST
-        targets.append(AlertTarget("e-mail", f"{', '.join(rule.email)} (via {settings.smtp_host})", ENV_VARS["alert_email"][0]))
-    return {"targets": targets, "events": rule.events, "after_failures": rule.after_failures}
-
-
-def _url_host(url: str) -> str:
-    """The host of a target URL (no path, query or credentials); a ``${NAME}`` reference as written."""
-    if url.startswith("${"):
-        return url.split("}", 1)[0] + "}"
-    host = urlsplit(url).hostname
-    return host or "a URL that does not parse"
+def settings_page(*, alert_targets: dict[str, Any]) -> str:
+    """The page with the Notifications section in the given state (lexyjobs.panel.alert_targets)."""
+    return _page(alert_targets=alert_targets)
 
 
 @dataclass(frozen=True)
@@ -196,6 +180,8 @@ def _shown(name: str, value: Any, settings: Settings) -> str:
         return "not set"
     if name == "database_url":
         return masked_url(value)
+    if name == "alert_webhook" and value:
+        return shown_url(value)  # its path or query may hold a token
     if value is None or value == ():
         return "–"
     if isinstance(value, tuple):

@@ -84,3 +84,46 @@ document.addEventListener("click", function (event) {
   if (!field) { return; }
   navigator.clipboard.writeText(field.value).then(function () { button.textContent = "Copied"; });
 });
+
+// ---- Runs list density and run toasts (issue 17: B10, B11) ----
+// "Compact rows" (a button with data-density-toggle="<selector of the list>") is remembered in
+// localStorage and mirrored in a cookie, so the server renders the list compact from the start:
+// no flash of the roomy rows on a reload, and the list's live refreshes keep it.
+var LEXYJOBS_DENSITY = "lexyjobs.density";
+function lexyjobsDensity(value) {
+  document.cookie = "lexyjobs_density=" + (value || "comfortable") + "; path=/; max-age=31536000; SameSite=Lax";
+  document.querySelectorAll("[data-density-toggle]").forEach(function (button) {
+    var list = document.querySelector(button.getAttribute("data-density-toggle"));
+    if (list && value) { list.setAttribute("data-density", value); } else if (list) { list.removeAttribute("data-density"); }
+    button.setAttribute("aria-pressed", value ? "true" : "false");
+    button.hidden = false;
+  });
+}
+if (document.querySelector("[data-density-toggle]")) {
+  var lexyjobsStored = "";
+  try { lexyjobsStored = localStorage.getItem(LEXYJOBS_DENSITY) === "compact" ? "compact" : ""; } catch (e) { /* storage off */ }
+  lexyjobsDensity(lexyjobsStored);
+}
+document.addEventListener("click", function (event) {
+  var button = event.target.closest && event.target.closest("[data-density-toggle]");
+  if (!button) { return; }
+  var value = button.getAttribute("aria-pressed") === "true" ? "" : "compact";
+  try { localStorage.setItem(LEXYJOBS_DENSITY, value); } catch (e) { /* storage off: this page only */ }
+  lexyjobsDensity(value);
+});
+// A one-click run answers with a toast for the page's toast area (data-toasts), a refusal (4xx)
+// too: htmx swaps only 2xx answers by default, and the refusal's words belong in the toast.
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var target = event.detail.target;
+  var status = event.detail.xhr.status;
+  if (target && target.hasAttribute && target.hasAttribute("data-toasts") && status >= 400 && status < 500) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
+// A toast's close button (data-dismiss) removes its toast.
+document.addEventListener("click", function (event) {
+  var button = event.target.closest && event.target.closest("button[data-dismiss]");
+  var toast = button && button.closest(".toast");
+  if (toast) { toast.remove(); }
+});

@@ -121,6 +121,12 @@ document.addEventListener("htmx:beforeSwap", function (event) {
     event.detail.isError = false;
   }
 });
+// The toast area keeps the newest three (the Run buttons it answers are on the other side).
+document.addEventListener("htmx:afterSwap", function (event) {
+  var area = event.detail.target;
+  if (!area || !area.hasAttribute || !area.hasAttribute("data-toasts")) { return; }
+  Array.from(area.querySelectorAll(".toast")).slice(3).forEach(function (old) { old.remove(); });
+});
 // A toast's close button (data-dismiss) removes its toast.
 document.addEventListener("click", function (event) {
   var button = event.target.closest && event.target.closest("button[data-dismiss]");

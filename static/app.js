@@ -112,14 +112,33 @@ document.addEventListener("click", function (event) {
   lexyjobsDensity(value);
 });
 // A one-click run answers with a toast for the page's toast area (data-toasts), a refusal (4xx)
-// too: htmx swaps only 2xx answers by default, and the refusal's words belong in the toast.
+// too: htmx swaps only 2xx answers by default, and the refusal's words belong in the toast. A
+// refusal made before the run's code (an expired form: JSON) becomes a toast of its message.
 document.addEventListener("htmx:beforeSwap", function (event) {
   var target = event.detail.target;
-  var status = event.detail.xhr.status;
-  if (target && target.hasAttribute && target.hasAttribute("data-toasts") && status >= 400 && status < 500) {
+  var xhr = event.detail.xhr;
+  if (!target || !target.hasAttribute || !target.hasAttribute("data-toasts") || xhr.status < 400 || xhr.status >= 500) { return; }
+  if (xhr.getResponseHeader("X-Lexyjobs-Toast")) {
     event.detail.shouldSwap = true;
     event.detail.isError = false;
+    return;
   }
+  var message = null;
+  try { message = JSON.parse(xhr.responseText).error.message; } catch (e) { return; }
+  event.detail.isError = false;  // shown here: not an htmx error
+  var toast = document.createElement("div");
+  toast.className = "toast refused";
+  toast.setAttribute("role", "status");
+  var text = document.createElement("p");
+  text.textContent = message.charAt(0).toUpperCase() + message.slice(1) + ".";
+  var close = document.createElement("button");
+  close.type = "button";
+  close.setAttribute("data-dismiss", "");
+  close.setAttribute("aria-label", "Dismiss this message");
+  close.textContent = "×";
+  toast.appendChild(text);
+  toast.appendChild(close);
+  target.prepend(toast);
 });
 // The toast area keeps the newest three (the Run buttons it answers are on the other side).
 document.addEventListener("htmx:afterSwap", function (event) {

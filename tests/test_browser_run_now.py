@@ -64,6 +64,16 @@ def test_the_dashboards_run_button_answers_with_a_toast_linking_to_the_run(db_ur
         assert page.url == f"{panel.base}/"
         [run] = panel.api("GET", "/api/runs?job=social-metrics", expect_status=200)["runs"]
         expect(toast).to_contain_text(f"Queued run #{run['id']} of Social metrics.")
+        # an expired form (another CSRF token): the refusal's words in a toast, nothing run
+        page.evaluate("document.querySelectorAll('meta[name=csrf-token], input[name=csrf_token]')"
+                      ".forEach(el => { el.content = 'expired'; el.value = 'expired'; })")
+        page.get_by_role("button", name="Run Social metrics now").click()
+        expect(page.locator("#run-toasts .toast.refused")).to_have_text(re.compile("^The form expired .* try again\\.×$"))
+        assert len(panel.api("GET", "/api/runs?job=social-metrics", expect_status=200)["runs"]) == 1
+        refused = [e for e in panel.watch.console_errors if "status of 403" in e and "/run-now" in e]
+        assert len(refused) == 1  # the browser's own note of the refusal provoked here
+        panel.watch.console_errors.remove(refused[0])
+        toast = page.locator("#run-toasts .toast:not(.refused)")
         toast.get_by_role("link", name=f"Open run #{run['id']}").click()
         page.wait_for_url(f"{panel.base}/runs/{run['id']}")
         expect(page.locator("h1")).to_contain_text("Social metrics")  # the title, the name as a hint

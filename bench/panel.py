@@ -16,7 +16,8 @@ raw DBAPI connection (SQLite ``executemany``, Postgres ``COPY``) in batches; Pos
 Then it logs in through the real app (``create_app`` and Flask's test client, an admin made with
 ``accounts.add_user``) and requests each page ``--requests`` times after one warm-up request,
 printing the median, p90 and min of the time each request takes (test client included, no
-network): the dashboard, jobs, runs (first page; filtered by status=failed; filtered by job), a
+network): the dashboard, jobs, runs (first page; filtered by status=failed; filtered by job; sorted
+by duration, by queue time and by status), a
 job's page, a run's page, the pipelines page, the queues page, and the dashboard's htmx poll when nothing changed
 (the 204 path). ``--queries`` adds, per page, the SQL statements of one request ordered by the
 time they took. ``--keep`` leaves the filled database in place and prints its URL; ``--reuse URL``
@@ -317,6 +318,9 @@ def pages(db: Any, rows: Rows | None) -> list[Page]:
         Page("runs", "/runs"),
         Page("runs status=failed", "/runs?status=failed"),
         Page("runs job=busiest", f"/runs?job={busiest}"),
+        Page("runs sort=duration", "/runs?sort=duration&dir=desc"),
+        Page("runs sort=queue asc", "/runs?sort=queue&dir=asc"),
+        Page("runs sort=status", "/runs?sort=status"),
         Page("job detail", f"/jobs/{busiest}"),
         Page("run detail", f"/runs/{detail}"),
         Page("pipelines", "/pipelines"),

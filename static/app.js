@@ -96,3 +96,71 @@ document.querySelectorAll("select[data-kind-switch]").forEach(lexyjobsKindFields
 document.addEventListener("change", function (event) {
   if (event.target.matches && event.target.matches("select[data-kind-switch]")) { lexyjobsKindFields(event.target); }
 });
+
+// ---- Runs list density and run toasts (issue 17: B10, B11) ----
+// "Compact rows" (a button with data-density-toggle="<selector of the list>") is remembered in
+// localStorage and mirrored in a cookie, so the server renders the list compact from the start:
+// no flash of the roomy rows on a reload, and the list's live refreshes keep it.
+var LEXYJOBS_DENSITY = "lexyjobs.density";
+function lexyjobsDensity(value) {
+  document.cookie = "lexyjobs_density=" + (value || "comfortable") + "; path=/; max-age=31536000; SameSite=Lax";
+  document.querySelectorAll("[data-density-toggle]").forEach(function (button) {
+    var list = document.querySelector(button.getAttribute("data-density-toggle"));
+    if (list && value) { list.setAttribute("data-density", value); } else if (list) { list.removeAttribute("data-density"); }
+    button.setAttribute("aria-pressed", value ? "true" : "false");
+    button.hidden = false;
+  });
+}
+if (document.querySelector("[data-density-toggle]")) {
+  var lexyjobsStored = "";
+  try { lexyjobsStored = localStorage.getItem(LEXYJOBS_DENSITY) === "compact" ? "compact" : ""; } catch (e) { /* storage off */ }
+  lexyjobsDensity(lexyjobsStored);
+}
+document.addEventListener("click", function (event) {
+  var button = event.target.closest && event.target.closest("[data-density-toggle]");
+  if (!button) { return; }
+  var value = button.getAttribute("aria-pressed") === "true" ? "" : "compact";
+  try { localStorage.setItem(LEXYJOBS_DENSITY, value); } catch (e) { /* storage off: this page only */ }
+  lexyjobsDensity(value);
+});
+// A one-click run answers with a toast for the page's toast area (data-toasts), a refusal (4xx)
+// too: htmx swaps only 2xx answers by default, and the refusal's words belong in the toast. A
+// refusal made before the run's code (an expired form: JSON) becomes a toast of its message.
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var target = event.detail.target;
+  var xhr = event.detail.xhr;
+  if (!target || !target.hasAttribute || !target.hasAttribute("data-toasts") || xhr.status < 400 || xhr.status >= 500) { return; }
+  if (xhr.getResponseHeader("X-Lexyjobs-Toast")) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+    return;
+  }
+  var message = null;
+  try { message = JSON.parse(xhr.responseText).error.message; } catch (e) { return; }
+  event.detail.isError = false;  // shown here: not an htmx error
+  var toast = document.createElement("div");
+  toast.className = "toast refused";
+  toast.setAttribute("role", "status");
+  var text = document.createElement("p");
+  text.textContent = message.charAt(0).toUpperCase() + message.slice(1) + ".";
+  var close = document.createElement("button");
+  close.type = "button";
+  close.setAttribute("data-dismiss", "");
+  close.setAttribute("aria-label", "Dismiss this message");
+  close.textContent = "×";
+  toast.appendChild(text);
+  toast.appendChild(close);
+  target.prepend(toast);
+});
+// The toast area keeps the newest three (the Run buttons it answers are on the other side).
+document.addEventListener("htmx:afterSwap", function (event) {
+  var area = event.detail.target;
+  if (!area || !area.hasAttribute || !area.hasAttribute("data-toasts")) { return; }
+  Array.from(area.querySelectorAll(".toast")).slice(3).forEach(function (old) { old.remove(); });
+});
+// A toast's close button (data-dismiss) removes its toast.
+document.addEventListener("click", function (event) {
+  var button = event.target.closest && event.target.closest("button[data-dismiss]");
+  var toast = button && button.closest(".toast");
+  if (toast) { toast.remove(); }
+});

@@ -25,6 +25,7 @@ def test_the_panel_bench_fills_a_history_and_times_every_page(tmp_path: Path) ->
     assert json.loads(out.read_text()) == report
     assert report["runs"] == 300 and report["events"] > 300 and report["logs"] >= 1
     assert set(report["pages"]) == {"dashboard", "jobs", "runs", "runs status=failed", "runs job=busiest",
+                                    "runs sort=duration", "runs sort=queue asc", "runs sort=status",
                                     "job detail", "run detail", "pipelines", "queues", "dashboard poll (unchanged)"}
     for figures in report["pages"].values():
         assert figures["requests"] == 2 and 0 < figures["min_ms"] <= figures["median_ms"] <= figures["p90_ms"]

@@ -119,7 +119,7 @@ def test_a_succeeded_run_shows_its_result_and_times_and_stops_polling(db, job, p
     assert '&#34;rows&#34;: 42' in page or '"rows": 42' in html.unescape(page)
     assert "5.0 s" in page and "2.5 s" in page
     assert "so far" not in page
-    assert forms(page) == {f"/runs/{run_id}/retry"}
+    assert forms(page) == {f"/runs/{run_id}/retry", f"/jobs/{job}/run-now"}  # Retry, Run again
     assert not POLL.search(page) and 'id="run-live"' in page
     assert not LOG_POLL.search(page) and "wrote nothing to its log" in page
 
@@ -136,7 +136,7 @@ def test_a_failed_run_shows_its_error_traceback_and_details(db, job, panel_as):
     for key, value in (("exit_code", "3"), ("model", "gpt-4o-mini"), ("tokens_in", "120"), ("ms", "840")):
         assert f'<th scope="row">{key}</th><td>{value}</td>' in page
     assert '<th scope="row">usage</th><td><pre class="json">' in page  # nested values as JSON
-    assert forms(page) == {f"/runs/{run_id}/retry"}
+    assert forms(page) == {f"/runs/{run_id}/retry", f"/jobs/{job}/run-now"}  # Retry, Run again
 
 
 def test_the_page_links_the_upstream_run_and_every_retry_of_the_chain(db, job, panel_as):
@@ -296,7 +296,7 @@ def test_cancelling_a_queued_run_cancels_it_and_returns_to_the_page(db, job, pan
     assert runs.get_run(db, run_id).status == RunStatus.CANCELED
     page = text_of(operator.get(f"/runs/{run_id}"))
     assert "badge canceled" in page and "canceled by panel-operator" in page
-    assert forms(page) == {f"/runs/{run_id}/retry"}
+    assert forms(page) == {f"/runs/{run_id}/retry", f"/jobs/{job}/run-now"}  # Retry, Run again
     entries = audit.search(db, action="run.cancel").entries
     assert [(e.actor, e.target) for e in entries] == [("panel-operator", str(run_id))]
 

@@ -99,7 +99,7 @@ def test_the_page_shows_each_runs_facts_and_keeps_the_filter_in_its_form(panel_a
     assert "user:alice" in row and "manual" in row and "1/" in row
     failed_row = page[page.index(f'<tr id="run-{done}">'):]
     failed_row = failed_row[:failed_row.index("</tr>")]
-    assert "5.0 s" in failed_row and "2.5 s" in failed_row and "x" * 97 + "..." in failed_row
+    assert "5.0 s" in failed_row and "2.5 s" in failed_row and "x" * 79 + "…" in failed_row
     assert 'name="status" value="running" checked' in page and 'name="status" value="queued">' in page
     assert 'value="alpha"' in page and 'value="2025-01-02T03:04"' in page
     assert 'href="/runs.csv?status=running,failed&amp;job=alpha&amp;since=2025-01-02T03:04"' in page

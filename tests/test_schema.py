@@ -7,7 +7,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from lexyjobs import schema
 from lexyjobs.db import Database
@@ -25,11 +25,21 @@ def differences(db: Database) -> list[Any]:
     inspector = inspect(db.engine)
     for table in Base.metadata.sorted_tables:
         modelled = {index.name for index in table.indexes}
-        present = {index["name"] for index in inspector.get_indexes(table.name)
-                   if not index.get("duplicates_constraint")}  # Postgres lists unique constraints too
+        present = index_names(db, table.name)
         changes += [("missing index", table.name, name) for name in sorted(modelled - present)]
         changes += [("extra index", table.name, name) for name in sorted(present - modelled)]
     return changes
+
+
+def index_names(db: Database, table: str) -> set[str]:
+    """The table's index names. SQLAlchemy does not reflect SQLite's expression indexes (such as
+    ix_runs_duration): there they are read from sqlite_master."""
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.connect() as connection:
+            return set(connection.scalars(text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
+                                               "AND name NOT LIKE 'sqlite_autoindex_%'"), {"t": table}))
+    return {index["name"] for index in inspect(db.engine).get_indexes(table)
+            if not index.get("duplicates_constraint")}  # Postgres lists unique constraints too
 
 
 def test_the_migrated_schema_matches_the_models(db: Database) -> None:
@@ -38,7 +48,7 @@ def test_the_migrated_schema_matches_the_models(db: Database) -> None:
 
 def test_the_newest_migrations_step_down_and_up_again(db: Database) -> None:
     def run_indexes() -> set[str]:
-        return {index["name"] for index in inspect(db.engine).get_indexes("runs")}
+        return index_names(db, "runs")
 
     assert "ix_runs_status_finished_times" in run_indexes()
     _downgrade(db, "0004")

@@ -34,8 +34,9 @@ def _navigation() -> dict[str, Any]:
 
 
 def init_app(app: Flask, parent: Blueprint) -> None:
-    from lexyjobs.panel import (alert_targets, alerts, dashboard, events, formatting, job_detail, job_form, jobs,  # noqa: F401
-                                pipelines, queues, run_detail, runs, settings, workers)  # (each page module adds its routes to bp)
+    from lexyjobs.panel import (alert_targets, alerts, dashboard, events, formatting, job_detail, job_form,  # noqa: F401
+                                jobs, pipelines, queues, run_detail, run_now, runs, settings,
+                                workers)  # (each page module adds its routes to bp)
 
     parent.register_blueprint(bp)
     parent.context_processor(_navigation)

@@ -15,6 +15,7 @@ from lexyjobs.health import jobs_health
 from lexyjobs.panel import bp
 from lexyjobs.panel.charts import Chart, bucket_keys, throughput_chart
 from lexyjobs.panel.htmx import no_change, render, unchanged
+from lexyjobs.panel.run_now import one_click
 from lexyjobs.queries import RunFilter
 from lexyjobs.runtime import current
 from lexyjobs.serialize import schedule_summary
@@ -40,13 +41,26 @@ def dashboard() -> str | Response:
     health: Counter[str] = Counter(h.state for h in jobs_health(lexy.db, now).values())
     return render("lexyjobs/dashboard.html", "lexyjobs/_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
                   failures=failures, health={s: health[s] for s in HEALTH_STATES}, jobs=jobs,
-                  upcoming=_upcoming(jobs, now), charts=charts, now=now)
+                  upcoming=_upcoming(jobs, now), charts=charts, now=now, one_click=_one_click(jobs),
+                  titles={job.name: job.title for job in jobs})
 
 
 def _chart(session: Any, now: datetime, *, hourly: bool, postgres: bool) -> Chart:
     keys = bucket_keys(now, hourly=hourly)
     since = datetime.fromisoformat(keys[0][0] + ("" if not hourly else ":00")).replace(tzinfo=timezone.utc)
     return throughput_chart(queries.throughput(session, since=since, hourly=hourly, postgres=postgres), keys)
+
+
+def _one_click(jobs: list[Any]) -> set[str]:
+    """The jobs that run with one click (no input needed), for the Jobs table's Run buttons."""
+    found = set()
+    for job in jobs:
+        try:
+            if one_click(definition_from_job(job)):
+                found.add(job.name)
+        except InvalidDefinition:
+            continue
+    return found
 
 
 def _upcoming(jobs: list[Any], now: datetime) -> list[tuple[datetime, Any]]:

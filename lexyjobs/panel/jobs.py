@@ -17,6 +17,7 @@ from lexyjobs.guard import actor
 from lexyjobs.health import JobOverview, jobs_overview
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, render, wants_partial
+from lexyjobs.panel.run_now import one_click
 from lexyjobs.redirects import safe_next
 from lexyjobs.runtime import current
 from lexyjobs.serialize import schedule_summary
@@ -56,7 +57,8 @@ def _row(overview: JobOverview, now: Any) -> dict[str, Any]:
     words, upcoming = schedule_summary(overview.definition, overview.job, now)
     return {"o": overview, "job": overview.job, "schedule": words, "next_fire": upcoming,
             "timezone": overview.definition.timezone if overview.definition else "UTC",
-            "source": SOURCE_LABELS.get(overview.job.source, overview.job.source)}
+            "source": SOURCE_LABELS.get(overview.job.source, overview.job.source),
+            "one_click": one_click(overview.definition)}
 
 
 @bp.post("/jobs/<job_name:name>/pause")

@@ -20,6 +20,7 @@ from lexyjobs.masking import mask_config
 from lexyjobs.models import Run
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, render, unchanged, wants_partial
+from lexyjobs.panel.run_columns import job_titles
 from lexyjobs.runtime import current
 from lexyjobs.serialize import seconds_between
 from lexyjobs.states import TERMINAL, RunStatus
@@ -137,6 +138,7 @@ def _page_context(session: Session, run: Run) -> dict[str, Any]:
     text, size, _ = store.read_log(session, run.id)
     text = text[-LOG_PAGE_CHARS:]
     return {"run_id": run.id, "attempts": queries.retry_family(session, run.id), "params": mask_config(run.params or {}),
+            "job_title": job_titles(session, {run.job_name}).get(run.job_name),
             "log": {"text": text, "next_offset": size, "trimmed": size - len(text)}}
 
 

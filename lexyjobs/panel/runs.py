@@ -1,4 +1,5 @@
-"""The runs list: filters, 50 a page, live status, bulk cancel / retry, CSV export."""
+"""The runs list: filters, sort orders (``run_columns``), 50 a page, live status, bulk cancel /
+retry, CSV export."""
 from __future__ import annotations
 
 import csv
@@ -23,7 +24,9 @@ from lexyjobs.guard import actor
 from lexyjobs.models import Run
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, render, unchanged, wants_partial
+from lexyjobs.panel.run_columns import density, job_titles, outcome_summary, params_summary, run_order, sort_headers
 from lexyjobs.queries import RunFilter
+from lexyjobs.run_sort import RunOrder, sorted_runs
 from lexyjobs.runtime import current
 from lexyjobs.serialize import iso, seconds_between
 from lexyjobs.states import RunStatus
@@ -37,20 +40,24 @@ BULK: dict[str, Callable[..., BulkOutcome]] = {"cancel": actions.bulk_cancel, "r
 
 
 class RunRow(NamedTuple):
-    """A run as the list shows it: queue time (due → started), duration (so far, if running) and,
-    when queued, why it waits."""
+    """A run as the list shows it: queue time (due → started), duration (so far, if running),
+    when queued why it waits, its job's title and (text, title) summaries of its params and of
+    its result or error."""
 
     run: Run
     queue_seconds: float | None
     duration_seconds: float | None
     waiting: WaitingFor | None = None
+    title: str = ""
+    params: tuple[str, str] = ("", "")
+    outcome: tuple[str, str] = ("", "")
 
 
 @bp.get("/runs", endpoint="runs")
 def runs_page() -> str | Response:
     """The runs list; ``view=scheduled``: the queued runs due later, soonest first."""
     where, (page, limit), checked, view = _filter(), page_and_limit(PAGE_SIZE), _checked_ids(), _view()
-    args = {**filter_args(where), **({"view": view} if view else {})}
+    args = _view_args(where, view)
     now = utcnow()
     with _db().read() as session:
         stamp = _stamp(queries.activity_stamp(session) + flow_stamp(session, now=now, stale_after=_stale_after()),
@@ -61,6 +68,12 @@ def runs_page() -> str | Response:
         choices = None if wants_partial() else queries.job_choices(session)
     return render("lexyjobs/runs.html", "lexyjobs/_partials/_runs_table.html", **listing, where=where, args=args, stamp=stamp,
                   choices=choices, checked=checked, view=view)
+
+
+def _view_args(where: RunFilter, view: str | None) -> dict[str, str]:
+    """The query arguments of this view: the filter, then the Scheduled view or a sort order
+    (the Scheduled view has its own: soonest first)."""
+    return {**filter_args(where), **({"view": view} if view else run_order().args())}
 
 
 def _view() -> str | None:
@@ -192,17 +205,20 @@ def _listing(session: Session, where: RunFilter, page: int, limit: int, *, view:
     the status filter), each queued run with why it waits."""
     now = now or utcnow()
     counts = queries.status_counts(session, where)
+    order = RunOrder() if view else run_order()
     if view == "scheduled":
         total = count_scheduled(session, where, now=now)
         found = scheduled_runs(session, where, now=now, limit=limit, offset=(page - 1) * limit)
     else:
         total = queries.matching(counts, where)
-        found = queries.search_runs(session, where, limit=limit, offset=(page - 1) * limit)
+        found = sorted_runs(session, where, order, limit=limit, offset=(page - 1) * limit)
     waiting = waiting_for(session, found, now=now, stale_after=_stale_after())
-    link_args: dict[str, Any] = {**filter_args(where), **({"limit": limit} if limit != PAGE_SIZE else {}),
-                                 **({"view": view} if view else {})}
+    titles = job_titles(session, {run.job_name for run in found})
+    link_args: dict[str, Any] = {**_view_args(where, view), **({"limit": limit} if limit != PAGE_SIZE else {})}
     upcoming = [w.until for w in waiting.values() if w.until is not None and w.until > now]
-    return {"rows": [_row(run, now, waiting.get(run.id)) for run in found], "pager": pagination(page, limit, total),
+    rows = [_row(run, now, waiting.get(run.id), titles.get(run.job_name, "")) for run in found]
+    return {"rows": rows, "pager": pagination(page, limit, total), "order": order,
+            "headers": None if view else sort_headers(order), "density": density(),
             "next_due": min(upcoming).isoformat() if upcoming else None,
             "counts": counts, "can_bulk": g.identity.can("operator"),
             "any_runs": total > 0 or _any_runs(session, where), "link_args": link_args,
@@ -214,10 +230,11 @@ def _any_runs(session: Session, where: RunFilter) -> bool:
     return where != RunFilter() and bool(queries.run_ids(session, RunFilter(), limit=1))
 
 
-def _row(run: Run, now: datetime, waiting: WaitingFor | None = None) -> RunRow:
+def _row(run: Run, now: datetime, waiting: WaitingFor | None = None, title: str = "") -> RunRow:
     queue = seconds_between(run.scheduled_for, run.started_at) if run.started_at else None
     end = run.finished_at or (now if run.status == RunStatus.RUNNING.value else None)
-    return RunRow(run, queue, seconds_between(run.started_at, end) if run.started_at and end else None, waiting)
+    return RunRow(run, queue, seconds_between(run.started_at, end) if run.started_at and end else None, waiting,
+                  title, params_summary(run), outcome_summary(run))
 
 
 def _matching(where: RunFilter, action: str) -> dict[str, Any]:
@@ -241,7 +258,7 @@ def _confirmation(target: dict[str, Any], action: str, where: RunFilter, page: i
 def _after_bulk(where: RunFilter, page: int, limit: int) -> str | BaseResponse:
     """htmx: the table again (with the message); a plain form: back to the list (the same view)."""
     view = _view()
-    args = {**filter_args(where), **({"view": view} if view else {})}
+    args = _view_args(where, view)
     if not wants_partial():
         query: dict[str, Any] = {**args, "page": page} if page > 1 else dict(args)
         return redirect(url_for("lexyjobs.panel.runs", **query))

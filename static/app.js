@@ -46,9 +46,9 @@ function lexyjobsTell(message) {
 }
 function lexyjobsOpen(url) {
   lexyjobsStream = new EventSource(url);
-  lexyjobsStream.onopen = function () {  // catch up once: changes made while no stream was open
+  lexyjobsStream.onopen = function () {  // every tab catches up once: changes made while no stream was open
     lexyjobsLive = true;
-    lexyjobsTell({live: true});
+    lexyjobsTell({live: true, opened: true});
     lexyjobsRefresh();
   };
   lexyjobsStream.onerror = function () { lexyjobsLive = false; lexyjobsTell({live: false}); };
@@ -81,9 +81,8 @@ function lexyjobsHear(event) {  // a follower: what the leader tab passes on
     return;
   }
   if (lexyjobsStream || document.hidden) { return; }
-  var was = lexyjobsLive;
   if (typeof message.live === "boolean") { lexyjobsLive = message.live; }
-  if (message.activity || (lexyjobsLive && !was)) { lexyjobsRefresh(); }
+  if (message.activity || message.opened) { lexyjobsRefresh(); }
 }
 document.addEventListener("htmx:beforeRequest", function (event) {
   if (!event.detail.elt.hasAttribute("data-poll")) { return; }

@@ -128,6 +128,9 @@ def test_ten_tabs_share_one_stream_and_the_browser_keeps_answering(live_server: 
         try:
             context = browser.new_context()
             context.add_init_script(VISIBILITY)
+            problems: list[str] = []  # script errors and CSP violations, in any tab
+            context.on("weberror", lambda error: problems.append(str(error.error)))
+            context.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
             first = context.new_page()
             _log_in(first, srv)
             hidden = [_open(context, srv, path, hidden=True) for path in HIDDEN_TABS]
@@ -167,6 +170,7 @@ def test_ten_tabs_share_one_stream_and_the_browser_keeps_answering(live_server: 
             SHOT.parent.mkdir(exist_ok=True)
             follower.screenshot(path=str(SHOT), full_page=True)
             assert background_requests == [], f"hidden tabs made requests: {background_requests}"
+            assert problems == []
         finally:
             browser.close()
 

@@ -16,28 +16,73 @@ document.addEventListener("htmx:configRequest", function (event) {
 });
 
 // Live updates. Polled fragments (data-poll) refresh on "lexyjobs:poll" and on a 2 s timer.
-// While the page is visible, the events stream (Server-Sent Events; its URL is in a meta tag) says when anything changed: the
-// fragments then refresh at once and their timers stand down. Without the stream (refused,
-// broken, a proxy that buffers) the timers keep polling. A hidden page neither streams nor polls,
-// so a dashboard left open in a background tab costs nothing.
-var lexyjobsStream = null;
-var lexyjobsLive = false;
+// While a page is visible, the events stream (Server-Sent Events; its URL, with any path prefix,
+// is in a meta tag) says when anything changed: the fragments then refresh at once and their
+// timers stand down. Without the stream (refused, broken, a proxy that buffers) the timers keep
+// polling. A hidden page neither streams nor polls, so a tab left in the background costs nothing.
+//
+// A browser opens at most 6 connections to a host, and a stream holds one, so the panel's tabs
+// share a single stream: the visible tab holding the Web Lock "lexyjobs-events <url>" streams and
+// passes what it hears to the other tabs over a BroadcastChannel of the same name. A leader that
+// is hidden or closed lets the lock go, and the next visible tab waiting for it takes over; with
+// no tab visible, no stream is open. Without Web Locks (plain http:// other than localhost has
+// none) or BroadcastChannel, each visible tab streams for itself.
+var lexyjobsStream = null;   // this tab's EventSource (the leader's, or any visible tab's without sharing)
+var lexyjobsLive = false;    // a stream (this tab's or the leader's) is live: the timers stand down
+var lexyjobsShare = null;    // {name, channel} when the tabs share one stream
+var lexyjobsLead = null;     // while this tab holds the lock: the function that lets it go
+var lexyjobsQueued = null;   // while this tab waits for the lock: the AbortController that withdraws
 
 function lexyjobsRefresh() {
   document.querySelectorAll("[data-poll]").forEach(function (el) { htmx.trigger(el, "lexyjobs:poll"); });
 }
-function lexyjobsConnect() {
+function lexyjobsEventsURL() {
   var meta = document.querySelector('meta[name="lexyjobs-events"]');
-  if (lexyjobsStream || !window.EventSource || !meta || !document.querySelector("[data-poll]")) { return; }
-  lexyjobsStream = new EventSource(meta.content);  // the URL comes from the page: it carries any path prefix
-  lexyjobsStream.onopen = function () { lexyjobsLive = true; lexyjobsRefresh(); };  // catch up once
-  lexyjobsStream.onerror = function () { lexyjobsLive = false; };
-  lexyjobsStream.addEventListener("activity", lexyjobsRefresh);
+  if (!window.EventSource || !meta || !document.querySelector("[data-poll]")) { return null; }
+  return new URL(meta.content, location.href).href;
+}
+function lexyjobsTell(message) {
+  if (lexyjobsShare) { lexyjobsShare.channel.postMessage(message); }
+}
+function lexyjobsOpen(url) {
+  lexyjobsStream = new EventSource(url);
+  lexyjobsStream.onopen = function () {  // every tab catches up once: changes made while no stream was open
+    lexyjobsLive = true;
+    lexyjobsTell({live: true, opened: true});
+    lexyjobsRefresh();
+  };
+  lexyjobsStream.onerror = function () { lexyjobsLive = false; lexyjobsTell({live: false}); };
+  lexyjobsStream.addEventListener("activity", function () { lexyjobsTell({activity: true}); lexyjobsRefresh(); });
+}
+function lexyjobsConnect() {
+  var url = lexyjobsEventsURL();
+  if (!url || document.hidden || lexyjobsStream || lexyjobsLead || lexyjobsQueued) { return; }
+  if (!lexyjobsShare) { lexyjobsOpen(url); return; }
+  var queued = lexyjobsQueued = new AbortController();
+  navigator.locks.request(lexyjobsShare.name, {signal: queued.signal}, function () {
+    lexyjobsQueued = null;
+    return new Promise(function (letGo) {  // the lock is held until letGo() or the tab is gone
+      lexyjobsLead = letGo;
+      if (document.hidden) { lexyjobsDisconnect(); } else { lexyjobsOpen(url); }
+    });
+  }).catch(function () {});  // withdrawn: the tab was hidden before its turn came
 }
 function lexyjobsDisconnect() {
-  if (lexyjobsStream) { lexyjobsStream.close(); }
+  if (lexyjobsQueued) { lexyjobsQueued.abort(); lexyjobsQueued = null; }
+  if (lexyjobsStream) { lexyjobsStream.close(); lexyjobsTell({live: false}); }
   lexyjobsStream = null;
   lexyjobsLive = false;
+  if (lexyjobsLead) { var letGo = lexyjobsLead; lexyjobsLead = null; letGo(); }
+}
+function lexyjobsHear(event) {  // a follower: what the leader tab passes on
+  var message = event.data || {};
+  if (message.hello) {  // a tab just came into view and asks whether the stream is live
+    if (lexyjobsStream) { lexyjobsTell({live: lexyjobsLive}); }
+    return;
+  }
+  if (lexyjobsStream || document.hidden) { return; }
+  if (typeof message.live === "boolean") { lexyjobsLive = message.live; }
+  if (message.activity || message.opened) { lexyjobsRefresh(); }
 }
 document.addEventListener("htmx:beforeRequest", function (event) {
   if (!event.detail.elt.hasAttribute("data-poll")) { return; }
@@ -48,10 +93,18 @@ document.addEventListener("htmx:beforeRequest", function (event) {
 });
 document.addEventListener("visibilitychange", function () {
   if (document.hidden) { lexyjobsDisconnect(); return; }
+  lexyjobsTell({hello: true});
   lexyjobsConnect();
   lexyjobsRefresh();
 });
 window.addEventListener("pagehide", lexyjobsDisconnect);
+window.addEventListener("pageshow", function (event) { if (event.persisted) { lexyjobsConnect(); } });
+if (navigator.locks && window.BroadcastChannel && lexyjobsEventsURL()) {
+  lexyjobsShare = {name: "lexyjobs-events " + lexyjobsEventsURL()};
+  lexyjobsShare.channel = new BroadcastChannel(lexyjobsShare.name);
+  lexyjobsShare.channel.onmessage = lexyjobsHear;
+  if (!document.hidden) { lexyjobsTell({hello: true}); }
+}
 lexyjobsConnect();
 
 // The run log (<pre data-follow>) keeps its newest lines in view as the tail appends them,

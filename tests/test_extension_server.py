@@ -89,6 +89,8 @@ def test_chromium_runs_a_job_in_the_mounted_panel_and_sees_it_finish(served: tup
             events = page.evaluate("document.querySelector('meta[name=\"lexyjobs-events\"]').content")
             assert events == f"{BASE}/events"
             page.goto(f"{base}{BASE}/")
+            page.wait_for_function("() => lexyjobsLive")  # the tabs' shared stream, under the prefix
+            assert page.evaluate("lexyjobsShare.name") == f"lexyjobs-events {base}{BASE}/events"
             page.wait_for_timeout(1500)  # the live blocks load
             page.screenshot(path=str(shots / f"dashboard-{'pg' if db_url.startswith('postgresql') else 'sqlite'}.png"),
                             full_page=True)

@@ -5,7 +5,9 @@ fragments at once (each still answers 204 when its own part did not change).
 One feed thread per process reads the stamp twice a second, and only while someone listens, so a
 hundred open tabs cost two cheap queries a second. Each stream holds a waitress thread, so streams
 are capped (half the HTTP threads) and end after ``STREAM_SECONDS``; the browser reconnects by
-itself. Refused or broken streams leave the page on plain htmx polling every 2 s."""
+itself. Refused or broken streams leave the page on plain htmx polling every 2 s. A browser's
+panel tabs share one stream (static/app.js: the visible tab holding a Web Lock streams and relays
+to the others), so tabs never use up its connections to the host."""
 from __future__ import annotations
 
 import threading

@@ -24,6 +24,11 @@ from lexyjobs.timeline import fires
 from lexyjobs.timeline.layout import (CAP, DEFAULT_WINDOW, LABEL_WIDTH, TICK_CAP, WINDOWS, Frame, RowInput, Window,
                                       layout)
 from lexyjobs.timeline.runs import JobRuns, window_runs
+from lexyjobs.timeline.svg import rows_markup
+
+# seconds between polls: a run can change what a bar of the hour shows within seconds, of the week
+# hardly within half a minute (a busy week's chart is a megabyte; it is not sent every 2 s)
+POLL = {"1h": 2, "24h": 10, "7d": 30}
 
 
 @bp.get("/timeline")
@@ -38,8 +43,10 @@ def timeline() -> str | Response:
         jobs = store.list_jobs(session)
         found = window_runs(session, [job.name for job in jobs], start=frame.start, end=now, per_job=CAP)
     chart = layout([_row(job, found[job.name], frame) for job in jobs], frame, window)
+    links = _links(frame)
     return render("lexyjobs/timeline.html", "lexyjobs/_partials/_timeline_live.html", chart=chart, window=window,
-                  windows=list(WINDOWS.values()), stamp=stamp, label_width=LABEL_WIDTH, links=_links(frame))
+                  windows=list(WINDOWS.values()), stamp=stamp, label_width=LABEL_WIDTH, links=links,
+                  body=rows_markup(chart.rows, links["run"]), poll=POLL[window.key])
 
 
 def _window() -> Window:

@@ -8,6 +8,7 @@ at most ``cap`` of them (the newest) and says how many more there are. The ``now
 the past from the next hours, where the scheduled fires are ticks."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
@@ -26,7 +27,7 @@ ROW_PAD = 5
 ROW_MIN = 34        # two lines of label
 MIN_WIDTH = 2.0
 MAX_LANES = 4
-CAP = 60            # bars per row
+CAP = 40            # bars per row: a hundred busy jobs draw 4,000 bars, a page of about a megabyte
 TICK_CAP = 48       # fire ticks per row
 NAME_CHARS = 26
 
@@ -61,12 +62,33 @@ class Frame:
     def of(cls, window: Window, now: datetime, width: float = WIDTH) -> Frame:
         return cls(now - window.past, now, now + window.future, width)
 
-    def x(self, at: datetime) -> float:
-        return (at - self.start).total_seconds() / (self.end - self.start).total_seconds() * self.width
+    def x(self, at: float) -> float:
+        """The x of a time in seconds since the epoch."""
+        return (at - self.t0) * self.scale
+
+    def x_of(self, at: datetime) -> float:
+        return self.x(at.timestamp())
+
+    @functools.cached_property
+    def t0(self) -> float:
+        return self.start.timestamp()
+
+    @functools.cached_property
+    def t_now(self) -> float:
+        return self.now.timestamp()
+
+    @functools.cached_property
+    def t_end(self) -> float:
+        return self.end.timestamp()
+
+    @functools.cached_property
+    def scale(self) -> float:
+        """Pixels per second."""
+        return self.width / (self.t_end - self.t0)
 
     @property
     def now_x(self) -> float:
-        return self.x(self.now)
+        return self.x(self.t_now)
 
 
 @dataclass(frozen=True)
@@ -160,12 +182,13 @@ def layout(inputs: Sequence[RowInput], frame: Frame, window: Window, *, cap: int
 
 def lay_row(item: RowInput, frame: Frame, y: float, *, cap: int = CAP) -> Row:
     """One job's row at ``y``: lanes for overlapping runs, the newest ``cap`` bars, fire ticks."""
+    now = frame.t_now
     shown = [s for s in item.spans if _drawn(s, frame)]
     shown.sort(key=lambda s: (s.due, s.id), reverse=True)
-    later = [s for s in item.spans if s.status == RunStatus.QUEUED and s.due > frame.now]
+    later = [s for s in item.spans if s.status == RunStatus.QUEUED and s.due > now]
     more = item.more + max(0, len(shown) - cap)
     shown = sorted(shown[:cap], key=lambda s: (s.due, s.id))
-    lanes = assign_lanes([(s.due, _end(s, frame.now)) for s in shown])
+    lanes = assign_lanes([(s.due, _end(s, now)) for s in shown])
     used = max(lanes, default=0) + 1
     height = max(ROW_MIN, used * LANE_HEIGHT + 2 * ROW_PAD)
     row = Row(item.job, _shorten(item.job), item.title, item.caption, y, height, used, more)
@@ -173,28 +196,28 @@ def lay_row(item: RowInput, frame: Frame, y: float, *, cap: int = CAP) -> Row:
     for span, lane in zip(shown, lanes):
         row.bars.append(bar(span, frame, round(first + lane * LANE_HEIGHT, 2)))
     top, tall = y + ROW_PAD - 1, height - 2 * ROW_PAD + 2
-    row.ticks = [Tick(round(frame.x(at), 2), top, tall, f"{item.job}: scheduled fire at {_clock(at)}")
+    row.ticks = [Tick(round(frame.x_of(at), 2), top, tall, f"{item.job}: scheduled fire at {_clock(at.timestamp())}")
                  for at in item.fires[:TICK_CAP] if frame.now < at <= frame.end]
     row.ticks += [Tick(round(frame.x(s.due), 2), top, tall, f"{item.job} · run {s.id} · queued, due at {_clock(s.due)}",
-                       s.id) for s in later[:TICK_CAP] if s.due <= frame.end]
+                       s.id) for s in later[:TICK_CAP] if s.due <= frame.t_end]
     return row
 
 
 def _drawn(span: Span, frame: Frame) -> bool:
     """A bar shows when it is due by now and has not ended before the window."""
-    return span.due <= frame.now and _end(span, frame.now) >= frame.start
+    return span.due <= frame.t_now and _end(span, frame.t_now) >= frame.t0
 
 
-def _end(span: Span, now: datetime) -> datetime:
+def _end(span: Span, now: float) -> float:
     if span.finished is not None:
-        return min(span.finished, now)
+        return span.finished if span.finished < now else now
     return now  # queued or running: it lasts until now
 
 
-def assign_lanes(intervals: Sequence[tuple[datetime, datetime]], max_lanes: int = MAX_LANES) -> list[int]:
+def assign_lanes(intervals: Sequence[tuple[float, float]], max_lanes: int = MAX_LANES) -> list[int]:
     """A lane per interval (given by start), the lowest free one: intervals that overlap in time
     get different lanes. Beyond ``max_lanes`` the lane that frees first is shared."""
-    ends: list[datetime] = []
+    ends: list[float] = []
     found = []
     for start, end in intervals:
         free = next((i for i, last in enumerate(ends) if last <= start), None)
@@ -210,7 +233,7 @@ def assign_lanes(intervals: Sequence[tuple[datetime, datetime]], max_lanes: int 
 
 def bar(span: Span, frame: Frame, y: float) -> Bar:
     """The bar of one run: clipped to [0, now], at least MIN_WIDTH, its wait part first."""
-    now_x, end = frame.now_x, _end(span, frame.now)
+    now_x, end = frame.now_x, _end(span, frame.t_now)
     raw_x0 = frame.x(span.due)
     x0 = min(max(raw_x0, 0.0), now_x)
     x1 = min(max(frame.x(end), x0), now_x)
@@ -227,45 +250,43 @@ def bar(span: Span, frame: Frame, y: float) -> Bar:
     if wait < 0.5:
         wait = 0.0  # a wait too short to see is not drawn
     return Bar(span.id, span.status, round(x0, 2), round(x1 - x0, 2), round(wait, 2), y, BAR_HEIGHT,
-               raw_x0 < 0, describe(span, frame.now))
+               raw_x0 < 0, describe(span, frame.t_now))
 
 
-def describe(span: Span, now: datetime) -> str:
+def describe(span: Span, now: float) -> str:
     """The tooltip: job, run, status, then when it waited and ran, and for how long."""
-    lines = [f"{span.job} · run {span.id} · {span.status}"]
+    head = f"{span.job} · run {span.id} · {span.status}"
+    due = _clock(span.due)
     if span.started is not None:
-        lines.append(f"due {_clock(span.due)}, waited {short_duration(_seconds(span.due, span.started))}")
-        ran_to = span.finished or now
+        waited = short_duration(max(0.0, span.started - span.due))
+        ran_to = span.finished if span.finished is not None else now
         until = _clock(span.finished) if span.finished is not None else "now"
-        lines.append(f"ran {_clock(span.started)} → {until} ({short_duration(_seconds(span.started, ran_to))})")
+        body = (f"due {due}, waited {waited}\nran {_clock(span.started)} → {until} "
+                f"({short_duration(max(0.0, ran_to - span.started))})")
     elif span.status == RunStatus.QUEUED:
-        lines.append(f"due {_clock(span.due)}, waiting {short_duration(_seconds(span.due, now))}")
+        body = f"due {due}, waiting {short_duration(max(0.0, now - span.due))}"
     else:
-        lines.append(f"due {_clock(span.due)}, did not run")
-    detail = f"trigger {span.trigger}" + (f" · attempt {span.attempt}" if span.attempt > 1 else "")
-    return "\n".join([*lines, detail])
+        body = f"due {due}, did not run"
+    tail = f"trigger {span.trigger} · attempt {span.attempt}" if span.attempt > 1 else f"trigger {span.trigger}"
+    return f"{head}\n{body}\n{tail}"
 
 
 def time_marks(frame: Frame, window: Window) -> list[Mark]:
     """Labels at whole steps (UTC) across the frame: ``14:30`` or, by the day, ``Sat 5``."""
     step = window.step.total_seconds()
-    epoch = frame.start.timestamp()
-    at = (int(epoch // step) + 1) * step
+    at = (int(frame.t0 // step) + 1) * step
     marks = []
-    while at < frame.end.timestamp():
+    while at < frame.t_end:
         moment = datetime.fromtimestamp(at, timezone.utc)
         label = f"{moment:%a} {moment.day}" if step >= 86400 else f"{moment:%H:%M}"
-        marks.append(Mark(round(frame.x(moment), 2), label))
+        marks.append(Mark(round(frame.x(at), 2), label))
         at += step
     return marks
 
 
-def _clock(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _seconds(start: datetime, end: datetime) -> float:
-    return max(0.0, (end - start).total_seconds())
+def _clock(at: float) -> str:
+    """``2030-06-01 11:30:00 UTC`` (isoformat: strftime costs several times more, per bar)."""
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(sep=" ", timespec="seconds")[:19] + " UTC"
 
 
 def _shorten(name: str) -> str:

@@ -20,7 +20,7 @@ def span(run_id: int, due_min: float, started_min: float | None, finished_min: f
     at = lambda m: None if m is None else (NOW + timedelta(minutes=m)).timestamp()  # noqa: E731
     due = at(due_min)
     assert due is not None
-    return Span(run_id, job, status, "schedule", 1, due, due, at(started_min), at(finished_min))
+    return Span.of(run_id, job, status, "schedule", 1, due, due, at(started_min), at(finished_min))
 
 
 def x(minutes_from_now: float) -> float:

@@ -43,11 +43,13 @@ class Span:
     scheduled: float
     started: float | None
     finished: float | None
+    due: float  # when it began to wait: its due time, or its creation when it was made after that
 
-    @property
-    def due(self) -> float:
-        """When it began to wait: its due time, or its creation when it was made after that."""
-        return self.created if self.created > self.scheduled else self.scheduled
+    @classmethod
+    def of(cls, id: int, job: str, status: str, trigger: str, attempt: int, created: float, scheduled: float,
+           started: float | None, finished: float | None) -> Span:
+        return cls(id, job, status, trigger, attempt, created, scheduled, started, finished,
+                   created if created > scheduled else scheduled)
 
 
 @dataclass
@@ -95,7 +97,7 @@ def _add(found: dict[str, JobRuns], seen: set[int], rows: Any) -> None:
     for row in rows:
         if row[0] not in seen:
             seen.add(row[0])
-            found[row[1]].spans.append(Span(*row))
+            found[row[1]].spans.append(Span.of(*row))
 
 
 def _epoch(column: Any, postgres: bool) -> Any:

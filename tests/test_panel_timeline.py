@@ -72,7 +72,7 @@ def test_a_row_with_more_runs_than_it_draws_says_how_many_more(panel_as: PanelAs
     made = [run_at(db, "busy", now - timedelta(minutes=50 - i), RunStatus.SUCCEEDED, ran_for=10) for i in range(7)]
     html = text(panel_as("viewer").get("/timeline?window=1h"))
     assert set(bars(html)) == set(made[-3:])
-    assert "manual · +4 more" in html and "4 more runs of busy in the window" in html
+    assert ">+4 more</text>" in html and "4 more runs of busy in the window" in html  # left of its oldest bar
     assert '<a href="/runs?job=busy&amp;since=' in html
 
 

@@ -91,6 +91,14 @@ def test_a_row_draws_at_most_cap_bars_the_newest_and_counts_the_rest() -> None:
     assert row.more == 100 + 30 and row.lanes == 1
 
 
+def test_the_count_of_runs_not_drawn_goes_left_of_the_oldest_bar_when_there_is_room() -> None:
+    roomy = L.lay_row(L.RowInput("etl", "", "General", "manual", [span(1, -30, -30, -29)], more=5), FRAME, 0)
+    assert roomy.more == 5 and roomy.more_x == round(x(-30) - 6, 2)
+    cramped = L.lay_row(L.RowInput("etl", "", "General", "manual", [span(1, -58, -58, -57)], more=5), FRAME, 0)
+    assert cramped.more == 5 and cramped.more_x is None  # the label column says it instead
+    assert L.lay_row(L.RowInput("etl", "", "General", "manual", [span(1, -30, -30, -29)]), FRAME, 0).more_x is None
+
+
 def test_runs_outside_the_window_are_not_drawn_and_queued_runs_due_later_are_ticks() -> None:
     spans = [span(1, -200, -199, -100), span(2, 5, None, None, "queued")]
     row = L.lay_row(L.RowInput("etl", "", "General", "manual", spans), FRAME, 0)
@@ -119,6 +127,9 @@ def test_the_chart_puts_a_band_above_each_category_and_rows_below_it() -> None:
 def test_time_labels_fall_on_whole_steps() -> None:
     assert [m.label for m in L.time_marks(FRAME, HOUR)] == ["11:10", "11:20", "11:30", "11:40", "11:50", "12:00",
                                                             "12:10"]
+    edge = L.Frame.of(HOUR, NOW - timedelta(minutes=4, seconds=30))  # 12:10 would be 6 px from the right edge
+    assert edge.x_of(NOW + timedelta(minutes=10)) > 960 - 18
+    assert [m.label for m in L.time_marks(edge, HOUR)][-1] == "12:00"
     week = L.Frame.of(L.WINDOWS["7d"], NOW)  # Saturday noon
     assert [m.label for m in L.time_marks(week, L.WINDOWS["7d"])] == ["Sun 26", "Mon 27", "Tue 28", "Wed 29", "Thu 30",
                                                                       "Fri 31", "Sat 1"]
@@ -128,3 +139,5 @@ def test_long_job_names_are_shortened_for_the_label_column() -> None:
     name = "a-very-long-job-name-that-goes-on-and-on"
     row = L.lay_row(L.RowInput(name, "", "General", "manual"), FRAME, 0)
     assert row.name == name[:L.NAME_CHARS - 1] + "…" and row.job == name
+    long_caption = L.lay_row(L.RowInput("etl", "", "General", "Every 20 minutes (interval) in Europe/Berlin"), FRAME, 0)
+    assert long_caption.caption == "Every 20 minutes (interval) in Eu…"

@@ -46,7 +46,9 @@ def timeline() -> str | Response:
     links = _links(frame)
     return render("lexyjobs/timeline.html", "lexyjobs/_partials/_timeline_live.html", chart=chart, window=window,
                   windows=list(WINDOWS.values()), stamp=stamp, label_width=LABEL_WIDTH, links=links,
-                  body=rows_markup(chart.rows, links["run"]), poll=POLL[window.key])
+                  body=rows_markup(chart.rows, links["run"], lambda job: url_for("lexyjobs.panel.runs", job=job,
+                                                                                  since=links["since"])),
+                  poll=POLL[window.key])
 
 
 def _window() -> Window:

@@ -30,6 +30,8 @@ MAX_LANES = 4
 CAP = 30            # bars per row: a hundred busy jobs draw 3,000 bars, a page of about a megabyte
 TICK_CAP = 48       # fire ticks per row
 NAME_CHARS = 26
+CAPTION_CHARS = 34
+MORE_ROOM = 96      # px left of a row's oldest bar needed to say "+N more" there
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Row:
     more: int
     bars: list[Bar] = field(default_factory=list)
     ticks: list[Tick] = field(default_factory=list)
+    more_x: float | None = None  # where "+N more" ends, left of the oldest bar (None: no room, the label says it)
 
 
 @dataclass(frozen=True)
@@ -191,10 +194,12 @@ def lay_row(item: RowInput, frame: Frame, y: float, *, cap: int = CAP) -> Row:
     lanes = assign_lanes([(s.due, _end(s, now)) for s in shown])
     used = max(lanes, default=0) + 1
     height = max(ROW_MIN, used * LANE_HEIGHT + 2 * ROW_PAD)
-    row = Row(item.job, _shorten(item.job), item.title, item.caption, y, height, used, more)
+    row = Row(item.job, _shorten(item.job), item.title, _shorten(item.caption, CAPTION_CHARS), y, height, used, more)
     first = y + (height - used * LANE_HEIGHT) / 2 + (LANE_HEIGHT - BAR_HEIGHT) / 2  # the lanes, centred
     for span, lane in zip(shown, lanes):
         row.bars.append(bar(span, frame, round(first + lane * LANE_HEIGHT, 2)))
+    if more and row.bars and row.bars[0].x - 6 >= MORE_ROOM:
+        row.more_x = round(row.bars[0].x - 6, 2)
     top, tall = y + ROW_PAD - 1, height - 2 * ROW_PAD + 2
     row.ticks = [Tick(round(frame.x_of(at), 2), top, tall, f"{item.job}: scheduled fire at {_clock(at.timestamp())}")
                  for at in item.fires[:TICK_CAP] if frame.now < at <= frame.end]
@@ -279,7 +284,9 @@ def time_marks(frame: Frame, window: Window) -> list[Mark]:
     while at < frame.t_end:
         moment = datetime.fromtimestamp(at, timezone.utc)
         label = f"{moment:%a} {moment.day}" if step >= 86400 else f"{moment:%H:%M}"
-        marks.append(Mark(round(frame.x(at), 2), label))
+        x = frame.x(at)
+        if 18 <= x <= frame.width - 18:  # a label cut by the chart's edge is left out
+            marks.append(Mark(round(x, 2), label))
         at += step
     return marks
 
@@ -297,5 +304,5 @@ def _date(day: int) -> str:
     return datetime.fromtimestamp(day * 86400, timezone.utc).strftime("%Y-%m-%d")
 
 
-def _shorten(name: str) -> str:
-    return name if len(name) <= NAME_CHARS else name[:NAME_CHARS - 1] + "…"
+def _shorten(text: str, chars: int = NAME_CHARS) -> str:
+    return text if len(text) <= chars else text[:chars - 1] + "…"

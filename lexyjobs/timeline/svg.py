@@ -3,18 +3,23 @@ can draw thousands of bars, and a Jinja loop costs several times this per bar. E
 comes from a job or run is escaped."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from markupsafe import Markup, escape
 
 from lexyjobs.timeline.layout import Row
 
 
-def rows_markup(rows: Sequence[Row], run_url: str) -> Markup:
-    """Each row's fire ticks, then its bars (each a link to ``run_url`` + the run id)."""
+def rows_markup(rows: Sequence[Row], run_url: str, more_url: Callable[[str], str]) -> Markup:
+    """Each row's fire ticks, then its bars (each a link to ``run_url`` + the run id), and where
+    there is room left of the oldest bar, "+N more" linking to ``more_url(job)``."""
     base = escape(run_url)
     out: list[str] = []
     for row in rows:
+        if row.more_x is not None:
+            out.append(f'<a href="{escape(more_url(row.job))}" class="tl-more-link"><title>{row.more:,} more runs of '
+                       f'{escape(row.job)} in the window: the runs list</title><text class="tl-more" x="{row.more_x}" '
+                       f'y="{row.y + row.height / 2 + 4:.1f}">+{row.more:,} more</text></a>')
         for tick in row.ticks:
             line = (f'<title>{escape(tick.title)}</title><line class="tl-fire" x1="{tick.x}" x2="{tick.x}" '
                     f'y1="{tick.y}" y2="{tick.y + tick.height}"/>')

@@ -74,6 +74,11 @@ def test_a_row_with_more_runs_than_it_draws_says_how_many_more(panel_as: PanelAs
     assert set(bars(html)) == set(made[-3:])
     assert ">+4 more</text>" in html and "4 more runs of busy in the window" in html  # left of its oldest bar
     assert '<a href="/runs?job=busy&amp;since=' in html
+    make_job("dense", max_concurrency=0)  # its newest runs begin the hour: no room left of them, the label says it
+    [run_at(db, "dense", now - timedelta(minutes=59.5 - i / 2), RunStatus.SUCCEEDED, queued_for=0, ran_for=5)
+     for i in range(5)]
+    html = text(panel_as("viewer").get("/timeline?window=1h"))
+    assert 'class="tl-caption tl-caption-more" x="8" y="' in html and ">manual · +2 more</text>" in html
 
 
 def test_hostile_names_and_titles_are_escaped(panel_as: PanelAs, db: Database, make_job: MakeJob) -> None:

@@ -106,7 +106,7 @@ class RowInput:
     fires: Sequence[datetime] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per bar
 class Bar:
     run_id: int
     status: str
@@ -119,7 +119,7 @@ class Bar:
     title: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Tick:
     x: float
     y: float
@@ -238,12 +238,16 @@ def assign_lanes(intervals: Sequence[tuple[float, float]], max_lanes: int = MAX_
 
 def bar(span: Span, frame: Frame, y: float) -> Bar:
     """The bar of one run: clipped to [0, now], at least MIN_WIDTH, its wait part first."""
-    now_x, end = frame.now_x, _end(span, frame.t_now)
-    raw_x0 = frame.x(span.due)
-    x0 = min(max(raw_x0, 0.0), now_x)
-    x1 = min(max(frame.x(end), x0), now_x)
-    began = frame.x(span.started) if span.started is not None else x1
-    split = min(max(began, x0), x1)
+    t0, scale, now = frame.t0, frame.scale, frame.t_now
+    now_x = (now - t0) * scale
+    finished = span.finished
+    end = finished if finished is not None and finished < now else now
+    raw_x0 = (span.due - t0) * scale
+    x0 = 0.0 if raw_x0 < 0 else now_x if raw_x0 > now_x else raw_x0
+    x1 = (end - t0) * scale
+    x1 = x0 if x1 < x0 else now_x if x1 > now_x else x1
+    began = (span.started - t0) * scale if span.started is not None else x1
+    split = x0 if began < x0 else x1 if began > x1 else began
     if x1 - x0 < MIN_WIDTH:  # too short to see: widen it, leftwards where the now line stops it
         x1 = x0 + MIN_WIDTH
         if x1 > now_x:
@@ -255,7 +259,7 @@ def bar(span: Span, frame: Frame, y: float) -> Bar:
     if wait < 0.5:
         wait = 0.0  # a wait too short to see is not drawn
     return Bar(span.id, span.status, round(x0, 2), round(x1 - x0, 2), round(wait, 2), y, BAR_HEIGHT,
-               raw_x0 < 0, describe(span, frame.t_now))
+               raw_x0 < 0, describe(span, now))
 
 
 def describe(span: Span, now: float) -> str:
@@ -265,8 +269,8 @@ def describe(span: Span, now: float) -> str:
     if span.started is not None:
         waited = short_duration(max(0.0, span.started - span.due))
         ran_to = span.finished if span.finished is not None else now
-        until = _clock(span.finished) if span.finished is not None else "now"
-        body = (f"due {due}, waited {waited}\nran {_clock(span.started)} → {until} "
+        until = _hms(span.finished) if span.finished is not None else "now"
+        body = (f"due {due}, waited {waited}\nran {_hms(span.started)} → {until} "
                 f"({short_duration(max(0.0, ran_to - span.started))})")
     elif span.status == RunStatus.QUEUED:
         body = f"due {due}, waiting {short_duration(max(0.0, now - span.due))}"
@@ -292,11 +296,18 @@ def time_marks(frame: Frame, window: Window) -> list[Mark]:
 
 
 def _clock(at: float) -> str:
-    """``2030-06-01 11:30:00 UTC``, by arithmetic (three per bar: datetime formatting cost more
-    than the rest of the layout)."""
-    day, second = divmod(int(at), 86400)
-    hours, rest = divmod(second, 3600)
-    return f"{_date(day)} {hours:02d}:{rest // 60:02d}:{rest % 60:02d} UTC"
+    """``2030-06-01 11:30:00 UTC``, by arithmetic (datetime formatting, a few times per bar, cost
+    more than the rest of the layout)."""
+    return _date(int(at) // 86400) + " " + _hms(at) + " UTC"
+
+
+def _hms(at: float) -> str:
+    """``11:30:00`` (UTC)."""
+    second = int(at) % 86400
+    return _TWO[second // 3600] + ":" + _TWO[second // 60 % 60] + ":" + _TWO[second % 60]
+
+
+_TWO = [f"{n:02d}" for n in range(60)]
 
 
 @functools.lru_cache(maxsize=64)

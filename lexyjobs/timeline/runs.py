@@ -30,7 +30,7 @@ OLD_ACTIVE_LIMIT = 500  # queued/running runs created before the window (a stuck
 _JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ costs several times more, per run)
 class Span:
     """One run as the timeline draws it; times in seconds since the epoch (UTC)."""
 

@@ -125,3 +125,11 @@ def test_the_page_works_under_a_url_prefix(tmp_path: Path, db_url: str, db: Data
 
 def test_without_jobs_the_page_says_so(panel_as: PanelAs) -> None:
     assert "No jobs yet: the timeline draws a row for every job." in text(panel_as("viewer").get("/timeline"))
+
+
+def test_it_is_behind_the_login_and_every_role_sees_it(app: Any, panel_as: PanelAs, make_job: MakeJob) -> None:
+    make_job("etl")
+    response = app.test_client().get("/timeline")
+    assert response.status_code in (302, 303) and "/login" in response.headers["Location"]
+    for role in ("viewer", "operator", "admin"):
+        assert '<text class="tl-name" x="8"' in text(panel_as(role).get("/timeline"))

@@ -126,3 +126,10 @@ def test_on_a_phone_only_the_chart_scrolls_sideways_and_it_opens_at_now(panel: P
     if panel.shoot:
         page.emulate_media(color_scheme="light")
         page.screenshot(path=str(Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "timeline-phone.png"))
+
+    # a reader who scrolled back keeps the place when the chart refreshes
+    panel.visit("/timeline?window=1h")
+    page.evaluate("document.querySelector('.timeline-scroll').scrollLeft = 40")
+    run_id = panel.run_job("vacuum-db")
+    expect(page.locator(f'a.tl-bar[data-run="{run_id}"]')).to_have_count(1, timeout=10_000)
+    assert page.evaluate("document.querySelector('.timeline-scroll').scrollLeft") == 40

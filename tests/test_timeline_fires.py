@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from lexyjobs.cron import parse_schedule
+import pytest
+
+from lexyjobs.cron import next_fires, parse_schedule, parse_timezone
 from lexyjobs.definitions import parse_definition
 from lexyjobs.timeline import fires
 
@@ -18,15 +20,18 @@ def test_fires_are_the_schedules_times_after_now_up_to_the_end() -> None:
     assert all(f.tzinfo is not None and f.utcoffset() == timedelta(0) for f in got)
 
 
-def test_a_kept_list_answers_like_a_fresh_one_as_time_moves_on() -> None:
-    schedule = parse_schedule("every 7m")
+@pytest.mark.parametrize("text, expected", [("every 7m", 10), ("*/20 * * * *", 9), ("0 * * * *", 3)])
+def test_a_kept_list_answers_like_a_fresh_one_as_time_moves_on(text: str, expected: int) -> None:
+    schedule = parse_schedule(text)
     for minutes in range(0, 600, 13):
         now = NOW + timedelta(minutes=minutes)
         until = now + timedelta(hours=3)
-        kept = fires.schedule_fires(schedule, "UTC", now, until, 10)
+        kept = fires.schedule_fires(schedule, "Europe/Berlin", now, until, 10)
         fires._kept.clear()
-        assert kept == fires.schedule_fires(schedule, "UTC", now, until, 10), now
-        assert len(kept) == 10 and kept[0] > now
+        fresh = fires.schedule_fires(schedule, "Europe/Berlin", now, until, 10)
+        assert kept == fresh and fresh[:3] == [f.astimezone(timezone.utc) for f in next_fires(
+            schedule, parse_timezone("Europe/Berlin"), now, 3)], now
+        assert len(kept) == expected and kept[0] > now
 
 
 def test_a_zone_with_a_clock_change_gives_its_real_instants() -> None:

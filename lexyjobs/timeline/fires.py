@@ -57,7 +57,8 @@ def _covers(kept: _Fires, now: datetime, until: datetime, cap: int) -> bool:
 def _compute(schedule: Schedule, zone_name: str, now: datetime, horizon: datetime, cap: int) -> _Fires:
     """The fires in (now, horizon], at most ``2 × cap``, walked a few at a time: an hourly cron
     has 6 fires in 6 hours, and each step of a cron walk costs tens of microseconds."""
-    count, zone, found = 2 * cap, parse_timezone(zone_name), []
+    count, zone = 2 * cap, parse_timezone(zone_name)
+    found: list[datetime] = []
     after = now
     while len(found) < count:
         batch = [f.astimezone(timezone.utc) for f in next_fires(schedule, zone, after, min(CHUNK, count - len(found)))]

@@ -18,8 +18,8 @@ Then it logs in through the real app (``create_app`` and Flask's test client, an
 printing the median, p90 and min of the time each request takes (test client included, no
 network): the dashboard, jobs, runs (first page; filtered by status=failed; filtered by job; sorted
 by duration, by queue time and by status), a
-job's page, a run's page, the pipelines page, the queues page, and the dashboard's htmx poll when nothing changed
-(the 204 path). ``--queries`` adds, per page, the SQL statements of one request ordered by the
+job's page, a run's page, the pipelines page, the queues page, the timeline (24 h, 1 h and 7 d)
+and the dashboard's htmx poll when nothing changed (the 204 path). ``--queries`` adds, per page, the SQL statements of one request ordered by the
 time they took. ``--keep`` leaves the filled database in place and prints its URL; ``--reuse URL``
 measures such a database again without filling it (the schema is upgraded first)."""
 from __future__ import annotations
@@ -325,6 +325,9 @@ def pages(db: Any, rows: Rows | None) -> list[Page]:
         Page("run detail", f"/runs/{detail}"),
         Page("pipelines", "/pipelines"),
         Page("queues", "/queues"),
+        Page("timeline", "/timeline"),
+        Page("timeline window=1h", "/timeline?window=1h"),
+        Page("timeline window=7d", "/timeline?window=7d"),
         Page("dashboard poll (unchanged)", f"/?stamp={stamp}", status=204, htmx=True),
     ]
 

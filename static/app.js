@@ -217,3 +217,20 @@ document.addEventListener("click", function (event) {
   var toast = button && button.closest(".toast");
   if (toast) { toast.remove(); }
 });
+
+// A sideways-scrolling chart (data-keep-scroll, with an id) opens at its right end, where now is,
+// and keeps the reader's scroll position when its poll replaces it.
+var lexyjobsScroll = {};
+function lexyjobsRestoreScroll(root) {
+  (root.matches && root.matches("[data-keep-scroll]") ? [root] : Array.from(root.querySelectorAll("[data-keep-scroll]")))
+    .forEach(function (el) {
+      el.scrollLeft = el.id in lexyjobsScroll ? lexyjobsScroll[el.id] : el.scrollWidth;
+    });
+}
+document.addEventListener("htmx:beforeSwap", function (event) {
+  document.querySelectorAll("[data-keep-scroll]").forEach(function (el) {
+    if (el.id) { lexyjobsScroll[el.id] = el.scrollLeft; }
+  });
+});
+document.addEventListener("htmx:afterSettle", function (event) { lexyjobsRestoreScroll(document); });
+lexyjobsRestoreScroll(document);

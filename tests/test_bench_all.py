@@ -25,7 +25,9 @@ RESULTS: dict[str, Any] = {
     "latency sqlite": {"inprocess": {"p50_ms": 1.5, "p99_ms": 5, "max_ms": 6},
                        "crossprocess": {"p50_ms": 14, "p99_ms": 27, "max_ms": 30}},
     "lateness postgres": {"fires": 120, "p50_ms": 2, "p99_ms": 4, "max_ms": 5},
-    "panel sqlite": {"pages": {"dashboard": {"median_ms": 45}, "dashboard poll (unchanged)": {"median_ms": 2}}},
+    "panel sqlite": {"pages": {"dashboard": {"median_ms": 45}, "dashboard poll (unchanged)": {"median_ms": 2},
+                               "timeline window=7d": {"median_ms": 80}}},
+    "panel postgres": {"pages": {"dashboard": {"median_ms": 60}, "timeline": {"median_ms": 120}}},
     "startup": {"first_start": {"healthz_ms": figure(700), "rss_mb": figure(72), "idle_cpu_pct": figure(0),
                                 "stop_ms": figure(160)}},
     "latency postgres": {"error": "psycopg.OperationalError: connection refused"},
@@ -48,6 +50,9 @@ def test_the_report_gives_ratios_targets_and_failed_steps() -> None:
     assert "| Postgres processing ≥ 1× pgqueuer | 2,000 vs 4,000 runs/s | 0.50× | no |" in text
     assert "| Postgres processing ≥ 10× procrastinate | 2,000 vs 250 runs/s | 8.00× | no |" in text
     assert "| idle RSS ≤ 80 MB | 72.0 MB |  | yes |" in text
+    assert "| panel pages ≤ 50 ms at 1M runs (slowest page, SQLite / Postgres) | 45.0 / 60.0 ms |  | no |" in text
+    assert "| timeline ≤ 100 ms at 1M runs (slowest window, SQLite / Postgres) | 80.0 / 120 ms |  | no |" in text
+    assert "| timeline window=7d | 80.0 ms | – |" in text
     assert "| lexyjobs | SQLite (WAL, synchronous=NORMAL) | 4 | 2,000 /s (1,800–2,200) |" in text
     assert "| 2 | 3,000 /s (2,700–3,300) |" in text  # scaling: start to finish
     assert "- latency postgres: psycopg.OperationalError: connection refused" in text

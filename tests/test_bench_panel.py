@@ -26,7 +26,8 @@ def test_the_panel_bench_fills_a_history_and_times_every_page(tmp_path: Path) ->
     assert report["runs"] == 300 and report["events"] > 300 and report["logs"] >= 1
     assert set(report["pages"]) == {"dashboard", "jobs", "runs", "runs status=failed", "runs job=busiest",
                                     "runs sort=duration", "runs sort=queue asc", "runs sort=status",
-                                    "job detail", "run detail", "pipelines", "queues", "dashboard poll (unchanged)"}
+                                    "job detail", "run detail", "pipelines", "queues", "timeline", "timeline window=1h",
+                                    "timeline window=7d", "dashboard poll (unchanged)"}
     for figures in report["pages"].values():
         assert figures["requests"] == 2 and 0 < figures["min_ms"] <= figures["median_ms"] <= figures["p90_ms"]
 

@@ -17,6 +17,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Dashboard", "lexyjobs.panel.dashboard", "viewer"),
     ("Jobs", "lexyjobs.panel.jobs", "viewer"),
     ("Runs", "lexyjobs.panel.runs", "viewer"),
+    ("Timeline", "lexyjobs.panel.timeline", "viewer"),
     ("Queues", "lexyjobs.panel.queues", "viewer"),
     ("Pipelines", "lexyjobs.panel.pipelines", "viewer"),
     ("Workers", "lexyjobs.panel.workers", "viewer"),
@@ -35,7 +36,7 @@ def _navigation() -> dict[str, Any]:
 
 def init_app(app: Flask, parent: Blueprint) -> None:
     from lexyjobs.panel import (alert_targets, alerts, dashboard, events, formatting, job_detail, job_form,  # noqa: F401
-                                jobs, pipelines, queues, run_detail, run_now, runs, settings,
+                                jobs, pipelines, queues, run_detail, run_now, runs, settings, timeline,
                                 workers)  # (each page module adds its routes to bp)
 
     parent.register_blueprint(bp)

@@ -42,7 +42,8 @@ def test_an_admin_creates_a_shell_job(login: Callable[[str], Panel], db: Databas
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"schedule": "0 3 * * 9"}, "is not a valid cron expression"),
+    ({"schedule": "0 3 * * 9"}, "day-of-week 9 is out of range 0–7 (0 and 7 are Sunday) or sun–sat"),
+    ({"schedule": "every fortnight"}, "is not a schedule lexyjobs reads; use every 15m, every 2 hours"),
     ({"timezone": "Mars/Olympus"}, "Mars/Olympus"),
     ({"k_argv": "echo hi"}, "must be JSON"),
     ({"priority": "high"}, "'high' is not a whole number"),

@@ -143,6 +143,21 @@ def test_the_kind_fields_swap_with_the_kind(login: Callable[[str], Panel]) -> No
     assert '<textarea id="k_prompt"' in openai and '<textarea id="k_system"' in openai  # prompts keep their lines
 
 
+def test_help_texts_show_code_spans_as_code_not_backticks(login: Callable[[str], Panel], make_job: MakeJob) -> None:
+    admin = login("admin")
+    form = text(admin.get("/jobs/new?kind=http"))
+    assert "<code>http://</code> or <code>https://</code> URL; may use <code>${ENV}</code>" in form  # kind field help
+    assert "cron (<code>0 */6 * * *</code>)" in form  # the schedule's help, from the definition fields
+    labels = re.findall(r'<span class="sub">([^\n]*?)</span></label>', form)
+    assert labels and not [label for label in labels if "`" in label], labels
+    make_job("documented", description="Reads `orders.csv` <daily>",
+             params={"limit": {"type": "integer", "help": "at most `n` rows"}})
+    page = text(admin.get("/jobs/documented"))
+    assert "Reads <code>orders.csv</code> &lt;daily&gt;" in page and "at most <code>n</code> rows" in page
+    run_form = text(admin.get("/jobs/documented/run"))
+    assert "at most <code>n</code> rows" in run_form and "Reads <code>orders.csv</code> &lt;daily&gt;" in run_form
+
+
 def test_the_cron_preview_describes_and_lists_next_fires(login: Callable[[str], Panel]) -> None:
     admin = login("admin")
     good = text(admin.get("/jobs/cron-preview?schedule=*/15+*+*+*+*&timezone=UTC", headers=HX))

@@ -143,6 +143,30 @@ def test_the_kind_fields_swap_with_the_kind(login: Callable[[str], Panel]) -> No
     assert '<textarea id="k_prompt"' in openai and '<textarea id="k_system"' in openai  # prompts keep their lines
 
 
+def test_verify_tls_is_a_checkbox_whose_value_round_trips(login: Callable[[str], Panel], make_job: MakeJob,
+                                                         db: Database) -> None:
+    admin = login("admin")
+    checkbox = re.compile(r'<input type="checkbox" id="k_verify_tls" name="k_verify_tls" value="true"( checked)?>')
+    new = checkbox.search(text(admin.get("/jobs/kind-fields?kind=http", headers=HX)))
+    assert new is not None and new.group(1) == " checked"  # true by default, as the kind says
+    assert 'name="k_verify_tls" value=""' not in text(admin.get("/jobs/new?kind=http"))  # no text box
+    make_job("self-signed", kind="http", url="https://10.0.0.5/hook", verify_tls=False)
+    shown = checkbox.search(text(admin.get("/jobs/self-signed/edit")))
+    assert shown is not None and shown.group(1) is None  # the saved false shows unticked
+    form = {"kind": "http", "k_url": "https://10.0.0.5/hook", "k_method": "GET", "enabled": "true"}
+    assert admin.post("/jobs/self-signed/edit", form).status_code == 302  # saved unticked: stays false
+    assert spec(db, "self-signed")["verify_tls"] is False
+    assert admin.post("/jobs/self-signed/edit", {**form, "k_verify_tls": "true"}).status_code == 302
+    assert spec(db, "self-signed")["verify_tls"] is True
+    shown = checkbox.search(text(admin.get("/jobs/self-signed/edit")))
+    assert shown is not None and shown.group(1) == " checked"
+    response = admin.post("/jobs/new", {**form, "name": "strict", "k_verify_tls": "true"})
+    assert response.status_code == 302 and spec(db, "strict")["verify_tls"] is True
+    bad = admin.post("/jobs/new", {**form, "name": "Bad Name"})  # a refused form keeps the box unticked
+    shown = checkbox.search(text(bad))
+    assert bad.status_code == 422 and shown is not None and shown.group(1) is None
+
+
 def test_help_texts_show_code_spans_as_code_not_backticks(login: Callable[[str], Panel], make_job: MakeJob) -> None:
     admin = login("admin")
     form = text(admin.get("/jobs/new?kind=http"))

@@ -119,7 +119,9 @@ def _submitted() -> dict[str, Any]:
     form["depends_on"] = request.form.getlist("depends_on")
     kind = kinds().get(form["kind"])
     for field in (kind.fields if kind else ()):
-        form[f"k_{field}"] = request.form.get(f"k_{field}", "").strip()
+        # a checkbox sends nothing when unticked: that is false, not "left out"
+        form[f"k_{field}"] = (bool(request.form.get(f"k_{field}")) if field in BOOLEAN
+                              else request.form.get(f"k_{field}", "").strip())
     form["param_rows"] = param_rows.rows_from_form(request.form)
     return form
 
@@ -138,7 +140,9 @@ def _definition(form: dict[str, Any]) -> dict[str, Any]:
     if form["depends_on"]:
         raw["depends_on"] = form["depends_on"]
     for key, value in form.items():
-        if key.startswith("k_") and value:
+        if key[2:] in BOOLEAN and key.startswith("k_"):
+            raw[key[2:]] = value
+        elif key.startswith("k_") and value:
             raw[key[2:]] = _structured(name, key[2:], value)
     params = param_rows.schema_from_rows(name, form["param_rows"])
     if params:
@@ -163,6 +167,7 @@ def _number(job: str, field: str, text: str) -> int:
 
 
 STRUCTURED = {"argv", "headers", "body", "env", "env_passthrough"}
+BOOLEAN = {"verify_tls": True}  # kind fields shown as a checkbox, with their default
 
 
 def _structured(job: str, field: str, text: str) -> Any:
@@ -188,7 +193,10 @@ def _fields_of(spec: dict[str, Any]) -> dict[str, Any]:
     kind = kinds().get(form["kind"])
     for field in (kind.fields if kind else ()):
         value = spec.get(field)
-        form[f"k_{field}"] = "" if value is None else (json.dumps(value) if field in STRUCTURED else str(value))
+        if field in BOOLEAN:
+            form[f"k_{field}"] = BOOLEAN[field] if value is None else bool(value)
+        else:
+            form[f"k_{field}"] = "" if value is None else (json.dumps(value) if field in STRUCTURED else str(value))
     form["param_rows"] = param_rows.rows_from_schema(spec.get("params"))
     return form
 

@@ -134,6 +134,28 @@ def test_delete_needs_the_name_typed(login: Callable[[str], Panel], make_job: Ma
     assert [e.action for e in audit.search(db, target="doomed").entries] == ["job.delete"]
 
 
+def test_deleting_a_job_others_depend_on_is_refused_before_the_name_is_typed(
+        login: Callable[[str], Panel], make_job: MakeJob, db: Database) -> None:
+    make_job("extract")
+    make_job("transform", depends_on=["extract"])
+    make_job("load", depends_on=["extract", "transform"])
+    admin = login("admin")
+    for page in (text(admin.get("/jobs/extract/delete")), text(admin.get("/jobs/extract/edit"))):
+        assert "<code>extract</code> cannot be deleted: these jobs depend on it." in page
+        assert '<a href="/jobs/load">load</a>' in page and '<a href="/jobs/transform">transform</a>' in page
+        assert 'name="confirm"' not in page and ">Delete</button>" not in page
+    response = admin.post("/jobs/extract/delete", {"confirm": "extract"})  # a stale form: still refused, no 500
+    assert response.status_code == 409 and "cannot be deleted" in text(response)
+    with db.read() as session:
+        assert store.get_job(session, "extract") is not None
+    single = text(admin.get("/jobs/transform/delete"))
+    assert "<code>transform</code> cannot be deleted: this job depends on it." in single
+    assert "Remove <code>transform</code> from its <code>depends_on</code> first" in single
+    lonely = text(admin.get("/jobs/load/delete"))  # nothing depends on it: the name box
+    assert 'name="confirm"' in lonely and ">Delete</button>" in lonely and "cannot be deleted" not in lonely
+    assert login("operator").get("/jobs/load/delete").status_code == 403
+
+
 def test_the_kind_fields_swap_with_the_kind(login: Callable[[str], Panel]) -> None:
     admin = login("admin")
     fields = text(admin.get("/jobs/kind-fields?kind=http", headers=HX))

@@ -20,7 +20,7 @@ from lexyjobs.kinds import kinds
 from lexyjobs.masking import mask_config
 from lexyjobs.panel import bp, param_rows
 from lexyjobs.panel.htmx import wants_partial
-from lexyjobs.registry import editable_job
+from lexyjobs.registry import dependents_of, editable_job
 from lexyjobs.serialize import shown_spec
 from lexyjobs.runtime import current
 
@@ -57,12 +57,22 @@ def job_edit(name: str) -> str | BaseResponse | tuple[str, int]:
     return _done(name)
 
 
-@bp.post("/jobs/<job_name:name>/delete")
-def job_delete(name: str) -> BaseResponse | tuple[str, int]:
+@bp.route("/jobs/<job_name:name>/delete", methods=["GET", "POST"])
+def job_delete(name: str) -> str | BaseResponse | tuple[str, int]:
+    """The confirmation (type the name). A job others depend on is refused here, before any
+    name is typed: the page names its dependants and offers no delete button."""
     actor().require("admin")
-    _editable(name)
+    with current().db.read() as session:
+        editable_job(session, name)
+        dependents = dependents_of(session, name)
+    if dependents:
+        status = 409 if request.method == "POST" else 200
+        return render_template("lexyjobs/job_delete.html", name=name, dependents=dependents, error=False), status
+    if request.method != "POST":  # GET, and HEAD (no CSRF check): only show the page
+        return render_template("lexyjobs/job_delete.html", name=name, dependents=[], error=False)
     if request.form.get("confirm") != name:
-        return render_template("lexyjobs/job_delete.html", name=name, error=request.form.get("confirm") is not None), 422
+        return render_template("lexyjobs/job_delete.html", name=name, dependents=[],
+                               error=request.form.get("confirm") is not None), 422
     actions.delete_job(current().db, actor(), name)
     return redirect(url_for("lexyjobs.panel.jobs"))
 
@@ -211,8 +221,10 @@ def _errors(exc: InvalidDefinition | Conflict) -> dict[str, str]:
 def _form(name: str | None, form: dict[str, Any], errors: dict[str, str]) -> str:
     with current().db.read() as session:
         others = [j.name for j in store.list_jobs(session) if j.name != name]
+        dependents = dependents_of(session, name) if name else []
     kind = kinds().get(form.get("kind", "python")) or kinds()["python"]
     return render_template("lexyjobs/job_form.html", name=name, form=form, errors=errors, others=others, kind=kind,
+                           dependents=dependents,
                            kinds=list(kinds()), help=COMMON_FIELDS, param_errors_of=param_rows.error_of,
                            blank_param_row=param_rows.blank_row,
                            preview={"hidden": True} if "schedule" in errors or "timezone" in errors

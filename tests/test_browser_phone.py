@@ -89,3 +89,35 @@ def test_every_page_fits_a_phone_and_the_run_buttons_are_on_screen(panel: Panel)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= WIDTH, f"/login is {width} px wide"
     panel.assert_clean()
+
+
+# A wide table scrolling inside a box that is not positioned, its last header visually hidden:
+# the shape that made /jobs 679 px and /settings 523 px wide on a 390 px phone.
+WIDE_TABLE_WITH_HIDDEN_HEADER = """() => {
+    const box = document.createElement('div');
+    box.style.overflowX = 'auto';
+    const table = document.createElement('table');
+    table.style.width = '1000px';
+    table.style.display = 'table';
+    const row = table.insertRow();
+    row.insertCell().textContent = 'a wide cell';
+    const th = document.createElement('th');
+    const hidden = document.createElement('span');
+    hidden.className = 'visually-hidden';
+    hidden.textContent = 'Actions';
+    th.appendChild(hidden);
+    row.appendChild(th);
+    box.appendChild(table);
+    document.querySelector('main').appendChild(box);
+}"""
+
+
+def test_a_visually_hidden_label_at_the_end_of_a_scrolling_table_does_not_widen_the_page(panel: Panel) -> None:
+    page = panel.page
+    page.set_viewport_size(PHONE)
+    panel.visit("/audit")
+    page.evaluate(WIDE_TABLE_WITH_HIDDEN_HEADER)
+    assert page.locator("main .visually-hidden", has_text="Actions").count() == 1
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= WIDTH, f"the page is {width} px wide: {page.evaluate(OVERFLOWING, WIDTH)}"
+    panel.assert_clean()

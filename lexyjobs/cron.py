@@ -1,5 +1,6 @@
 """Schedules: 5-field cron expressions (plus @hourly/@daily/@weekly/@monthly/@yearly) in an IANA
-timezone, or intervals (``every 15m``). Pure functions; ``now`` is always passed in.
+timezone, intervals (``every 15m``, ``every 2 hours``) or times of day (``every day at 02:00``,
+``every monday at 09:30``: see ``lexyjobs.every``). Pure functions; ``now`` is always passed in.
 
 Daylight saving time follows vixie cron (the cron most Linux systems run):
 
@@ -25,7 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-from lexyjobs.durations import parse_duration
+from lexyjobs.cron_fields import fields_problem
+from lexyjobs.every import FORMS, parse_every
 
 ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
            "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
@@ -43,20 +45,23 @@ class Schedule:
 def parse_schedule(text: str) -> Schedule:
     """Parse a schedule string; ValueError says what is wrong."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError("must be a cron expression like '0 */6 * * *', an alias like '@daily', or 'every 15m'")
+        raise ValueError(f"must be a schedule: {FORMS}")
     cleaned = " ".join(text.split())
     if cleaned.lower().startswith("every "):
-        seconds = parse_duration(cleaned[6:])
-        if seconds < 1:
-            raise ValueError("an interval must be at least 1s")
-        return Schedule(cleaned, interval=seconds)
+        every = parse_every(cleaned[6:])
+        if isinstance(every, str):
+            return Schedule(cleaned, cron=every)
+        return Schedule(cleaned, interval=every)
     expression = ALIASES.get(cleaned.lower(), cleaned)
     if cleaned.startswith("@") and cleaned.lower() not in ALIASES:
         raise ValueError(f"unknown alias '{cleaned}' (use {', '.join(ALIASES)})")
     fields = expression.split(" ")
     if len(fields) != 5:
-        raise ValueError(f"'{cleaned}' has {len(fields)} fields; a cron expression has 5 "
-                         "(minute hour day-of-month month day-of-week)")
+        raise ValueError(f"'{cleaned}' has {len(fields)} field{'s' if len(fields) != 1 else ''}; "
+                         f"a cron expression has 5 (minute hour day-of-month month day-of-week). Use {FORMS}")
+    problem = fields_problem(fields, FORMS)
+    if problem:
+        raise ValueError(problem)
     if not croniter.is_valid(expression):
         raise ValueError(f"'{cleaned}' is not a valid cron expression")
     try:

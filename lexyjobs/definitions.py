@@ -28,7 +28,8 @@ COMMON_FIELDS: dict[str, str] = {
     "description": "what the job does",
     "category": "group in the panel, e.g. \"Metrics\" (default \"General\")",
     "kind": "python, http, shell or openai",
-    "schedule": "cron (`0 */6 * * *`), alias (`@daily`) or interval (`every 15m`); omit for manual-only",
+    "schedule": "cron (`0 */6 * * *`), alias (`@daily`), interval (`every 15m`, `every 2 hours`) or time of day "
+                "(`every day at 02:00`, `every monday at 09:30`); omit for manual-only",
     "timezone": "IANA timezone of the cron schedule and of a `run_at` without offset (default UTC)",
     "run_at": "fire once at this ISO 8601 datetime, e.g. `2025-03-01T09:30` (in `timezone`) or with an offset; not with `schedule`",
     "enabled": "false = paused: never fires, can still be run by hand (default true)",

@@ -1,4 +1,5 @@
-"""Human durations: ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"`` or a plain number of seconds."""
+"""Human durations: ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"``, ``"2 hours"``, ``"90 minutes"``
+or a plain number of seconds."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,12 @@ import re
 
 MAX_SECONDS = 10 * 366 * 86400.0
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+# Words for the units, longest first so that "mins" is not read as "m" + "ins" (spaces are gone by then).
+_WORDS = {"milliseconds": "ms", "millisecond": "ms", "seconds": "s", "second": "s", "secs": "s", "sec": "s",
+          "minutes": "m", "minute": "m", "mins": "m", "min": "m", "hours": "h", "hour": "h", "hrs": "h", "hr": "h",
+          "days": "d", "day": "d", "weeks": "w", "week": "w"}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(" + "|".join([*_WORDS, "ms", "s", "m", "h", "d", "w"]) + ")")
+SHAPES = "'30s', '5m', '1h30m', '2d' or '2 hours'"
 
 
 def parse_duration(value: object) -> float:
@@ -20,9 +26,9 @@ def parse_duration(value: object) -> float:
         if re.fullmatch(r"\d+(\.\d+)?", text):
             seconds = float(text)
         elif text and _PART.sub("", text) == "":
-            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+            seconds = sum(float(n) * _UNITS[_WORDS.get(u, u)] for n, u in _PART.findall(text))
         else:
-            raise ValueError(f"'{value}' is not a duration like '30s', '5m', '1h30m' or '2d'")
+            raise ValueError(f"'{value}' is not a duration like {SHAPES}")
     else:
         raise ValueError("expected a duration like '30s', '5m' or a number of seconds")
     if not math.isfinite(seconds) or seconds > MAX_SECONDS:

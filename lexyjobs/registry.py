@@ -218,11 +218,16 @@ def delete_job(db: Database, name: str) -> None:
     """Delete a database job and its run history; code and file jobs are read-only."""
     with db.write() as session:
         editable_job(session, name)
-        dependents = sorted(job for job, ups in store.job_dependencies(session).items() if name in ups)
+        dependents = dependents_of(session, name)
         if dependents:
             raise Conflict(f"job '{name}' is an upstream of {', '.join(dependents)}; change their depends_on first",
                            details={"job": name, "dependents": dependents})
         store.delete_job(session, name)
+
+
+def dependents_of(session: Any, name: str) -> list[str]:
+    """The jobs whose ``depends_on`` names ``name`` (sorted): while there are any, it cannot be deleted."""
+    return sorted(job for job, ups in store.job_dependencies(session).items() if name in ups)
 
 
 def editable_job(session: Any, name: str) -> Any:

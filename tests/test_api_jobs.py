@@ -205,6 +205,25 @@ def test_changing_a_job_refuses_bad_fields_and_keeps_it(api_client: ApiClient, l
     assert entries(lj.db) == []
 
 
+@pytest.mark.parametrize(("schedule", "message"), [
+    ("61 25 * * *", "minute 61 is out of range 0–59; hour 25 is out of range 0–23"),
+    ("0 0 * * */0", "day-of-week step '0' in '*/0' must be a whole number of 1 or more"),
+    ("every fortnight", "'every fortnight' is not a schedule lexyjobs reads; use every 15m, every 2 hours")])
+def test_a_bad_schedule_is_a_422_naming_the_cron_field(api_client: ApiClient, schedule: str, message: str) -> None:
+    error = api_client.error(api_client.post("/api/jobs", json={"name": "timed", **PYTHON_JOB, "schedule": schedule}),
+                             422, field="schedule")
+    assert message in error["message"], error
+
+
+def test_a_schedule_in_words_is_accepted_and_described(api_client: ApiClient) -> None:
+    job = api_client.ok(api_client.post("/api/jobs", json={"name": "words", **PYTHON_JOB, "schedule": "every 2 hours"}),
+                        201)
+    assert job["definition"]["schedule"] == "every 2 hours"
+    job = api_client.ok(api_client.post("/api/jobs", json={"name": "at-two", **PYTHON_JOB,
+                                                           "schedule": "every day at 02:00"}), 201)
+    assert job["definition"]["schedule"] == "every day at 02:00"
+
+
 def test_a_masked_secret_sent_back_keeps_the_stored_value(api_client: ApiClient, lj: Runtime) -> None:
     hook = {"kind": "http", "url": "https://example.invalid/hook", "headers": {"X-Api-Key": "literal-secret-value"}}
     created = api_client.ok(api_client.post("/api/jobs", json={"name": "hook", **hook}), 201)

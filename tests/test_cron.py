@@ -64,21 +64,42 @@ def test_an_interval_is_parsed_to_seconds(text: str, seconds: float) -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("0 0 * * * *", "'0 0 * * * *' has 6 fields; a cron expression has 5 (minute hour day-of-month month day-of-week)"),
     ("0 0 * *", "'0 0 * *' has 4 fields"),
-    ("61 * * * *", "'61 * * * *' is not a valid cron expression"),
-    ("0 24 * * *", "not a valid cron expression"),
-    ("0 0 32 * *", "not a valid cron expression"),
-    ("0 0 * 13 *", "not a valid cron expression"),
-    ("0 0 * * 8", "not a valid cron expression"),
-    ("*/0 * * * *", "not a valid cron expression"),
-    ("lorem ipsum dolor sit amet", "not a valid cron expression"),
+    ("daily", "'daily' has 1 field; a cron expression has 5 (minute hour day-of-month month day-of-week). Use every 15m"),
+    ("61 * * * *", "minute 61 is out of range 0–59"),
+    ("61 25 * * *", "minute 61 is out of range 0–59; hour 25 is out of range 0–23"),
+    ("0 24 * * *", "hour 24 is out of range 0–23"),
+    ("0 0 32 * *", "day-of-month 32 is out of range 1–31"),
+    ("0 0 0 * *", "day-of-month 0 is out of range 1–31"),
+    ("0 0 * 13 *", "month 13 is out of range 1–12 or jan–dec"),
+    ("0 0 * * 8", "day-of-week 8 is out of range 0–7 (0 and 7 are Sunday) or sun–sat"),
+    ("0 0 * * 1-9", "day-of-week 9 is out of range 0–7"),
+    ("5,70 * * * *", "minute 70 is out of range 0–59"),
+    ("*/0 * * * *", "minute step '0' in '*/0' must be a whole number of 1 or more"),
+    ("0 */x * * *", "hour step 'x' in '*/x' must be a whole number of 1 or more"),
+    ("abc * * * *", "minute 'abc' is not a number (0–59), a range (1-5), a list (1,15) or a step (*/15)"),
+    ("0 0 * foo *", "month 'foo' is not a number (1–12), a name (jan–dec), a range (1-5)"),
+    ("0 0 * * funday", "day-of-week 'funday' is not a number (0–7), a name (sun–sat)"),
+    ("1,,2 * * * *", "minute '' is not a number"),
+    ("lorem ipsum dolor sit amet", "'lorem ipsum dolor sit amet' is not a schedule lexyjobs reads; use every 15m, "
+     "every 2 hours, every 90 minutes, every 1 day (intervals), every day at 02:00, every weekday at 08:00, "
+     "every monday at 09:30, a cron expression of 5 fields"),
+    ("0 0 1#9 * *", "'0 0 1#9 * *' is not a valid cron expression"),  # croniter's syntax: croniter's verdict
     ("0 0 31 2 *", "'0 0 31 2 *' never fires"),
     ("@fortnightly", "unknown alias '@fortnightly' (use @hourly, @daily"),
     ("@reboot", "unknown alias '@reboot'"),
     ("every 0s", "an interval must be at least 1s"),
     ("every 500ms", "an interval must be at least 1s"),
-    ("every fortnight", "'fortnight' is not a duration like '30s', '5m', '1h30m' or '2d'"),
-    ("", "must be a cron expression like '0 */6 * * *', an alias like '@daily', or 'every 15m'"),
-    ("   ", "must be a cron expression"),
+    ("every fortnight", "'every fortnight' is not a schedule lexyjobs reads; use every 15m, every 2 hours, "
+     "every 90 minutes, every 1 day (intervals), every day at 02:00, every weekday at 08:00, every monday at 09:30, "
+     "a cron expression of 5 fields (minute hour day-of-month month day-of-week, e.g. 0 */6 * * *) or an alias "
+     "(@hourly, @daily, @weekly, @monthly, @yearly)"),
+    ("every 2 parsecs", "'every 2 parsecs' is not a schedule lexyjobs reads; use every 15m"),
+    ("every day at 25:00", "'25:00' is not a time of day (00:00 to 23:59)"),
+    ("every day at 09:75", "'9:75' is not a time of day"),
+    ("every funday at 10:00", "'funday' is not day, weekday or a day of the week (monday to sunday); use every 15m"),
+    ("every monday", "'every monday' is not a schedule lexyjobs reads; use every 15m"),
+    ("", "must be a schedule: every 15m, every 2 hours"),
+    ("   ", "must be a schedule"),
 ])
 def test_a_bad_schedule_says_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -86,9 +107,41 @@ def test_a_bad_schedule_says_what_is_wrong(text: str, message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("every 2 hours", 7200), ("every 90 minutes", 5400), ("every 1 day", 86400), ("every 30 seconds", 30),
+    ("every 2 weeks", 1209600), ("every hour", 3600), ("every minute", 60), ("Every Day", 86400),
+    ("every 5 mins", 300), ("every 1 hour 30 minutes", 5400), ("every 2h", 7200)])
+def test_an_interval_in_words_is_parsed_to_seconds(text: str, seconds: float) -> None:
+    assert parse_schedule(text) == Schedule(text, interval=seconds)
+
+
+@pytest.mark.parametrize(("text", "cron", "words"), [
+    ("every day at 02:00", "0 2 * * *", "At 02:00 every day (Europe/Berlin)"),
+    ("every day at 7:05", "5 7 * * *", "At 07:05 every day (Europe/Berlin)"),
+    ("every weekday at 08:00", "0 8 * * 1-5", "At 08:00 on Monday through Friday (Europe/Berlin)"),
+    ("every monday at 09:30", "30 9 * * 1", "At 09:30 on Monday (Europe/Berlin)"),
+    ("Every Sun at 23:59", "59 23 * * 0", "At 23:59 on Sunday (Europe/Berlin)"),
+])
+def test_a_time_of_day_phrase_becomes_a_cron_expression_in_the_jobs_timezone(text: str, cron: str, words: str) -> None:
+    schedule = parse_schedule(text)
+    assert schedule == Schedule(text, cron=cron)
+    assert describe(schedule, "Europe/Berlin") == words
+    assert fires(text, utc(2024, 6, 12, 0, 0), "Europe/Berlin", 1) == fires(cron, utc(2024, 6, 12, 0, 0), "Europe/Berlin", 1)
+
+
+def test_a_cron_field_message_is_the_same_for_every_reader_of_a_definition() -> None:
+    """The form, the API and jobs.toml load problems all read schedules with parse_schedule
+    through the definition parser, whose message names the field."""
+    from lexyjobs.definitions import InvalidDefinition, parse_definition
+    with pytest.raises(InvalidDefinition) as info:
+        parse_definition("bad", {"kind": "shell", "argv": ["true"], "schedule": "61 25 * * *"})
+    assert info.value.field == "schedule"
+    assert info.value.problem == "minute 61 is out of range 0–59; hour 25 is out of range 0–23"
+
+
 @pytest.mark.parametrize("value", [None, 15, ["0", "*", "*", "*", "*"]])
 def test_a_schedule_that_is_not_text_is_rejected(value: object) -> None:
-    with pytest.raises(ValueError, match="must be a cron expression"):
+    with pytest.raises(ValueError, match="must be a schedule"):
         parse_schedule(value)  # type: ignore[arg-type]
 
 
@@ -343,6 +396,8 @@ def test_interval_fires_are_given_in_the_requested_timezone() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [
     ("90s", 90), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("1w", 604800), ("250ms", 0.25), ("1.5h", 5400),
     ("45", 45), ("0", 0), (" 5 m ", 300), ("5M", 300), ("1d2h3m4s", 93784), (30, 30), (2.5, 2.5),
+    ("2 hours", 7200), ("90 minutes", 5400), ("1 day", 86400), ("1 week", 604800), ("30 secs", 30), ("5 mins", 300),
+    ("1 hour 30 minutes", 5400), ("250 milliseconds", 0.25), ("2 hrs", 7200),
 ])
 def test_a_duration_is_parsed_to_seconds(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -350,7 +405,7 @@ def test_a_duration_is_parsed_to_seconds(text: object, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("5 parsecs", "'5 parsecs' is not a duration like '30s', '5m', '1h30m' or '2d'"),
+    ("5 parsecs", "'5 parsecs' is not a duration like '30s', '5m', '1h30m', '2d' or '2 hours'"),
     ("", "is not a duration"), ("m", "is not a duration"), ("5x", "is not a duration"),
     ("1h-5m", "is not a duration"), ("-5s", "is not a duration"),
     (-1, "a duration cannot be negative"), (True, "expected a duration"), (None, "expected a duration"),

@@ -140,9 +140,10 @@ def test_an_anonymous_visitor_goes_to_the_host_login_or_gets_a_json_401(host: Fl
 
 def test_the_host_admin_gets_every_page(host: Flask, run_id: int) -> None:
     client = logged_in(host, ADMIN, ADMIN_PASSWORD)
-    # Answers other than 200 that are right: a job defined in code (@job) cannot be edited, a
-    # queued run has no log yet.
-    expected = {"lexyjobs.panel.job_edit": 409, "lexyjobs.panel.run_log": 204, "lexyjobs.api.run_log": 200}
+    # Answers other than 200 that are right: a job defined in code (@job) cannot be edited or
+    # deleted, a queued run has no log yet.
+    expected = {"lexyjobs.panel.job_edit": 409, "lexyjobs.panel.job_delete": 409, "lexyjobs.panel.run_log": 204,
+                "lexyjobs.api.run_log": 200}
     pages = [(path, rule) for method, path, rule in requests_to_try(host, run_id)
              if method == "GET" and not rule.arguments - {"name", "run_id"} and not rule.endpoint.endswith("events")
              and not rule.endpoint.startswith(OWN_LOGIN) and rule.endpoint not in TOKEN_ONLY]

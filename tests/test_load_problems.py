@@ -44,6 +44,15 @@ def test_a_rejected_definition_is_recorded_and_the_job_keeps_its_last_good_one(d
     assert problems_in(db) == []
 
 
+def test_a_bad_cron_field_is_named_in_the_load_problem(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    registry.sync_jobs(db, jobs_file=write(tmp_path / "jobs.toml", GOOD.replace("@daily", "61 25 * * *")),
+                       archive_missing=True)
+    with db.read() as session:
+        [problem] = load_problems.list_problems(session, "nightly")
+    assert problem.field == "schedule"
+    assert problem.problem.endswith("minute 61 is out of range 0–59; hour 25 is out of range 0–23"), problem.problem
+
+
 def test_a_file_level_problem_is_recorded_without_a_job(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     registry.sync_jobs(db, jobs_file=write(tmp_path / "jobs.toml", '[jobs.x]\nkind = "shell"\nargv = [\n'),
                        archive_missing=True)

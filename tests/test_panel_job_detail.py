@@ -291,9 +291,40 @@ def test_a_job_nothing_depends_on_has_no_pipeline_button_and_refuses_the_post(pa
 def test_a_pipeline_start_that_needs_params_goes_through_the_run_form(panel_as: PanelAs, make_job: MakeJob) -> None:
     make_job("needs", params={"day": {"type": "string", "required": True}})
     make_job("after", depends_on=["needs"])
-    page = text(panel_as("operator").get("/jobs/needs"))
+    make_job("last", depends_on=["after"], params={"day": {"type": "string", "required": True}})
+    make_job("middle", depends_on=["after"])
+    make_job("after-needs", depends_on=["middle"])
+    page = text(panel_as("operator").get("/jobs/needs"))  # a pipeline's first job: one button
     assert 'action="/jobs/needs/run-pipeline"' not in page
-    assert re.search(r'<a class="button" href="/jobs/needs/run"\s[^>]*>Run pipeline from here…</a>', page)
+    assert re.search(r'<a class="button primary" href="/jobs/needs/run"\s[^>]*>Run pipeline…</a>', page)
+    assert ">Run</a>" not in page and "Run pipeline from here" not in page
+
+
+def test_a_pipelines_first_job_has_one_run_pipeline_button_and_a_middle_job_two(panel_as: PanelAs, etl: None) -> None:
+    first = text(panel_as("operator").get("/jobs/extract"))
+    actions = first[first.index('class="job-actions"'):first.index("</div>", first.index('class="job-actions"'))]
+    assert re.findall(r">([^<>]+)</(?:a|button)>", actions) == ["Run pipeline"]  # manual-only: no Pause either
+    assert 'action="/jobs/extract/run-pipeline"' in actions and 'class="primary"' in actions
+    assert "No runs yet. Press <strong>Run pipeline</strong> to start one." in first
+    middle = text(panel_as("operator").get("/jobs/transform"))
+    actions = middle[middle.index('class="job-actions"'):middle.index("</div>", middle.index('class="job-actions"'))]
+    assert re.findall(r">([^<>]+)</(?:a|button)>", actions) == ["Run", "Pause", "Run pipeline from here"]
+
+
+def test_a_manual_only_job_has_no_pause_button_but_a_paused_one_can_be_resumed(
+        panel_as: PanelAs, make_job: MakeJob, db: Database) -> None:
+    """Pausing only stops a job's schedule (a paused job still runs by hand and as a pipeline
+    step), so a job without a schedule or run_at has nothing to pause."""
+    make_job("by-hand")
+    make_job("once", run_at="2999-01-01T09:00")
+    make_job("was-paused", enabled=False)  # manual and paused (e.g. from a definition): Resume clears it
+    operator = panel_as("operator")
+    assert "/jobs/by-hand/pause" not in text(operator.get("/jobs/by-hand"))
+    assert 'action="/jobs/once/pause"' in text(operator.get("/jobs/once"))
+    assert 'action="/jobs/was-paused/resume"' in text(operator.get("/jobs/was-paused"))
+    listing = text(operator.get("/jobs"))
+    assert "/jobs/by-hand/pause" not in listing and 'href="/jobs/by-hand/run"' in listing
+    assert 'action="/jobs/once/pause"' in listing and 'action="/jobs/was-paused/resume"' in listing
 
 
 def test_a_viewer_gets_no_buttons_and_a_403_for_every_action(panel_as: PanelAs, etl: None, db: Database) -> None:

@@ -42,7 +42,8 @@ def test_an_admin_creates_a_shell_job(login: Callable[[str], Panel], db: Databas
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"schedule": "0 3 * * 9"}, "is not a valid cron expression"),
+    ({"schedule": "0 3 * * 9"}, "day-of-week 9 is out of range 0–7 (0 and 7 are Sunday) or sun–sat"),
+    ({"schedule": "every fortnight"}, "is not a schedule lexyjobs reads; use every 15m, every 2 hours"),
     ({"timezone": "Mars/Olympus"}, "Mars/Olympus"),
     ({"k_argv": "echo hi"}, "must be JSON"),
     ({"priority": "high"}, "'high' is not a whole number"),
@@ -133,6 +134,28 @@ def test_delete_needs_the_name_typed(login: Callable[[str], Panel], make_job: Ma
     assert [e.action for e in audit.search(db, target="doomed").entries] == ["job.delete"]
 
 
+def test_deleting_a_job_others_depend_on_is_refused_before_the_name_is_typed(
+        login: Callable[[str], Panel], make_job: MakeJob, db: Database) -> None:
+    make_job("extract")
+    make_job("transform", depends_on=["extract"])
+    make_job("load", depends_on=["extract", "transform"])
+    admin = login("admin")
+    for page in (text(admin.get("/jobs/extract/delete")), text(admin.get("/jobs/extract/edit"))):
+        assert "<code>extract</code> cannot be deleted: these jobs depend on it." in page
+        assert '<a href="/jobs/load">load</a>' in page and '<a href="/jobs/transform">transform</a>' in page
+        assert 'name="confirm"' not in page and ">Delete</button>" not in page
+    response = admin.post("/jobs/extract/delete", {"confirm": "extract"})  # a stale form: still refused, no 500
+    assert response.status_code == 409 and "cannot be deleted" in text(response)
+    with db.read() as session:
+        assert store.get_job(session, "extract") is not None
+    single = text(admin.get("/jobs/transform/delete"))
+    assert "<code>transform</code> cannot be deleted: this job depends on it." in single
+    assert "Remove <code>transform</code> from its <code>depends_on</code> first" in single
+    lonely = text(admin.get("/jobs/load/delete"))  # nothing depends on it: the name box
+    assert 'name="confirm"' in lonely and ">Delete</button>" in lonely and "cannot be deleted" not in lonely
+    assert login("operator").get("/jobs/load/delete").status_code == 403
+
+
 def test_the_kind_fields_swap_with_the_kind(login: Callable[[str], Panel]) -> None:
     admin = login("admin")
     fields = text(admin.get("/jobs/kind-fields?kind=http", headers=HX))
@@ -140,6 +163,45 @@ def test_the_kind_fields_swap_with_the_kind(login: Callable[[str], Panel]) -> No
     assert 'name="k_func"' in text(admin.get("/jobs/kind-fields?kind=bogus", headers=HX))
     openai = text(admin.get("/jobs/kind-fields?kind=openai", headers=HX))
     assert '<textarea id="k_prompt"' in openai and '<textarea id="k_system"' in openai  # prompts keep their lines
+
+
+def test_verify_tls_is_a_checkbox_whose_value_round_trips(login: Callable[[str], Panel], make_job: MakeJob,
+                                                         db: Database) -> None:
+    admin = login("admin")
+    checkbox = re.compile(r'<input type="checkbox" id="k_verify_tls" name="k_verify_tls" value="true"( checked)?>')
+    new = checkbox.search(text(admin.get("/jobs/kind-fields?kind=http", headers=HX)))
+    assert new is not None and new.group(1) == " checked"  # true by default, as the kind says
+    assert 'name="k_verify_tls" value=""' not in text(admin.get("/jobs/new?kind=http"))  # no text box
+    make_job("self-signed", kind="http", url="https://10.0.0.5/hook", verify_tls=False)
+    shown = checkbox.search(text(admin.get("/jobs/self-signed/edit")))
+    assert shown is not None and shown.group(1) is None  # the saved false shows unticked
+    form = {"kind": "http", "k_url": "https://10.0.0.5/hook", "k_method": "GET", "enabled": "true"}
+    assert admin.post("/jobs/self-signed/edit", form).status_code == 302  # saved unticked: stays false
+    assert spec(db, "self-signed")["verify_tls"] is False
+    assert admin.post("/jobs/self-signed/edit", {**form, "k_verify_tls": "true"}).status_code == 302
+    assert spec(db, "self-signed")["verify_tls"] is True
+    shown = checkbox.search(text(admin.get("/jobs/self-signed/edit")))
+    assert shown is not None and shown.group(1) == " checked"
+    response = admin.post("/jobs/new", {**form, "name": "strict", "k_verify_tls": "true"})
+    assert response.status_code == 302 and spec(db, "strict")["verify_tls"] is True
+    bad = admin.post("/jobs/new", {**form, "name": "Bad Name"})  # a refused form keeps the box unticked
+    shown = checkbox.search(text(bad))
+    assert bad.status_code == 422 and shown is not None and shown.group(1) is None
+
+
+def test_help_texts_show_code_spans_as_code_not_backticks(login: Callable[[str], Panel], make_job: MakeJob) -> None:
+    admin = login("admin")
+    form = text(admin.get("/jobs/new?kind=http"))
+    assert "<code>http://</code> or <code>https://</code> URL; may use <code>${ENV}</code>" in form  # kind field help
+    assert "cron (<code>0 */6 * * *</code>)" in form  # the schedule's help, from the definition fields
+    labels = re.findall(r'<span class="sub">([^\n]*?)</span></label>', form)
+    assert labels and not [label for label in labels if "`" in label], labels
+    make_job("documented", description="Reads `orders.csv` <daily>",
+             params={"limit": {"type": "integer", "help": "at most `n` rows"}})
+    page = text(admin.get("/jobs/documented"))
+    assert "Reads <code>orders.csv</code> &lt;daily&gt;" in page and "at most <code>n</code> rows" in page
+    run_form = text(admin.get("/jobs/documented/run"))
+    assert "at most <code>n</code> rows" in run_form and "Reads <code>orders.csv</code> &lt;daily&gt;" in run_form
 
 
 def test_the_cron_preview_describes_and_lists_next_fires(login: Callable[[str], Panel]) -> None:

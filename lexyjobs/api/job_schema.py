@@ -44,7 +44,7 @@ PASSTHROUGH = {"type": "array", "items": {"type": "string", "pattern": f"^{PASST
 # alerts); the others must have their type when present.
 COMMON: dict[str, Any] = {
     "title": STRING, "description": STRING, "category": STRING,
-    "schedule": _or_null({"type": "string", "description": "cron (0 */6 * * *), alias (@daily) or every 15m"}),
+    "schedule": _or_null({"type": "string", "description": "cron (0 */6 * * *), alias (@daily), every 15m, every 2 hours or every day at 02:00"}),
     "timezone": _or_null({"type": "string", "description": "IANA name, e.g. Europe/Paris"}),
     "run_at": _or_null({"type": "string", "description": "ISO 8601; without an offset, in the job's timezone"}),
     "enabled": BOOLEAN, "idempotent": BOOLEAN, "priority": _integer(0, 10), "max_attempts": _integer(1, 100),

@@ -1,7 +1,9 @@
-"""Template filters: relative times with the absolute time in a tooltip, durations, JSON."""
+"""Template filters: relative times with the absolute time in a tooltip, durations, JSON, and
+`code` spans in help texts."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -57,9 +59,19 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def code_spans(text: object) -> Markup:
+    """A help or description text with its `code` spans as <code>code</code>. The text is
+    escaped first and only then converted, so nothing in it becomes markup but those tags."""
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", str(escape("" if text is None else text))))
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(short_duration, "duration")
     app.add_template_filter(relative, "relative")
     app.add_template_filter(time_tag, "time")
     app.add_template_filter(pretty_json, "pretty_json")
     app.add_template_filter(json_text, "json_text")
+    app.add_template_filter(code_spans, "code_spans")

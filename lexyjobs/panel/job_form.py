@@ -20,7 +20,7 @@ from lexyjobs.kinds import kinds
 from lexyjobs.masking import mask_config
 from lexyjobs.panel import bp, param_rows
 from lexyjobs.panel.htmx import wants_partial
-from lexyjobs.registry import editable_job
+from lexyjobs.registry import dependents_of, editable_job
 from lexyjobs.serialize import shown_spec
 from lexyjobs.runtime import current
 
@@ -57,12 +57,22 @@ def job_edit(name: str) -> str | BaseResponse | tuple[str, int]:
     return _done(name)
 
 
-@bp.post("/jobs/<job_name:name>/delete")
-def job_delete(name: str) -> BaseResponse | tuple[str, int]:
+@bp.route("/jobs/<job_name:name>/delete", methods=["GET", "POST"])
+def job_delete(name: str) -> str | BaseResponse | tuple[str, int]:
+    """The confirmation (type the name). A job others depend on is refused here, before any
+    name is typed: the page names its dependants and offers no delete button."""
     actor().require("admin")
-    _editable(name)
+    with current().db.read() as session:
+        editable_job(session, name)
+        dependents = dependents_of(session, name)
+    if dependents:
+        status = 409 if request.method == "POST" else 200
+        return render_template("lexyjobs/job_delete.html", name=name, dependents=dependents, error=False), status
+    if request.method != "POST":  # GET, and HEAD (no CSRF check): only show the page
+        return render_template("lexyjobs/job_delete.html", name=name, dependents=[], error=False)
     if request.form.get("confirm") != name:
-        return render_template("lexyjobs/job_delete.html", name=name, error=request.form.get("confirm") is not None), 422
+        return render_template("lexyjobs/job_delete.html", name=name, dependents=[],
+                               error=request.form.get("confirm") is not None), 422
     actions.delete_job(current().db, actor(), name)
     return redirect(url_for("lexyjobs.panel.jobs"))
 
@@ -119,7 +129,9 @@ def _submitted() -> dict[str, Any]:
     form["depends_on"] = request.form.getlist("depends_on")
     kind = kinds().get(form["kind"])
     for field in (kind.fields if kind else ()):
-        form[f"k_{field}"] = request.form.get(f"k_{field}", "").strip()
+        # a checkbox sends nothing when unticked: that is false, not "left out"
+        form[f"k_{field}"] = (bool(request.form.get(f"k_{field}")) if field in BOOLEAN
+                              else request.form.get(f"k_{field}", "").strip())
     form["param_rows"] = param_rows.rows_from_form(request.form)
     return form
 
@@ -138,7 +150,9 @@ def _definition(form: dict[str, Any]) -> dict[str, Any]:
     if form["depends_on"]:
         raw["depends_on"] = form["depends_on"]
     for key, value in form.items():
-        if key.startswith("k_") and value:
+        if key[2:] in BOOLEAN and key.startswith("k_"):
+            raw[key[2:]] = value
+        elif key.startswith("k_") and value:
             raw[key[2:]] = _structured(name, key[2:], value)
     params = param_rows.schema_from_rows(name, form["param_rows"])
     if params:
@@ -163,6 +177,7 @@ def _number(job: str, field: str, text: str) -> int:
 
 
 STRUCTURED = {"argv", "headers", "body", "env", "env_passthrough"}
+BOOLEAN = {"verify_tls": True}  # kind fields shown as a checkbox, with their default
 
 
 def _structured(job: str, field: str, text: str) -> Any:
@@ -188,7 +203,10 @@ def _fields_of(spec: dict[str, Any]) -> dict[str, Any]:
     kind = kinds().get(form["kind"])
     for field in (kind.fields if kind else ()):
         value = spec.get(field)
-        form[f"k_{field}"] = "" if value is None else (json.dumps(value) if field in STRUCTURED else str(value))
+        if field in BOOLEAN:
+            form[f"k_{field}"] = BOOLEAN[field] if value is None else bool(value)
+        else:
+            form[f"k_{field}"] = "" if value is None else (json.dumps(value) if field in STRUCTURED else str(value))
     form["param_rows"] = param_rows.rows_from_schema(spec.get("params"))
     return form
 
@@ -203,8 +221,10 @@ def _errors(exc: InvalidDefinition | Conflict) -> dict[str, str]:
 def _form(name: str | None, form: dict[str, Any], errors: dict[str, str]) -> str:
     with current().db.read() as session:
         others = [j.name for j in store.list_jobs(session) if j.name != name]
+        dependents = dependents_of(session, name) if name else []
     kind = kinds().get(form.get("kind", "python")) or kinds()["python"]
     return render_template("lexyjobs/job_form.html", name=name, form=form, errors=errors, others=others, kind=kind,
+                           dependents=dependents,
                            kinds=list(kinds()), help=COMMON_FIELDS, param_errors_of=param_rows.error_of,
                            blank_param_row=param_rows.blank_row,
                            preview={"hidden": True} if "schedule" in errors or "timezone" in errors

@@ -234,7 +234,7 @@ def generate(jobs: list[tuple[str, dict[str, Any], int]], count: int, now: datet
 
 def fill(url: str, jobs: int, runs: int) -> Rows:
     """Migrate the database at ``url`` and load the jobs and generated runs into it."""
-    from lexyjobs import registry, schema
+    from lexyjobs import registry, run_counts, schema
     from lexyjobs.db import Database
 
     db = Database(url)
@@ -249,6 +249,8 @@ def fill(url: str, jobs: int, runs: int) -> Rows:
             (_copy_postgres if db.is_postgres else _insert_sqlite)(raw, rows)
         finally:
             raw.close()
+        with db.write() as session:  # loaded beside lexyjobs' own writes: count them once, as a migration does
+            run_counts.recount(session)
         if db.is_postgres:
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 for table in ("runs", "run_events"):

@@ -579,6 +579,20 @@ def db_upgrade() -> None:
     click.echo("database schema is up to date")
 
 
+@db_group.command("recount")
+@with_appcontext
+@_handle_errors
+def db_recount() -> None:
+    """Rebuild the run counters the dashboard reads from the runs themselves (after restoring or
+    editing the runs table by hand)."""
+    from lexyjobs import run_counts
+
+    with _lexy().db.write() as session:
+        run_counts.recount(session)
+        total = sum(run_counts.totals(session).values())
+    click.echo(f"counted {total} runs")
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]

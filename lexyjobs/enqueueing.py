@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from sqlalchemy.orm import Session
 
-from lexyjobs import audit, runs
+from lexyjobs import audit, run_counts, runs
 from lexyjobs.db import utcnow
 from lexyjobs.errors import LexyjobsError
 from lexyjobs.flow.unique import EXISTING, idempotency_key, take_sqlite_write_lock
@@ -75,6 +75,7 @@ def enqueue(job: str | Callable[..., Any], params: Mapping[str, Any] | None = No
         if db.is_sqlite:
             take_sqlite_write_lock(ours)  # before our first read (see there)
         row = _insert(ours, request, actor)
+        run_counts.write_pending(ours)  # this session never commits: its counters are written now
         ours.flush()
         if host is None and EXISTING not in row:
             db.enqueued(ours)  # only its NOTIFY matters: this session never commits (see host_session)

@@ -260,6 +260,19 @@ class WorkerProcess(Base):
     stopping_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # shutting down: claims no more
 
 
+class RunCount(Base):
+    """How many runs a job has in one status (lexyjobs.run_counts): the sum over ``slot`` (on
+    Postgres, concurrent transactions add to different slots). Kept by the transitions, so the
+    panel never counts the whole history."""
+
+    __tablename__ = "run_counts"
+
+    job_name: Mapped[str] = mapped_column(ForeignKey("jobs.name", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class Alert(Base):
     """One notification about a job's state change (lexyjobs.alerts). ``key`` names the change
     (``failed:<job>:<episode>``, ``missed:<run id>``…) and is unique: of several processes that

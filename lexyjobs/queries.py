@@ -2,6 +2,7 @@
 the queue and throughput statistics. (The engine's own SQL is in ``lexyjobs.store``.)"""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
+from lexyjobs import run_counts
 from lexyjobs.models import Job, Run, RunEvent, RunLog, UTCDateTime
 from lexyjobs.states import RunStatus
 
@@ -65,13 +67,15 @@ def retries_of(session: Session, run_id: int) -> list[int]:
 
 def status_counts(session: Session, where: RunFilter | None = None) -> dict[str, int]:
     """``total`` and one count per status (zeros included) of the runs matching ``where``,
-    ignoring its status filter — the stat cards above a filtered list."""
+    ignoring its status filter — the stat cards above a filtered list. All runs, or one job's,
+    are read from the counters the transitions keep (lexyjobs.run_counts), whatever the history;
+    other filters count the matching runs."""
     conditions = where.conditions(with_status=False) if where else []
     counts = {status.value: 0 for status in RunStatus}
-    if conditions:
-        counts.update(session.execute(select(Run.status, func.count()).where(*conditions).group_by(Run.status)).all())
+    if where is None or dataclasses.replace(where, statuses=(), job=None) == RunFilter():
+        counts.update(run_counts.totals(session, where.job if where else None))
     else:
-        counts.update(_all_status_counts(session))
+        counts.update(session.execute(select(Run.status, func.count()).where(*conditions).group_by(Run.status)).all())
     return {"total": sum(counts.values()), **counts}
 
 
@@ -79,28 +83,6 @@ def matching(counts: dict[str, int], where: RunFilter) -> int:
     """How many runs match ``where``, from its ``status_counts`` (which drop only the status
     filter): a list page needs both, and counting the same runs twice is what costs."""
     return sum(counts.get(status, 0) for status in set(where.statuses)) if where.statuses else counts["total"]
-
-
-def _all_status_counts(session: Session) -> dict[str, int]:
-    """Runs per status over all runs without reading each run's status: the total is a plain
-    ``count(*)`` (SQLite counts the entries of its smallest index page by page), every status but
-    ``succeeded`` — the bulk of a healthy history — a range count on an index led by status, and
-    ``succeeded`` the difference. That holds because ``runs.status`` only ever holds a RunStatus
-    (``states`` writes it). One statement, so one snapshot: the parts add up while runs move."""
-    total, *counts = session.execute(_status_totals()).one()
-    found = dict(zip(_RARER, counts))
-    return {RunStatus.SUCCEEDED.value: total - sum(found.values()), **found}
-
-
-_RARER = tuple(status.value for status in RunStatus if status != RunStatus.SUCCEEDED)
-
-
-@functools.cache
-def _status_totals() -> Any:
-    """(count of all runs, then of each status in ``_RARER``). The statements the panel runs on
-    every page view are built once, not per call: building them costs more than running them."""
-    parts = [select(func.count()).select_from(Run).where(Run.status == status).scalar_subquery() for status in _RARER]
-    return select(select(func.count()).select_from(Run).scalar_subquery(), *parts)
 
 
 def _seconds(start: Any, end: Any, postgres: bool) -> Any:

@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
+from lexyjobs import run_counts
 from lexyjobs.db import Database, utcnow
 from lexyjobs.models import Alert, AuditEntry
 from lexyjobs.states import RUNS, TERMINAL, RunStatus
@@ -112,11 +113,20 @@ def _delete_in_batches(db: Database, table: Table, where: Any, oldest_first: Any
         with db.write() as session:
             ids = session.execute(select(table.c.id).where(where).order_by(oldest_first).limit(batch)).scalars().all()
             if ids:
+                if table is RUNS:
+                    _uncount(session, ids)
                 session.execute(delete(table).where(table.c.id.in_(ids)))
         deleted += len(ids)
         if len(ids) < batch:
             return deleted
         time.sleep(PAUSE_SECONDS)
+
+
+def _uncount(session: Session, ids: list[int]) -> None:
+    """Take the runs about to be deleted off their job's counters (lexyjobs.run_counts)."""
+    grouped = select(RUNS.c.job_name, RUNS.c.status, func.count()).where(RUNS.c.id.in_(ids)).group_by(
+        RUNS.c.job_name, RUNS.c.status)
+    run_counts.add(session, ((job, status, -n) for job, status, n in session.execute(grouped)))
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence, cast
 from sqlalchemy import Row, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from lexyjobs import run_counts
 from lexyjobs.errors import TransitionConflict
 from lexyjobs.models import Run, RunEvent
 
@@ -65,6 +66,7 @@ def transition_many(session: Session, run_ids: Iterable[int], to: RunStatus, *, 
     shape = tuple(sorted((k, v if isinstance(v, _Step) else None) for k, v in values.items()))  # no values
     statement = _update_statement(expected, to, lease is not None, shape, tuple(returning))
     moved = list(session.execute(statement, {"b_ids": ids, "b_lease": lease, **{f"v_{k}": v for k, v in params.items()}}))
+    run_counts.moved(session, (m.job_name for m in moved), expected.value, to.value)
     rows = [{"run_id": m.id, "at": at, "from_status": expected.value, "to_status": to.value,
              "attempt": m.attempt, "note": note} for m in moved]
     if events is not None:
@@ -126,7 +128,7 @@ def transition_each(session: Session, changes: Sequence[Change], *, expected: Ru
             raise ValueError(f"a run cannot go from {expected} to {change.to}")
     if not changes:
         return []
-    read = select(RUNS.c.id, RUNS.c.status, RUNS.c.lease, RUNS.c.attempt).where(
+    read = select(RUNS.c.id, RUNS.c.job_name, RUNS.c.status, RUNS.c.lease, RUNS.c.attempt).where(
         RUNS.c.id.in_([c.run_id for c in changes])).order_by(RUNS.c.id)
     current = {row.id: row for row in session.execute(read.with_for_update(of=RUNS) if postgres else read)}
     mine = [c for c in changes if (row := current.get(c.run_id)) is not None
@@ -138,6 +140,7 @@ def transition_each(session: Session, changes: Sequence[Change], *, expected: Ru
         session.execute(_fenced_update(expected, to, columns),
                         [{"b_id": c.run_id, "b_lease": c.lease, **{f"v_{k}": c.values[k] for k in columns}}
                          for c in group])
+        run_counts.moved(session, (current[c.run_id].job_name for c in group), expected.value, to.value)
     rows = [{"run_id": c.run_id, "at": at, "from_status": expected.value, "to_status": c.to.value,
              "attempt": current[c.run_id].attempt, "note": c.note} for c in mine]
     if events is not None:

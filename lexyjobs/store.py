@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
+from lexyjobs import run_counts
 from lexyjobs.flow.spec import RateLimit, parse_rate
 from lexyjobs.models import Job, NamedLimit, Run, RunEvent, RunLog
 from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
@@ -153,7 +154,9 @@ def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     if unused:  # left to the column defaults: fewer parameters (an INSERT of 3,000 runs took 20 % longer)
         rows = [{k: v for k, v in row.items() if k not in unused} for row in rows]
     statement = insert(RUNS).returning(RUNS.c.id, sort_by_parameter_order=True)  # Core: no ORM bulk machinery
-    return [row[0] for row in session.execute(statement, list(rows))]
+    ids = [row[0] for row in session.execute(statement, list(rows))]
+    run_counts.add(session, ((row["job_name"], row["status"], 1) for row in rows))
+    return ids
 
 
 # The flow-control columns of a run (lexyjobs.flow) and their values when no rule applies.

@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from lexyjobs import create_app, registry
+from lexyjobs import create_app, registry, run_counts
+from lexyjobs.db import Database
 from lexyjobs.registry import JobCatalog
 from lexyjobs.runtime import Runtime
 from lexyjobs.worker import Worker
@@ -89,11 +90,30 @@ def app(app_config: dict[str, Any]):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def lj(app) -> Runtime:  # type: ignore[no-untyped-def]
-    """The app's Runtime with the schema migrated (no threads started)."""
+def lj(app) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+    """The app's Runtime with the schema migrated (no threads started). After the test, the run
+    counters (lexyjobs.run_counts) must still agree with the runs: every test that writes runs
+    checks that each path it took kept them."""
     lexy: Runtime = app.extensions["lexyjobs"]
     lexy.prepare()
-    return lexy
+    yield lexy
+    assert_counts_agree(lexy.db)
+
+
+def assert_counts_agree(db: Database) -> None:
+    """The counters equal a count of the runs (a few tries: a thread of the test may still be
+    finishing a transaction). A test whose schema no longer has the counters is left alone."""
+    from sqlalchemy import inspect
+
+    if not inspect(db.engine).has_table("run_counts"):
+        return
+    for _ in range(20):
+        with db.read() as session:
+            found = run_counts.drift(session)
+        if not found:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"run counters drifted from the runs ((job, status): (counted, actual)): {found}")
 
 
 @pytest.fixture
@@ -162,7 +182,6 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 from werkzeug.test import TestResponse  # noqa: E402
 
 from lexyjobs import accounts, runs  # noqa: E402
-from lexyjobs.db import Database  # noqa: E402
 from lexyjobs.states import INCREMENT, TERMINAL, RunStatus, transition, transition_many  # noqa: E402
 
 API_ROLES = ("viewer", "operator", "admin")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Sequence, cast
 
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
@@ -122,7 +122,7 @@ def _delete_in_batches(db: Database, table: Table, where: Any, oldest_first: Any
         time.sleep(PAUSE_SECONDS)
 
 
-def _uncount(session: Session, ids: list[int]) -> None:
+def _uncount(session: Session, ids: Sequence[int]) -> None:
     """Take the runs about to be deleted off their job's counters (lexyjobs.run_counts)."""
     grouped = select(RUNS.c.job_name, RUNS.c.status, func.count()).where(RUNS.c.id.in_(ids)).group_by(
         RUNS.c.job_name, RUNS.c.status)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import delete, select
 
-from lexyjobs import claiming, registry, runs
+from lexyjobs import claiming, registry, run_counts, runs
 from lexyjobs.db import Database, utcnow
 from lexyjobs.flow.limits import SLOTS
 from lexyjobs.models import Run, RunEvent, RunLog
@@ -101,6 +101,7 @@ class ClaimMachine(RuleBasedStateMachine):
             for table in (RunEvent, RunLog, Run):
                 session.execute(delete(table))
             session.execute(delete(SLOTS))
+            session.execute(delete(run_counts.RUN_COUNTS))
         self.now = utcnow() + timedelta(days=1)  # after every enqueue: runs are due from their real enqueue time
         self.starts: dict[str, list[datetime]] = defaultdict(list)
         self.params: dict[int, tuple[str, int | None]] = {}
@@ -201,6 +202,13 @@ class ClaimMachine(RuleBasedStateMachine):
         assert all(by_job[job] <= cap for job, cap in CAPS.items()), by_job
         by_key = Counter(r.concurrency_key for r in running if r.concurrency_key)
         assert all(n <= KEY_LIMIT for n in by_key.values()), by_key
+
+    @invariant()
+    def counters_agree(self) -> None:
+        """The run counters the panel reads (lexyjobs.run_counts) follow every claim and finish,
+        threaded claims included."""
+        with self.db.read() as session:
+            assert run_counts.drift(session) == {}
 
     @invariant()
     def rates_hold(self) -> None:

@@ -120,3 +120,15 @@ def test_a_parameter_default_shows_its_own_characters(panel: Panel) -> None:
     assert page.locator("#pwned").count() == 0 and page.locator("main b", has_text="bold").count() == 0
     panel.visit("/jobs/greet/run")  # the run form's box holds the same characters
     assert page.input_value("input[name=greeting]") == HOSTILE
+
+
+def test_a_run_pages_event_table_is_laid_out_as_a_table(panel: Panel) -> None:
+    """The Timeline page's ``div.timeline`` styles (a flex row) stay off the run page's
+    ``table.timeline`` of events, whose header and rows once sat side by side."""
+    run_id = panel.run_job("collect-keywords")
+    panel.wait_status(run_id, "succeeded")
+    panel.visit(f"/runs/{run_id}")
+    table = panel.page.locator("table.timeline")
+    assert table.evaluate("e => getComputedStyle(e).display") == "table"
+    header, first = table.locator("th").first.bounding_box(), table.locator("tbody td").first.bounding_box()
+    assert header and first and first["y"] > header["y"], (header, first)

@@ -1,7 +1,7 @@
 """``lexyjobs users …`` and ``lexyjobs tokens …``: panel logins and API tokens from the command line.
 The CLI is trusted (it can reach the database directly), so it acts as an admin; every change is
-written to the audit log as ``cli:<OS user>``. Registered by lexyjobs.cli, whose helpers it uses,
-so import lexyjobs.cli (not this module) first."""
+written to the audit log as ``cli:<OS user>``. Loaded by lexyjobs.cli when one of
+its commands runs; uses the helpers of lexyjobs.cli_commands."""
 from __future__ import annotations
 
 import getpass
@@ -14,7 +14,8 @@ import click
 from flask.cli import with_appcontext
 
 from lexyjobs import accounts, audit
-from lexyjobs.cli import _handle_errors, _lexy, _reader, _table
+from lexyjobs.cli import handle_errors as _handle_errors
+from lexyjobs.cli_commands import _lexy, _reader, _table
 from lexyjobs.errors import NotFound
 from lexyjobs.models import ApiToken
 
@@ -52,8 +53,7 @@ def _require_user(username: str) -> None:
 # ---------------------------------------------------------------- users
 
 
-# Built directly (not with @click.group) so the type is declared: lexyjobs.cli imports these
-# while this module imports lexyjobs.cli, and mypy cannot infer decorated types across that cycle.
+# Built directly (not with @click.group) so the type is declared.
 users_group: click.Group = click.Group("users", help="Panel logins and their roles (viewer, operator, admin).")
 
 

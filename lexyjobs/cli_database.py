@@ -15,7 +15,6 @@ from sqlalchemy.engine import make_url
 from lexyjobs import schema
 from lexyjobs.db import Database, sqlite_path
 from lexyjobs.errors import LexyjobsError
-from lexyjobs.runtime import Runtime
 
 
 class DatabaseMissing(LexyjobsError):
@@ -52,22 +51,23 @@ def check_exists(db: Database) -> None:
         raise _missing(db.url, "no lexyjobs tables in the database")
 
 
-def for_reading(lj: Runtime) -> Runtime:
-    """``lj`` ready for a read command: the database exists, is at this version's schema, and is
-    opened read-only when this process cannot write the SQLite file or its folder."""
-    path = sqlite_path(lj.db.url)
+def for_reading(db: Database) -> Database:
+    """``db`` ready for a read command: the database exists and is at this version's schema;
+    a new read-only ``Database`` when this process cannot write the SQLite file or its folder."""
+    path = sqlite_path(db.url)
     if path is not None and path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-        lj.db = Database(lj.db.url, read_only=True)
-    check_exists(lj.db)
-    revision = schema.current_revision(lj.db)
+        db = Database(db.url, read_only=True)
+    check_exists(db)
+    revision = schema.current_revision(db)
     if revision != schema.HEAD:
-        raise LexyjobsError(f"the database {describe(lj.db.url)} has schema {revision}, this lexyjobs reads "
+        raise LexyjobsError(f"the database {describe(db.url)} has schema {revision}, this lexyjobs reads "
                             f"{schema.HEAD}: run `lexyjobs db upgrade` (or restart the server)")
-    return lj
+    return db
 
 
-def for_writing(lj: Runtime) -> Runtime:
-    """``lj`` ready for a write command: the database exists; its schema is brought up to date."""
-    check_exists(lj.db)
-    schema.upgrade(lj.db)
-    return lj
+def for_writing(db: Database) -> Database:
+    """``db`` ready for a write command: the database exists; its schema is brought up to date
+    (Alembic is imported only when it is not: see ``schema.upgrade``)."""
+    check_exists(db)
+    schema.upgrade(db)
+    return db

@@ -1,6 +1,6 @@
 """``lexyjobs prune`` (retention by hand) and ``lexyjobs alerts …`` (what was sent; a test alert to
-check the targets). Registered by lexyjobs.cli, whose helpers it uses, so import lexyjobs.cli
-(not this module) first."""
+check the targets). Loaded by lexyjobs.cli when one of its commands runs; uses the
+helpers of lexyjobs.cli_commands."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,9 @@ from lexyjobs.alerts.alerter import Audience, deliver_to
 from lexyjobs.alerts.notifiers import Notice
 from lexyjobs.alerts.rules import AlertRule
 from lexyjobs.alerts.targets import panel_targets
-from lexyjobs.cli import _command, _fail, _handle_errors, _lexy, _reader, _table
+from lexyjobs.cli import fail as _fail
+from lexyjobs.cli import handle_errors as _handle_errors
+from lexyjobs.cli_commands import _command, _lexy, _reader, _table
 from lexyjobs.cli_accounts import _when
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import definition_from_job

@@ -1,8 +1,8 @@
 """``lexyjobs queues``, ``lexyjobs queue pause|resume NAME`` and ``lexyjobs category pause|resume
 NAME``: named queues and whole categories of jobs from the command line. The CLI is trusted (it
 reaches the database directly), so it acts as an admin, and each change is written to the audit
-log as ``cli:<OS user>``, like ``lexyjobs users``. Registered by lexyjobs.cli, whose helpers it
-uses, so import lexyjobs.cli (not this module) first."""
+log as ``cli:<OS user>``, like ``lexyjobs users``. Loaded by lexyjobs.cli when one of its
+commands runs; uses the helpers of lexyjobs.cli_commands."""
 from __future__ import annotations
 
 import getpass
@@ -13,7 +13,8 @@ from flask.cli import with_appcontext
 
 from lexyjobs import actions
 from lexyjobs.accounts import Identity
-from lexyjobs.cli import _handle_errors, _lexy, _reader, _table
+from lexyjobs.cli import handle_errors as _handle_errors
+from lexyjobs.cli_commands import _lexy, _reader, _table
 from lexyjobs.db import utcnow
 from lexyjobs.durations import format_duration
 from lexyjobs.flow import queue_state

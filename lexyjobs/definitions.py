@@ -14,7 +14,8 @@ from lexyjobs.cron import Schedule, parse_schedule, parse_timezone
 from lexyjobs.durations import parse_duration
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.flow.spec import QUEUE_PATTERN, UNIQUE_WHILE, FlowSpec, parse_key_template, parse_rate
-from lexyjobs.kinds import kinds
+from lexyjobs.kinds import KIND_NAMES
+from lexyjobs.kinds import kind as find_kind
 from lexyjobs.models import Job
 from lexyjobs.params import ParamSpec, parse_param_schema
 from lexyjobs.backoff import RetryPolicy
@@ -101,12 +102,11 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
     if not isinstance(raw, Mapping):
         raise InvalidDefinition(name, None, "must be a table of fields")
     kind_name = raw.get("kind")
-    all_kinds = kinds()
-    if not isinstance(kind_name, str) or kind_name not in all_kinds:
+    kind = find_kind(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
         shown = kind_name if isinstance(kind_name, str) else json.dumps(kind_name, default=str)
         problem = "is required" if kind_name is None else f"'{shown}' is not a job kind"
-        raise InvalidDefinition(name, "kind", f"{problem}; use one of {', '.join(all_kinds)}")
-    kind = all_kinds[kind_name]
+        raise InvalidDefinition(name, "kind", f"{problem}; use one of {', '.join(KIND_NAMES)}")
     for key, value in raw.items():  # stored as JSON: TOML dates (but run_at's), NaN and the like cannot be
         if key == "run_at":
             continue  # a TOML datetime is its natural form; it is validated and stored as text below

@@ -27,28 +27,28 @@ def _kind(name: str, module: ModuleType) -> Kind:
     return Kind(name, module.FIELDS, module.validate, module.run)
 
 
-# kind name -> its module in this package. The modules are imported on first use of kinds():
-# their libraries (requests, …) cost start-up time and idle memory that KIND_NAMES does not.
+# kind name -> its module in this package. Each module is imported on first use of its kind
+# (``kind``): their libraries (requests, jinja2…) cost start-up time and idle memory that
+# KIND_NAMES does not, and enqueueing a shell job (``lexyjobs run``) needs only the shell kind.
 KIND_MODULES = {"python": "python", "http": "http", "shell": "shell", "openai": "openai_kind"}
 KIND_NAMES = tuple(KIND_MODULES)
 # the fields each kind passes through expand_env when it runs (an unset ``${VAR}`` there fails the run)
 ENV_FIELDS = {"http": ("url", "headers", "body"), "shell": ("argv", "env"), "openai": ("model", "api_key", "base_url")}
+_LOADED: dict[str, Kind] = {}
 
 
-def _load() -> dict[str, Kind]:
-    return {name: _kind(name, importlib.import_module(f"lexyjobs.kinds.{module}"))
-            for name, module in KIND_MODULES.items()}
-
-
-_KINDS: dict[str, Kind] | None = None
+def kind(name: str) -> Kind | None:
+    """The job kind ``name`` (None: no such kind), importing its module on first use."""
+    if name not in KIND_MODULES:
+        return None
+    if name not in _LOADED:
+        _LOADED[name] = _kind(name, importlib.import_module(f"lexyjobs.kinds.{KIND_MODULES[name]}"))
+    return _LOADED[name]
 
 
 def kinds() -> dict[str, Kind]:
     """All job kinds by name."""
-    global _KINDS
-    if _KINDS is None:
-        _KINDS = _load()
-    return _KINDS
+    return {name: found for name in KIND_NAMES if (found := kind(name)) is not None}
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

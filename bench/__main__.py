@@ -62,7 +62,8 @@ def steps(quick: bool) -> list[Step]:
         *(Step(f"panel {db}", "panel", ["--db", db, "--runs", "2000" if quick else "1000000",
                                         "--jobs", "10" if quick else "100", "--requests", "3" if quick else "20"])
           for db in ("sqlite", "postgres")),
-        Step("startup", "startup", ["--db", "sqlite", "--repeat", repeat, "--idle", "1" if quick else "5"]),
+        Step("startup", "startup", ["--db", "sqlite", "--repeat", repeat, "--idle", "1" if quick else "5",
+                                    "--enqueues", "3" if quick else "20"]),
         Step("isolation", "isolation", ["--repeat", "3" if quick else "20"]),
         Step("embedding", "embedding", ["--repeat", "3" if quick else "20", "--calls", "20" if quick else "500"]),
     ]
@@ -166,6 +167,8 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                                if name.startswith("timeline")), default=None) for db in ("sqlite", "postgres")}
     lateness = {db: r.get(f"lateness {db}", {}).get("p99_ms") for db in ("sqlite", "postgres")}
     rss = median(r.get("startup", {}).get("first_start", {}).get("rss_mb"))
+    cli = r.get("startup", {}).get("cli", {})  # issue 18: the one-shot command line
+    enqueue, imported = median(cli.get("cli_enqueue_ms")), median(cli.get("import_ms"))
     rows = [
         ("SQLite processing ≥ 2× huey", f"{_fmt(sqlite)} vs {_fmt(huey)} runs/s", ratio(sqlite, huey),
          check(sqlite and huey and sqlite / huey, lambda x: x >= 2)),
@@ -195,6 +198,9 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
          f"{_fmt(timeline_worst['sqlite'])} / {_fmt(timeline_worst['postgres'])} ms", "",
          check(max(timeline_worst['sqlite'] or 1e9, timeline_worst['postgres'] or 1e9), lambda x: x <= 100)),
         ("idle RSS ≤ 80 MB", f"{_fmt(rss)} MB", "", check(rss, lambda x: x <= 80)),
+        ("CLI enqueue ≤ 250 ms (`lexyjobs run NAME`, SQLite)", f"{_fmt(enqueue)} ms", "",
+         check(enqueue, lambda x: x <= 250)),
+        ("import lexyjobs ≤ 150 ms", f"{_fmt(imported)} ms", "", check(imported, lambda x: x <= 150)),
     ]
     return rows
 
@@ -268,6 +274,12 @@ def report(r: dict[str, Any], *, quick: bool, took: float, pg_url: str, raw_name
             lines.append(f"| {name.replace('_', ' ')} | {spread(f.get('healthz_ms'), 'ms')} | "
                          f"{spread(f.get('rss_mb'), 'MB')} | {spread(f.get('idle_cpu_pct'), '%')} | "
                          f"{spread(f.get('stop_ms'), 'ms')} |")
+    cli = startup.get("cli")
+    if cli:
+        lines += ["", "| one-shot command line (SQLite) | median (min–max) |", "|---|---|"]
+        lines += [f"| {words} | {spread(cli.get(figure), 'ms')} |" for figure, words in (
+            ("cli_enqueue_ms", "`lexyjobs run NAME`, wall time of the process"),
+            ("import_ms", "`import lexyjobs`"), ("import_cli_ms", "`import lexyjobs.cli` (the console script's entry)"))]
     isolation = r.get("isolation", {})
     if "process" in isolation:
         lines += ["", "## python jobs: `isolation = \"process\"` start-up (a no-op function, until its result is back)",

@@ -18,7 +18,19 @@ Per start: the time from spawning the process to its first ``200`` on ``/healthz
 which it must exit with code 0 (within 20 s; the time it took is reported). Prints the median and
 min–max over the repetitions; ``--json`` writes ``{"db", "repeat", "idle_s", "rss_source",
 "first_start": {figure: {"median", "min", "max"}}, "restart": {...}}`` with the figures
-``healthz_ms``, ``rss_mb``, ``idle_cpu_pct`` and ``stop_ms``. ``main`` returns the same dict."""
+``healthz_ms``, ``rss_mb``, ``idle_cpu_pct`` and ``stop_ms``. ``main`` returns the same dict.
+
+Then the one-shot command line (issue 18), on one more fresh database holding one shell job
+(created with ``lexyjobs db upgrade`` and ``lexyjobs jobs add``), ``--enqueues`` times each:
+
+* ``cli_enqueue_ms``: the wall time of the ``lexyjobs run NAME`` console script (a new process
+  that enqueues one run and exits 0);
+* ``import_ms``: ``import lexyjobs`` in a fresh interpreter (perf_counter around the import);
+* ``import_cli_ms``: ``import lexyjobs.cli``, the console script's entry point, likewise.
+
+Those processes run with Python's bytecode cache on (after one run not counted that writes it),
+as an installed package has it, whatever ``PYTHONDONTWRITEBYTECODE`` says. The JSON gets
+``"cli": {figure: {"median", "min", "max"}}``."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +57,10 @@ STOP_TIMEOUT_S = 20.0
 STARTS = ("first_start", "restart")
 FIGURES = {"healthz_ms": "spawn to first 200 on /healthz, ms", "rss_mb": "idle RSS, MB",
            "idle_cpu_pct": "CPU while idle, % of one core", "stop_ms": "SIGTERM to exit, ms"}
+CLI_FIGURES = {"cli_enqueue_ms": "`lexyjobs run NAME`, wall ms", "import_ms": "import lexyjobs, ms",
+               "import_cli_ms": "import lexyjobs.cli, ms"}
+CLI_JOB = '[jobs.hello]\nkind = "shell"\nargv = ["echo", "hello"]\n'
+TIME_IMPORT = "import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1000)"
 
 try:
     import psutil
@@ -160,6 +176,49 @@ def one_repetition(db: str, pg_url: str | None, idle: float) -> dict[str, Start]
         return {kind: one_start(url, folder, idle) for kind in STARTS}
 
 
+def cli_environ(url: str, folder: Path) -> dict[str, str]:
+    """The environment of a ``lexyjobs`` command: this checkout's code, its database, bytecode cached."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEXYJOBS_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(LEXYJOBS_DATABASE_URL=url, LEXYJOBS_DATA_DIR=str(folder), LEXYJOBS_JOBS_FILE="", PYTHONPATH=str(ROOT))
+    return env
+
+
+def lexyjobs_script() -> list[str]:
+    """The ``lexyjobs`` console script installed beside this Python (else ``python -m lexyjobs``)."""
+    script = Path(sys.executable).parent / "lexyjobs"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lexyjobs"]
+
+
+def _timed(command: list[str], folder: Path, env: dict[str, str], stdin: str | None = None) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=folder, env=env, input=stdin, capture_output=True, text=True, timeout=120)
+    took = (time.perf_counter() - started) * 1000
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    return took, done.stdout
+
+
+def cli_figures(db: str, pg_url: str | None, enqueues: int) -> dict[str, list[float]]:
+    """``enqueues`` timings of ``lexyjobs run hello`` and of the two imports (see the module doc)."""
+    found: dict[str, list[float]] = {figure: [] for figure in CLI_FIGURES}
+    with fresh_database(db, pg_url) as url, tempfile.TemporaryDirectory(prefix="lexyjobs-cli-") as name:
+        folder = Path(name)
+        env = cli_environ(url, folder)
+        script = lexyjobs_script()
+        _timed([*script, "db", "upgrade"], folder, env)
+        _timed([*script, "jobs", "add", "-"], folder, env, stdin=CLI_JOB)
+        _timed([*script, "run", "hello"], folder, env)  # not counted: writes the bytecode cache
+        for _ in range(enqueues):
+            took, out = _timed([*script, "run", "hello"], folder, env)
+            if "queued (hello)" not in out:
+                raise SystemExit(f"lexyjobs run hello answered {out!r}")
+            found["cli_enqueue_ms"].append(took)
+            for figure, module in (("import_ms", "lexyjobs"), ("import_cli_ms", "lexyjobs.cli")):
+                _, out = _timed([sys.executable, "-c", TIME_IMPORT.format(module=module)], folder, env)
+                found[figure].append(float(out))
+    return found
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -171,6 +230,10 @@ def render(report: dict[str, Any]) -> str:
             f = report[kind][figure]
             span = f"{f['min']:.1f}–{f['max']:.1f}"
             lines.append(f"{kind.replace('_', ' '):<12} {label:<36} {f['median']:>8.1f} {span:>17}")
+    for figure, label in CLI_FIGURES.items():
+        f = report.get("cli", {}).get(figure)
+        if f:
+            lines.append(f"{'cli':<12} {label:<36} {f['median']:>8.1f} {f['min']:>8.1f}–{f['max']:.1f}")
     return "\n".join(lines)
 
 
@@ -179,11 +242,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before reading RSS")
+    parser.add_argument("--enqueues", type=int, default=10, help="timed `lexyjobs run` commands (0: none)")
     parser.add_argument("--pg-url", default=os.environ.get("LEXYJOBS_TEST_POSTGRES_URL"))
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.idle <= 0:
-        parser.error("--repeat must be at least 1 and --idle positive")
+    if args.repeat < 1 or args.idle <= 0 or args.enqueues < 0:
+        parser.error("--repeat must be at least 1, --idle positive and --enqueues 0 or more")
 
     print(f"startup: python app.py on {args.db}, {args.repeat} repetition(s) of a first start and a restart, "
           f"{args.idle:g} s idle each", flush=True)
@@ -192,6 +256,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "rss_source": "psutil" if psutil is not None else "/proc VmRSS"}
     for kind in STARTS:
         report[kind] = {figure: spread([getattr(rep[kind], figure) for rep in reps]) for figure in FIGURES}
+    if args.enqueues:
+        report["cli"] = {figure: spread(values) for figure, values in
+                         cli_figures(args.db, args.pg_url, args.enqueues).items()}
     print(render(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -130,7 +130,7 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
     if isinstance(spec.get("run_at"), datetime):  # a TOML datetime: stored as text, like every other spec value
         spec["run_at"] = spec["run_at"].isoformat()
     return JobDefinition(
-        name=name, kind=kind_name, config=kind.validate(name, {k: raw[k] for k in kind.fields if k in raw}),
+        name=name, kind=kind.name, config=kind.validate(name, {k: raw[k] for k in kind.fields if k in raw}),
         source=source, title=v.text("title", name), description=v.text("description", ""),
         category=v.text("category", "General") or "General", schedule=schedule, timezone=timezone, run_at=run_at,
         enabled=v.boolean("enabled", True), priority=v.integer("priority", 0, 0, 10),

@@ -29,7 +29,8 @@ RESULTS: dict[str, Any] = {
                                "timeline window=7d": {"median_ms": 80}}},
     "panel postgres": {"pages": {"dashboard": {"median_ms": 60}, "timeline": {"median_ms": 120}}},
     "startup": {"first_start": {"healthz_ms": figure(700), "rss_mb": figure(72), "idle_cpu_pct": figure(0),
-                                "stop_ms": figure(160)}},
+                                "stop_ms": figure(160)},
+                "cli": {"cli_enqueue_ms": figure(300), "import_ms": figure(20), "import_cli_ms": figure(35)}},
     "latency postgres": {"error": "psycopg.OperationalError: connection refused"},
 }
 
@@ -50,6 +51,9 @@ def test_the_report_gives_ratios_targets_and_failed_steps() -> None:
     assert "| Postgres processing ≥ 1× pgqueuer | 2,000 vs 4,000 runs/s | 0.50× | no |" in text
     assert "| Postgres processing ≥ 10× procrastinate | 2,000 vs 250 runs/s | 8.00× | no |" in text
     assert "| idle RSS ≤ 80 MB | 72.0 MB |  | yes |" in text
+    assert "| CLI enqueue ≤ 250 ms (`lexyjobs run NAME`, SQLite) | 300 ms |  | no |" in text
+    assert "| import lexyjobs ≤ 150 ms | 20.0 ms |  | yes |" in text
+    assert "| `lexyjobs run NAME`, wall time of the process | 300 ms (270–330) |" in text
     assert "| panel pages ≤ 50 ms at 1M runs (slowest page, SQLite / Postgres) | 45.0 / 60.0 ms |  | no |" in text
     assert "| timeline ≤ 100 ms at 1M runs (slowest window, SQLite / Postgres) | 80.0 / 120 ms |  | no |" in text
     assert "| timeline window=7d | 80.0 ms | – |" in text

@@ -45,10 +45,13 @@ def test_the_stamp_file_reads_only_complete_lines(tmp_path: Path) -> None:
 
 def test_the_startup_bench_starts_and_stops_the_server_on_sqlite(tmp_path: Path) -> None:
     out = tmp_path / "startup.json"
-    report = startup.main(["--db", "sqlite", "--repeat", "1", "--idle", "0.5", "--json", str(out)])
+    report = startup.main(["--db", "sqlite", "--repeat", "1", "--idle", "0.5", "--enqueues", "2", "--json", str(out)])
     assert json.loads(out.read_text()) == report
     for kind in startup.STARTS:
         assert set(report[kind]) == set(startup.FIGURES)
         assert report[kind]["healthz_ms"]["median"] > 0 and report[kind]["stop_ms"]["median"] > 0
         assert 10 < report[kind]["rss_mb"]["median"] < 2000
         assert report[kind]["idle_cpu_pct"]["median"] >= 0
+    # the one-shot command line: `lexyjobs run hello` enqueued twice (each checked), imports timed
+    assert set(report["cli"]) == set(startup.CLI_FIGURES)
+    assert all(report["cli"][figure]["min"] > 0 for figure in startup.CLI_FIGURES)

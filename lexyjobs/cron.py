@@ -24,8 +24,6 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
-
 from lexyjobs.cron_fields import fields_problem
 from lexyjobs.every import FORMS, parse_every
 
@@ -62,6 +60,10 @@ def parse_schedule(text: str) -> Schedule:
     problem = fields_problem(fields, FORMS)
     if problem:
         raise ValueError(problem)
+    # imported here: croniter (and dateutil) cost ~10 ms of start-up that a process enqueueing a
+    # job without a cron schedule (``lexyjobs run``) never needs
+    from croniter import CroniterBadDateError, croniter
+
     if not croniter.is_valid(expression):
         raise ValueError(f"'{cleaned}' is not a valid cron expression")
     try:
@@ -133,6 +135,8 @@ def _cron_instants(expression: str, tz: ZoneInfo, after: datetime) -> Iterator[d
     names in ``tz``: none, one, or two (see ``_instants_of``). A wall time in the repeated hour
     yields its second instant up to an hour after later wall times' first instants, so instants
     wait in a heap until no later wall time can produce an earlier one."""
+    from croniter import croniter
+
     wildcard = _is_wildcard(expression)
     local = after.astimezone(tz)
     wall = local.replace(tzinfo=None)

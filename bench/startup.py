@@ -233,7 +233,8 @@ def render(report: dict[str, Any]) -> str:
     for figure, label in CLI_FIGURES.items():
         f = report.get("cli", {}).get(figure)
         if f:
-            lines.append(f"{'cli':<12} {label:<36} {f['median']:>8.1f} {f['min']:>8.1f}–{f['max']:.1f}")
+            span = f"{f['min']:.1f}–{f['max']:.1f}"
+            lines.append(f"{'cli':<12} {label:<36} {f['median']:>8.1f} {span:>17}")
     return "\n".join(lines)
 
 

@@ -146,7 +146,7 @@ def start_worker(lj: Runtime) -> Iterator[Callable[..., Worker]]:
         return worker
     yield start
     for worker in started:
-        if not worker._closed.is_set():
+        if not worker.pool.closed.is_set():
             worker.stop(grace=0)
 
 

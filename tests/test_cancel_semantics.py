@@ -95,7 +95,7 @@ def test_a_run_that_finished_before_its_worker_acted_keeps_its_outcome_with_the_
     with db.write() as session:
         assert cancels.request(session, run_id, by="alice", now=asked)
         cancel_jobs.RETURN.set()
-        wait_for(lambda: (active := worker._active.get(run_id)) is None or active.finished, timeout=10)
+        wait_for(lambda: (active := worker.pool.active.get(run_id)) is None or active.finished, timeout=10)
     run = finished(api_client, run_id)
     assert (run["status"], run["result"], run["error"]) == ("succeeded", "done", None)
     note = cancels.finished_first(asked)

@@ -13,7 +13,7 @@ import jobfuncs
 from conftest import wait_for
 
 from lexyjobs import runs, store
-from lexyjobs.worker import Worker
+from lexyjobs.worker.monitor import Monitor
 
 
 def log_text(db: Any, run_id: int) -> str:
@@ -23,16 +23,16 @@ def log_text(db: Any, run_id: int) -> str:
 
 def test_lines_the_monitor_took_are_stored_before_the_runs_last_lines(db, make_job, start_worker, monkeypatch):
     release = threading.Event()
-    original = Worker._flush
+    original = Monitor._flush
 
-    def slow_flush(self: Worker, session: Any, active: Any, progress: Any, text: str) -> bool:
+    def slow_flush(self: Monitor, session: Any, active: Any, progress: Any, text: str) -> bool:
         if "first" in text:  # the monitor took "first": hold it back until the test releases it
             jobfuncs.LOG_ORDER_TAKEN.set()
             release.wait(10)
         return original(self, session, active, progress, text)
 
     jobfuncs.LOG_ORDER_TAKEN.clear()
-    monkeypatch.setattr(Worker, "_flush", slow_flush)
+    monkeypatch.setattr(Monitor, "_flush", slow_flush)
     make_job("ordered-log", func="jobfuncs:writes_around_a_flush")
     start_worker()
     run_id = runs.enqueue(db, "ordered-log")

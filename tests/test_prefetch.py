@@ -98,10 +98,10 @@ def test_long_runs_are_not_claimed_ahead(db: Database, make_job: MakeJob, start_
 
 def test_a_worker_claims_ahead_what_its_threads_start_within_a_tenth_of_a_second(lj: Any) -> None:
     worker = Worker(lj.db, dataclasses.replace(lj.settings, workers=4, prefetch=8), JobCatalog(lj.db))
-    assert worker._ahead() == 0  # no run seen yet
+    assert worker.dispatcher._ahead() == 0  # no run seen yet
     for typical, ahead in ((0.001, 32), (0.02, 20), (0.1, 4), (0.3, 1), (0.5, 0), (5.0, 0)):
-        worker._typical_run = typical
-        assert worker._ahead() == ahead, typical
+        worker.pool.typical_run = typical
+        assert worker.dispatcher._ahead() == ahead, typical
     lazy = Worker(lj.db, dataclasses.replace(lj.settings, workers=4, prefetch=0), JobCatalog(lj.db))
-    lazy._typical_run = 0.001
-    assert lazy._ahead() == 0
+    lazy.pool.typical_run = 0.001
+    assert lazy.dispatcher._ahead() == 0

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from sqlalchemy import Text, TypeDecorator, bindparam, func, literal_column, or_, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
+from lexyjobs import prepared
 from lexyjobs.flow.limits import Windows
 from lexyjobs.models import QueueState
 from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
@@ -85,7 +86,7 @@ def claim_runs(session: Session, limit: int, *, worker: str, now: datetime, post
             params["queues"] = sorted(rules.open_queues())
             if not params["queues"]:
                 break
-        rows = session.execute(_candidates_query(postgres, room is not None, round_ > 0), params).all()
+        rows = _candidates(session, postgres, room is not None, round_ > 0, params)
         if not round_ and room is None and not any(r.max_concurrency > 0 or r.concurrency_key or r.rate_limits
                                                    for r in rows):
             return _move(session, rows, worker=worker, now=now, events=events, begin=begin)  # no rule applies
@@ -263,6 +264,15 @@ class _Buckets(TypeDecorator[Any]):
         if isinstance(value, str):  # SQLite: the JSON text (Postgres' driver has decoded it already)
             return None if value == "null" else json.loads(value)
         return value
+
+
+def _candidates(session: Session, postgres: bool, by_queue: bool, more: bool, params: dict[str, Any]) -> Sequence[Any]:
+    """The rows of ``_candidates_query``: the common shape (every queue, first round) as a
+    prepared statement (``lexyjobs.prepared``), the others, with their lists, through SQLAlchemy."""
+    query = _candidates_query(postgres, by_queue, more)
+    if by_queue or more:
+        return session.execute(query, params).all()
+    return prepared.run(session, query, params)
 
 
 @functools.cache

@@ -21,10 +21,11 @@ import random
 from collections import Counter
 from typing import Any, Iterable
 
-from sqlalchemy import Table, event, func, select
+from sqlalchemy import Table, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from lexyjobs import prepared
 from lexyjobs.models import Run, RunCount
 
 RUNS: Table = Run.__table__  # type: ignore[assignment]
@@ -53,14 +54,15 @@ def write_pending(session: Session) -> None:
         return
     dialect = session.get_bind().dialect.name
     slot = random.randrange(SLOTS) if dialect == "postgresql" else 0
-    session.execute(_upsert(dialect), [{"job_name": job, "status": status, "slot": slot, "n": n}
-                                       for (job, status), n in changes])
+    prepared.run_many(session, _upsert(dialect), [{"c_job": job, "c_status": status, "c_slot": slot, "c_n": n}
+                                                  for (job, status), n in changes])
 
 
 @functools.cache
 def _upsert(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(RUN_COUNTS)
+    statement = insert(RUN_COUNTS).values(job_name=bindparam("c_job"), status=bindparam("c_status"),
+                                          slot=bindparam("c_slot"), n=bindparam("c_n", type_=RUN_COUNTS.c.n.type))
     return statement.on_conflict_do_update(index_elements=["job_name", "status", "slot"],
                                            set_={"n": RUN_COUNTS.c.n + statement.excluded.n})
 

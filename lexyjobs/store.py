@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
-from lexyjobs import run_counts
+from lexyjobs import prepared, run_counts
 from lexyjobs.flow.spec import RateLimit, parse_rate
 from lexyjobs.models import Job, NamedLimit, Run, RunEvent, RunLog
 from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
@@ -153,10 +153,24 @@ def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
               if all(row.get(column, default) == default for row in rows)]
     if unused:  # left to the column defaults: fewer parameters (an INSERT of 3,000 runs took 20 % longer)
         rows = [{k: v for k, v in row.items() if k not in unused} for row in rows]
-    statement = insert(RUNS).returning(RUNS.c.id, sort_by_parameter_order=True)  # Core: no ORM bulk machinery
-    ids = [row[0] for row in session.execute(statement, list(rows))]
+    if len(rows) == 1:  # one call per run: a prepared statement (``lexyjobs.prepared``) for its columns
+        row = {**_SCALAR_DEFAULTS, **rows[0]}
+        ids = [prepared.run(session, _insert_one(tuple(sorted(row))), {f"r_{k}": v for k, v in row.items()})[0].id]
+    else:
+        statement = insert(RUNS).returning(RUNS.c.id, sort_by_parameter_order=True)  # Core: no ORM bulk machinery
+        ids = [row[0] for row in session.execute(statement, list(rows))]
     run_counts.add(session, ((row["job_name"], row["status"], 1) for row in rows))
     return ids
+
+
+_SCALAR_DEFAULTS = {column.key: column.default.arg for column in RUNS.c  # type: ignore[attr-defined]
+                    if column.default is not None and column.default.is_scalar}
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_one(columns: tuple[str, ...]) -> Any:
+    """``INSERT INTO runs (columns…) VALUES (…) RETURNING id`` (the other columns' defaults included)."""
+    return insert(RUNS).values({c: bindparam(f"r_{c}", type_=RUNS.c[c].type) for c in columns}).returning(RUNS.c.id)
 
 
 # The flow-control columns of a run (lexyjobs.flow) and their values when no rule applies.
@@ -180,8 +194,10 @@ def status_is(status: RunStatus) -> Any:
 def active_jobs(session: Session) -> dict[str, Any]:
     """The jobs that are not archived, as (name, source, spec) rows by name: all an enqueue needs
     (the definitions, and which jobs have downstreams), in one light read."""
-    rows = session.execute(select(JOBS.c.name, JOBS.c.source, JOBS.c.spec).where(JOBS.c.archived.is_(False)))
-    return {row.name: row for row in rows}
+    return {row.name: row for row in prepared.run(session, _ACTIVE_JOBS, {})}
+
+
+_ACTIVE_JOBS = select(JOBS.c.name, JOBS.c.source, JOBS.c.spec).where(JOBS.c.archived.is_(False))
 
 
 def job_dependencies(session: Session) -> dict[str, tuple[str, ...]]:
@@ -307,26 +323,12 @@ def cancel_requested(session: Session, run_ids: Sequence[int]) -> set[int]:
 def request_cancel(session: Session, run_id: int, *, now: datetime) -> int | None:
     """Flag a running run for cancellation (its worker stops it), keeping the time of the first
     request in ``cancel_requested_at``. Returns the run's attempt, or None if it is not running.
-    The UPDATE locks the row, so it is ordered against the worker's finish (``cancel_requests``):
+    The UPDATE locks the row, so it is ordered against the worker's finish (``states.read_runs``):
     either the finish sees the flag, or this finds the run no longer running."""
     first = func.coalesce(RUNS.c.cancel_requested_at, bindparam("b_now", now, type_=RUNS.c.cancel_requested_at.type))
     row = session.execute(update(RUNS).where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.RUNNING.value)
                           .values(cancel_requested=True, cancel_requested_at=first).returning(RUNS.c.attempt)).first()
     return None if row is None else int(row.attempt)
-
-
-def cancel_requests(session: Session, run_ids: Sequence[int], *, lock: bool = False) -> dict[int, datetime | None]:
-    """When each of ``run_ids`` that someone asked to cancel was first asked. With ``lock``
-    (Postgres, for the worker's finish) the runs' rows are locked in id order — the order
-    ``transition_each`` locks them in — so a cancel request cannot slip in between this read and
-    the status change: it waits, then finds the run finished. (None: asked before the time was
-    recorded.)"""
-    if not run_ids:
-        return {}
-    query = (select(RUNS.c.id, RUNS.c.cancel_requested_at, RUNS.c.cancel_requested)
-             .where(RUNS.c.id.in_(list(run_ids))).order_by(RUNS.c.id))
-    rows = session.execute(query.with_for_update() if lock else query)
-    return {row.id: row.cancel_requested_at for row in rows if row.cancel_requested}
 
 
 def stale_runs(session: Session, *, cutoff: datetime, limit: int = 500, skip_locked: bool = False) -> list[Any]:

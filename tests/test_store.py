@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 from sqlalchemy import event
 
-from lexyjobs import claiming, registry, runs, store
+from lexyjobs import claiming, registry, runs, states, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.errors import Conflict, InvalidParams, JobNotFound, LexyjobsError, RunNotFound
 from lexyjobs.states import RunStatus, transition
@@ -335,7 +335,8 @@ def test_cancelling_a_running_run_only_requests_it_and_records_the_request(db: D
     assert (run.status, run.cancel_requested) == ("running", True)
     with db.read() as session:
         assert store.cancel_requested(session, [run_id]) == {run_id}
-        assert store.cancel_requests(session, [run_id]) == {run_id: run.cancel_requested_at}
+        (current,) = states.read_runs(session, [run_id], postgres=db.is_postgres).values()
+        assert (current.cancel_requested, current.cancel_requested_at) == (True, run.cancel_requested_at)
         request = store.run_events(session, run_id)[-1]
     assert events(db, run_id) == [("queued", "running", 1), ("running", "running", 1)]  # status unchanged
     assert (request.at, request.note) == (run.cancel_requested_at, "cancel requested by alice")

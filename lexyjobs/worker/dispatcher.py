@@ -21,7 +21,7 @@ from lexyjobs.db import Database
 from lexyjobs.durations import format_duration
 from lexyjobs.failures import FailureLog
 from lexyjobs.outcomes import Outcome, change_of
-from lexyjobs.states import RunStatus, insert_events, transition_each
+from lexyjobs.states import RunStatus, insert_events, read_runs, transition_each
 from lexyjobs.worker.pool import Pool
 
 log = logging.getLogger("lexyjobs.worker")  # one logger for the whole pool (README: log lines)
@@ -153,11 +153,12 @@ class Dispatcher:
         # Read (and on Postgres lock) the cancel requests first: a request that came in after the
         # body finished is then either seen here (the run keeps its outcome, with a note) or
         # refused because the run is no longer running — never lost in between.
-        requested = store.cancel_requests(session, [o.active.claim.id for o in outcomes if o.status is not None],
-                                          lock=self.db.is_postgres)
+        current = read_runs(session, [o.active.claim.id for o in outcomes if o.status is not None],
+                            postgres=self.db.is_postgres)
+        requested = {run_id: row.cancel_requested_at for run_id, row in current.items() if row.cancel_requested}
         changes = {c.run_id: (o, c) for o, c in ((o, change_of(o, now, requested, self.rng)) for o in outcomes) if c}
         moved = set(transition_each(session, [c for _, c in changes.values()], expected=RunStatus.RUNNING, at=now,
-                                    postgres=self.db.is_postgres, events=events))
+                                    postgres=self.db.is_postgres, events=events, current=current))
         finished = []
         for run_id, (outcome, change) in changes.items():
             claim = outcome.active.claim

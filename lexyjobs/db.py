@@ -62,9 +62,14 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only snapshot (rolled back on exit)."""
+        """A read-only snapshot, ended on exit: committed on Postgres (it wrote nothing, and
+        psycopg answers a ROLLBACK by forgetting every prepared statement of the connection,
+        with a DEALLOCATE ALL round trip: the panel's and the worker's reads would then never
+        reach the prepare threshold), rolled back elsewhere and on error."""
         with self._reads() as session:
             yield session
+            if self.is_postgres:
+                session.commit()
 
     def on_enqueue(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after a transaction that enqueued runs commits (in-process wake-up)."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from sqlalchemy import bindparam, select, update
+import pytest
+from sqlalchemy import bindparam, select, text, update
 
 from lexyjobs import prepared, runs
 from lexyjobs.db import Database
@@ -112,3 +113,27 @@ def test_a_finished_batch_stores_each_runs_values_as_a_single_transition_would(
         stored = {row[0]: tuple(row[1:]) for row in session.execute(select(RUNS.c.id, *columns))}
     assert [stored[c.id] for c in batch] == [stored[c.id] for c in single]
     assert stored[batch[0].id][2] == {"n": [1, None]} and stored[batch[1].id][1] == T0 + timedelta(microseconds=7)
+
+
+def test_a_postgres_connection_keeps_its_prepared_statements_across_read_sessions(pg_schema_url: str) -> None:
+    """psycopg prepares a statement on its fifth execution and forgets them all on a ROLLBACK:
+    read sessions that ended rolled back would never get there, each read parsed afresh."""
+    db = Database(pg_schema_url, pool_size=1)  # every session gets the same connection
+    try:
+        for _ in range(8):
+            with db.read() as session:
+                session.execute(text("SELECT count(*) FROM pg_class WHERE relkind = :k"), {"k": "r"}).one()
+        with db.read() as session:
+            kept = session.scalar(text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%relkind%'"))
+    finally:
+        db.dispose()
+    assert kept == 1
+
+
+def test_a_read_session_that_fails_is_rolled_back_and_the_next_one_works(db: Database) -> None:
+    with pytest.raises(ZeroDivisionError):
+        with db.read() as session:
+            session.execute(select(RUNS.c.id)).all()
+            raise ZeroDivisionError
+    with db.read() as session:
+        assert session.execute(select(RUNS.c.id)).all() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, time
 from typing import Any, Mapping, Protocol
 
@@ -86,6 +87,14 @@ class JobDefinition:
     alerts: bool | dict[str, Any] | None = None  # None: the global LEXYJOBS_ALERT_* rule (lexyjobs.alerts.rules)
     flow: FlowSpec = field(default_factory=FlowSpec)
     spec: dict[str, Any] = field(default_factory=dict)  # the fields as written (what jobs.toml holds)
+
+    @cached_property
+    def secret_names(self) -> frozenset[str]:
+        """The environment variables its config references (``${NAME}``), whose values are masked
+        in its runs' output: walked once per definition, not once per run."""
+        from lexyjobs.masking import referenced_names
+
+        return frozenset(referenced_names(self.config))
 
     def row(self) -> dict[str, Any]:
         """Column values for the jobs table."""

@@ -78,9 +78,16 @@ class Redactor:
     @classmethod
     def for_config(cls, config: Any, environ: Mapping[str, str] | None = None) -> "Redactor":
         """A redactor for the variables ``config`` references, plus lexyjobs' own secrets."""
+        return cls.for_names(referenced_names(config), environ)
+
+    @classmethod
+    def for_names(cls, names: Iterable[str], environ: Mapping[str, str] | None = None) -> "Redactor":
+        """A redactor for the values the variables ``names`` and lexyjobs' own secrets have now (a
+        secret changed in the environment is masked from the next run on). Redactors of the same
+        values are one object: a worker asks for one per run."""
         environ = os.environ if environ is None else environ
-        names = referenced_names(config) | set(OWN_SECRETS)
-        return cls(environ[name] for name in names if environ.get(name))
+        return _redactor_of(tuple(sorted({value for name in (*names, *OWN_SECRETS)
+                                          if len(value := environ.get(name) or "") >= MIN_SECRET_LENGTH})))
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -110,6 +117,11 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             return [self.value(v) for v in value]
         return value
+
+
+@lru_cache(maxsize=256)
+def _redactor_of(secrets: tuple[str, ...]) -> Redactor:
+    return Redactor(secrets)
 
 
 @lru_cache(maxsize=256)

@@ -164,6 +164,18 @@ def test_for_config_masks_the_referenced_variables_and_lexyjobs_own_secrets():
     assert shown == f"{MASK} {MASK} not-a-secret-here"
 
 
+def test_a_worker_asking_per_run_gets_the_values_the_variables_have_now():
+    """One redactor per set of values (a worker asks once per run), built again when a value changes."""
+    from lexyjobs.definitions import JobDefinition
+
+    definition = JobDefinition(name="calls", kind="http", config={"url": "https://x.test/${PATH_TOKEN}"})
+    assert definition.secret_names == {"PATH_TOKEN"}
+    before = Redactor.for_names(definition.secret_names, {"PATH_TOKEN": "first-token"})
+    assert Redactor.for_names(definition.secret_names, {"PATH_TOKEN": "first-token"}) is before
+    after = Redactor.for_names(definition.secret_names, {"PATH_TOKEN": "second-token"})
+    assert after.text("first-token second-token") == f"first-token {MASK}"
+
+
 def test_for_config_without_references_or_own_secrets_is_a_no_op():
     assert "LEXYJOBS_API_TOKEN" in OWN_SECRETS
     assert not Redactor.for_config({"func": "jobs:refresh"}, {"HOME": "/home/someone"})

@@ -49,7 +49,7 @@ class Executor:
         except SQLAlchemyError as exc:
             problem = f"job definition unavailable: {type(exc).__name__}"
         timeout = definition.timeout if definition else None
-        redactor = Redactor.for_config(definition.config if definition else None)  # lexyjobs' own secrets at least
+        redactor = Redactor.for_names(definition.secret_names if definition else ())  # lexyjobs' own secrets at least
         ctx = RunContext(run_id=claim.id, job_name=claim.job_name, params=claim.params, attempt=claim.attempt,
                          max_attempts=claim.max_attempts, timeout=timeout, kill_grace=self.settings.kill_grace,
                          redactor=redactor)

@@ -3,17 +3,17 @@ the queue and throughput statistics. (The engine's own SQL is in ``lexyjobs.stor
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, text, union_all
+from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from lexyjobs import run_counts
-from lexyjobs.models import Job, Run, RunEvent, RunLog, UTCDateTime
+from lexyjobs.finished_hours import FinishedHours, Tally, add_up
+from lexyjobs.models import Job, Run, RunEvent, RunLog
 from lexyjobs.states import RunStatus
 
 
@@ -85,139 +85,41 @@ def matching(counts: dict[str, int], where: RunFilter) -> int:
     return sum(counts.get(status, 0) for status in set(where.statuses)) if where.statuses else counts["total"]
 
 
-def _seconds(start: Any, end: Any, postgres: bool) -> Any:
-    if postgres:
-        return func.extract("epoch", end - start)
-    return (func.julianday(end) - func.julianday(start)) * 86400.0
-
-
-def queue_stats(session: Session, *, now: datetime, postgres: bool) -> dict[str, Any]:
-    """Queue depth now, and the last 24 hours' outcomes, failure rate and average times."""
+def queue_stats(session: Session, *, now: datetime, postgres: bool, hours: FinishedHours) -> dict[str, Any]:
+    """Queue depth now, and the last 24 hours' outcomes, failure rate and average times (of the
+    runs that started; ``hours`` remembers the closed hours' tallies)."""
     due = session.execute(select(func.count(), func.min(Run.scheduled_for)).where(
         Run.status == RunStatus.QUEUED.value, Run.scheduled_for <= now)).one()
     running = session.scalar(select(func.count()).select_from(Run).where(Run.status == RunStatus.RUNNING.value))
-    finished = session.execute(_finished_by_status(postgres), {"since": now - timedelta(hours=24)}).all()
-    by_status = {status: (n, wait, busy) for status, n, wait, busy in finished if n}
-    done = sum(n for n, _, _ in by_status.values())
-    succeeded, failed = by_status.get("succeeded", (0,))[0], by_status.get("failed", (0,))[0]
+    day = add_up(hours.since(session, now - timedelta(hours=24), now=now, postgres=postgres).values())
+    started = sum(t.started for t in day.values())
+    succeeded, failed = (day.get(status, Tally()).started for status in ("succeeded", "failed"))
     return {
         "queued_due": due[0], "oldest_queued_seconds": _age(now, due[1]), "running": running or 0,
         "last_24h": {
-            "finished": done, "succeeded": succeeded, "failed": failed,
+            "finished": started, "succeeded": succeeded, "failed": failed,
             "failure_rate": round(failed / (succeeded + failed), 4) if succeeded + failed else None,
-            "avg_queue_seconds": _weighted(by_status, 1), "avg_processing_seconds": _weighted(by_status, 2),
+            "avg_queue_seconds": round(sum(t.waited for t in day.values()) / started, 3) if started else None,
+            "avg_processing_seconds": round(sum(t.busy for t in day.values()) / started, 3) if started else None,
         },
     }
-
-
-@functools.cache
-def _finished_by_status(postgres: bool) -> Any:
-    """Per status: the runs that finished at or after ``:since`` (having started), their
-    average queue and processing seconds. One range per status on ix_runs_status_finished_times,
-    which holds the times too: only the last day's index entries are read, no rows (a GROUP BY
-    status over a finished_at range makes SQLite scan the status index over every run instead)."""
-    return union_all(*(
-        select(literal(status.value), func.count(), func.avg(_seconds(Run.scheduled_for, Run.started_at, postgres)),
-               func.avg(_seconds(Run.started_at, Run.finished_at, postgres)))
-        .where(Run.status == status.value, Run.finished_at >= bindparam("since"), Run.started_at.is_not(None))
-        for status in RunStatus))
 
 
 def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else max(0.0, round((now - then).total_seconds(), 3))
 
 
-def _weighted(by_status: dict[str, tuple[int, Any, Any]], column: int) -> float | None:
-    pairs = [(row[0], float(row[column])) for row in by_status.values() if row[column] is not None]
-    total = sum(n for n, _ in pairs)
-    return round(sum(n * v for n, v in pairs) / total, 3) if total else None
-
-
-# Buckets counted by index ranges; runs finished after them are grouped the plain way. One
-# statement holds buckets × statuses counts, and Postgres takes at most 1664 columns.
-MAX_BUCKETS = 60
-
-
-def throughput(session: Session, *, since: datetime, hourly: bool, postgres: bool) -> dict[str, dict[str, int]]:
+def throughput(session: Session, *, since: datetime, hourly: bool, postgres: bool, hours: FinishedHours,
+               now: datetime) -> dict[str, dict[str, int]]:
     """Finished runs per hour (``hourly``) or per day since ``since``, by outcome: ``{"2025-03-01T14":
-    {"succeeded": 12, "failed": 1, ...}}`` with UTC bucket keys (``YYYY-MM-DD`` for days).
-
-    Each (status, bucket) is a range count on ``ix_runs_status_finished_times`` — no per-run date
-    formatting or sorting, which at a week of a busy history (a quarter of a million runs) is what
-    costs. The buckets run from ``since`` to the newest ``finished_at`` (at most MAX_BUCKETS of
-    them), for the statuses that have runs finished since ``since``; runs that finished after the
-    last bucket, if any, are grouped by their formatted time."""
-    newest = {status: at for status, at in _newest_finishes(session).items() if at is not None and at >= since}
-    if not newest:
-        return {}
-    edges = _bucket_edges(since, max(newest.values()), hourly=hourly)
-    statuses = list(newest)
+    {"succeeded": 12, "failed": 1, ...}}`` with UTC bucket keys (``YYYY-MM-DD`` for days), from the
+    hourly tallies ``hours`` remembers."""
     found: dict[str, dict[str, int]] = {}
-    for (key, status), count in zip(((_bucket_key(edge, hourly), status) for edge in edges[:-1] for status in statuses),
-                                    session.execute(_range_counts(len(edges) - 1, len(statuses)),
-                                                    _range_params(edges, statuses)).one()):
-        if count:
-            found.setdefault(key, {})[status] = count
-    if edges[-1] <= max(newest.values()):  # beyond MAX_BUCKETS
-        for key, status, count in session.execute(_grouped_throughput(edges[-1], hourly=hourly, postgres=postgres)):
-            found.setdefault(key, {})[status] = found.get(key, {}).get(status, 0) + count
+    for hour, tallies in hours.since(session, since, now=now, postgres=postgres).items():
+        bucket = found.setdefault(hour.strftime("%Y-%m-%dT%H" if hourly else "%Y-%m-%d"), {})
+        for status, tally in tallies.items():
+            bucket[status] = bucket.get(status, 0) + tally.finished
     return found
-
-
-def _newest_finishes(session: Session) -> dict[str, datetime | None]:
-    """The latest ``finished_at`` of each status (None: no finished run in it)."""
-    return dict(zip((status.value for status in RunStatus), session.execute(_newest_finish_query()).one()))
-
-
-@functools.cache
-def _newest_finish_query() -> Any:
-    """The latest ``finished_at`` per status: one index seek each."""
-    return select(*(select(func.max(Run.finished_at)).where(Run.status == status.value).scalar_subquery()
-                    for status in RunStatus))
-
-
-def _bucket_edges(since: datetime, newest: datetime, *, hourly: bool) -> list[datetime]:
-    """``since``, then each UTC hour (or day) start after it up to the first one after ``newest``
-    (at most MAX_BUCKETS + 1 edges): consecutive edges bound one bucket."""
-    since = since.astimezone(timezone.utc)
-    step = timedelta(hours=1) if hourly else timedelta(days=1)
-    start = since.replace(minute=0, second=0, microsecond=0)
-    if not hourly:
-        start = start.replace(hour=0)
-    edges = [since]
-    while edges[-1] <= newest and len(edges) <= MAX_BUCKETS:
-        start += step
-        edges.append(start)
-    return edges
-
-
-def _bucket_key(edge: datetime, hourly: bool) -> str:
-    return edge.astimezone(timezone.utc).strftime("%Y-%m-%dT%H" if hourly else "%Y-%m-%d")
-
-
-@functools.lru_cache(maxsize=64)
-def _range_counts(buckets: int, statuses: int) -> Any:
-    """One row: for each bucket ``b`` and status ``s`` (in that order) the runs with status
-    ``:s{s}`` that finished at or after ``:e{b}`` and before ``:e{b+1}``. Plain SQL on the
-    ``runs`` table, built once per shape: a couple of hundred subqueries would cost more to build
-    with the expression language on every call than to run."""
-    counts = ", ".join(f"(SELECT count(*) FROM runs WHERE status = :s{s} AND finished_at >= :e{b} "
-                       f"AND finished_at < :e{b + 1})" for b in range(buckets) for s in range(statuses))
-    edges = [bindparam(f"e{b}", type_=UTCDateTime()) for b in range(buckets + 1)]
-    return text(f"SELECT {counts}").bindparams(*edges)
-
-
-def _range_params(edges: list[datetime], statuses: list[str]) -> dict[str, Any]:
-    return {**{f"e{b}": edge for b, edge in enumerate(edges)}, **{f"s{s}": status for s, status in enumerate(statuses)}}
-
-
-def _grouped_throughput(since: datetime, *, hourly: bool, postgres: bool) -> Any:
-    if postgres:
-        bucket = func.to_char(func.timezone("UTC", Run.finished_at), 'YYYY-MM-DD"T"HH24' if hourly else "YYYY-MM-DD")
-    else:
-        bucket = func.strftime("%Y-%m-%dT%H" if hourly else "%Y-%m-%d", Run.finished_at)
-    return (select(bucket.label("bucket"), Run.status, func.count()).where(Run.finished_at >= since)
-            .group_by("bucket", Run.status))
 
 
 # ---------------------------------------------------------------- change stamps (polling)

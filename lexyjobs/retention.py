@@ -107,7 +107,9 @@ def _count(session: Session, status: str, cutoff: datetime) -> int:
 
 
 def _delete_in_batches(db: Database, table: Table, where: Any, oldest_first: Any, batch: int) -> int:
-    """Delete the rows of ``table`` matching ``where``, oldest first, ``batch`` per transaction."""
+    """Delete the rows of ``table`` matching ``where``, oldest first, ``batch`` per transaction.
+    Oldest first also when interrupted: ``lexyjobs.finished_hours`` relies on every deleted run
+    of a status being older than every remaining one."""
     deleted = 0
     while True:
         with db.write() as session:

@@ -21,6 +21,7 @@ from lexyjobs.maintenance import Periodic, housekeeping
 from lexyjobs.registry import JobCatalog, SyncReport, sync_jobs
 from lexyjobs.scheduler import Scheduler
 from lexyjobs.worker import Worker
+from lexyjobs.finished_hours import FinishedHours
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Runtime:
         self.db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
                            pool_size=max(10, settings.workers + settings.http_threads + 4))
         self.catalog = JobCatalog(self.db)
+        self.finished_hours = FinishedHours()  # the closed hours' tallies, for the dashboard and /api/stats
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
         self.housekeeping: list[Periodic] = []

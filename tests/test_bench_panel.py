@@ -15,6 +15,7 @@ from bench import panel
 from conftest import drive_run
 from lexyjobs import queries, runs, store
 from lexyjobs.db import Database
+from lexyjobs.finished_hours import FinishedHours
 from lexyjobs.models import Run
 from lexyjobs.states import RunStatus
 
@@ -72,31 +73,43 @@ def test_a_lists_total_taken_from_its_status_counts_is_its_count(history: Databa
 
 @pytest.mark.parametrize("hours, hourly", [(40, True), (24 * 30, True), (24 * 10, False), (24 * 90, False)])
 def test_throughput_agrees_with_grouping_by_the_formatted_time(history: Database, hours: int, hourly: bool) -> None:
-    """From a day and a half to beyond MAX_BUCKETS buckets (those after are grouped the plain way)."""
-    since = datetime.now(timezone.utc) - timedelta(hours=hours, minutes=17)  # not on a bucket edge
+    """From a day and a half to three months (past the hours a process remembers), asked twice:
+    counted, then from memory."""
+    now = datetime.now(timezone.utc)
+    since = now - timedelta(hours=hours, minutes=17)  # not on a bucket edge
+    memory = FinishedHours()
     with history.read() as session:
-        fast = queries.throughput(session, since=since, hourly=hourly, postgres=history.is_postgres)
+        counted, remembered = (queries.throughput(session, since=since, hourly=hourly, postgres=history.is_postgres,
+                                                  hours=memory, now=now) for _ in range(2))
         plain: dict[str, dict[str, int]] = {}
-        for key, status, count in session.execute(queries._grouped_throughput(since, hourly=hourly,
-                                                                              postgres=history.is_postgres)):
+        key = func.substr(_formatted(Run.finished_at, history.is_postgres), 1, 13 if hourly else 10).label("key")
+        for key, status, count in session.execute(
+                select(key, Run.status, func.count()).where(Run.finished_at >= since).group_by(key, Run.status)):
             plain.setdefault(key, {})[status] = count
-    assert fast == plain and sum(sum(bucket.values()) for bucket in fast.values()) > 0
+    assert counted == remembered == plain and sum(sum(bucket.values()) for bucket in plain.values()) > 0
+
+
+def _formatted(column: Any, postgres: bool) -> Any:
+    if postgres:
+        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24')
+    return func.strftime("%Y-%m-%dT%H", column)
 
 
 def test_the_last_days_queue_figures_agree_with_a_grouped_query(history: Database) -> None:
-    since = datetime.now(timezone.utc) - timedelta(days=3)
-    seconds = queries._seconds
+    now = datetime.now(timezone.utc)
+    memory = FinishedHours()
     with history.read() as session:
-        fast = {row[0]: tuple(row[1:]) for row in session.execute(queries._finished_by_status(history.is_postgres),
-                                                                  {"since": since}) if row[1]}
-        plain = {row[0]: tuple(row[1:]) for row in session.execute(
-            select(Run.status, func.count(), func.avg(seconds(Run.scheduled_for, Run.started_at, history.is_postgres)),
-                   func.avg(seconds(Run.started_at, Run.finished_at, history.is_postgres)))
-            .where(Run.finished_at >= since, Run.started_at.is_not(None)).group_by(Run.status))}
-    assert set(fast) == set(plain) and "succeeded" in fast
-    for status, (count, wait, busy) in plain.items():
-        assert fast[status][0] == count
-        assert float(fast[status][1]) == pytest.approx(float(wait)) and float(fast[status][2]) == pytest.approx(float(busy))
+        fast, again = (queries.queue_stats(session, now=now, postgres=history.is_postgres, hours=memory)["last_24h"]
+                       for _ in range(2))
+        rows = session.execute(select(Run.status, Run.scheduled_for, Run.started_at, Run.finished_at).where(
+            Run.finished_at >= now - timedelta(hours=24), Run.started_at.is_not(None))).all()
+    assert fast == again and fast["finished"] == len(rows) > 0
+    assert fast["succeeded"] == sum(row.status == "succeeded" for row in rows)
+    assert fast["failed"] == sum(row.status == "failed" for row in rows)
+    waited = sum((row.started_at - row.scheduled_for).total_seconds() for row in rows) / len(rows)
+    busy = sum((row.finished_at - row.started_at).total_seconds() for row in rows) / len(rows)
+    assert fast["avg_queue_seconds"] == pytest.approx(waited, abs=1e-3)
+    assert fast["avg_processing_seconds"] == pytest.approx(busy, abs=1e-3)
 
 
 def test_recent_pipelines_agree_with_ordering_every_pipeline_by_its_first_run(history: Database,

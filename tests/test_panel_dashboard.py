@@ -8,6 +8,7 @@ from typing import Callable
 from conftest import drive_run
 from lexyjobs import queries, runs
 from lexyjobs.db import Database, utcnow
+from lexyjobs.finished_hours import FinishedHours
 from lexyjobs.panel.charts import HEIGHT, bucket_keys, throughput_chart
 from lexyjobs.states import RunStatus
 from test_panel_jobs import HX, Panel, login, text  # noqa: F401  (the login fixture)
@@ -97,9 +98,9 @@ def test_throughput_counts_finished_runs_per_hour_and_day(make_job: MakeJob, db:
     with db.read() as session:
         run = queries.search_runs(session, queries.RunFilter(), limit=1)[0]
         assert run.finished_at is not None
-        since = run.finished_at - timedelta(hours=1)
-        hourly = queries.throughput(session, since=since, hourly=True, postgres=db.is_postgres)
-        daily = queries.throughput(session, since=since, hourly=False, postgres=db.is_postgres)
+        since, now = run.finished_at - timedelta(hours=1), datetime.now(timezone.utc)
+        hourly, daily = (queries.throughput(session, since=since, hourly=hourly, postgres=db.is_postgres,
+                                            hours=FinishedHours(), now=now) for hourly in (True, False))
     hour = run.finished_at.strftime("%Y-%m-%dT%H")
     assert sum(hourly.get(hour, {}).values()) >= 1 and sum(sum(b.values()) for b in hourly.values()) == 3
     assert sum(sum(b.values()) for b in daily.values()) == 3

@@ -25,7 +25,7 @@ def stats() -> Response:
     lexy, now = current(), utcnow()
     with lexy.db.read() as session:
         runs = queries.status_counts(session)
-        queue = queries.queue_stats(session, now=now, postgres=lexy.db.is_postgres)
+        queue = queries.queue_stats(session, now=now, postgres=lexy.db.is_postgres, hours=lexy.finished_hours)
         jobs = store.list_jobs(session)
     return jsonify(runs=runs, queue=queue, jobs={"total": len(jobs), "paused": sum(not j.enabled for j in jobs),
                                                  "scheduled": sum(j.schedule is not None for j in jobs)})

@@ -11,6 +11,7 @@ from flask import Response
 from lexyjobs import queries, store
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import InvalidDefinition, definition_from_job
+from lexyjobs.finished_hours import FinishedHours
 from lexyjobs.health import jobs_health
 from lexyjobs.panel import bp
 from lexyjobs.panel.charts import Chart, bucket_keys, throughput_chart
@@ -33,10 +34,10 @@ def dashboard() -> str | Response:
         if unchanged(stamp):
             return no_change()
         counts = queries.status_counts(session)
-        queue = queries.queue_stats(session, now=now, postgres=lexy.db.is_postgres)
+        queue = queries.queue_stats(session, now=now, postgres=lexy.db.is_postgres, hours=lexy.finished_hours)
         failures = queries.search_runs(session, RunFilter(statuses=("failed",)), limit=RECENT_FAILURES)
         jobs = store.list_jobs(session)
-        charts = {name: _chart(session, now, hourly=hourly, postgres=lexy.db.is_postgres)
+        charts = {name: _chart(session, now, hourly=hourly, postgres=lexy.db.is_postgres, hours=lexy.finished_hours)
                   for name, hourly in (("24 hours", True), ("7 days", False))}
     health: Counter[str] = Counter(h.state for h in jobs_health(lexy.db, now).values())
     return render("lexyjobs/dashboard.html", "lexyjobs/_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
@@ -45,10 +46,11 @@ def dashboard() -> str | Response:
                   titles={job.name: job.title for job in jobs})
 
 
-def _chart(session: Any, now: datetime, *, hourly: bool, postgres: bool) -> Chart:
+def _chart(session: Any, now: datetime, *, hourly: bool, postgres: bool, hours: FinishedHours) -> Chart:
     keys = bucket_keys(now, hourly=hourly)
     since = datetime.fromisoformat(keys[0][0] + ("" if not hourly else ":00")).replace(tzinfo=timezone.utc)
-    return throughput_chart(queries.throughput(session, since=since, hourly=hourly, postgres=postgres), keys)
+    return throughput_chart(queries.throughput(session, since=since, hourly=hourly, postgres=postgres, hours=hours,
+                                               now=now), keys)
 
 
 def _one_click(jobs: list[Any]) -> set[str]:

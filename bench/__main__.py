@@ -233,9 +233,14 @@ def report(r: dict[str, Any], *, quick: bool, took: float, pg_url: str, raw_name
             lines.append(f"| {name} | {store} | 1 | {spread(figures.get('enqueue_single'), '/s')} | "
                          f"{spread(figures.get('enqueue_batch'), '/s')} | {spread(figures.get('processing'), '/s')} |")
     lines += ["", "## Scaling: worker processes on Postgres (4 threads each)", "",
-              "Runs/s from the first run's start to the last run's end (the children's start-up excluded).", "",
-              "| processes | processing |", "|---|---|"]
-    lines += [f"| {key.split()[1].rstrip('p')} | {spread(r[key].get('start_to_finish'), '/s')} |"
+              "Runs/s from the first run's start to the last run's end (the children's start-up excluded); "
+              "from the first run done to the last, the machine's busy share (all cores) and the CPU time per run "
+              "of the worker processes and of Postgres (`bench.cpu`).", "",
+              "| processes | processing | machine busy | workers' CPU per run | Postgres' CPU per run |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {key.split()[1].rstrip('p')} | {spread(r[key].get('start_to_finish'), '/s')} | "
+              f"{spread(r[key].get('cpu_busy_pct'), '%')} | {spread(r[key].get('worker_cpu_ms'), 'ms')} | "
+              f"{spread(r[key].get('postgres_cpu_ms'), 'ms')} |"
               for key in r if key.startswith("scaling ") and "error" not in r[key]]
     lines += flow_section(r)
     lines += ["", "## Idle pickup latency (enqueue → job body starts)", "",

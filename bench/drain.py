@@ -35,10 +35,13 @@ from typing import Any
 
 from sqlalchemy import create_engine, func, select, text
 
+from bench.cpu import Usage
+
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "bench-noop"
 BATCH = 500
 SINGLE = 500  # runs enqueued one call each (at most a third of --runs)
+RATES = ("enqueue_single", "enqueue_batch", "processing", "start_to_finish")  # runs/s figures
 
 
 def noop(ctx: Any) -> None:
@@ -64,6 +67,11 @@ class Figures:
     span_s: float
     warnings: int = 0
     enqueue_single_per_s: float = 0.0  # one runs.enqueue call per run (the first SINGLE runs)
+    # from the first run done to the last (bench.cpu; None off Linux): the machine's busy share
+    # and the CPU milliseconds per run of the workers and of the Postgres server processes
+    cpu_busy_pct: float | None = None
+    worker_cpu_ms: float | None = None
+    postgres_cpu_ms: float | None = None
 
     def drain_per_s(self, runs: int) -> float:
         return runs / self.wall_s
@@ -160,14 +168,18 @@ def _round(url: str, counter: _Counter, *, runs_count: int, threads: int, proces
             children = [subprocess.Popen([sys.executable, "-m", "lexyjobs", "worker", "--threads", str(threads)],
                                          cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL) for _ in range(processes)]
-        deadline = started + 600
-        while succeeded() < runs_count:
+        deadline, usage, done = started + 600, None, 0
+        while (done := succeeded()) < runs_count:
             if time.perf_counter() > deadline:
                 raise SystemExit("the queue did not drain within 10 minutes")
             if any(child.poll() is not None for child in children):
                 raise SystemExit("a worker process exited early")
+            if usage is None and done:  # the workers are up: their start-up is not counted
+                usage, counted_from = Usage([os.getpid()] if worker else [c.pid for c in children]).start(), done
             time.sleep(0.05)  # coarse: polling competes with the workers for the CPU and the database
         wall_s = time.perf_counter() - started
+        if usage is not None:
+            usage.stop()
     finally:
         if worker is not None:
             worker.stop(grace=0)
@@ -184,8 +196,13 @@ def _round(url: str, counter: _Counter, *, runs_count: int, threads: int, proces
         first_start, last_end = session.execute(select(func.min(Run.started_at), func.max(Run.finished_at))).one()
     assert first_start is not None and last_end is not None
     lj.db.dispose()
-    return Figures((runs_count - single) / enqueue_s, wall_s, (last_end - first_start).total_seconds(), counter.count,
-                   single / single_s if single else 0.0)
+    figures = Figures((runs_count - single) / enqueue_s, wall_s, (last_end - first_start).total_seconds(),
+                      counter.count, single / single_s if single else 0.0)
+    if usage is not None and usage.busy_pct is not None and runs_count > counted_from:
+        per_run = 1000 / (runs_count - counted_from)
+        figures.cpu_busy_pct, figures.worker_cpu_ms = usage.busy_pct, (usage.seconds or 0.0) * per_run
+        figures.postgres_cpu_ms = (usage.postgres_seconds or 0.0) * per_run if "postgresql" in url else None
+    return figures
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -206,12 +223,24 @@ def measure(db: str, *, runs_count: int, threads: int, processes: int, repeat: i
             f"{figures.enqueue_per_s:6.0f} batched | drain {figures.wall_s:6.2f} s wall "
             f"= {figures.drain_per_s(runs_count):6.0f} runs/s | first start to last finish {figures.span_s:6.2f} s "
             f"= {runs_count / figures.span_s:6.0f} runs/s"
-            + (f" | {figures.warnings} worker warnings" if figures.warnings else ""))
+            + (f" | {figures.warnings} worker warnings" if figures.warnings else "")
+            + (f" | CPU {figures.cpu_busy_pct:.0f} % busy, workers {figures.worker_cpu_ms:.2f} ms per run"
+               if figures.cpu_busy_pct is not None and figures.worker_cpu_ms is not None else "")
+            + (f", Postgres {figures.postgres_cpu_ms:.2f} ms" if figures.postgres_cpu_ms is not None else ""))
     summary = {"enqueue_single": spread([f.enqueue_single_per_s for f in results]),
                "enqueue_batch": spread([f.enqueue_per_s for f in results]),
                "processing": spread([f.drain_per_s(runs_count) for f in results]),
                "start_to_finish": spread([runs_count / f.span_s for f in results])}
-    out("median: " + ", ".join(f"{name} {figures['median']:.0f} runs/s" for name, figures in summary.items()))
+    for name in ("cpu_busy_pct", "worker_cpu_ms", "postgres_cpu_ms"):
+        values = [v for f in results if (v := getattr(f, name)) is not None]
+        if values:
+            summary[name] = spread(values)
+    out("median: " + ", ".join(f"{name} {figures['median']:.0f} runs/s" for name, figures in summary.items()
+                               if name in RATES))
+    if "cpu_busy_pct" in summary:
+        out(f"CPU while draining: {summary['cpu_busy_pct']['median']:.0f} % of the machine busy, workers "
+            f"{summary['worker_cpu_ms']['median']:.2f} ms per run"
+            + (f", Postgres {summary['postgres_cpu_ms']['median']:.2f} ms" if "postgres_cpu_ms" in summary else ""))
     return summary
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from bench import drain, lateness
+from bench import cpu, drain, lateness
 
 PG_URL = os.environ.get("LEXYJOBS_TEST_POSTGRES_URL")
 
@@ -19,9 +20,21 @@ def test_the_drain_bench_enqueues_and_drains_and_reports_every_figure(db: str, t
     out = tmp_path / "drain.json"
     summary = drain.main(["--db", db, "--runs", "30", "--threads", "2", "--repeat", "2", "--json", str(out)])
     assert json.loads(out.read_text()) == summary
-    assert set(summary) == {"enqueue_single", "enqueue_batch", "processing", "start_to_finish"}
-    for figures in summary.values():
-        assert 0 < figures["min"] <= figures["median"] <= figures["max"]
+    assert set(drain.RATES) <= set(summary) <= {*drain.RATES, "cpu_busy_pct", "worker_cpu_ms", "postgres_cpu_ms"}
+    for name in drain.RATES:
+        assert 0 < summary[name]["min"] <= summary[name]["median"] <= summary[name]["max"]
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="bench.cpu reads Linux's /proc")
+def test_cpu_usage_counts_a_busy_process_and_the_machine() -> None:
+    usage = cpu.Usage([os.getpid()]).start()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # burn 0.3 s of CPU in this process
+        pass
+    usage.stop()
+    assert usage.seconds is not None and 0.25 <= usage.seconds <= 1.0
+    assert usage.busy_pct is not None and 0 < usage.busy_pct <= 100
+    assert usage.postgres_seconds is not None and usage.postgres_seconds >= 0
 
 
 def test_the_drain_bench_drives_worker_processes(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from lexyjobs.config import Settings
 from lexyjobs.context import LOST, ChildError, JobFailed, RunCanceled, RunContext
 from lexyjobs.db import Database
 from lexyjobs.errors import LexyjobsError
-from lexyjobs.kinds import kinds
+from lexyjobs.kinds import kind
 from lexyjobs.masking import Redactor
 from lexyjobs.outcomes import Active, Outcome, json_details, stopped_outcome, success_of
 from lexyjobs.registry import JobCatalog
@@ -139,13 +139,14 @@ class Executor:
     def _execute(self, active: Active) -> Outcome:
         """Run the job; the only place that catches every exception a job can raise."""
         claim, ctx = active.claim, active.ctx
-        if active.definition is None:
-            return Outcome(active, RunStatus.FAILED, error=active.problem, retryable=False)
+        runner = kind(active.definition.kind) if active.definition is not None else None
+        if active.definition is None or runner is None:
+            return Outcome(active, RunStatus.FAILED, error=active.problem or "unknown job kind", retryable=False)
         log.info("run %s (%s) started, attempt %d/%d", claim.id, claim.job_name, claim.attempt, claim.max_attempts,
                  extra={"run_id": claim.id, "job": claim.job_name, "attempt": claim.attempt,
                         "max_attempts": claim.max_attempts, "from_status": "queued", "status": "running"})
         try:
-            result = kinds()[active.definition.kind].run(ctx, active.definition.config)
+            result = runner.run(ctx, active.definition.config)
             return stopped_outcome(active) or success_of(active, result)
         except RunCanceled as exc:
             return stopped_outcome(active) or Outcome(active, RunStatus.CANCELED, error=str(exc))

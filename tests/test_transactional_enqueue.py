@@ -15,6 +15,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scop
 
 import lexyjobs
 from conftest import PYTHON, ROOT, subprocess_env, wait_for
+from lexyjobs import runs
+from lexyjobs.db import utcnow
 from lexyjobs.runtime import Runtime
 
 
@@ -195,3 +197,17 @@ def test_host_rows_and_runs_share_one_transaction_count(lj, make_job, host_engin
         assert conn.scalar(select(func.count()).select_from(Order)) == 5
         assert conn.scalar(text("SELECT count(*) FROM runs")) == 5
     assert run_count(lj) == 5
+
+
+def test_lexyjobs_own_enqueues_wake_once_each_and_a_rolled_back_one_not_at_all(lj, make_job, wakes) -> None:
+    make_job("woken", max_concurrency=0)
+    runs.enqueue(lj.db, "woken")
+    runs.enqueue_many(lj.db, [runs.RunRequest("woken"), runs.RunRequest("woken")])
+    assert len(wakes) == 2
+    with pytest.raises(RuntimeError), lj.db.write() as session:
+        runs.insert_requests(session, [runs.RunRequest("woken")], now=utcnow())
+        lj.db.enqueued(session)
+        raise RuntimeError("the caller failed after enqueueing")
+    with lj.db.write() as session:  # a later write that enqueues nothing wakes nobody either
+        session.execute(select(1))
+    assert len(wakes) == 2 and run_count(lj) == 3

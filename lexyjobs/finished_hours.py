@@ -8,10 +8,11 @@ million runs a month) read again each time the page loads.
 An hour that ended more than ``SETTLE`` ago gains no more runs: ``finished_at`` is the writer's
 clock at the finish, and ``SETTLE`` covers clocks a little apart and a transaction slow to commit.
 It loses runs only to retention (``lexyjobs.retention``), which deletes each outcome's oldest runs
-first: while a run of that outcome older than the hour remains, none of the hour's were deleted.
-So each process counts a closed hour once and keeps it (``FinishedHours``); a request then reads
-only the hours still open, the part of an hour its window starts in, and the oldest finish of
-each outcome (one index seek each)."""
+first: while a run of that outcome older than the hour remains, none of the hour's were deleted;
+and when a job is deleted with its runs, which changes the jobs' stamp (``store.jobs_stamp``:
+then every hour is counted again). So each process counts a closed hour once and keeps it
+(``FinishedHours``); a request then reads only the hours still open, the part of an hour its
+window starts in, the oldest finish of each outcome (one index seek each) and the jobs' stamp."""
 from __future__ import annotations
 
 import functools
@@ -23,6 +24,7 @@ from typing import Any, Iterable
 from sqlalchemy import Float, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
+from lexyjobs import store
 from lexyjobs.models import Run
 from lexyjobs.states import TERMINAL
 
@@ -70,6 +72,7 @@ class FinishedHours:
     def __init__(self, *, settle: timedelta = SETTLE, keep: timedelta = KEEP) -> None:
         self.settle, self.keep = settle, keep
         self._closed: Hours = {}
+        self._jobs: tuple[Any, ...] | None = None  # the jobs' stamp the hours were counted under
         self._lock = threading.Lock()
 
     def since(self, session: Session, since: datetime, *, now: datetime, postgres: bool) -> Hours:
@@ -83,9 +86,11 @@ class FinishedHours:
         if since > start:  # the window starts inside a closed hour: that part is counted now
             found = _grouped(session, since, start + HOUR, postgres)
             start += HOUR
-        oldest = _oldest_finishes(session)
+        oldest, jobs = _oldest_finishes(session), store.jobs_stamp(session)
         missing: list[datetime] = []
         with self._lock:
+            if jobs != self._jobs:  # a job deleted (with its runs), or any other change to the jobs
+                self._closed, self._jobs = {}, jobs
             for hour in _hours(start, open_from):
                 kept = self._closed.get(hour)
                 if kept is None or not _intact(kept, hour, oldest):

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from lexyjobs import run_counts
+from lexyjobs import run_counts, store
 from lexyjobs.finished_hours import FinishedHours, Tally, add_up
 from lexyjobs.models import Job, Run, RunEvent, RunLog
 from lexyjobs.states import RunStatus
@@ -133,8 +133,7 @@ def activity_stamp(session: Session) -> str:
     running = session.execute(select(
         func.count(), func.sum(func.coalesce(Run.progress, 0)), func.sum(func.length(func.coalesce(Run.progress_message, ""))),
         func.sum(case((Run.cancel_requested, 1), else_=0))).where(Run.status == "running")).one()
-    jobs = session.execute(select(func.count(), func.max(Job.updated_at), func.sum(Job.version))).one()
-    return _stamp(newest_run, newest_event, *running, *jobs)
+    return _stamp(newest_run, newest_event, *running, *store.jobs_stamp(session))
 
 
 def run_stamp(session: Session, run_id: int) -> str:

@@ -6,6 +6,7 @@ through ``lexyjobs.states``; this module never writes ``runs.status`` itself."""
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence, cast
@@ -191,13 +192,29 @@ def status_is(status: RunStatus) -> Any:
 # ---------------------------------------------------------------- pipelines
 
 
+def jobs_stamp(session: Session) -> tuple[Any, ...]:
+    """Changes whenever a job is created, changed (its ``version``), paused, archived or deleted:
+    (count, sum of versions, latest ``updated_at``), one pass over the jobs' rows."""
+    return tuple(prepared.run(session, _JOBS_STAMP, {})[0])
+
+
+_JOBS_STAMP = select(func.count(), func.sum(JOBS.c.version), func.max(JOBS.c.updated_at))
+
+
 def active_jobs(session: Session) -> dict[str, Any]:
     """The jobs that are not archived, as (name, source, spec) rows by name: all an enqueue needs
-    (the definitions, and which jobs have downstreams), in one light read."""
-    return {row.name: row for row in prepared.run(session, _ACTIVE_JOBS, {})}
+    (the definitions, and which jobs have downstreams). Kept per database while ``jobs_stamp``
+    stays the same: read and parsed on every enqueue, a hundred jobs' specs cost more than the
+    rest of it. The rows are shared: not to be changed."""
+    stamp, engine = jobs_stamp(session), session.get_bind()
+    kept = _ACTIVE.get(engine)
+    if kept is None or kept[0] != stamp:
+        kept = _ACTIVE[engine] = (stamp, {row.name: row for row in prepared.run(session, _ACTIVE_JOBS, {})})
+    return kept[1]
 
 
 _ACTIVE_JOBS = select(JOBS.c.name, JOBS.c.source, JOBS.c.spec).where(JOBS.c.archived.is_(False))
+_ACTIVE: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
 def job_dependencies(session: Session) -> dict[str, tuple[str, ...]]:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from conftest import drive_run
-from lexyjobs import runs
+from lexyjobs import runs, store
 from lexyjobs.db import Database
 from lexyjobs.finished_hours import FinishedHours, Tally, add_up
 from lexyjobs.retention import Policy, prune
@@ -104,3 +104,15 @@ def test_hours_older_than_it_keeps_are_forgotten(db: Database, make_job: Callabl
     memory = FinishedHours(keep=timedelta(hours=24))
     assert tallies(db, memory, T - 40 * HOUR, T) == {T - 30 * HOUR: {"succeeded": 1}, T - 20 * HOUR: {"succeeded": 1}}
     assert min(memory._closed) >= T - 24 * HOUR
+
+
+def test_a_deleted_job_takes_its_runs_out_of_the_remembered_hours(db: Database, make_job: Callable[..., str]) -> None:
+    kept, gone = make_job("kept", max_concurrency=0), make_job("gone", max_concurrency=0)
+    for job in (kept, gone, gone):
+        finished(db, job, T - 3 * HOUR + timedelta(minutes=30))
+    finished(db, kept, T - 5 * HOUR)
+    memory = FinishedHours()
+    assert tallies(db, memory, T - 4 * HOUR, T) == {T - 3 * HOUR: {"succeeded": 3}}
+    with db.write() as session:
+        assert store.delete_job(session, gone)  # its runs go with it (by cascade)
+    assert tallies(db, memory, T - 4 * HOUR, T) == {T - 3 * HOUR: {"succeeded": 1}}

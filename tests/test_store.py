@@ -566,3 +566,26 @@ def test_a_job_removed_from_its_file_is_archived_and_cannot_be_enqueued(db: Data
     registry.sync_jobs(db, jobs_file=str(jobs_file), archive_missing=True)
     assert _job_state(db) == (3, True, False, "Nightly")
     assert runs.enqueue(db, "nightly") > kept
+
+
+def test_an_enqueue_sees_the_jobs_as_another_process_changed_them(db: Database, make_job: MakeJob) -> None:
+    """The jobs an enqueue reads are kept while the jobs' stamp stands; a change made through
+    another connection pool (another process) is seen by the next enqueue."""
+    make_job("changing", max_concurrency=0)
+    make_job("doomed", max_concurrency=0)
+    runs.enqueue(db, "changing")
+    runs.enqueue(db, "doomed")
+    other = Database(db.url)
+    try:
+        registry.update_job(other, "changing", {"kind": "python", "func": "jobfuncs:noop", "max_concurrency": 0,
+                                                "params": {"day": {"type": "string", "required": True}}})
+        registry.delete_job(other, "doomed")
+        registry.create_job(other, "newcomer", {"kind": "python", "func": "jobfuncs:noop"})
+    finally:
+        other.dispose()
+    with pytest.raises(InvalidParams):
+        runs.enqueue(db, "changing")  # its new required param
+    assert runs.get_run(db, runs.enqueue(db, "changing", {"day": "2030-01-01"})).params == {"day": "2030-01-01"}
+    with pytest.raises(JobNotFound):
+        runs.enqueue(db, "doomed")
+    assert runs.enqueue(db, "newcomer") > 0

@@ -15,7 +15,7 @@ from typing import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from lexyjobs import kinds, pipelines, store, workers
+from lexyjobs import pipelines, store, workers
 from lexyjobs.config import Settings
 from lexyjobs.context import SHUTDOWN
 from lexyjobs.db import Database, utcnow
@@ -60,9 +60,6 @@ class Worker:
     def start(self) -> None:
         """Register in the workers registry, rescue stale runs, then start the threads. Returns at once."""
         self.db.on_enqueue(self.wake)
-        # Every kind's module now, not in a first run: its import (~90 ms) would delay that run
-        # and count in the pace the dispatcher claims ahead by (``Dispatcher._ahead``).
-        kinds.kinds()
         self.membership.register()
         self.monitor.rescue()
         loops: list[tuple[str, Callable[[], None]]] = [("dispatcher", self.dispatcher.loop),

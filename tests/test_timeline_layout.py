@@ -96,6 +96,10 @@ def test_the_count_of_runs_not_drawn_goes_left_of_the_oldest_bar_when_there_is_r
     assert roomy.more == 5 and roomy.more_x == round(x(-30) - 6, 2)
     cramped = L.lay_row(L.RowInput("etl", "", "General", "manual", [span(1, -58, -58, -57)], more=5), FRAME, 0)
     assert cramped.more == 5 and cramped.more_x is None  # the label column says it instead
+    assert roomy.more_text == "5"
+    counted_up_to = L.lay_row(L.RowInput("etl", "", "General", "manual", [span(1, -30, -30, -29)], more=1000,
+                                         more_capped=True), FRAME, 0)
+    assert counted_up_to.more_text == "1,000+"
     assert L.lay_row(L.RowInput("etl", "", "General", "manual", [span(1, -30, -30, -29)]), FRAME, 0).more_x is None
 
 

@@ -14,6 +14,7 @@ from lexyjobs import runs
 from lexyjobs.db import Database, utcnow
 from lexyjobs.runs import RunRequest
 from lexyjobs.states import RunStatus
+from lexyjobs.timeline import runs as timeline_runs
 from lexyjobs.timeline.runs import window_runs
 
 MakeJob = Callable[..., str]
@@ -127,3 +128,21 @@ def test_many_jobs_are_read_in_batches(db: Database, make_job: MakeJob, monkeypa
     assert {name: ids_of(found, name) for name in names} == {name: [run_id] for name, run_id in made.items()}
     with db.read() as session:
         assert session.execute(text("SELECT count(*) FROM runs")).scalar() == 5
+
+
+def test_the_runs_left_out_are_counted_up_to_a_cap(db: Database, history: dict[str, Any],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond MORE_CAP the count stops: the row says "+N+ more" (a busy week read a quarter of a
+    million index entries to say it exactly)."""
+    monkeypatch.setattr(timeline_runs, "MORE_CAP", 1)
+    with db.read() as session:
+        found = window_runs(session, ["a", "c"], start=history["start"], end=history["now"], per_job=4)
+    assert found["a"].more == 1 and found["a"].more_capped  # 2 more, counted up to 1
+    monkeypatch.setattr(timeline_runs, "MORE_CAP", 2)
+    with db.read() as session:
+        found = window_runs(session, ["a", "c"], start=history["start"], end=history["now"], per_job=4)
+    assert found["a"].more == 2 and found["a"].more_capped
+    monkeypatch.setattr(timeline_runs, "MORE_CAP", 3)
+    with db.read() as session:
+        found = window_runs(session, ["a", "c"], start=history["start"], end=history["now"], per_job=4)
+    assert found["a"].more == 2 and not found["a"].more_capped and found["c"].more == 0

@@ -74,7 +74,7 @@ def _row(job: Job, runs: JobRuns, frame: Frame) -> RowInput:
     words, _ = schedule_summary(definition, job, frame.now)
     caption = "paused" if not job.enabled else ("invalid definition" if definition is None else words)
     upcoming = fires.upcoming(definition, job.enabled, frame.now, frame.end, TICK_CAP)
-    return RowInput(job.name, job.title, job.category, caption, runs.spans, runs.more, upcoming)
+    return RowInput(job.name, job.title, job.category, caption, runs.spans, runs.more, upcoming, runs.more_capped)
 
 
 def _links(frame: Frame) -> dict[str, Any]:

@@ -104,6 +104,7 @@ class RowInput:
     spans: Sequence[Span] = ()
     more: int = 0                # runs in the window that the query left out
     fires: Sequence[datetime] = ()
+    more_capped: bool = False    # ``more`` is a lower bound (the count stopped there)
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per bar
@@ -141,6 +142,12 @@ class Row:
     bars: list[Bar] = field(default_factory=list)
     ticks: list[Tick] = field(default_factory=list)
     more_x: float | None = None  # where "+N more" ends, left of the oldest bar (None: no room, the label says it)
+    more_capped: bool = False
+
+    @property
+    def more_text(self) -> str:
+        """``1,234``, or ``1,000+`` when the count stopped there."""
+        return f"{self.more:,}{'+' if self.more_capped else ''}"
 
 
 @dataclass(frozen=True)
@@ -194,7 +201,8 @@ def lay_row(item: RowInput, frame: Frame, y: float, *, cap: int = CAP) -> Row:
     lanes = assign_lanes([(s.due, _end(s, now)) for s in shown])
     used = max(lanes, default=0) + 1
     height = max(ROW_MIN, used * LANE_HEIGHT + 2 * ROW_PAD)
-    row = Row(item.job, _shorten(item.job), item.title, _shorten(item.caption, CAPTION_CHARS), y, height, used, more)
+    row = Row(item.job, _shorten(item.job), item.title, _shorten(item.caption, CAPTION_CHARS), y, height, used, more,
+              more_capped=item.more_capped)
     first = y + (height - used * LANE_HEIGHT) / 2 + (LANE_HEIGHT - BAR_HEIGHT) / 2  # the lanes, centred
     for span, lane in zip(shown, lanes):
         row.bars.append(bar(span, frame, round(first + lane * LANE_HEIGHT, 2)))

@@ -3,7 +3,8 @@
 A window of a week over a million runs holds a quarter of them, so nothing here reads every run
 in the window: per job it takes the newest ``per_job`` runs created in the window (one index
 range on ``ix_runs_job_created`` each, in UNION ALL batches) and, for the jobs that have more, a
-count of the rest from the same index. Runs created before the window still show when they end
+count of the rest from the same index, up to ``MORE_CAP`` (beyond, the row says "+1,000+ more":
+counting a busy week exactly read ~250,000 index entries, most of the page's SQL). Runs created before the window still show when they end
 inside it or have not ended: the finished ones of the jobs not already full (``ix_runs_job_outcome``,
 a short range per job and status) and the queued or running ones (``ix_runs_status_id``, bounded
 by the first id created in the window: ids grow with creation).
@@ -27,6 +28,7 @@ BATCH = 200  # jobs per UNION ALL (SQLite allows 500 terms in one compound SELEC
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 FINISHED = tuple(sorted(s.value for s in TERMINAL))
 OLD_ACTIVE_LIMIT = 500  # queued/running runs created before the window (a stuck backlog stays cheap)
+MORE_CAP = 1000  # the window's runs left out of a row are counted up to this many
 _JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
 
 
@@ -54,10 +56,15 @@ class Span:
 
 @dataclass
 class JobRuns:
-    """A row's runs: ``spans`` (newest first) and how many more the window holds."""
+    """A row's runs: ``spans`` (newest first) and how many more the window holds (at least, when
+    ``more`` reached ``MORE_CAP``)."""
 
     spans: list[Span] = field(default_factory=list)
     more: int = 0
+
+    @property
+    def more_capped(self) -> bool:
+        return self.more >= MORE_CAP
 
 
 def window_runs(session: Session, names: Sequence[str], *, start: datetime, end: datetime,
@@ -80,9 +87,7 @@ def window_runs(session: Session, names: Sequence[str], *, start: datetime, end:
         found[name].spans.sort(key=lambda s: (s.created, s.id), reverse=True)
         del found[name].spans[per_job:]
     if full:
-        counted = session.execute(select(Run.job_name, func.count()).where(
-            Run.job_name.in_(full), Run.created_at >= start, Run.created_at <= end).group_by(Run.job_name))
-        for name, count in counted:
+        for name, count in _counts(session, full, {**window, "limit": per_job + MORE_CAP}, postgres):
             found[name].more = max(0, count - len(found[name].spans))
     left = set(full)
     open_jobs = [name for name in names if name not in left]
@@ -91,6 +96,18 @@ def window_runs(session: Session, names: Sequence[str], *, start: datetime, end:
     _add(found, seen, (row for row in session.execute(_still_active(session, start, postgres)) if row[1] in found))
     for runs in found.values():
         runs.spans.sort(key=lambda s: (s.created, s.id), reverse=True)
+    return found
+
+
+def _counts(session: Session, names: list[str], window: dict[str, Any], postgres: bool) -> list[Any]:
+    """(job, runs created in the window, at most ``:limit``) for each of ``names``."""
+    if postgres:
+        return list(session.execute(_COUNTS_POSTGRES, {**window, "names": names}))
+    found: list[Any] = []
+    for first in range(0, len(names), BATCH):
+        batch = names[first:first + BATCH]
+        found += session.execute(_count_statement(len(batch)),
+                                 {**window, **{f"job_{i}": name for i, name in enumerate(batch)}}).all()
     return found
 
 
@@ -135,6 +152,26 @@ def _newest_statement(count: int) -> Any:
                                                Run.created_at <= end)
              .order_by(Run.created_at.desc()).limit(limit).subquery() for i in range(count)]
     selects = [select(*part.c) for part in parts]
+    return selects[0] if count == 1 else union_all(*selects)
+
+
+# Postgres: per job of :names, its runs created in [:start, :end], counted up to :limit
+_COUNTS_POSTGRES = text("""
+SELECT j.name, (SELECT count(*) FROM (SELECT 1 FROM runs WHERE runs.job_name = j.name AND runs.created_at >= :start
+                                      AND runs.created_at <= :end LIMIT :limit) AS r)
+FROM unnest(CAST(:names AS varchar[])) AS j(name)""")
+
+
+@functools.lru_cache(maxsize=16)
+def _count_statement(count: int) -> Any:
+    """SQLite: for ``count`` jobs ``:job_0``…, (job, its runs created in [:start, :end] counted
+    up to ``:limit``), one short index range each."""
+    start, end = bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime())
+    parts = [select(Run.id).where(Run.job_name == bindparam(f"job_{i}"), Run.created_at >= start,
+                                  Run.created_at <= end).limit(bindparam("limit", type_=Integer())).subquery()
+             for i in range(count)]
+    selects = [select(bindparam(f"job_{i}", type_=Run.job_name.type), func.count()).select_from(part)
+               for i, part in enumerate(parts)]
     return selects[0] if count == 1 else union_all(*selects)
 
 

@@ -17,9 +17,9 @@ def rows_markup(rows: Sequence[Row], run_url: str, more_url: Callable[[str], str
     out: list[str] = []
     for row in rows:
         if row.more_x is not None:
-            out.append(f'<a href="{escape(more_url(row.job))}" class="tl-more-link"><title>{row.more:,} more runs of '
+            out.append(f'<a href="{escape(more_url(row.job))}" class="tl-more-link"><title>{row.more_text} more runs of '
                        f'{escape(row.job)} in the window: the runs list</title><text class="tl-more" x="{row.more_x}" '
-                       f'y="{row.y + row.height / 2 + 4:.1f}">+{row.more:,} more</text></a>')
+                       f'y="{row.y + row.height / 2 + 4:.1f}">+{row.more_text} more</text></a>')
         for tick in row.ticks:
             line = (f'<title>{escape(tick.title)}</title><line class="tl-fire" x1="{tick.x}" x2="{tick.x}" '
                     f'y1="{tick.y}" y2="{tick.y + tick.height}"/>')

@@ -99,13 +99,15 @@ class FinishedHours:
                     found[hour] = kept
         for first, end in _stretches(missing):
             counted = _grouped(session, first, end, postgres)
-            self._remember({hour: counted.get(hour, {}) for hour in _hours(first, end)}, now)
+            self._remember({hour: counted.get(hour, {}) for hour in _hours(first, end)}, now, jobs)
             found.update(counted)
         found.update(_grouped(session, open_from, None, postgres))
         return found
 
-    def _remember(self, hours: Hours, now: datetime) -> None:
+    def _remember(self, hours: Hours, now: datetime, jobs: tuple[Any, ...]) -> None:
         with self._lock:
+            if jobs != self._jobs:  # counted under jobs another request has since seen change
+                return
             self._closed.update(hours)
             horizon = now - self.keep
             for hour in [h for h in self._closed if h < horizon]:

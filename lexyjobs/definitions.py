@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import date, datetime, time
+from functools import cached_property
 from typing import Any, Mapping, Protocol
 
 from lexyjobs.alerts.rules import JOB_FIELD_HELP as ALERTS_HELP

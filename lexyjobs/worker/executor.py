@@ -70,8 +70,10 @@ class Executor:
             active = self._work.get()
             if active is None:
                 return
-            if active.definition is not None:  # its kind's module is imported on first use (a server
-                kind(active.definition.kind)    # imports none it does not run): not inside the run's time
+            # A kind's module is imported on its first run (a server imports none it does not
+            # run): here, so the import is not inside that run's time.
+            if active.definition is not None:
+                kind(active.definition.kind)
             if not self._begin(active):  # stopped while it waited
                 if active.finished:  # canceled: cancel_local recorded it
                     continue

@@ -27,6 +27,7 @@ PRIVATE_MODE = 0o600
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 NOTIFY_CHANNEL = "lexyjobs_runs"
 _HOOKED = "lexyjobs_hooked"  # Session.info: the session calls the enqueue listeners after it commits
+NOTIFIED = "lexyjobs_notified"  # Session.info: a statement of its transaction sent the NOTIFY already
 
 
 def utcnow() -> datetime:
@@ -83,7 +84,8 @@ class Database:
 
     def enqueued(self, session: Session) -> None:
         """Mark ``session`` as having enqueued runs: NOTIFY other processes and wake local workers."""
-        if self.is_postgres:  # the payload names the schema: instances sharing a database hear only theirs
+        # The payload names the schema: instances sharing a database hear only theirs.
+        if self.is_postgres and not session.info.get(NOTIFIED):
             session.execute(text("SELECT pg_notify(:channel, current_schema())"), {"channel": NOTIFY_CHANNEL})
         session.info["lexyjobs_wake"] = True
         if not session.info.get(_HOOKED):  # a host's session (lexyjobs.enqueueing), once: it may live long
@@ -92,6 +94,7 @@ class Database:
             event.listen(session, "after_rollback", self._forget_enqueue)
 
     def _fire_enqueue_listeners(self, session: Session) -> None:
+        session.info.pop(NOTIFIED, None)  # that transaction is over
         if session.info.pop("lexyjobs_wake", None):
             for listener in self._enqueue_listeners:
                 listener()
@@ -101,6 +104,7 @@ class Database:
         """Rolled back: the runs are gone, and a later commit of the same session (a host
         application's, see ``lexyjobs.enqueueing``) must not wake workers for them."""
         session.info.pop("lexyjobs_wake", None)
+        session.info.pop(NOTIFIED, None)
 
     def psycopg_conninfo(self) -> str:
         """The URL in the form psycopg.connect() takes (for the LISTEN connection)."""

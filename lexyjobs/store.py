@@ -18,6 +18,7 @@ from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
 from lexyjobs import prepared, run_counts
+from lexyjobs.db import NOTIFIED, NOTIFY_CHANNEL
 from lexyjobs.flow.spec import RateLimit, parse_rate
 from lexyjobs.models import Job, NamedLimit, Run, RunEvent, RunLog
 from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
@@ -155,8 +156,11 @@ def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     if unused:  # left to the column defaults: fewer parameters (an INSERT of 3,000 runs took 20 % longer)
         rows = [{k: v for k, v in row.items() if k not in unused} for row in rows]
     if len(rows) == 1:  # one call per run: a prepared statement (``lexyjobs.prepared``) for its columns
-        row = {**_SCALAR_DEFAULTS, **rows[0]}
-        ids = [prepared.run(session, _insert_one(tuple(sorted(row))), {f"r_{k}": v for k, v in row.items()})[0].id]
+        row, postgres = {**_SCALAR_DEFAULTS, **rows[0]}, prepared.dialect_of(session).name == "postgresql"
+        ids = [prepared.run(session, _insert_one(tuple(sorted(row)), postgres),
+                            {f"r_{k}": v for k, v in row.items()})[0].id]
+        if postgres:  # its NOTIFY went with it: Database.enqueued need not send one (a round trip)
+            session.info[NOTIFIED] = True
     else:
         statement = insert(RUNS).returning(RUNS.c.id, sort_by_parameter_order=True)  # Core: no ORM bulk machinery
         ids = [row[0] for row in session.execute(statement, list(rows))]
@@ -169,9 +173,14 @@ _SCALAR_DEFAULTS = {column.key: column.default.arg for column in RUNS.c  # type:
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_one(columns: tuple[str, ...]) -> Any:
-    """``INSERT INTO runs (columns…) VALUES (…) RETURNING id`` (the other columns' defaults included)."""
-    return insert(RUNS).values({c: bindparam(f"r_{c}", type_=RUNS.c[c].type) for c in columns}).returning(RUNS.c.id)
+def _insert_one(columns: tuple[str, ...], notify: bool) -> Any:
+    """``INSERT INTO runs (columns…) VALUES (…) RETURNING id`` (the other columns' defaults
+    included); with ``notify`` (Postgres) the NOTIFY that wakes other processes' workers too, as
+    ``Database.enqueued`` sends it (at commit)."""
+    statement = insert(RUNS).values({c: bindparam(f"r_{c}", type_=RUNS.c[c].type) for c in columns})
+    if notify:
+        return statement.returning(RUNS.c.id, func.pg_notify(NOTIFY_CHANNEL, func.current_schema()).label("notified"))
+    return statement.returning(RUNS.c.id)
 
 
 # The flow-control columns of a run (lexyjobs.flow) and their values when no rule applies.

@@ -6,10 +6,14 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+import psycopg
+import pytest
 from conftest import wait_for
+from sqlalchemy import event
 
 from lexyjobs import runs
-from lexyjobs.db import Database
+from lexyjobs.db import NOTIFY_CHANNEL, Database
+from lexyjobs.runtime import Runtime
 from lexyjobs.worker import Worker
 
 
@@ -27,3 +31,23 @@ def test_an_enqueue_from_another_connection_wakes_an_idle_worker(db: Database, d
             assert time.monotonic() - started < 2.0
     finally:
         elsewhere.dispose()
+
+
+def test_a_postgres_enqueue_notifies_once_in_its_insert(lj: Runtime, make_job: Callable[..., str]) -> None:
+    """One run: the INSERT itself sends the NOTIFY (no statement of its own, a round trip less);
+    several: one NOTIFY statement. Either way a listener hears one notification naming the schema."""
+    if not lj.db.is_postgres:
+        pytest.skip("NOTIFY is Postgres'")
+    make_job("announced", max_concurrency=0)
+    statements: list[str] = []
+    event.listen(lj.db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with psycopg.connect(lj.db.psycopg_conninfo(), autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        schema = listener.execute("SELECT current_schema()").fetchone()
+        runs.enqueue(lj.db, "announced")
+        one = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+        runs.enqueue_many(lj.db, [runs.RunRequest("announced"), runs.RunRequest("announced")])
+        many = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+    assert schema is not None and one == many == [schema[0]]
+    notifying = [s for s in statements if "pg_notify" in s]
+    assert len(notifying) == 2 and notifying[0].startswith("INSERT INTO runs")

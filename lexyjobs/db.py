@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 import urllib.parse
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PRIVATE_MODE = 0o600
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 NOTIFY_CHANNEL = "lexyjobs_runs"
-_HOOKED = "lexyjobs_hooked"  # Session.info: the session calls the enqueue listeners after it commits
+_WAKE = "lexyjobs_wake"  # Session.info: the Database (weakly) whose listeners the commit calls
 NOTIFIED = "lexyjobs_notified"  # Session.info: a statement of its transaction sent the NOTIFY already
 
 
@@ -53,12 +54,7 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_synchronous.upper(), wal=not read_only)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
-        # The enqueue hooks (``enqueued``) on every write session at once: listening per session
-        # cost ~70 µs of each one-run enqueue.
-        self._writes = sessionmaker(self.engine.execution_options(lexyjobs_immediate=True), expire_on_commit=False,
-                                    info={_HOOKED: True})
-        event.listen(self._writes, "after_commit", self._fire_enqueue_listeners)
-        event.listen(self._writes, "after_rollback", self._forget_enqueue)
+        self._writes = sessionmaker(self.engine.execution_options(lexyjobs_immediate=True), expire_on_commit=False)
         self._enqueue_listeners: list[Callable[[], None]] = []
 
     @contextmanager
@@ -83,28 +79,16 @@ class Database:
         self._enqueue_listeners.append(listener)
 
     def enqueued(self, session: Session) -> None:
-        """Mark ``session`` as having enqueued runs: NOTIFY other processes and wake local workers."""
+        """Mark ``session`` as having enqueued runs: NOTIFY other processes (unless a statement of
+        the transaction did) and, once it commits, wake local workers (``_after_commit``)."""
         # The payload names the schema: instances sharing a database hear only theirs.
         if self.is_postgres and not session.info.get(NOTIFIED):
             session.execute(text("SELECT pg_notify(:channel, current_schema())"), {"channel": NOTIFY_CHANNEL})
-        session.info["lexyjobs_wake"] = True
-        if not session.info.get(_HOOKED):  # a host's session (lexyjobs.enqueueing), once: it may live long
-            session.info[_HOOKED] = True
-            event.listen(session, "after_commit", self._fire_enqueue_listeners)
-            event.listen(session, "after_rollback", self._forget_enqueue)
+        session.info[_WAKE] = weakref.ref(self)  # weak: a Database nobody uses is collected
 
-    def _fire_enqueue_listeners(self, session: Session) -> None:
-        session.info.pop(NOTIFIED, None)  # that transaction is over
-        if session.info.pop("lexyjobs_wake", None):
-            for listener in self._enqueue_listeners:
-                listener()
-
-    @staticmethod
-    def _forget_enqueue(session: Session) -> None:
-        """Rolled back: the runs are gone, and a later commit of the same session (a host
-        application's, see ``lexyjobs.enqueueing``) must not wake workers for them."""
-        session.info.pop("lexyjobs_wake", None)
-        session.info.pop(NOTIFIED, None)
+    def fire_enqueue_listeners(self) -> None:
+        for listener in self._enqueue_listeners:
+            listener()
 
     def psycopg_conninfo(self) -> str:
         """The URL in the form psycopg.connect() takes (for the LISTEN connection)."""
@@ -112,6 +96,26 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# Every session's end, a host application's included (``lexyjobs.enqueueing``): listened to once
+# on the Session class. Listening per session cost ~70 µs of a one-run enqueue, and a listener
+# bound to a Database would keep it (and its connection pool) alive.
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    session.info.pop(NOTIFIED, None)
+    owner = session.info.pop(_WAKE, None)
+    db = owner() if owner is not None else None
+    if db is not None:
+        db.fire_enqueue_listeners()
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    """The runs are gone, and a later commit of the same session (a host application's) must
+    not wake workers for them."""
+    session.info.pop(_WAKE, None)
+    session.info.pop(NOTIFIED, None)
 
 
 def sqlite_path(url: str) -> Path | None:

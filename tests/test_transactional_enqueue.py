@@ -4,8 +4,10 @@ Connection>)`` writes the run in the host application's transaction. A plain SQL
 rollback → neither, and no wake-up. Real SQLite files, real Postgres schemas, a real worker process."""
 from __future__ import annotations
 
+import gc
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scop
 import lexyjobs
 from conftest import PYTHON, ROOT, subprocess_env, wait_for
 from lexyjobs import runs
-from lexyjobs.db import utcnow
+from lexyjobs.db import Database, utcnow
 from lexyjobs.runtime import Runtime
 
 
@@ -211,3 +213,17 @@ def test_lexyjobs_own_enqueues_wake_once_each_and_a_rolled_back_one_not_at_all(l
     with lj.db.write() as session:  # a later write that enqueues nothing wakes nobody either
         session.execute(select(1))
     assert len(wakes) == 2 and run_count(lj) == 3
+
+
+def test_a_database_nobody_holds_is_collected_with_its_connections(lj, make_job) -> None:
+    """The enqueue hooks hold their Database weakly: one bound to a class-wide event (a
+    sessionmaker's) kept every Database and its open connections alive for good."""
+    make_job("briefly", max_concurrency=0)
+    other = Database(lj.db.url)
+    runs.enqueue(other, "briefly")
+    with other.read() as session:
+        session.execute(select(1))
+    gone = weakref.ref(other)
+    del other, session
+    gc.collect()
+    assert gone() is None and run_count(lj) == 1

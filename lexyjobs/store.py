@@ -203,11 +203,13 @@ def status_is(status: RunStatus) -> Any:
 
 def jobs_stamp(session: Session) -> tuple[Any, ...]:
     """Changes whenever a job is created, changed (its ``version``), paused, archived or deleted:
-    (count, sum of versions, latest ``updated_at``), one pass over the jobs' rows."""
+    (count, archived count, sum of versions, latest ``updated_at``), one pass over the jobs' rows
+    (the archived count also catches an archive written without a new version)."""
     return tuple(prepared.run(session, _JOBS_STAMP, {})[0])
 
 
-_JOBS_STAMP = select(func.count(), func.sum(JOBS.c.version), func.max(JOBS.c.updated_at))
+_JOBS_STAMP = select(func.count(), func.sum(case((JOBS.c.archived, 1), else_=0)), func.sum(JOBS.c.version),
+                     func.max(JOBS.c.updated_at))
 
 
 def active_jobs(session: Session) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
@@ -105,3 +106,22 @@ def test_a_worker_claims_ahead_what_its_threads_start_within_a_tenth_of_a_second
     lazy = Worker(lj.db, dataclasses.replace(lj.settings, workers=4, prefetch=0), JobCatalog(lj.db))
     lazy.pool.typical_run = 0.001
     assert lazy.dispatcher._ahead() == 0
+
+
+def test_a_jobs_first_run_here_does_not_set_the_pace(lj: Any) -> None:
+    """A job's first run in a process pays its imports (its kind's module, its own): counted in
+    the pace, one slow first run kept the worker from claiming ahead for many runs after it."""
+    pool = Worker(lj.db, dataclasses.replace(lj.settings, workers=1), JobCatalog(lj.db)).pool
+
+    def finish(job: str, took: float) -> None:
+        active = SimpleNamespace(finished=False, executing=True, started=time.monotonic() - took,
+                                 claim=SimpleNamespace(job_name=job, queue="default"))
+        pool.busy, pool.busy_by_queue["default"] = pool.busy + 1, pool.busy_by_queue["default"] + 1
+        pool.release(active, SimpleNamespace())  # type: ignore[arg-type]
+
+    finish("importer", 0.5)
+    assert pool.typical_run is None
+    finish("importer", 0.002)
+    finish("other", 0.4)  # another job's first run
+    finish("importer", 0.002)
+    assert pool.typical_run is not None and pool.typical_run < 0.01

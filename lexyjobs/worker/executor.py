@@ -70,10 +70,6 @@ class Executor:
             active = self._work.get()
             if active is None:
                 return
-            # A kind's module is imported on its first run (a server imports none it does not
-            # run): here, so the import is not inside that run's time.
-            if active.definition is not None:
-                kind(active.definition.kind)
             if not self._begin(active):  # stopped while it waited
                 if active.finished:  # canceled: cancel_local recorded it
                     continue

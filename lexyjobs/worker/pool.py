@@ -33,6 +33,7 @@ class Pool:
         self.outcomes: list[Outcome] = []
         self.begins = begun.PendingBegins()  # claimed-ahead runs that began, to record as begun
         self.typical_run: float | None = None  # moving average of the seconds a run takes here
+        self.paced: set[str] = set()  # jobs whose runs count in it (all but the first run of each)
         self.wakeup = threading.Event()  # set: the dispatcher claims now instead of at the next poll
         self.stopping = threading.Event()  # set by stop(): claim nothing more
         self.closed = threading.Event()  # set once stopped: every loop ends
@@ -55,7 +56,9 @@ class Pool:
         """Hand the outcome to the dispatcher and free the slot."""
         with self.idle:
             active.finished = True
-            if active.executing:
+            if active.executing and active.claim.job_name not in self.paced:
+                self.paced.add(active.claim.job_name)  # a job's first run here pays its imports: not the pace
+            elif active.executing:
                 took = time.monotonic() - active.started
                 self.typical_run = took if self.typical_run is None else self.typical_run + 0.1 * (
                     took - self.typical_run)

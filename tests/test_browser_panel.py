@@ -333,7 +333,7 @@ def test_the_runs_list_filters_pages_and_retries_in_bulk(panel: Panel, db_url: s
 
     # The list follows by itself (the retries failed too); then retry everything matching, after a
     # confirmation that states the count.
-    expect(page.locator(".pager-position")).to_contain_text("63 runs")
+    expect(page.locator(".pager-position")).to_contain_text("63 runs", timeout=15_000)  # the next 2 s poll, under load
     page.click(".bulk-matching button:has-text('Retry all matching')")
     expect(page.locator("#runs-table.confirm-box h2")).to_have_text("Retry 63 runs matching this filter?")
     expect(page.locator(".filter-summary")).to_contain_text("job: flaky-import")

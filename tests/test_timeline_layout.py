@@ -36,6 +36,21 @@ def test_a_bar_waits_hatched_from_due_to_start_then_runs_in_its_outcome_colour()
                                       "trigger schedule"]
 
 
+def test_a_finished_runs_title_is_kept_between_polls_and_a_changed_or_running_one_is_written_again() -> None:
+    later = L.Frame.of(HOUR, NOW + timedelta(minutes=1))
+    title = L.bar(span(7, -30, -25, -10), FRAME, 0).title
+    assert L.bar(span(7, -30, -25, -10), later, 0).title is title
+    rerun = L.bar(span(7, -30, -25, -5, "failed"), later, 0).title
+    assert rerun is not title and rerun.splitlines()[0] == "etl · run 7 · failed" and "→ 11:55:00" in rerun
+    assert "→ now (5 min)" in L.bar(span(8, -10, -5, None, "running"), FRAME, 0).title
+    assert "→ now (6 min)" in L.bar(span(8, -10, -5, None, "running"), later, 0).title
+
+
+def test_titles_are_escaped_markup() -> None:
+    title = L.bar(span(9, -30, -25, -10, job="<b>etl</b>"), FRAME, 0).title
+    assert str(title).startswith("&lt;b&gt;etl&lt;/b&gt; · run 9") and title.__html__() == str(title)
+
+
 def test_queued_and_running_runs_last_until_now() -> None:
     queued = L.bar(span(1, -5, None, None, "queued"), FRAME, 0)
     assert (queued.x, queued.width, queued.wait_width) == (x(-5), round(5 * PX_PER_MIN, 2), round(5 * PX_PER_MIN, 2))

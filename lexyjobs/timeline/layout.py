@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Sequence
+from typing import Any, Sequence
+
+from markupsafe import Markup, escape
 
 from lexyjobs.panel.formatting import short_duration
 from lexyjobs.states import RunStatus
@@ -117,7 +119,7 @@ class Bar:
     y: float
     height: float
     clipped: bool      # began before the window
-    title: str
+    title: Markup      # escaped
 
 
 @dataclass(slots=True)
@@ -125,7 +127,7 @@ class Tick:
     x: float
     y: float
     height: float
-    title: str
+    title: Markup      # escaped
     run_id: int | None = None  # a queued run due later (a fire has none)
 
 
@@ -208,11 +210,12 @@ def lay_row(item: RowInput, frame: Frame, y: float, *, cap: int = CAP) -> Row:
         row.bars.append(bar(span, frame, round(first + lane * LANE_HEIGHT, 2)))
     if more and row.bars and row.bars[0].x - 6 >= MORE_ROOM:
         row.more_x = round(row.bars[0].x - 6, 2)
-    top, tall = y + ROW_PAD - 1, height - 2 * ROW_PAD + 2
-    row.ticks = [Tick(round(frame.x_of(at), 2), top, tall, f"{item.job}: scheduled fire at {_clock(at.timestamp())}")
+    top, tall, job = y + ROW_PAD - 1, height - 2 * ROW_PAD + 2, escape(item.job)  # (a clock needs no escaping)
+    row.ticks = [Tick(round(frame.x_of(at), 2), top, tall, Markup(f"{job}: scheduled fire at {_clock(at.timestamp())}"))
                  for at in item.fires[:TICK_CAP] if frame.now < at <= frame.end]
-    row.ticks += [Tick(round(frame.x(s.due), 2), top, tall, f"{item.job} · run {s.id} · queued, due at {_clock(s.due)}",
-                       s.id) for s in later[:TICK_CAP] if s.due <= frame.t_end]
+    row.ticks += [Tick(round(frame.x(s.due), 2), top, tall,
+                       Markup(f"{job} · run {s.id} · queued, due at {_clock(s.due)}"), s.id)
+                  for s in later[:TICK_CAP] if s.due <= frame.t_end]
     return row
 
 
@@ -267,7 +270,25 @@ def bar(span: Span, frame: Frame, y: float) -> Bar:
     if wait < 0.5:
         wait = 0.0  # a wait too short to see is not drawn
     return Bar(span.id, span.status, round(x0, 2), round(x1 - x0, 2), round(wait, 2), y, BAR_HEIGHT,
-               raw_x0 < 0, describe(span, now))
+               raw_x0 < 0, title(span, now))
+
+
+def title(span: Span, now: float) -> Markup:
+    """``describe``, escaped; a finished run's is kept: the chart redraws the same finished
+    runs on every poll, and their tooltips were a third of the layout's time."""
+    if span.finished is None:
+        return escape(describe(span, now))
+    key = (span.id, span.status, span.attempt, span.due, span.started, span.finished)
+    found = _TITLES.get(key)
+    if found is None:
+        if len(_TITLES) >= TITLES_KEPT:
+            _TITLES.clear()
+        found = _TITLES[key] = escape(describe(span, now))
+    return found
+
+
+TITLES_KEPT = 20_000  # a hundred rows of 24 bars, a few windows' worth
+_TITLES: dict[tuple[Any, ...], Markup] = {}
 
 
 def describe(span: Span, now: float) -> str:

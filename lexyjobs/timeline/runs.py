@@ -3,8 +3,9 @@
 A window of a week over a million runs holds a quarter of them, so nothing here reads every run
 in the window: per job it takes the newest ``per_job`` runs created in the window (one index
 range on ``ix_runs_job_created`` each, in UNION ALL batches) and, for the jobs that have more, a
-count of the rest from the same index, up to ``MORE_CAP`` (beyond, the row says "+1,000+ more":
-counting a busy week exactly read ~250,000 index entries, most of the page's SQL). Runs created
+count of the rest from the same index, up to ``MORE_CAP`` (beyond, the row says "+500+ more":
+counting a busy week exactly read ~250,000 index entries, most of the page's SQL; up to 1,000,
+~8 ms of 60 at 1M runs). Runs created
 before the window still show when they end inside it or have not ended: the finished ones of the
 jobs not already full (``ix_runs_job_outcome``, a short range per job and status) and the queued
 or running ones (``ix_runs_status_id``, bounded by the first id created in the window: ids grow
@@ -29,7 +30,7 @@ BATCH = 200  # jobs per UNION ALL (SQLite allows 500 terms in one compound SELEC
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 FINISHED = tuple(sorted(s.value for s in TERMINAL))
 OLD_ACTIVE_LIMIT = 500  # queued/running runs created before the window (a stuck backlog stays cheap)
-MORE_CAP = 1000  # the window's runs left out of a row are counted up to this many
+MORE_CAP = 500  # the window's runs left out of a row are counted up to this many
 _JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence, cast
 
-from sqlalchemy import Table, bindparam, case, delete, func, insert, literal_column, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, literal_column, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Result
@@ -21,7 +21,7 @@ from lexyjobs import prepared, run_counts
 from lexyjobs.db import NOTIFIED, NOTIFY_CHANNEL
 from lexyjobs.flow.spec import RateLimit, parse_rate
 from lexyjobs.models import Job, NamedLimit, Run, RunEvent, RunLog
-from lexyjobs.states import INCREMENT, RUNS, RunStatus, transition_many
+from lexyjobs.states import RUNS, RunStatus
 
 JOBS = cast(Table, Job.__table__)
 

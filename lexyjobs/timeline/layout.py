@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from typing import Sequence
 
 from markupsafe import Markup, escape
 
@@ -278,17 +278,18 @@ def title(span: Span, now: float) -> Markup:
     runs on every poll, and their tooltips were a third of the layout's time."""
     if span.finished is None:
         return escape(describe(span, now))
-    key = (span.id, span.status, span.attempt, span.due, span.started, span.finished)
-    found = _TITLES.get(key)
-    if found is None:
-        if len(_TITLES) >= TITLES_KEPT:
-            _TITLES.clear()
-        found = _TITLES[key] = escape(describe(span, now))
+    kept = _TITLES.get(span.id)
+    if kept is not None and kept[0] == span.finished and kept[1] == span.started and kept[2] == span.status:
+        return kept[3]
+    if len(_TITLES) >= TITLES_KEPT:
+        _TITLES.clear()
+    found = escape(describe(span, now))
+    _TITLES[span.id] = (span.finished, span.started, span.status, found)
     return found
 
 
 TITLES_KEPT = 20_000  # a hundred rows of 24 bars, a few windows' worth
-_TITLES: dict[tuple[Any, ...], Markup] = {}
+_TITLES: dict[int, tuple[float, float | None, str, Markup]] = {}  # run id: (finished, started, status, title)
 
 
 def describe(span: Span, now: float) -> str:

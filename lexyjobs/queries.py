@@ -12,7 +12,7 @@ from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from lexyjobs import run_counts, store
-from lexyjobs.finished_hours import FinishedHours, Tally, add_up
+from lexyjobs.finished_hours import FinishedHours, Hours, Tally, add_up
 from lexyjobs.models import Job, Run, RunEvent, RunLog
 from lexyjobs.states import RunStatus
 
@@ -114,10 +114,15 @@ def throughput(session: Session, *, since: datetime, hourly: bool, postgres: boo
     """Finished runs per hour (``hourly``) or per day since ``since``, by outcome: ``{"2025-03-01T14":
     {"succeeded": 12, "failed": 1, ...}}`` with UTC bucket keys (``YYYY-MM-DD`` for days), from the
     hourly tallies ``hours`` remembers."""
+    return buckets(hours.since(session, since, now=now, postgres=postgres), hourly=hourly)
+
+
+def buckets(tallies: Hours, *, hourly: bool) -> dict[str, dict[str, int]]:
+    """``throughput``'s answer from hourly tallies already read (one read serves both charts)."""
     found: dict[str, dict[str, int]] = {}
-    for hour, tallies in hours.since(session, since, now=now, postgres=postgres).items():
+    for hour, by_status in tallies.items():
         bucket = found.setdefault(hour.strftime("%Y-%m-%dT%H" if hourly else "%Y-%m-%d"), {})
-        for status, tally in tallies.items():
+        for status, tally in by_status.items():
             bucket[status] = bucket.get(status, 0) + tally.finished
     return found
 

@@ -107,6 +107,19 @@ def test_throughput_counts_finished_runs_per_hour_and_day(make_job: MakeJob, db:
     assert {k for b in hourly.values() for k in b} == {"succeeded", "failed"}
 
 
+def test_both_charts_come_from_one_read_of_the_weeks_hours(make_job: MakeJob, db: Database) -> None:
+    from lexyjobs.panel.dashboard import _charts
+    make_job("charted", max_concurrency=0)
+    for status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        drive_run(db, runs.enqueue(db, "charted"), status, queued_for=0, ran_for=0)
+    now = datetime.now(timezone.utc)
+    with db.read() as session:
+        today = _charts(session, now, postgres=db.is_postgres, hours=FinishedHours())
+        in_three_days = _charts(session, now + timedelta(days=3), postgres=db.is_postgres, hours=FinishedHours())
+    assert (today["24 hours"].total, today["24 hours"].failed, today["7 days"].total) == (2, 1, 2)
+    assert (in_three_days["24 hours"].total, in_three_days["7 days"].total, in_three_days["7 days"].failed) == (0, 2, 1)
+
+
 def test_the_chart_lays_out_one_bar_per_bucket_scaled_to_the_busiest() -> None:
     now = datetime(2025, 3, 30, 14, 20, tzinfo=timezone.utc)
     keys = bucket_keys(now, hourly=True)

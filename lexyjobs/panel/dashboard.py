@@ -37,8 +37,7 @@ def dashboard() -> str | Response:
         queue = queries.queue_stats(session, now=now, postgres=lexy.db.is_postgres, hours=lexy.finished_hours)
         failures = queries.search_runs(session, RunFilter(statuses=("failed",)), limit=RECENT_FAILURES)
         jobs = store.list_jobs(session)
-        charts = {name: _chart(session, now, hourly=hourly, postgres=lexy.db.is_postgres, hours=lexy.finished_hours)
-                  for name, hourly in (("24 hours", True), ("7 days", False))}
+        charts = _charts(session, now, postgres=lexy.db.is_postgres, hours=lexy.finished_hours)
     health: Counter[str] = Counter(h.state for h in jobs_health(lexy.db, now).values())
     return render("lexyjobs/dashboard.html", "lexyjobs/_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
                   failures=failures, health={s: health[s] for s in HEALTH_STATES}, jobs=jobs,
@@ -46,11 +45,14 @@ def dashboard() -> str | Response:
                   titles={job.name: job.title for job in jobs})
 
 
-def _chart(session: Any, now: datetime, *, hourly: bool, postgres: bool, hours: FinishedHours) -> Chart:
-    keys = bucket_keys(now, hourly=hourly)
-    since = datetime.fromisoformat(keys[0][0] + ("" if not hourly else ":00")).replace(tzinfo=timezone.utc)
-    return throughput_chart(queries.throughput(session, since=since, hourly=hourly, postgres=postgres, hours=hours,
-                                               now=now), keys)
+def _charts(session: Any, now: datetime, *, postgres: bool, hours: FinishedHours) -> dict[str, Chart]:
+    """Finished runs per hour over 24 hours and per day over 7, both from one read of the week's
+    hourly tallies (the day's hours are among them)."""
+    days = bucket_keys(now, hourly=False)
+    week = hours.since(session, datetime.fromisoformat(days[0][0]).replace(tzinfo=timezone.utc), now=now,
+                       postgres=postgres)
+    return {"24 hours": throughput_chart(queries.buckets(week, hourly=True), bucket_keys(now, hourly=True)),
+            "7 days": throughput_chart(queries.buckets(week, hourly=False), days)}
 
 
 def _one_click(jobs: list[Any]) -> set[str]:

@@ -42,6 +42,8 @@ def test_a_finished_runs_title_is_kept_between_polls_and_a_changed_or_running_on
     assert L.bar(span(7, -30, -25, -10), later, 0).title is title
     rerun = L.bar(span(7, -30, -25, -5, "failed"), later, 0).title
     assert rerun is not title and rerun.splitlines()[0] == "etl · run 7 · failed" and "→ 11:55:00" in rerun
+    other_database = L.bar(span(7, -30, -25, -5, "failed", job="load"), later, 0).title  # the same id
+    assert other_database.splitlines()[0] == "load · run 7 · failed"
     assert "→ now (5 min)" in L.bar(span(8, -10, -5, None, "running"), FRAME, 0).title
     assert "→ now (6 min)" in L.bar(span(8, -10, -5, None, "running"), later, 0).title
 

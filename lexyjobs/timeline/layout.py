@@ -275,21 +275,23 @@ def bar(span: Span, frame: Frame, y: float) -> Bar:
 
 def title(span: Span, now: float) -> Markup:
     """``describe``, escaped; a finished run's is kept: the chart redraws the same finished
-    runs on every poll, and their tooltips were a third of the layout's time."""
+    runs on every poll, and their tooltips were a third of the layout's time. Kept by run id
+    with everything the tooltip says (ids repeat across databases in one process)."""
     if span.finished is None:
         return escape(describe(span, now))
+    said = (span.job, span.status, span.trigger, span.attempt, span.due, span.started, span.finished)
     kept = _TITLES.get(span.id)
-    if kept is not None and kept[0] == span.finished and kept[1] == span.started and kept[2] == span.status:
-        return kept[3]
+    if kept is not None and kept[0] == said:
+        return kept[1]
     if len(_TITLES) >= TITLES_KEPT:
         _TITLES.clear()
     found = escape(describe(span, now))
-    _TITLES[span.id] = (span.finished, span.started, span.status, found)
+    _TITLES[span.id] = (said, found)
     return found
 
 
 TITLES_KEPT = 20_000  # a hundred rows of 24 bars, a few windows' worth
-_TITLES: dict[int, tuple[float, float | None, str, Markup]] = {}  # run id: (finished, started, status, title)
+_TITLES: dict[int, tuple[tuple[object, ...], Markup]] = {}  # run id: (what its tooltip says, the tooltip)
 
 
 def describe(span: Span, now: float) -> str:

@@ -4,10 +4,9 @@ A window of a week over a million runs holds a quarter of them, so nothing here 
 in the window: per job it takes the newest ``per_job`` runs created in the window (one index
 range on ``ix_runs_job_created`` each, in UNION ALL batches) and, for the jobs that have more, a
 count of the rest from the same index, up to ``MORE_CAP`` (beyond, the row says "+500+ more":
-counting a busy week exactly read ~250,000 index entries, most of the page's SQL; up to 1,000,
-~8 ms of 60 at 1M runs). Runs created
-before the window still show when they end inside it or have not ended: the finished ones of the
-jobs not already full (``ix_runs_job_outcome``, a short range per job and status) and the queued
+counting a busy week exactly read ~250,000 index entries, most of the page's SQL, and counting
+up to 1,000 still took ~8 ms of the page's 60 at 1M runs). Runs created before the window
+still show when they end inside it or have not ended: the finished ones of the jobs not already full (``ix_runs_job_outcome``, a short range per job and status) and the queued
 or running ones (``ix_runs_status_id``, bounded by the first id created in the window: ids grow
 with creation).
 

@@ -1,14 +1,14 @@
 """The runs a timeline window shows, read without touching the rest of the history.
 
-A window of a week over a million runs holds a quarter of them, so nothing here reads every run
-in the window: per job it takes the newest ``per_job`` runs created in the window (one index
-range on ``ix_runs_job_created`` each, in UNION ALL batches) and, for the jobs that have more, a
-count of the rest from the same index, up to ``MORE_CAP`` (beyond, the row says "+500+ more":
-counting a busy week exactly read ~250,000 index entries, most of the page's SQL, and counting
-up to 1,000 still took ~8 ms of the page's 60 at 1M runs). Runs created before the window
-still show when they end inside it or have not ended: the finished ones of the jobs not already full (``ix_runs_job_outcome``, a short range per job and status) and the queued
-or running ones (``ix_runs_status_id``, bounded by the first id created in the window: ids grow
-with creation).
+A window of a week over a million runs holds a quarter of them, so nothing here reads every run in
+the window: per job it takes the newest ``per_job`` runs created in the window (one index range on
+``ix_runs_job_created`` each, in UNION ALL batches) and, for the jobs that have more, a count of
+the rest from the same index, up to ``MORE_CAP`` (beyond, the row says "+500+ more": counting a
+busy week exactly read ~250,000 index entries, most of the page's SQL, and counting up to 1,000
+still took ~8 ms of the page's 60 at 1M runs). Runs created before the window still show when they
+end inside it or have not ended: the finished ones of the jobs not already full
+(``ix_runs_job_outcome``, a short range per job and status) and the queued or running ones
+(``ix_runs_status_id``, bounded by the first id created in the window: ids grow with creation).
 
 Times come back as seconds since the epoch, computed by the database: thousands of bars, four
 times each, parsed into datetimes cost more than the queries."""

@@ -73,6 +73,9 @@ class RunContext:
         self._log: logging.Logger | None = None
         # set by the worker: records a job process group on the run (see ``process_started``)
         self.on_process: Callable[[int], None] | None = None
+        # set by the worker: its Database, for kinds that keep state across attempts (the items
+        # of an openai batch, lexyjobs.llm.items); None when a job runs without one (tests)
+        self.db: Any = None
 
     # --- used by jobs
 

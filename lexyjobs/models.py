@@ -194,6 +194,23 @@ class RunLog(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class RunItem(Base):
+    """One item of a batch run (``openai`` jobs over ``items``): its outcome, written as it
+    finishes, so a failed item never loses the others' results and a retry sends only the items
+    that did not succeed (``item_hash`` tells an item from another at the same place)."""
+
+    __tablename__ = "run_items"
+
+    run_id: Mapped[int] = mapped_column(RunId, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(10))  # ok | failed
+    result: Mapped[Any | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class User(Base):
     """A panel login. ``session_epoch`` is copied into every session cookie; bumping it (logout,
     password change) invalidates the user's existing sessions."""

@@ -398,3 +398,20 @@ def panel_as(app: Flask, lj: Runtime) -> Callable[[str], PanelSession]:
         assert fresh, "no CSRF token after logging in"
         return PanelSession(client, username, fresh.group(1))
     return log_in
+
+
+from openai_server import OpenAIServer  # noqa: E402
+
+LLM_KEY = f"sk-test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    """The OpenAI-compatible test server (tests/openai_server.py), set as ``OPENAI_BASE_URL``
+    with ``OPENAI_API_KEY`` = LLM_KEY."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server = OpenAIServer().start()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", LLM_KEY)
+    yield server
+    server.stop()

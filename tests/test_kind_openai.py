@@ -11,11 +11,11 @@ import time
 import tomllib
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from conftest import wait_for
-from openai_server import COMPLETIONS_PATH, OpenAIServer, Reply
+from conftest import LLM_KEY as KEY, wait_for
+from openai_server import COMPLETIONS_PATH, Reply
 
 from lexyjobs import runs, store
 from lexyjobs.definitions import parse_definition
@@ -23,19 +23,7 @@ from lexyjobs.errors import InvalidDefinition
 from lexyjobs.models import Run
 
 TERMINAL = ("succeeded", "failed", "canceled")
-KEY = f"sk-test-{uuid.uuid4().hex}"
 BASIC = {"kind": "openai", "model": "gpt-test", "prompt": "Say hello."}
-
-
-@pytest.fixture
-def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
-    """The test server, set as ``OPENAI_BASE_URL`` with ``OPENAI_API_KEY`` = KEY."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    server = OpenAIServer().start()
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    yield server
-    server.stop()
 
 
 def finished(db: Any, run_id: int, timeout: float = 10.0) -> Run:
@@ -96,7 +84,8 @@ def test_a_valid_definition_keeps_the_settings_and_accepts_numbers_as_text() -> 
     definition = parse_definition("summarise", {**BASIC, "system": "You are terse.", "temperature": "0.3",
                                                 "max_tokens": "256", "response_format": "json",
                                                 "api_key": "${LJ_KEY}", "base_url": "http://127.0.0.1:1/v1"})
-    assert definition.config == {"prompt": "Say hello.", "system": "You are terse.", "model": "gpt-test",
+    assert definition.config == {"mode": "chat", "stream": True, "prompt": "Say hello.", "system": "You are terse.",
+                                 "model": "gpt-test",
                                  "temperature": 0.3, "max_tokens": 256, "response_format": "json",
                                  "api_key": "${LJ_KEY}", "base_url": "http://127.0.0.1:1/v1"}
     assert parse_definition("plain", BASIC).config["response_format"] == "text"
@@ -170,13 +159,23 @@ def test_the_prompts_are_rendered_with_the_params_and_sent_with_the_settings(db,
     assert request.headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_without_optional_settings_only_model_and_prompt_are_sent(db, make_job, start_worker, llm):
+def test_without_optional_settings_model_prompt_and_streaming_are_sent(db, make_job, start_worker, llm):
     make_job("hello", **BASIC)
     start_worker()
     assert finished(db, runs.enqueue(db, "hello")).status == "succeeded"
     (request,) = llm.received
+    assert request.body == {"model": "gpt-test", "messages": [{"role": "user", "content": "Say hello."}],
+                            "stream": True, "stream_options": {"include_usage": True}}
+
+
+def test_stream_false_sends_one_plain_request_and_gets_the_same_result(db, make_job, start_worker, llm):
+    make_job("whole", **BASIC, stream=False)
+    start_worker()
+    run = finished(db, runs.enqueue(db, "whole"))
+    assert run.status == "succeeded" and run.result == "Hello from the test model."
+    (request,) = llm.received
     assert set(request.body) == {"model", "messages"}
-    assert request.messages == [{"role": "user", "content": "Say hello."}]
+    assert run.details is not None and "first_token_ms" not in run.details
 
 
 def test_key_and_base_url_come_from_the_jobs_env_references_and_are_never_stored(db, make_job, start_worker, llm,
@@ -294,6 +293,8 @@ def test_the_details_are_recorded_and_shown_on_the_run_detail_page(db, make_job,
     assert run.details is not None
     generation_ms = run.details.pop("generation_ms")
     assert isinstance(generation_ms, int) and 200 <= generation_ms < 5000
+    first_token_ms = run.details.pop("first_token_ms")
+    assert isinstance(first_token_ms, int) and 200 <= first_token_ms <= generation_ms
     assert run.details == {"model": "gpt-test-0613", "prompt_tokens": 42, "completion_tokens": 7,
                            "output_bytes": len(content.encode()), "finish_reason": "stop"}
     assert len(content.encode()) != len(content)
@@ -318,16 +319,29 @@ def test_a_server_without_usage_gets_details_without_token_counts(db, make_job, 
 # ---------------------------------------------------------------- failures and retries
 
 
-def test_a_429_with_retry_after_delays_the_next_attempt_by_at_least_that(db, make_job, start_worker, llm):
+def test_a_429_with_retry_after_waits_within_the_attempt_without_burning_one(db, make_job, start_worker, llm):
     llm.script(Reply(status=429, message="Rate limit reached", headers={"Retry-After": "1"}))
-    make_job("limited", **BASIC, max_attempts=2, backoff="0s")
+    make_job("limited", **BASIC, max_attempts=1, backoff="0s")
+    start_worker()
+    run_id = runs.enqueue(db, "limited")
+    run = finished(db, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.attempt == 1
+    first, second = llm.received
+    assert second.at - first.at >= 1.0
+    assert (f"HTTP 429 from {llm.base_url}: Rate limit reached; waiting 1s as it asks (Retry-After), then sending "
+            "again") in log_text(db, run_id)
+
+
+def test_a_429_asking_for_more_than_the_attempt_has_fails_it_with_the_wait_for_the_next(db, make_job,
+                                                                                        start_worker, llm):
+    llm.script(Reply(status=429, message="Rate limit reached", headers={"Retry-After": "60"}))
+    make_job("limited", **BASIC, max_attempts=2, backoff="0s", backoff_max="1s", timeout="5s")
     start_worker()
     run_id = runs.enqueue(db, "limited")
     run = finished(db, run_id)
     assert run.status == "succeeded", run.error
     assert run.attempt == 2
-    first, second = llm.received
-    assert second.at - first.at >= 1.0
     retried = [n for n in event_notes(db, run_id) if "retrying" in n]
     assert retried == [f"attempt 1 of 2 failed: HTTP 429 Too Many Requests from {llm.base_url}: Rate limit reached; "
                        "retrying in 1s"]

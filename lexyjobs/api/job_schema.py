@@ -70,12 +70,17 @@ KIND_FIELDS: dict[str, dict[str, Any]] = {
     "shell": {"argv": {"type": "array", "items": STRING, "minItems": 1}, "cwd": _or_null(STRING),
               "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
               "env_passthrough": _or_null(PASSTHROUGH)},
-    "openai": {"prompt": STRING, "system": _or_null(STRING), "model": STRING,
-               "temperature": _or_null(_number(0, 2)), "max_tokens": _or_null(_integer(1, 10_000_000)),
-               "response_format": {"enum": ["text", "json"]}, "api_key": _or_null(STRING),
-               "base_url": _or_null(STRING)},
+    "openai": {"mode": {"enum": ["chat", "embeddings"]},
+               "prompt": {"type": "string", "description": "required in mode chat"}, "system": _or_null(STRING),
+               "model": STRING, "temperature": _or_null(_number(0, 2)), "max_tokens": _or_null(_integer(1, 10_000_000)),
+               "response_format": {"enum": ["text", "json"]}, "stream": BOOLEAN, "input": _or_null(STRING),
+               "dimensions": _or_null(_integer(1, 100_000)), "batch_size": _integer(1, 2048),
+               "items": _or_null({"type": "string", "description": "module:function returning the items"}),
+               "parallel": _or_null(_integer(1, 64)),
+               "save": _or_null({"type": "string", "description": "module:function called with (ctx, results)"}),
+               "api_key": _or_null(STRING), "base_url": _or_null(STRING)},
 }
-REQUIRED = {"python": ["func"], "http": ["url"], "shell": ["argv"], "openai": ["prompt", "model"]}
+REQUIRED = {"python": ["func"], "http": ["url"], "shell": ["argv"], "openai": ["model"]}
 assert set(KIND_FIELDS) == set(KIND_NAMES), "every kind needs its fields here"
 
 

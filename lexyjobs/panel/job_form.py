@@ -177,7 +177,7 @@ def _number(job: str, field: str, text: str) -> int:
 
 
 STRUCTURED = {"argv", "headers", "body", "env", "env_passthrough"}
-BOOLEAN = {"verify_tls": True}  # kind fields shown as a checkbox, with their default
+BOOLEAN = {"verify_tls": True, "stream": True}  # kind fields shown as a checkbox, with their default
 
 
 def _structured(job: str, field: str, text: str) -> Any:

@@ -55,6 +55,7 @@ class Executor:
                          redactor=redactor)
         if claim.attempt > 1:  # the log spans attempts: show where this one starts
             ctx.write(f"--- attempt {claim.attempt} of {claim.max_attempts} ---\n")
+        ctx.db = self.db
         active = Active(claim, ctx, definition, problem)
         ctx.on_process = lambda pgid: self._record_process(active, pgid)
         self.pool.add(active)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 from typing import Any, Callable
 
 from lexyjobs.masking import Redactor
@@ -35,6 +36,15 @@ class JobFailed(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.retryable = retryable
+
+
+class RunDeferred(Exception):
+    """The run cannot go on before ``until`` (say, a daily budget is spent): it goes back to the
+    queue, due then, and the attempt does not count. Its message is the run's note and error."""
+
+    def __init__(self, message: str, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 class ChildError(Exception):
@@ -76,6 +86,8 @@ class RunContext:
         # set by the worker: its Database, for kinds that keep state across attempts (the items
         # of an openai batch, lexyjobs.llm.items); None when a job runs without one (tests)
         self.db: Any = None
+        # set by the worker: the shared [limits.<name>] tables the job names (its ``limits``)
+        self.limits: tuple[str, ...] = ()
 
     # --- used by jobs
 

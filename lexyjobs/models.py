@@ -211,6 +211,53 @@ class RunItem(Base):
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class LlmUsageDay(Base):
+    """Requests, tokens and cost of ``openai`` jobs per UTC day, job, provider (a ``[limits.<name>]``
+    the job names, '' for none) and model: the daily budgets, the charts and ``/metrics`` read it
+    (lexyjobs.llm.spend)."""
+
+    __tablename__ = "llm_usage_days"
+    __table_args__ = (Index("ix_llm_usage_days_provider", "provider", "day"),)
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    job_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(100), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached: Mapped[int] = mapped_column(BigInteger, default=0)  # answered from the cache (no tokens, no cost)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    currency: Mapped[str] = mapped_column(String(10), default="")  # '' while no price is known
+
+
+class LlmRequest(Base):
+    """One request to a provider with a requests- or tokens-per-minute limit, kept for a minute:
+    the sliding window every process counts before sending (lexyjobs.llm.spend)."""
+
+    __tablename__ = "llm_requests"
+    __table_args__ = (Index("ix_llm_requests_provider_at", "provider", "at"),)
+
+    id: Mapped[int] = mapped_column(RunId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tokens: Mapped[int] = mapped_column(BigInteger)  # estimated when sent, the answer's count once known
+
+
+class LlmCacheEntry(Base):
+    """A stored answer for ``cache_for``: by the hash of what was asked (and of the job, unless
+    shared), reused until ``expires_at`` (lexyjobs.llm.cache)."""
+
+    __tablename__ = "llm_cache"
+    __table_args__ = (Index("ix_llm_cache_expires", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answer: Mapped[Any] = mapped_column(JSONType)
+
+
 class User(Base):
     """A panel login. ``session_epoch`` is copied into every session cookie; bumping it (logout,
     password change) invalidates the user's existing sessions."""

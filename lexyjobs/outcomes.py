@@ -50,6 +50,7 @@ class Outcome:
     log_text: str = ""
     progress: tuple[float | None, str | None] | None = None
     details: dict[str, Any] | None = None
+    deferred_until: datetime | None = None  # status QUEUED: back to the queue until then, uncounted (RunDeferred)
 
     def unrecordable(self, exc: BaseException) -> Outcome:
         """The same end as a plain failure, for an outcome the database refused to store."""
@@ -107,6 +108,15 @@ def change_of(outcome: Outcome, now: datetime, requested: dict[int, datetime | N
         note = cancels.finished_first(requested[claim.id]) if cancel_asked else None
     elif status == RunStatus.CANCELED:
         values.update(finished_at=now, error=error)
+    elif status == RunStatus.QUEUED and cancel_asked:  # deferred, but asked to stop: do not wait
+        status = RunStatus.CANCELED
+        values.update(finished_at=now, error="canceled")
+        note = f"{(error or '')[:300]}; not re-queued: cancel requested at {cancels.when(requested[claim.id])}"
+    elif status == RunStatus.QUEUED:  # deferred (RunDeferred): back to the queue, the attempt not counted
+        # the attempt the lease fences is the one to give back (a batch's UPDATE takes plain values)
+        values.update(error=error, scheduled_for=outcome.deferred_until or now, attempt=claim.attempt - 1, worker=None,
+                      heartbeat_at=None)
+        note = f"attempt {claim.attempt} deferred, not counted: {(error or '')[:300]}"
     else:
         values.update(error=error, traceback=clean(outcome.traceback))
         note = f"attempt {claim.attempt} of {claim.max_attempts} failed: {(error or '')[:300]}"

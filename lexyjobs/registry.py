@@ -155,9 +155,9 @@ def _reject_undefined_limits(session: Session, sources: dict[str, dict[str, JobD
     """Drop (and report) definitions whose ``limits`` name a limit no ``[limits.<name>]`` defines."""
     if not any(d.flow.limits for definitions in sources.values() for d in definitions.values()):
         return
-    defined = store.named_limits(session)
+    defined, names = store.named_limits(session), store.named_limit_specs(session)
     for source, definitions in sources.items():
-        for name, problem in named_limits.undefined(definitions.values(), defined).items():
+        for name, problem in named_limits.undefined(definitions.values(), defined, names).items():
             del definitions[name]
             report.reject(origins[source], problem)
 
@@ -178,7 +178,8 @@ def _reject_graph_problems(session: Session, sources: dict[str, dict[str, JobDef
 def _check_limits(session: Session, definition: JobDefinition) -> None:
     """A job created in the panel/API may only name limits that jobs.toml defines."""
     if definition.flow.limits:
-        problem = named_limits.undefined([definition], store.named_limits(session)).get(definition.name)
+        problem = named_limits.undefined([definition], store.named_limits(session),
+                                         store.named_limit_specs(session)).get(definition.name)
         if problem is not None:
             raise problem
 

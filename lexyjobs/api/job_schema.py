@@ -78,6 +78,13 @@ KIND_FIELDS: dict[str, dict[str, Any]] = {
                "items": _or_null({"type": "string", "description": "module:function returning the items"}),
                "parallel": _or_null(_integer(1, 64)),
                "save": _or_null({"type": "string", "description": "module:function called with (ctx, results)"}),
+               "max_cost": _or_null({"type": ["string", "number"], "description": "e.g. 0.50 USD"}),
+               "max_tokens_total": _or_null(_integer(1, 10**12)),
+               "budget_per_day": _or_null({"type": ["string", "number"], "description": "e.g. 5 USD"}),
+               "on_budget": {"enum": ["wait", "fail"]},
+               "prices": _or_null({"type": "object", "description": "model -> {input, output} per 1M tokens",
+                                   "additionalProperties": {"type": "object"}}),
+               "cache_for": _or_null({"type": "string", "description": "e.g. 24h"}), "cache_shared": BOOLEAN,
                "api_key": _or_null(STRING), "base_url": _or_null(STRING)},
 }
 REQUIRED = {"python": ["func"], "http": ["url"], "shell": ["argv"], "openai": ["model"]}

@@ -1,6 +1,7 @@
 """Named rate limits: ``[limits.<name>]`` tables of jobs.toml (``rate = "500/m"``, or per key
 value: ``rate = "60/m per {customer_id}"``), shared by every job that lists the name in
-``limits``.
+``limits``. A table may also (or only) limit the LLM requests of the ``openai`` jobs that name it:
+requests and tokens per minute, a daily budget, prices (``lexyjobs.llm.providers``).
 
 Why a table and not a copy in each job: one budget (an API's 500 requests a minute) is spent by
 several jobs, so it must be defined once; and the claim reads it from the run (the buckets are
@@ -20,9 +21,10 @@ from sqlalchemy.orm import Session
 
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.flow.spec import QUEUE_PATTERN, RateLimit, parse_rate
+from lexyjobs.llm import providers
 from lexyjobs.models import NamedLimit
 
-FIELDS = ("rate",)
+FIELDS = ("rate", *providers.FIELDS)
 
 
 class InvalidLimit(InvalidDefinition):
@@ -60,13 +62,20 @@ def parse_table(name: str, raw: Any) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
         raise InvalidLimit(name, unknown[0], f"unknown field; a limit has {', '.join(FIELDS)} only")
-    if "rate" not in raw:
-        raise InvalidLimit(name, "rate", 'is required, e.g. rate = "500/m" or "60/m per {customer_id}"')
+    if not raw:
+        raise InvalidLimit(name, "rate", 'is required (or an LLM limit such as requests_per_minute), e.g. '
+                           'rate = "500/m" or "60/m per {customer_id}"')
+    if "rate" in raw:
+        try:
+            parse_rate(raw["rate"])
+        except ValueError as exc:
+            raise InvalidLimit(name, "rate", str(exc)) from None
     try:
-        parse_rate(raw["rate"])
+        providers.parse_provider(name, raw)
     except ValueError as exc:
-        raise InvalidLimit(name, "rate", str(exc)) from None
-    return {"rate": raw["rate"]}
+        field, problem = exc.args
+        raise InvalidLimit(name, field, problem) from None
+    return dict(raw)
 
 
 def save(session: Session, limits: Mapping[str, Mapping[str, Any]], *, now: datetime, replace: bool) -> None:
@@ -84,19 +93,23 @@ def save(session: Session, limits: Mapping[str, Mapping[str, Any]], *, now: date
     session.flush()
 
 
-def undefined(definitions: Iterable[Any], defined: Mapping[str, RateLimit]) -> dict[str, InvalidDefinition]:
-    """The definitions (JobDefinition) that name a limit not in ``defined``, or a per-key limit
-    whose placeholders are not among the job's declared params: the problem, by job name."""
+def undefined(definitions: Iterable[Any], defined: Mapping[str, RateLimit],
+              names: Iterable[str]) -> dict[str, InvalidDefinition]:
+    """The definitions (JobDefinition) that name a limit not among ``names`` (every table), or a
+    per-key rate limit (of ``defined``) whose placeholders are not among the job's declared
+    params: the problem, by job name."""
     problems: dict[str, InvalidDefinition] = {}
+    names = set(names)
     for definition in definitions:
         for name in definition.flow.limits:
             limit = defined.get(name)
-            if limit is None:
-                known = ", ".join(sorted(defined)) or "none is defined"
+            if name not in names:
+                known = ", ".join(sorted(names)) or "none is defined"
                 problems[definition.name] = InvalidDefinition(
                     definition.name, "limits", f"names limit '{name}', which no [limits.{name}] table defines ({known})")
                 break
-            missing = [f for f in (limit.key.fields if limit.key else ()) if definition.params and f not in definition.params]
+            missing = [f for f in (limit.key.fields if limit and limit.key else ())
+                       if definition.params and f not in definition.params]
             if missing:
                 problems[definition.name] = InvalidDefinition(
                     definition.name, "limits", f"limit '{name}' is per {{{missing[0]}}}, which is not one of the job's params")

@@ -17,7 +17,7 @@ from lexyjobs.flow.spec import RateLimit
 from lexyjobs.flow.waiting import LiveWorker, parse_served
 from lexyjobs.models import QueueState
 from lexyjobs.states import RUNS, RunStatus
-from lexyjobs.store import named_limits, status_is
+from lexyjobs.store import named_limit_specs, named_limits, status_is
 from lexyjobs.workers import WORKERS
 
 BUSIEST = 5
@@ -94,7 +94,9 @@ def _rates(session: Session, definition: JobDefinition, now: datetime) -> list[R
     if flow.rate_limit is not None:
         limits.append(("own", f"job:{definition.name}", flow.rate_limit))
     named: Mapping[str, RateLimit] = named_limits(session) if flow.limits else {}
-    limits += [(name, name, named.get(name)) for name in flow.limits]
+    tables = named_limit_specs(session) if flow.limits else {}
+    # a table without a rate limits only LLM requests (lexyjobs.llm.providers): no start slots to show
+    limits += [(name, name, named.get(name)) for name in flow.limits if name in named or name not in tables]
     out = []
     for name, bucket, limit in limits:
         if limit is None:

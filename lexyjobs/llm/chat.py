@@ -26,6 +26,7 @@ class Answer:
     usage: tuple[int, int] | None  # (prompt tokens, completion tokens)
     generation_ms: int
     first_token_ms: int | None = None  # streamed: when the first text arrived
+    cached: bool = False  # from the cache (cache_for): nothing was sent
 
     @property
     def details(self) -> dict[str, Any]:
@@ -36,6 +37,8 @@ class Answer:
             details.update(prompt_tokens=self.usage[0], completion_tokens=self.usage[1])
         if self.first_token_ms is not None:
             details["first_token_ms"] = self.first_token_ms
+        if self.cached:
+            details["cached"] = True
         return details
 
 

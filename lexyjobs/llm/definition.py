@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from lexyjobs.durations import parse_duration
 from lexyjobs.errors import InvalidDefinition
+from lexyjobs.llm import providers
 from lexyjobs.llm.templates import checked
 
 FIELDS = {
@@ -27,6 +29,14 @@ FIELDS = {
     "parallel": "batch runs: requests sent at once (default 4)",
     "save": "batch runs: `module:function` called with (ctx, results) as each request's items finish, to "
             "write them where they belong; the run's result is then the counts",
+    "max_cost": "the most one attempt may spend, e.g. `0.50 USD` (needs `prices`): no request is sent past it",
+    "max_tokens_total": "the most tokens one attempt may use (prompt and completion, every request)",
+    "budget_per_day": "what the job may spend per UTC day, e.g. `5 USD` (needs `prices`)",
+    "on_budget": "when a daily budget is spent: `wait` (default: the run waits for the next UTC day) or `fail`",
+    "prices": "per model, per 1M tokens: `{ \"gpt-4o-mini\" = { input = 0.15, output = 0.60 } }` (also on the "
+              "job's provider table)",
+    "cache_for": "reuse the answer to an identical request for this long, e.g. `24h` (default: no cache)",
+    "cache_shared": "with cache_for: share the answers with the other jobs that cache (default: this job's only)",
     "api_key": "API key, e.g. `${MY_OPENAI_KEY}` (default: the `OPENAI_API_KEY` variable)",
     "base_url": "OpenAI-compatible endpoint, e.g. `http://127.0.0.1:11434/v1` for Ollama "
                 "(default: `OPENAI_BASE_URL`, else OpenAI's)",
@@ -38,6 +48,7 @@ DEFAULT_BATCH_SIZE = 100
 MAX_BATCH_SIZE = 2048  # OpenAI's limit of inputs per embeddings request
 DEFAULT_PARALLEL = 4
 MAX_PARALLEL = 64
+MAX_CACHE_SECONDS = 365 * 86400
 _REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _CHAT_ONLY = ("prompt", "system", "temperature", "max_tokens")
 _EMBEDDINGS_ONLY = ("input", "dimensions", "batch_size")
@@ -61,6 +72,7 @@ def validate(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
             config[name] = value.strip()
     if fields.get("parallel") is not None:
         config["parallel"] = number(job, "parallel", fields["parallel"], 1, MAX_PARALLEL, whole=True)
+    config.update(_spending(job, fields))
     for name in ("api_key", "base_url"):
         value = fields.get(name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -112,6 +124,46 @@ def _embeddings(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     config["batch_size"] = number(job, "batch_size", fields.get("batch_size", DEFAULT_BATCH_SIZE), 1, MAX_BATCH_SIZE,
                                   whole=True)
     return config
+
+
+def _spending(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The budget, price and cache fields, checked; kept as written (parsed again when a run starts)."""
+    config: dict[str, Any] = {}
+    own = {key: fields[key] for key in providers.JOB_FIELDS if fields.get(key) not in (None, "")}
+    try:
+        providers.parse_provider("", own)
+    except ValueError as exc:
+        raise InvalidDefinition(job, *exc.args) from None
+    config.update(own)
+    if fields.get("max_cost") not in (None, ""):
+        try:
+            providers.parse_money(fields["max_cost"])
+        except ValueError as exc:
+            raise InvalidDefinition(job, "max_cost", str(exc)) from None
+        config["max_cost"] = fields["max_cost"]
+    if fields.get("max_tokens_total") not in (None, ""):
+        config["max_tokens_total"] = number(job, "max_tokens_total", fields["max_tokens_total"], 1, 10**12, whole=True)
+    if fields.get("cache_for") not in (None, ""):
+        try:
+            seconds = parse_duration(fields["cache_for"])
+        except (TypeError, ValueError):
+            seconds = 0
+        if not 0 < seconds <= MAX_CACHE_SECONDS:
+            raise InvalidDefinition(job, "cache_for", "must be a duration from 1s to 365d, e.g. \"24h\"")
+        config["cache_for"] = fields["cache_for"]
+    shared = fields.get("cache_shared", False)
+    if not isinstance(shared, bool):
+        raise InvalidDefinition(job, "cache_shared", "must be true or false")
+    if shared and "cache_for" not in config:
+        raise InvalidDefinition(job, "cache_shared", "needs cache_for (how long answers are reused)")
+    if shared:
+        config["cache_shared"] = True
+    return config
+
+
+def own_provider(config: Mapping[str, Any]) -> providers.Provider:
+    """The job's own budget and prices (validated when the job was defined)."""
+    return providers.parse_provider("", {key: config[key] for key in providers.JOB_FIELDS if key in config})
 
 
 def _refuse(job: str, fields: Mapping[str, Any], names: tuple[str, ...], mode: str) -> None:

@@ -9,41 +9,28 @@ from typing import Any, Mapping, Sequence
 from lexyjobs.context import JobFailed, RunContext
 from lexyjobs.kinds import expand_env
 from lexyjobs.llm import templates
-from lexyjobs.llm.calls import Endpoint, run_on_loop, send
+from lexyjobs.llm.asking import Asker
+from lexyjobs.llm.calls import run_on_loop
 from lexyjobs.llm.items import BatchRun, Item
 
 
-async def embed(ctx: RunContext, endpoint: Endpoint, config: Mapping[str, Any],
-                texts: Sequence[str]) -> tuple[list[list[float]], tuple[int, int] | None, str]:
-    """The vectors of ``texts`` in order, the tokens used (prompt, 0) and the model named."""
-    body: dict[str, Any] = {"model": expand_env(config["model"]), "input": list(texts), "encoding_format": "float"}
-    if "dimensions" in config:
-        body["dimensions"] = config["dimensions"]
-    answer = await send(ctx, endpoint, lambda: endpoint.client.embeddings.create(**body))
-    vectors = [list(d.embedding) for d in sorted(answer.data, key=lambda d: d.index)]
-    if len(vectors) != len(texts):
-        raise JobFailed(f"{endpoint.address} returned {len(vectors)} vectors for {len(texts)} inputs")
-    usage = (answer.usage.prompt_tokens, 0) if answer.usage is not None else None
-    return vectors, usage, answer.model or body["model"]
-
-
-def run_one(ctx: RunContext, endpoint: Endpoint, config: Mapping[str, Any]) -> list[float]:
+def run_one(ctx: RunContext, asker: Asker, config: Mapping[str, Any]) -> list[float]:
     text = templates.render("input", config["input"], templates.values(ctx.params))
     started = time.monotonic()
     ctx.progress(None, f"waiting for {expand_env(config['model'])}")
     try:
-        vectors, usage, model = run_on_loop(ctx, endpoint, lambda: embed(ctx, endpoint, config, [text]))
+        vectors, usage, model = run_on_loop(ctx, asker.endpoint, lambda: asker.embed(config, [text]))
     finally:
         ctx.progress(None, None)
     ctx.details.update(model=model, inputs=1, dimensions=len(vectors[0]),
                        generation_ms=round((time.monotonic() - started) * 1000))
     if usage is not None:
         ctx.details["prompt_tokens"] = usage[0]
-    ctx.log.info("%s embedded 1 input (%d dimensions) at %s", model, len(vectors[0]), endpoint.address)
+    ctx.log.info("%s embedded 1 input (%d dimensions) at %s", model, len(vectors[0]), asker.endpoint.address)
     return vectors[0]
 
 
-def run_items(ctx: RunContext, endpoint: Endpoint, config: Mapping[str, Any], batch: BatchRun) -> Any:
+def run_items(ctx: RunContext, asker: Asker, config: Mapping[str, Any], batch: BatchRun) -> Any:
     seen: dict[str, int] = {}  # the vectors' length (with ``save`` the results are not kept here)
 
     async def handle(items: Sequence[Item]) -> tuple[list[Any], tuple[int, int] | None, str | None]:
@@ -56,12 +43,12 @@ def run_items(ctx: RunContext, endpoint: Endpoint, config: Mapping[str, Any], ba
                 rendered.append(len(texts) - 1)
             except JobFailed as exc:
                 rendered.append(exc)
-        vectors, usage, model = await embed(ctx, endpoint, config, texts) if texts else ([], None, None)
+        vectors, usage, model = await asker.embed(config, texts) if texts else ([], None, None)
         if vectors:
             seen["dimensions"] = len(vectors[0])
         return [vectors[r] if isinstance(r, int) else r for r in rendered], usage, model
 
     started = time.monotonic()
-    run_on_loop(ctx, endpoint, lambda: batch.run(handle))
+    run_on_loop(ctx, asker.endpoint, lambda: batch.run(handle))
     ctx.details.update(generation_ms=round((time.monotonic() - started) * 1000), **seen)
     return batch.outcome()

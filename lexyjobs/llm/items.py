@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence, cast
 
 from sqlalchemy import Table, delete, insert, select
 
-from lexyjobs.context import JobFailed, RunContext
+from lexyjobs.context import JobFailed, RunContext, RunDeferred
 from lexyjobs.db import utcnow
 from lexyjobs.models import RunItem
 from lexyjobs.states import RUNS
@@ -157,6 +157,7 @@ class BatchRun:
     results: dict[int, Any] = field(default_factory=dict)
     failed: list[ItemOutcome] = field(default_factory=list)
     reused: int = 0
+    deferred: RunDeferred | None = None  # a request said the run must wait (a daily budget): nothing more is sent
 
     def __post_init__(self) -> None:
         self.store = ItemStore(self.ctx)
@@ -173,14 +174,24 @@ class BatchRun:
 
         async def one(batch: list[Item]) -> None:
             async with gate:
-                outcomes = await self._send(handle, batch)
+                if self.deferred is not None:
+                    return
+                try:
+                    outcomes = await self._send(handle, batch)
+                except RunDeferred as exc:
+                    self.deferred = self.deferred or exc
+                    return
             await asyncio.to_thread(self._finish, outcomes)
 
         await asyncio.gather(*(one(todo[i:i + self.size]) for i in range(0, len(todo), self.size)))
+        if self.deferred is not None:  # what finished is kept: the run resumes with the rest
+            raise self.deferred
 
     async def _send(self, handle: Handler, batch: list[Item]) -> list[ItemOutcome]:
         try:
             results, usage, model = await handle(batch)
+        except RunDeferred:
+            raise
         except Exception as exc:  # one request's failure is its items' outcome, not the run's
             failure = self.describe_failure(exc)
             retry_after = failure.retry_after if isinstance(failure, JobFailed) else None

@@ -176,8 +176,8 @@ def _number(job: str, field: str, text: str) -> int:
         raise InvalidDefinition(job, field, f"'{text}' is not a whole number") from None
 
 
-STRUCTURED = {"argv", "headers", "body", "env", "env_passthrough"}
-BOOLEAN = {"verify_tls": True, "stream": True}  # kind fields shown as a checkbox, with their default
+STRUCTURED = {"argv", "headers", "body", "env", "env_passthrough", "prices"}
+BOOLEAN = {"verify_tls": True, "stream": True, "cache_shared": False}  # kind fields shown as a checkbox, with their default
 
 
 def _structured(job: str, field: str, text: str) -> Any:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lexyjobs import begun, children, claiming, store
 from lexyjobs.config import Settings
-from lexyjobs.context import LOST, ChildError, JobFailed, RunCanceled, RunContext
+from lexyjobs.context import LOST, ChildError, JobFailed, RunCanceled, RunContext, RunDeferred
 from lexyjobs.db import Database
 from lexyjobs.errors import LexyjobsError
 from lexyjobs.kinds import kind
@@ -55,7 +55,7 @@ class Executor:
                          redactor=redactor)
         if claim.attempt > 1:  # the log spans attempts: show where this one starts
             ctx.write(f"--- attempt {claim.attempt} of {claim.max_attempts} ---\n")
-        ctx.db = self.db
+        ctx.db, ctx.limits = self.db, tuple(definition.flow.limits) if definition else ()
         active = Active(claim, ctx, definition, problem)
         ctx.on_process = lambda pgid: self._record_process(active, pgid)
         self.pool.add(active)
@@ -154,6 +154,8 @@ class Executor:
         except JobFailed as exc:
             return stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc),
                                                       retry_after=exc.retry_after, retryable=exc.retryable)
+        except RunDeferred as exc:
+            return stopped_outcome(active) or Outcome(active, RunStatus.QUEUED, error=str(exc), deferred_until=exc.until)
         except ChildError as exc:  # python isolation=process: the child's exception and traceback
             return stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=exc.error,
                                                       traceback=exc.traceback)

@@ -39,12 +39,13 @@ class JobFailed(Exception):
 
 
 class RunDeferred(Exception):
-    """The run cannot go on before ``until`` (say, a daily budget is spent): it goes back to the
-    queue, due then, and the attempt does not count. Its message is the run's note and error."""
+    """The run cannot go on before ``until`` (a daily budget is spent: ``by`` names it, e.g.
+    "budget:provider openai"): it goes back to the queue, held until then (keeping its place),
+    and the attempt does not count. Its message is the run's note and error."""
 
-    def __init__(self, message: str, until: datetime) -> None:
+    def __init__(self, message: str, until: datetime, by: str) -> None:
         super().__init__(message)
-        self.until = until
+        self.until, self.by = until, by
 
 
 class ChildError(Exception):

@@ -50,7 +50,7 @@ class Outcome:
     log_text: str = ""
     progress: tuple[float | None, str | None] | None = None
     details: dict[str, Any] | None = None
-    deferred_until: datetime | None = None  # status QUEUED: back to the queue until then, uncounted (RunDeferred)
+    deferred: tuple[datetime, str] | None = None  # status QUEUED: held until then, by that (RunDeferred), uncounted
 
     def unrecordable(self, exc: BaseException) -> Outcome:
         """The same end as a plain failure, for an outcome the database refused to store."""
@@ -113,8 +113,10 @@ def change_of(outcome: Outcome, now: datetime, requested: dict[int, datetime | N
         values.update(finished_at=now, error="canceled")
         note = f"{(error or '')[:300]}; not re-queued: cancel requested at {cancels.when(requested[claim.id])}"
     elif status == RunStatus.QUEUED:  # deferred (RunDeferred): back to the queue, the attempt not counted
-        # the attempt the lease fences is the one to give back (a batch's UPDATE takes plain values)
-        values.update(error=error, scheduled_for=outcome.deferred_until or now, attempt=claim.attempt - 1, worker=None,
+        until, by = outcome.deferred or (now, "")
+        # held like a run over a rate limit, keeping its place; the attempt the lease fences is the
+        # one given back (a batch's UPDATE takes plain values)
+        values.update(error=error, held_until=until, held_by=by[:300], attempt=claim.attempt - 1, worker=None,
                       heartbeat_at=None)
         note = f"attempt {claim.attempt} deferred, not counted: {(error or '')[:300]}"
     else:

@@ -293,6 +293,7 @@ def test_the_details_are_recorded_and_shown_on_the_run_detail_page(db, make_job,
     assert run.details is not None
     generation_ms = run.details.pop("generation_ms")
     assert isinstance(generation_ms, int) and 200 <= generation_ms < 5000
+    assert run.details.pop("prompt") == [{"role": "user", "content": "Say hello."}]
     first_token_ms = run.details.pop("first_token_ms")
     assert isinstance(first_token_ms, int) and 200 <= first_token_ms <= generation_ms
     assert run.details == {"model": "gpt-test-0613", "prompt_tokens": 42, "completion_tokens": 7,

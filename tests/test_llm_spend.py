@@ -5,6 +5,7 @@ job (fail) and of a provider (the run waits for the next UTC day, its attempt no
 provider's requests and tokens per minute shared by two jobs on two workers, and the cache."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from test_kind_openai import event_notes, finished, log_text, rejected
 from lexyjobs import registry, runs
 from lexyjobs.db import utcnow
 from lexyjobs.flow.named import InvalidLimit, parse_table
+from lexyjobs.flow.waiting import waiting_for
 from lexyjobs.llm import spend
 from lexyjobs.llm.spend import USAGE, day_of, next_day
 
@@ -153,7 +155,12 @@ def test_a_providers_spent_budget_makes_the_run_wait_for_the_next_day_without_co
     run_id = runs.enqueue(db, "second")
     waiting = wait_for(lambda: (r := runs.get_run(db, run_id)).status == "queued" and r.error and r, timeout=5)
     assert waiting.attempt == 0
-    assert waiting.scheduled_for == next_day(utcnow())
+    assert (waiting.held_until, waiting.held_by) == (next_day(utcnow()), "budget:provider openai")
+    with db.read() as session:
+        why = waiting_for(session, [waiting], now=utcnow(), stale_after=30)[run_id]
+    assert (why.reason, why.message) == (
+        "budget", f"The daily budget of provider openai is spent: it waits until {next_day(utcnow()):%Y-%m-%d} "
+        "00:00:00 UTC, when a new day's budget begins.")
     message = ("the daily budget of provider openai is spent: 0.002 of 0.001 USD today (UTC), and the next request "
                "costs about 0.000001; waiting until " + f"{next_day(utcnow()):%Y-%m-%d} 00:00 UTC")
     assert waiting.error == message
@@ -253,3 +260,16 @@ def test_embeddings_are_cached_text_by_text(db, make_job, start_worker, llm):
     second = finished(db, runs.enqueue(db, "vectors", {"items": ["b", "c"]}))
     assert [r.body["input"] for r in llm.received] == [["a", "b"], ["c"]]
     assert first.result is not None and second.result is not None and second.result[0] == first.result[1]
+
+
+def test_the_readmes_provider_example_loads_and_its_job_is_priced_by_it(db, tmp_path, start_worker, llm):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"```toml\n(\[limits\.openai\]\nrequests_per_minute.*?)```", readme, re.DOTALL)
+    assert block, "the README's provider example is gone"
+    load(db, tmp_path, block.group(1))
+    llm.script(Reply(usage=(100_000, 10_000)))
+    start_worker()
+    run = finished(db, runs.enqueue(db, "weekly-report", {"rows": [1, 2]}))
+    assert run.status == "succeeded", run.error
+    assert run.details is not None and (run.details["cost"], run.details["currency"]) == (0.021, "USD")
+    assert usage_rows(db)[0]["provider"] == "openai"

@@ -8,6 +8,7 @@ The reasons, in the order they are checked (the first that holds is the one give
 ``queue_paused``  its queue is paused;
 ``no_worker``     no live worker process serves its queue (or none runs at all);
 ``shutting_down`` the live workers serving its queue are all shutting down (they claim no more);
+``budget``        an ``openai`` run found a daily budget spent and is held until the next UTC day;
 ``rate_limit``    a claim found it over a rate limit and holds it until its next slot;
 ``job_limit``     its job's ``max_concurrency`` runs are running (named);
 ``key_limit``     its concurrency key's ``concurrency_limit`` runs are running (named);
@@ -37,7 +38,9 @@ from lexyjobs.states import RUNS, RunStatus
 from lexyjobs.store import JOBS, status_is
 from lexyjobs.workers import WORKERS
 
-REASONS = ("due", "queue_paused", "no_worker", "shutting_down", "rate_limit", "job_limit", "key_limit", "worker")
+REASONS = ("due", "queue_paused", "no_worker", "shutting_down", "budget", "rate_limit", "job_limit", "key_limit",
+           "worker")
+BUDGET_HOLD = "budget:"  # held_by of a run held for a spent daily budget (lexyjobs.llm.spend), then its scope
 HOLDERS_NAMED = 5  # running runs named in a message (the details list them all, up to HOLDERS_LISTED)
 HOLDERS_LISTED = 50
 
@@ -165,6 +168,10 @@ def explain(run: Any, s: Snapshot) -> WaitingFor:
         names = ", ".join(w.name for w in serving[:HOLDERS_NAMED])
         return WaitingFor("shutting_down", f"Every worker serving queue '{queue}' is shutting down ({names}): it "
                           "starts on the next worker that serves the queue.", "workers stopping", queue=queue)
+    if run.held_until is not None and run.held_until > s.now and (run.held_by or "").startswith(BUDGET_HOLD):
+        scope, until = run.held_by[len(BUDGET_HOLD):], run.held_until
+        return WaitingFor("budget", f"The daily budget of {scope} is spent: it waits until {_clock(until)}, when a "
+                          "new day's budget begins.", f"budget until {_hhmm(until)}", until=until, queue=queue)
     if run.held_until is not None and run.held_until > s.now:
         return WaitingFor("rate_limit", f"Over the rate limit {_bucket_words(run.held_by)}: its next slot is at "
                           f"{_clock(run.held_until)}.", f"rate limit until {_hhmm(run.held_until)}",

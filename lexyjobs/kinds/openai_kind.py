@@ -21,6 +21,7 @@ from lexyjobs.llm.items import BatchRun, Item, items_of
 from lexyjobs.llm.spend import spend_for
 
 __all__ = ["FIELDS", "validate", "run"]
+PROMPT_CHARS = 20_000  # of each message kept in the run's details
 
 
 def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
@@ -46,6 +47,9 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
 
 
 def _chat(ctx: RunContext, asker: Asker, config: Mapping[str, Any], body: dict[str, Any]) -> Any:
+    # the exact prompt, for the run's page (the answer is the result, or the log when it is not JSON)
+    ctx.details["prompt"] = [{"role": m["role"], "content": asker.endpoint.mask.text(m["content"])[:PROMPT_CHARS]}
+                             for m in body["messages"]]
     ctx.progress(None, f"waiting for {body['model']}")  # what the panel shows while the model works
     try:
         answer = run_on_loop(ctx, asker.endpoint, lambda: asker.chat(body, stream=config["stream"]))

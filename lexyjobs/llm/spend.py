@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from lexyjobs.context import JobFailed, RunContext, RunDeferred
+from lexyjobs.flow.waiting import BUDGET_HOLD
 from lexyjobs.db import utcnow
 from lexyjobs.llm.providers import FIELDS as PROVIDER_FIELDS
 from lexyjobs.llm.providers import Money, Price, Provider, format_amount, parse_money, parse_provider
@@ -132,7 +133,7 @@ class RunSpend:
                 if source.on_budget == "fail":
                     raise JobFailed(message, retryable=False)
                 until = next_day(now)
-                raise RunDeferred(f"{message}; waiting until {until:%Y-%m-%d %H:%M} UTC", until)
+                raise RunDeferred(f"{message}; waiting until {until:%Y-%m-%d %H:%M} UTC", until, f"{BUDGET_HOLD}{scope}")
 
     async def _take_slot(self, provider: Provider, tokens: int) -> int:
         """A row in the provider's window, once it has room (waiting as long as it takes)."""

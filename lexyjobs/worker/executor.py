@@ -155,7 +155,8 @@ class Executor:
             return stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=str(exc),
                                                       retry_after=exc.retry_after, retryable=exc.retryable)
         except RunDeferred as exc:
-            return stopped_outcome(active) or Outcome(active, RunStatus.QUEUED, error=str(exc), deferred_until=exc.until)
+            return stopped_outcome(active) or Outcome(active, RunStatus.QUEUED, error=str(exc),
+                                                      deferred=(exc.until, exc.by))
         except ChildError as exc:  # python isolation=process: the child's exception and traceback
             return stopped_outcome(active) or Outcome(active, RunStatus.FAILED, error=exc.error,
                                                       traceback=exc.traceback)

@@ -273,3 +273,27 @@ def test_the_readmes_provider_example_loads_and_its_job_is_priced_by_it(db, tmp_
     assert run.status == "succeeded", run.error
     assert run.details is not None and (run.details["cost"], run.details["currency"]) == (0.021, "USD")
     assert usage_rows(db)[0]["provider"] == "openai"
+
+
+def test_the_readmes_seed_003_report_job_answers_json_with_seed_003s_facts(db, tmp_path, start_worker, llm):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    provider = re.search(r"```toml\n(\[limits\.openai\]\nrequests_per_minute.*?)\[jobs\.", readme, re.DOTALL)
+    report = re.search(r"```toml\n(\[jobs\.exec-report\].*?)```", readme, re.DOTALL)
+    assert provider and report, "the README's examples are gone"
+    load(db, tmp_path, provider.group(1) + report.group(1))
+    answer = '{"summary": "up", "highlights": ["sessions"], "risks": []}'
+    llm.script(Reply(content=answer, usage=(900, 120)))
+    start_worker()
+    params = {"scope_type": "network", "scope_key": "all", "iso_week": "2025-W43",
+              "rows": [{"metric": "sessions", "value": 48210, "change": "+4%"}]}
+    run = finished(db, runs.enqueue(db, "exec-report", params))
+    assert run.status == "succeeded", run.error
+    assert run.result == {"summary": "up", "highlights": ["sessions"], "risks": []}
+    assert llm.received[0].messages[-1]["content"] == ("Scope: network all, week 2025-W43 (1 rows).\n"
+                                                       "- sessions: 48210 (+4%)\n")
+    assert run.details is not None
+    assert (run.details["model"], run.details["output_bytes"]) == ("gpt-4o-mini-0613", len(answer))
+    assert run.details["cost"] == pytest.approx((900 * 0.15 + 120 * 0.60) / 1e6)
+    again = finished(db, runs.enqueue(db, "exec-report", params))  # the same rows within 6 hours
+    assert again.result == run.result and again.details is not None and again.details["cached"] is True
+    assert len(llm.received) == 1

@@ -178,7 +178,7 @@ class RunSpend:
         if self.currency is not None:
             out.update(cost=round(self.cost, 6), currency=self.currency)
         if self.cached:
-            out["cached"] = self.cached
+            out["cached_requests"] = self.cached
         return out
 
 

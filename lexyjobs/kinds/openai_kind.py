@@ -35,9 +35,12 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
             per_request = config["batch_size"] if embedding else 1
             batch = BatchRun(ctx, items, per_request, config.get("parallel", DEFAULT_PARALLEL), config.get("save"),
                              endpoint.failures.translate)
-            if embedding:
-                return embeddings.run_items(ctx, asker, config, batch)
-            return _chat_items(ctx, asker, config, batch)
+            try:
+                if embedding:
+                    return embeddings.run_items(ctx, asker, config, batch)
+                return _chat_items(ctx, asker, config, batch)
+            finally:
+                ctx.details.update(asker.spend.totals())
         if embedding:
             return embeddings.run_one(ctx, asker, config)
         assert body is not None
@@ -71,18 +74,17 @@ def _chat_items(ctx: RunContext, asker: Asker, config: Mapping[str, Any], batch:
     asked for fails alone."""
     json_wanted = config["response_format"] == "json"
 
-    async def handle(items: Any) -> tuple[list[Any], tuple[int, int] | None, str | None]:
+    async def handle(items: Any) -> list[Any]:
         item: Item = items[0]
         try:
             body = chat.request(config, templates.values(ctx.params, item=item.value, index=item.index))
         except JobFailed as exc:
-            return [exc], None, None
+            return [exc]
         answer = await asker.chat(body, stream=False)
         try:
-            value = chat.result(ctx, answer, json_wanted=json_wanted)
+            return [chat.result(ctx, answer, json_wanted=json_wanted)]
         except JobFailed as exc:
-            value = exc
-        return [value], answer.usage, answer.model
+            return [exc]
 
     ctx.log.info("%s items for %s at %s, %d requests at once", f"{len(batch.items):,}",
                  expand_env(config["model"]), asker.endpoint.address, batch.parallel)

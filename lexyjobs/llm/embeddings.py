@@ -33,7 +33,7 @@ def run_one(ctx: RunContext, asker: Asker, config: Mapping[str, Any]) -> list[fl
 def run_items(ctx: RunContext, asker: Asker, config: Mapping[str, Any], batch: BatchRun) -> Any:
     seen: dict[str, int] = {}  # the vectors' length (with ``save`` the results are not kept here)
 
-    async def handle(items: Sequence[Item]) -> tuple[list[Any], tuple[int, int] | None, str | None]:
+    async def handle(items: Sequence[Item]) -> list[Any]:
         texts: list[str] = []
         rendered: list[Any] = []  # the text's place, or the item's render failure
         for item in items:
@@ -43,10 +43,10 @@ def run_items(ctx: RunContext, asker: Asker, config: Mapping[str, Any], batch: B
                 rendered.append(len(texts) - 1)
             except JobFailed as exc:
                 rendered.append(exc)
-        vectors, usage, model = await asker.embed(config, texts) if texts else ([], None, None)
+        vectors = (await asker.embed(config, texts))[0] if texts else []
         if vectors:
             seen["dimensions"] = len(vectors[0])
-        return [vectors[r] if isinstance(r, int) else r for r in rendered], usage, model
+        return [vectors[r] if isinstance(r, int) else r for r in rendered]
 
     started = time.monotonic()
     run_on_loop(ctx, asker.endpoint, lambda: batch.run(handle))

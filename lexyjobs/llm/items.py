@@ -44,28 +44,9 @@ class ItemOutcome:
     retry_after: float | None = None
 
 
-@dataclass
-class Usage:
-    """Requests and tokens of a batch run's attempt, and the model the server named."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reported: bool = False  # at least one answer had token counts
-    model: str | None = None
-
-    def add(self, usage: tuple[int, int] | None, model: str | None) -> None:
-        self.requests += 1
-        self.model = model or self.model
-        if usage is not None:
-            self.reported = True
-            self.prompt_tokens += usage[0]
-            self.completion_tokens += usage[1]
-
-
 # a batch's handler: the items' results in order (a JobFailed in place of an item's result fails
-# that item alone: its prompt would not render, its reply is not JSON), with the usage and model
-Handler = Callable[[Sequence[Item]], Awaitable[tuple[list[Any], tuple[int, int] | None, str | None]]]
+# that item alone: its prompt would not render, its reply is not JSON)
+Handler = Callable[[Sequence[Item]], Awaitable[list[Any]]]
 
 
 def items_of(ctx: RunContext, config: dict[str, Any]) -> list[Item] | None:
@@ -153,7 +134,6 @@ class BatchRun:
     save: str | None
     describe_failure: Callable[[BaseException], BaseException]
     store: ItemStore = field(init=False)
-    usage: Usage = field(default_factory=Usage)
     results: dict[int, Any] = field(default_factory=dict)
     failed: list[ItemOutcome] = field(default_factory=list)
     reused: int = 0
@@ -189,7 +169,7 @@ class BatchRun:
 
     async def _send(self, handle: Handler, batch: list[Item]) -> list[ItemOutcome]:
         try:
-            results, usage, model = await handle(batch)
+            results = await handle(batch)
         except RunDeferred:
             raise
         except Exception as exc:  # one request's failure is its items' outcome, not the run's
@@ -198,7 +178,6 @@ class BatchRun:
             error = str(failure) if isinstance(failure, JobFailed) else f"{type(failure).__name__}: {failure}"
             return [ItemOutcome(item, False, error=error[:MAX_ITEM_ERROR_CHARS], retry_after=retry_after)
                     for item in batch]
-        self.usage.add(usage, model)
         return [ItemOutcome(item, False, error=str(result)[:MAX_ITEM_ERROR_CHARS]) if isinstance(result, JobFailed)
                 else ItemOutcome(item, True, result) for item, result in zip(batch, results)]
 
@@ -232,14 +211,8 @@ class BatchRun:
         self.ctx.progress(100.0 * done / total if total else 100.0, f"{done:,} of {total:,} items{failed}")
 
     def details(self) -> dict[str, Any]:
-        details: dict[str, Any] = {"items": len(self.items), "items_ok": len(self.results),
-                                   "items_failed": len(self.failed), "items_reused": self.reused,
-                                   "requests": self.usage.requests}
-        if self.usage.model:
-            details["model"] = self.usage.model
-        if self.usage.reported:
-            details.update(prompt_tokens=self.usage.prompt_tokens, completion_tokens=self.usage.completion_tokens)
-        return details
+        return {"items": len(self.items), "items_ok": len(self.results), "items_failed": len(self.failed),
+                "items_reused": self.reused}
 
     def outcome(self) -> Any:
         """The run's result: each item's in order (with ``save``: the counts); JobFailed when any item failed."""

@@ -74,6 +74,8 @@ class RunSpend:
     currency: str | None = None
     requests: int = 0
     cached: int = 0
+    reported: bool = False  # an answer had token counts
+    model: str | None = None  # as the last answer named it
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -155,6 +157,8 @@ class RunSpend:
         async with self._lock:
             self.requests += 1
             self.cached += cached
+            self.reported = self.reported or usage is not None or cached
+            self.model = model
             self.prompt_tokens += prompt
             self.completion_tokens += completion
             self.cost += cost
@@ -171,6 +175,15 @@ class RunSpend:
                       currency=price.currency if price else "")
             if taken:
                 session.execute(update(REQUESTS).where(REQUESTS.c.id.in_(taken)).values(tokens=prompt + completion))
+
+    def totals(self) -> dict[str, Any]:
+        """A batch run's details: its requests, model and tokens (a single request's answer says its own)."""
+        out: dict[str, Any] = {"requests": self.requests}
+        if self.model:
+            out["model"] = self.model
+        if self.reported:
+            out.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        return out
 
     def details(self) -> dict[str, Any]:
         """What the run's details say about its spending."""

@@ -313,3 +313,12 @@ def test_the_readmes_ticket_summaries_run_over_the_items_given_on_the_command_li
     contents = sorted(r.messages[-1]["content"] for r in llm.received)
     assert contents == ["Summarise ticket 7 in one line: Login fails on Safari",
                         "Summarise ticket 8 in one line: Export is slow"]
+
+
+def test_a_key_the_model_repeats_is_masked_in_the_result_and_the_details(db, make_job, start_worker, llm):
+    llm.script(Reply(content=f"your key: {LLM_KEY}"))  # OPENAI_API_KEY, which the job never names
+    make_job("echo", **{**CHAT, "prompt": "Repeat {{ text }}"}, stream=False, params={"text": "x"})
+    start_worker()
+    run = finished(db, runs.enqueue(db, "echo", {"text": LLM_KEY}))
+    assert run.result == "your key: ****"
+    assert run.details is not None and run.details["prompt"] == [{"role": "user", "content": "Repeat ****"}]

@@ -49,6 +49,9 @@ class Endpoint:
         self.address = str(self.client.base_url).rstrip("/")
         self.failures = Failures(self.address, key, self.timeout)
         self.mask = self.failures.mask
+        # the key is a secret of the run even when it came from OPENAI_API_KEY unnamed: whatever
+        # the run records (log, result, details, error) has it masked
+        ctx.redactor = Redactor([*ctx.redactor.secrets, key])
 
 
 def run_on_loop(ctx: RunContext, endpoint: Endpoint, work: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -49,7 +49,7 @@ class Endpoint:
         self.address = str(self.client.base_url).rstrip("/")
         self.failures = Failures(self.address, key, self.timeout)
         self.mask = self.failures.mask
-        # the key is a secret of the run even when it came from OPENAI_API_KEY unnamed: whatever
+        # the key is a secret of the run even when written literally in the job: whatever
         # the run records (log, result, details, error) has it masked
         ctx.redactor = Redactor([*ctx.redactor.secrets, key])
 

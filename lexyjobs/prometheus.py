@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily,
+                                   InfoMetricFamily, Metric)
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from lexyjobs import workers
 from lexyjobs.config import Settings
 from lexyjobs.db import Database, utcnow
+from lexyjobs.llm import usage_reads
 from lexyjobs.models import Job, Run
 from lexyjobs.states import RunStatus
 
@@ -74,6 +76,7 @@ class Snapshot:
     finished: list[Finished]
     fires: dict[str, tuple[datetime, datetime]]  # job -> (its latest fire time, when the run was created)
     workers: list[workers.WorkerInfo]
+    llm: list[usage_reads.Total]             # what openai jobs used, every day together
 
 
 def read_snapshot(session: Session, *, now: datetime, postgres: bool, stale_after: float) -> Snapshot:
@@ -91,7 +94,8 @@ def read_snapshot(session: Session, *, now: datetime, postgres: bool, stale_afte
         runs=_runs_by_job(session), queued=queue[0], due=queue[1], oldest_due=queue[2], running=queue[3],
         last_success=_last_successes(session), finished=_finished(session, now - WINDOW, postgres),
         fires=_latest_fires(session),
-        workers=workers.live_workers(session, now=now, stale_after=stale_after))
+        workers=workers.live_workers(session, now=now, stale_after=stale_after),
+        llm=usage_reads.totals(session))
 
 
 def _count(condition: Any) -> Any:
@@ -188,6 +192,7 @@ def families(snap: Snapshot, now: datetime) -> Iterator[Metric]:
     yield _per_job("lexyjobs_scheduler_last_fire_timestamp_seconds", "The time of the job's latest fire",
                    {job: fired.timestamp() for job, (fired, _) in snap.fires.items()})
     yield from _worker_families(snap.workers)
+    yield from _llm_families(snap.llm)
 
 
 def _per_job(name: str, documentation: str, values: dict[str, float]) -> GaugeMetricFamily:
@@ -249,6 +254,34 @@ def _worker_families(live: list[workers.WorkerInfo]) -> Iterator[Metric]:
             gauges[name].add_metric([w.name], value)
     yield info
     yield from gauges.values()
+
+
+def _llm_families(totals: list[usage_reads.Total]) -> Iterator[Metric]:
+    """Counters of ``llm_usage_days`` (rows are never deleted: they only grow). A counter family
+    is named without ``_total``: the exposition adds it to the sample. Requests and tokens of a
+    (job, provider, model) whose rows have several currencies are summed into one series."""
+    labels = ["job", "provider", "model"]
+    requests = CounterMetricFamily("lexyjobs_llm_requests", "Requests of openai jobs, answers from the cache "
+                                   "included", labels=labels)
+    cached = CounterMetricFamily("lexyjobs_llm_cached_requests", "Requests of openai jobs answered from the cache "
+                                 "(no tokens, no cost)", labels=labels)
+    tokens = CounterMetricFamily("lexyjobs_llm_tokens", "Tokens used by openai jobs, by type (prompt or completion)",
+                                 labels=[*labels, "type"])
+    cost = CounterMetricFamily("lexyjobs_llm_cost", "Cost of openai jobs' requests from the price tables, in the "
+                               "currency of the label (never converted)", labels=[*labels, "currency"])
+    summed: dict[tuple[str, str, str], list[int]] = {}
+    for row in totals:
+        counts = summed.setdefault((row.job, row.provider, row.model), [0, 0, 0, 0])
+        for index, n in enumerate((row.requests, row.cached, row.prompt_tokens, row.completion_tokens)):
+            counts[index] += n
+        if row.currency or row.cost:  # no price known: no cost to report
+            cost.add_metric([row.job, row.provider, row.model, row.currency], row.cost)
+    for key, (n_requests, n_cached, prompt, completion) in summed.items():
+        requests.add_metric(list(key), n_requests)
+        cached.add_metric(list(key), n_cached)
+        tokens.add_metric([*key, "prompt"], prompt)
+        tokens.add_metric([*key, "completion"], completion)
+    yield from (requests, cached, tokens, cost)
 
 
 class DatabaseCollector:

@@ -15,7 +15,8 @@ from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
 ROUTES = {("GET", "/api/runs"), ("GET", "/api/runs/{run_id}"), ("POST", "/api/runs/{run_id}/cancel"),
-          ("POST", "/api/runs/{run_id}/retry"), ("GET", "/api/runs/{run_id}/log")}
+          ("POST", "/api/runs/{run_id}/retry"), ("GET", "/api/runs/{run_id}/log"),
+          ("GET", "/api/runs/{run_id}/items")}
 MakeJob = Callable[..., str]
 ALL_ZERO = {status.value: 0 for status in RunStatus}
 

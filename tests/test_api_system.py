@@ -24,7 +24,7 @@ from lexyjobs.models import AuditEntry, Run
 from lexyjobs.runtime import Runtime
 from lexyjobs.states import RunStatus
 
-ROUTES = {("GET", "/api/stats"), ("GET", "/api/health"), ("GET", "/api/workers"), ("GET", "/api/alerts"),
+ROUTES = {("GET", "/api/llm/usage"), ("GET", "/api/stats"), ("GET", "/api/health"), ("GET", "/api/workers"), ("GET", "/api/alerts"),
           ("GET", "/api/audit"), ("GET", "/api/me"), ("GET", "/api/openapi.json")}
 PYTHON_JOB = {"kind": "python", "func": "jobfuncs:noop"}
 
@@ -46,6 +46,8 @@ ROUTE_CASES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("POST", "/api/runs/{run_id}/cancel"): ("operator", "/api/runs/{queued}/cancel", None),
     ("POST", "/api/runs/{run_id}/retry"): ("operator", "/api/runs/{failed}/retry", None),
     ("GET", "/api/runs/{run_id}/log"): ("viewer", "/api/runs/{queued}/log", None),
+    ("GET", "/api/runs/{run_id}/items"): ("viewer", "/api/runs/{failed}/items", None),
+    ("GET", "/api/llm/usage"): ("viewer", "/api/llm/usage", None),
     ("GET", "/api/queues"): ("viewer", "/api/queues", None),
     ("POST", "/api/queues/{name}/pause"): ("operator", "/api/queues/default/pause", None),
     ("POST", "/api/queues/{name}/resume"): ("operator", "/api/queues/default/resume", None),

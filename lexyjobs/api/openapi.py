@@ -13,6 +13,7 @@ from lexyjobs.api.job_schema import JOB_NAME, QUEUE_NAME, schemas as job_schemas
 from lexyjobs.definitions import SOURCES
 from lexyjobs.flow.waiting import REASONS as WAITING_REASONS
 from lexyjobs.kinds import KIND_NAMES
+from lexyjobs.llm import item_reads
 from lexyjobs.runs import TRIGGERS as RUN_TRIGGERS
 from lexyjobs.states import RunStatus
 
@@ -89,6 +90,15 @@ QUEUE = {
                                                  "for it (null: none)",
                 "items": _object({"name": STRING, "cap": _nullable(INTEGER)})}}
 
+LLM_USAGE = {
+    "requests": {"type": "integer", "description": "requests sent, answers from the cache included"},
+    "cached": {"type": "integer", "description": "requests answered from the cache (no tokens, no cost)"},
+    "prompt_tokens": INTEGER, "completion_tokens": INTEGER, "tokens": INTEGER,
+    "cost": {"type": "object", "additionalProperties": NUMBER,
+             "description": "amount per currency, e.g. {\"USD\": 0.42} (amounts in different currencies are not "
+                            "added; empty when no price is known)"}}
+DAY = {"type": "string", "format": "date"}
+
 SCHEMAS: dict[str, Any] = {
     **job_schemas(),
     "Error": _object({"error": _object({"code": STRING, "message": STRING, "details": ANY})}),
@@ -134,6 +144,12 @@ SCHEMAS: dict[str, Any] = {
     "RetryResult": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING, "retry_of": INTEGER,
                             **EXISTING}, required=["run_id", "status", "status_url", "retry_of", "existing"]),
     "Log": _object({"run_id": INTEGER, "text": STRING, "next_offset": INTEGER, "trimmed": INTEGER, "finished": BOOLEAN}),
+    "RunItems": _object({"run_id": INTEGER, "items": {"type": "array", "items": _object({
+        "idx": INTEGER, "status": {"enum": list(item_reads.STATUSES)},
+        "result": {**ANY, "description": "the item's result (ok; null when the job's save hook took it)"},
+        "error": _nullable(STRING), "attempt": INTEGER, "finished_at": TIME})},
+        "next_after": _nullable({"type": "integer", "description": "pass as `after` for the next page; null: "
+                                                                   "this was the last"})}),
     "Stats": _object({
         "runs": STATUS_COUNTS,
         "queue": _object({"queued_due": INTEGER, "oldest_queued_seconds": _nullable(NUMBER), "running": INTEGER,
@@ -165,6 +181,11 @@ SCHEMAS: dict[str, Any] = {
     "Queue": _object(QUEUE),
     "QueueList": _object({"queues": {"type": "array", "items": _ref("Queue")}, "total": INTEGER}),
     "QueueResult": _object({"queue": _ref("Queue"), "changed": BOOLEAN}),
+    "LlmUsage": _object({
+        "days": INTEGER, "job": _nullable(STRING), "first_day": DAY, "last_day": DAY,
+        "rows": {"type": "array", "description": "every UTC day of the window, oldest first, days without "
+                                                 "usage as zeros", "items": _object({"day": DAY, **LLM_USAGE})},
+        "totals": _object(LLM_USAGE)}),
     "CategoryResult": _object({"category": STRING, "paused": BOOLEAN,
                                "changed": {"type": "array", "items": STRING,
                                            "description": "the jobs whose state this changed"}}),
@@ -272,6 +293,14 @@ def document() -> dict[str, Any]:
                                               params=run + [_query("after", {"type": "integer", "minimum": 0,
                                                                              "maximum": MAX_LOG_OFFSET},
                                                                    "offset returned as next_offset")])},
+        "/api/runs/{run_id}/items": {"get": _op(
+            "A batch run's items (openai jobs over items) in index order, each with its outcome", "200", "RunItems",
+            params=run + [_query("status", {"enum": list(item_reads.STATUSES)}, "only the items that succeeded, or "
+                                 "only those that failed"),
+                          _query("after", {"type": "integer", "minimum": 0, "maximum": item_reads.MAX_INDEX},
+                                 "items with a higher index (next_after of the previous page); left out: from the first"),
+                          _query("limit", {"type": "integer", "minimum": 1, "maximum": item_reads.MAX_PAGE},
+                                 f"items per page (default {item_reads.DEFAULT_PAGE}, max {item_reads.MAX_PAGE})")])},
         "/api/stats": {"get": _op("Run counts, queue depth, last 24 h outcomes and times", "200", "Stats",
                                   errors="401")},
         "/api/health": {"get": _op("Health of every job and of the process", "200", "HealthReport", errors="401")},
@@ -299,6 +328,11 @@ def document() -> dict[str, Any]:
                                                          errors="401 403 404")},
         "/api/categories/{category}/resume": {"post": _op("Resume every job of a category", "200", "CategoryResult",
                                                           params=[CATEGORY], role="operator", errors="401 403 404")},
+        "/api/llm/usage": {"get": _op("Requests, tokens and cost of openai jobs per UTC day, of every job or one",
+                                      "200", "LlmUsage",
+                                      params=[_query("days", {"type": "integer", "minimum": 1, "maximum": 90},
+                                                     "the days ending today (UTC) (default 14)"),
+                                              _query("job", TEXT, "one job's usage (404 when no such job)")])},
         "/api/me": {"get": _op("Who the token belongs to", "200", "Me", errors="401")},
         "/api/openapi.json": {"get": _op("This document", "200", None, errors="401")},
     }

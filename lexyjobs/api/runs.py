@@ -1,4 +1,5 @@
-"""``/api/runs``: search with filters, pagination and stats; detail; cancel; retry; log tail."""
+"""``/api/runs``: search with filters, pagination and stats; detail; cancel; retry; log tail; a
+batch run's items."""
 from __future__ import annotations
 
 from flask import Response, jsonify, url_for
@@ -6,10 +7,13 @@ from flask import Response, jsonify, url_for
 from lexyjobs import actions, cancels, queries, runs, store
 from lexyjobs.api import bp
 from lexyjobs.api.jobs import enqueued_response
-from lexyjobs.api.inputs import MAX_LOG_OFFSET, json_object, page_and_limit, pagination, query_choices, query_datetime, query_int, query_text
+from lexyjobs.api.inputs import (MAX_LOG_OFFSET, json_object, page_and_limit, pagination, query_choice, query_choices,
+                                 query_datetime, query_int, query_text)
 from lexyjobs.db import utcnow
+from lexyjobs.errors import RunNotFound
 from lexyjobs.flow.waiting import waiting_dicts
 from lexyjobs.guard import actor
+from lexyjobs.llm import item_reads
 from lexyjobs.queries import RunFilter
 from lexyjobs.runtime import current
 from lexyjobs.serialize import event_dict, run_dict
@@ -79,3 +83,17 @@ def run_log(run_id: int) -> Response:
         text, next_offset, trimmed = store.read_log(session, run_id, after=after)
     return jsonify(run_id=run_id, text=text, next_offset=next_offset, trimmed=trimmed,
                    finished=run.status in TERMINAL)
+
+
+@bp.get("/runs/<run_id:run_id>/items")
+def run_items(run_id: int) -> Response:
+    """A batch run's items in index order, ``limit`` at a time from index ``after`` on (exclusive),
+    only ``ok`` or ``failed`` ones with ``status``; ``next_after`` is the next page's ``after``."""
+    status = query_choice("status", item_reads.STATUSES)
+    after = query_int("after", -1, 0, item_reads.MAX_INDEX)
+    limit = query_int("limit", item_reads.DEFAULT_PAGE, 1, item_reads.MAX_PAGE)
+    with current().db.read() as session:
+        if queries.run_status(session, run_id) is None:
+            raise RunNotFound(run_id)
+        page = item_reads.item_page(session, run_id, status=status, after=after, limit=limit)
+    return jsonify(run_id=run_id, items=[item.as_json() for item in page.items], next_after=page.next_after)

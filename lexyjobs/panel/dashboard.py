@@ -1,5 +1,5 @@
-"""The dashboard: run counts, job health, throughput charts, queue times, recent failures and
-upcoming fires."""
+"""The dashboard: run counts, job health, throughput charts, queue times, recent failures,
+upcoming fires and, once openai jobs have used any, the last 14 days' LLM usage."""
 from __future__ import annotations
 
 from collections import Counter
@@ -7,15 +7,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import Response
+from sqlalchemy.orm import Session
 
 from lexyjobs import queries, store
 from lexyjobs.db import utcnow
 from lexyjobs.definitions import InvalidDefinition, definition_from_job
 from lexyjobs.finished_hours import FinishedHours
 from lexyjobs.health import jobs_health
+from lexyjobs.llm import usage_reads
 from lexyjobs.panel import bp
 from lexyjobs.panel.charts import Chart, bucket_keys, throughput_chart
-from lexyjobs.panel.htmx import no_change, render, unchanged
+from lexyjobs.panel.htmx import no_change, render, unchanged, wants_partial
+from lexyjobs.panel.llm_charts import WIDE, cost_text, usage_view
 from lexyjobs.panel.run_now import one_click
 from lexyjobs.queries import RunFilter
 from lexyjobs.runtime import current
@@ -38,11 +41,12 @@ def dashboard() -> str | Response:
         failures = queries.search_runs(session, RunFilter(statuses=("failed",)), limit=RECENT_FAILURES)
         jobs = store.list_jobs(session)
         charts = _charts(session, now, postgres=lexy.db.is_postgres, hours=lexy.finished_hours)
+        llm = None if wants_partial() else _llm_usage(session, now)  # outside the polled part
     health: Counter[str] = Counter(h.state for h in jobs_health(lexy.db, now).values())
     return render("lexyjobs/dashboard.html", "lexyjobs/_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
                   failures=failures, health={s: health[s] for s in HEALTH_STATES}, jobs=jobs,
                   upcoming=_upcoming(jobs, now), charts=charts, now=now, one_click=_one_click(jobs),
-                  titles={job.name: job.title for job in jobs})
+                  titles={job.name: job.title for job in jobs}, llm=llm)
 
 
 def _charts(session: Any, now: datetime, *, postgres: bool, hours: FinishedHours) -> dict[str, Chart]:
@@ -53,6 +57,17 @@ def _charts(session: Any, now: datetime, *, postgres: bool, hours: FinishedHours
                        postgres=postgres)
     return {"24 hours": throughput_chart(queries.buckets(week, hourly=True), bucket_keys(now, hourly=True)),
             "7 days": throughput_chart(queries.buckets(week, hourly=False), days)}
+
+
+def _llm_usage(session: Session, now: datetime) -> dict[str, Any] | None:
+    """The "LLM usage" card: every job's last 14 days (one read of that range of the primary
+    key) and the jobs that spent most; None while nothing was used."""
+    found = usage_reads.window(session, now=now)
+    if found.empty:
+        return None
+    top = [{"name": name, "requests": usage.requests, "tokens": usage.tokens,
+            "cost": cost_text(usage.cost) if usage.cost else ""} for name, usage in found.top_jobs()]
+    return {"usage": usage_view(found, width=WIDE), "top": top}
 
 
 def _one_click(jobs: list[Any]) -> set[str]:

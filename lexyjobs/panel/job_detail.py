@@ -1,6 +1,7 @@
 """Job detail: the job's masked configuration and param schema, its next fires (DST days flagged),
 a duration sparkline and the paginated run history (polled), its upstream and downstream jobs,
-and the Run / Pause / Resume / "Run pipeline from here" buttons (through ``lexyjobs.actions``)."""
+the Run / Pause / Resume / "Run pipeline from here" buttons (through ``lexyjobs.actions``), and
+the LLM usage of the last 14 days (``openai`` jobs)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,11 +24,14 @@ from lexyjobs.flow.waiting import flow_stamp
 from lexyjobs.guard import actor, identity
 from lexyjobs.health import JobOverview, jobs_overview
 from lexyjobs.kinds import unset_env
+from lexyjobs.llm import usage_reads
 from lexyjobs.masking import mask_config
+from lexyjobs.models import Job
 from lexyjobs.serialize import shown_spec
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, unchanged, wants_partial
 from lexyjobs.panel.jobs import SOURCE_LABELS
+from lexyjobs.panel.llm_charts import WIDE, usage_view
 from lexyjobs.pipelines import descendants, downstream_map
 from lexyjobs.queries import RunFilter
 from lexyjobs.runtime import current
@@ -56,12 +60,13 @@ def job_detail(name: str) -> str | Response:
         history = _history(session, name, page, stamp)
         graph = {} if wants_partial() else store.job_dependencies(session)
         problems = [] if wants_partial() else load_problems.list_problems(session, name)
+        llm = None if wants_partial() else _llm_usage(session, job, now)
     overview = _overview(name, now)
     flow = _flow_use(overview.definition, now)
     if wants_partial():  # the history, and the health line and the limits out of band
         return render_template("lexyjobs/_partials/_job_runs.html", job=job, **history, o=overview, oob=True, flow=flow)
     return render_template("lexyjobs/job_detail.html", job=job, **history, **_page_context(overview, graph, now),
-                           problems=problems, flow=flow)
+                           problems=problems, flow=flow, llm=llm)
 
 
 @bp.post("/jobs/<job_name:name>/run-pipeline")
@@ -104,6 +109,18 @@ def _history(session: Session, name: str, page: int, stamp: str) -> dict[str, An
               for row in queries.recent_durations(session, name, limit=SPARK_RUNS)]
     return {"runs": [(run, _duration(run)) for run in found], "stamp": stamp, "page_number": page,
             "pagination": pagination(page, RUNS_PER_PAGE, total), "spark": sparkline(points)}
+
+
+def _llm_usage(session: Session, job: Job, now: datetime) -> dict[str, Any] | None:
+    """The "LLM usage" section: the job's last 14 days, for an ``openai`` job or any job with
+    usage in them; without usage, whether it ever made a request (for the line said instead).
+    None: no section."""
+    found = usage_reads.window(session, now=now, job=job.name)
+    if not found.empty:
+        return {"usage": usage_view(found, width=WIDE), "days": len(found.days)}
+    if job.kind != "openai":
+        return None
+    return {"usage": None, "days": len(found.days), "ever": usage_reads.has_usage(session, job.name)}
 
 
 def _duration(run: Any) -> float | None:

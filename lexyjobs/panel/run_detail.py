@@ -21,6 +21,7 @@ from lexyjobs.models import Run
 from lexyjobs.panel import bp
 from lexyjobs.panel.htmx import no_change, render, unchanged, wants_partial
 from lexyjobs.panel.run_columns import job_titles
+from lexyjobs.panel.run_llm import llm_context
 from lexyjobs.runtime import current
 from lexyjobs.serialize import seconds_between
 from lexyjobs.states import TERMINAL, RunStatus
@@ -123,14 +124,14 @@ def _waiting(session: Session, run_id: int) -> WaitingFor | None:
 def _live_context(session: Session, run_id: int, stamp: str, *, notice: str | None = None,
                   waiting: WaitingFor | None = None) -> dict[str, Any]:
     """What the live block shows: status, why it waits, times, progress, result, error, details,
-    events, buttons."""
+    events, buttons; for an ``openai`` run its prompt and answer, or its items."""
     run = _get_run_or_404(session, run_id)
     operator = identity().can("operator")
     return {"run": run, "stamp": stamp, "notice": notice, "finished": run.status in TERMINAL, "waiting": waiting,
             "times": _times(run, utcnow()), "events": store.run_events(session, run_id),
             "cancel_note": cancels.note(run),
             "can_operate": operator, "can_cancel": operator and run.status in CANCELABLE and not run.cancel_requested,
-            "can_retry": operator and run.status in RETRYABLE}
+            "can_retry": operator and run.status in RETRYABLE, **llm_context(session, run)}
 
 
 def _page_context(session: Session, run: Run) -> dict[str, Any]:

@@ -192,6 +192,7 @@ def embeddings_body(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
 def _handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between them
 
         def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
             pass

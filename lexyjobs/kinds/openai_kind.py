@@ -46,6 +46,7 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
         assert body is not None
         return _chat(ctx, asker, config, body)
     finally:
+        asker.spend.flush()
         ctx.details.update(asker.spend.details())
 
 

@@ -1,7 +1,8 @@
 """What ``openai`` runs spend, kept within their limits: ``RunSpend.admit`` before each request
 (the run's ``max_cost`` and ``max_tokens_total``, the daily budgets of the job and of its
 provider, the provider's requests and tokens per minute) and ``RunSpend.record`` after it (tokens
-and cost into ``llm_usage_days``, the request's real token count into the provider's window).
+and cost into ``llm_usage_days``, the request's real token count into the provider's window —
+its usage written at most once a second, ``RunSpend.flush``, and when the run ends).
 
 A job's provider is the first ``[limits.<name>]`` it names that says anything about LLM requests;
 its usage counts there. Every such table it names limits its requests per minute. Days are UTC.
@@ -13,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence, cast
 
 from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from lexyjobs.context import JobFailed, RunContext, RunDeferred
@@ -31,6 +35,7 @@ from lexyjobs.models import LlmRequest, LlmUsageDay
 USAGE = cast(Table, LlmUsageDay.__table__)
 REQUESTS = cast(Table, LlmRequest.__table__)
 WINDOW = 60.0  # seconds of requests_per_minute and tokens_per_minute (tests shorten it)
+FLUSH_EVERY = 1.0  # seconds between writes of a run's usage (and at its end)
 CHARS_PER_TOKEN = 4  # a request's prompt tokens are estimated from its characters until the answer counts them
 
 
@@ -59,6 +64,29 @@ def estimate_tokens(body: dict[str, Any]) -> tuple[int, int]:
 
 
 @dataclass
+class _Pending:
+    """One (day, model)'s usage counted since the last flush."""
+
+    requests: int = 0
+    cached: int = 0
+    prompt: int = 0
+    completion: int = 0
+    cost: float = 0.0
+    currency: str = ""
+
+    def add(self, cached: int, prompt: int, completion: int, cost: float, currency: str) -> None:
+        self.merge(_Pending(1, cached, prompt, completion, cost, currency))
+
+    def merge(self, other: _Pending) -> None:
+        self.requests += other.requests
+        self.cached += other.cached
+        self.prompt += other.prompt
+        self.completion += other.completion
+        self.cost += other.cost
+        self.currency = other.currency or self.currency
+
+
+@dataclass
 class RunSpend:
     """One attempt's spending and the limits it checks. ``own``: the job's own budget and prices
     (a Provider named ""); ``providers``: the LLM tables the job names, its provider first."""
@@ -77,6 +105,9 @@ class RunSpend:
     reported: bool = False  # an answer had token counts
     model: str | None = None  # as the last answer named it
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _pending: dict[tuple[str, str], _Pending] = field(default_factory=dict)  # by (day, model): not yet written
+    _pending_lock: threading.Lock = field(default_factory=threading.Lock)
+    _flushed_at: float = field(default_factory=time.monotonic)
 
     @property
     def provider(self) -> str:
@@ -98,7 +129,8 @@ class RunSpend:
         estimate = price.cost(prompt, completion) if price else 0.0
         async with self._lock:  # the run's parallel requests check its totals one at a time
             self._check_run_limits(prompt + completion, estimate)
-        await asyncio.to_thread(self._check_budgets, estimate)
+        if self.budgets():
+            await asyncio.to_thread(self._check_budgets, estimate)
         taken = []
         for provider in self.providers:
             if provider.limits_requests:
@@ -114,20 +146,20 @@ class RunSpend:
             raise LimitReached(f"max_cost {self.max_cost} would be passed: {format_amount(self.cost)} "
                                f"{self.max_cost.currency} spent, the next request costs about {format_amount(estimate)}")
 
-    def _check_budgets(self, estimate: float) -> None:
-        db = self.ctx.db
+    def budgets(self) -> list[tuple[str, Provider, Any]]:
+        """The daily budgets that apply: (scope, where it is set, the usage rows it counts)."""
         budgets = [(f"job {self.ctx.job_name}", self.own, USAGE.c.job_name == self.ctx.job_name)]
         if self.providers:
             budgets.append((f"provider {self.provider}", self.providers[0], USAGE.c.provider == self.provider))
-        budgets = [b for b in budgets if b[1].budget_per_day is not None]
-        if db is None or not budgets:
-            return
+        return [b for b in budgets if b[1].budget_per_day is not None and self.ctx.db is not None]
+
+    def _check_budgets(self, estimate: float) -> None:
         now = utcnow()
-        with db.read() as session:
-            for scope, source, where in budgets:
+        with self.ctx.db.read() as session:
+            for scope, source, where in self.budgets():
                 budget = cast(Money, source.budget_per_day)
-                spent = session.scalar(select(func.coalesce(func.sum(USAGE.c.cost), 0.0))
-                                       .where(USAGE.c.day == day_of(now), where)) or 0.0
+                spent = (session.scalar(select(func.coalesce(func.sum(USAGE.c.cost), 0.0))
+                                        .where(USAGE.c.day == day_of(now), where)) or 0.0) + self._unflushed_cost()
                 if spent + estimate <= budget.amount:
                     continue
                 message = (f"the daily budget of {scope} is spent: {format_amount(spent)} of {budget} today "
@@ -149,8 +181,9 @@ class RunSpend:
 
     async def record(self, model: str, usage: tuple[int, int] | None, taken: Sequence[int], *,
                      cached: bool = False) -> None:
-        """Count one answer: its tokens and cost in the run's totals, ``llm_usage_days`` and the
-        provider windows (``taken``)."""
+        """Count one answer: its tokens and cost in the run's totals, and (``flush``, at most
+        every FLUSH_EVERY seconds) in ``llm_usage_days``, and its real token count in the provider
+        windows it ``taken`` (at once, for a window that counts tokens)."""
         prompt, completion = usage if usage is not None and not cached else (0, 0)
         price = self.price(model)
         cost = price.cost(prompt, completion) if price else 0.0
@@ -163,18 +196,43 @@ class RunSpend:
             self.completion_tokens += completion
             self.cost += cost
             self.currency = price.currency if price else self.currency
-        await asyncio.to_thread(self._write, model, prompt, completion, cost, price, cached, list(taken))
+        with self._pending_lock:
+            row = self._pending.setdefault((day_of(utcnow()), model), _Pending())
+            row.add(int(cached), prompt, completion, cost, price.currency if price else "")
+            due = time.monotonic() - self._flushed_at >= FLUSH_EVERY
+        if taken and any(p.tokens_per_minute is not None for p in self.providers):
+            # the window counts the estimate until then: correct it at once for every process's next count
+            await asyncio.to_thread(self._correct, taken, prompt + completion)
+        if due:
+            await asyncio.to_thread(self.flush)
 
-    def _write(self, model: str, prompt: int, completion: int, cost: float, price: Price | None, cached: bool,
-               taken: list[int]) -> None:
-        if self.ctx.db is None:
-            return
+    def _correct(self, taken: Sequence[int], tokens: int) -> None:
         with self.ctx.db.write() as session:
-            add_usage(session, day_of(utcnow()), self.ctx.job_name, self.provider, model, requests=1,
-                      cached=int(cached), prompt=prompt, completion=completion, cost=cost,
-                      currency=price.currency if price else "")
-            if taken:
-                session.execute(update(REQUESTS).where(REQUESTS.c.id.in_(taken)).values(tokens=prompt + completion))
+            session.execute(update(REQUESTS).where(REQUESTS.c.id.in_(list(taken))).values(tokens=tokens))
+
+    def flush(self) -> None:
+        """Write what was counted since the last flush, in one transaction (the kind flushes once
+        more when the run ends, whatever its end)."""
+        with self._pending_lock:
+            pending, self._pending, self._flushed_at = self._pending, {}, time.monotonic()
+        if self.ctx.db is None or not pending:
+            return
+        try:
+            with self.ctx.db.write() as session:
+                for (day, model), row in pending.items():
+                    add_usage(session, day, self.ctx.job_name, self.provider, model, requests=row.requests,
+                              cached=row.cached, prompt=row.prompt, completion=row.completion, cost=row.cost,
+                              currency=row.currency)
+        except SQLAlchemyError as exc:  # the answers are good: keep the counts for the next flush
+            self.ctx.log.warning("could not record the LLM usage yet (%s); trying again with the next answer",
+                                 type(exc).__name__)
+            with self._pending_lock:
+                for key, row in pending.items():
+                    self._pending.setdefault(key, _Pending()).merge(row)
+
+    def _unflushed_cost(self) -> float:
+        with self._pending_lock:
+            return sum(row.cost for row in self._pending.values())
 
     def totals(self) -> dict[str, Any]:
         """A batch run's details: its requests, model and tokens (a single request's answer says its own)."""

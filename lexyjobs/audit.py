@@ -36,17 +36,18 @@ def entry(actor: str, action: str, target: str | None = None, *, client: str | N
                       client=None if client is None else _text(client, 100), details=details)
 
 
-REFUSED_ACTIONS = ("login.failure", "login.rate_limited")
+REFUSED_ACTIONS = ("login.failure", "login.rate_limited", "login.sso_refused")
 REFUSED_WINDOW = timedelta(hours=1)
 REFUSED_ROWS_PER_WINDOW = 100
 OVERFLOW_ACTOR = "(others)"
 
 
 def record_refused(db: Database, action: str, username: str, *, client: str | None,
-                   now: datetime | None = None) -> None:
+                   reason: str | None = None, now: datetime | None = None) -> None:
     """Count one refused login (``action`` in REFUSED_ACTIONS) on its aggregate row, starting a
     row when there is none for (action, username, client) within REFUSED_WINDOW — or, once the
-    window holds REFUSED_ROWS_PER_WINDOW such rows, on the window's overflow row. On Postgres the
+    window holds REFUSED_ROWS_PER_WINDOW such rows, on the window's overflow row. ``reason``
+    (single sign-on's) is kept as the row's ``details.reason``, the latest one. On Postgres the
     row is locked while counted; two first attempts at the same instant may start two rows."""
     now = now or utcnow()
     actor, target = _text(username or "-", 200), (_text(username, 200) if username else None)
@@ -57,12 +58,13 @@ def record_refused(db: Database, action: str, username: str, *, client: str | No
         if entry is None and _refused_rows(session, since) >= REFUSED_ROWS_PER_WINDOW:
             actor, target, client = OVERFLOW_ACTOR, None, None
             entry = _latest(session, action, since, actor=actor, client=None)
+        latest = {"last": now.isoformat()} | ({"reason": reason} if reason else {})
         if entry is None:
             session.add(AuditEntry(at=now, actor=actor, action=action, target=target, client=client,
-                                   details={"count": 1, "last": now.isoformat()}))
+                                   details={"count": 1, **latest}))
             return
         details = dict(entry.details or {})
-        entry.details = {**details, "count": int(details.get("count", 1)) + 1, "last": now.isoformat()}
+        entry.details = {**details, "count": int(details.get("count", 1)) + 1, **latest}
 
 
 def _latest(session: Session, action: str, since: datetime, *, actor: str, client: str | None) -> AuditEntry | None:

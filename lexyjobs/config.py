@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from lexyjobs.accounts import ROLES
 from lexyjobs.durations import parse_duration
 from lexyjobs.flow.queues import ServedQueues, parse_served
 
@@ -74,6 +75,18 @@ class Settings:
     smtp_from: str = "lexyjobs@localhost"
     smtp_tls: str = "starttls"
     idempotency_window: float = 24 * 3600.0
+    password_login: bool = True
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_name: str = "single sign-on"
+    oidc_scopes: str = "openid email profile"
+    oidc_username_claim: str = "email"
+    oidc_allowed_domains: tuple[str, ...] = ()
+    oidc_role_claim: str = "groups"
+    oidc_roles: tuple[str, ...] = ()
+    oidc_default_role: str = "viewer"
+    otel: bool = False
 
     def data_path(self) -> Path:
         """Where lexyjobs keeps its files (the secret key): LEXYJOBS_DATA_DIR, else the SQLite
@@ -146,11 +159,31 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "smtp_tls": ("LEXYJOBS_SMTP_TLS", "`starttls`, `ssl` or `none`"),
     "idempotency_window": ("LEXYJOBS_IDEMPOTENCY_WINDOW", "how long an idempotency key (`Idempotency-Key` header, "
                            "`key=`, `--key`) returns its job's first run instead of enqueueing another (default 24h)"),
+    "password_login": ("LEXYJOBS_PASSWORD_LOGIN", "`false`: the login page offers single sign-on only (API tokens "
+                       "and the CLI still work); needs LEXYJOBS_OIDC_ISSUER"),
+    "oidc_issuer": ("LEXYJOBS_OIDC_ISSUER", "OpenID Connect provider's issuer URL (its "
+                    "`/.well-known/openid-configuration` is read); turns on single sign-on"),
+    "oidc_client_id": ("LEXYJOBS_OIDC_CLIENT_ID", "the client ID lexyjobs has at the provider"),
+    "oidc_client_secret": ("LEXYJOBS_OIDC_CLIENT_SECRET", "its client secret (sent to the token endpoint; PKCE is used as well)"),
+    "oidc_name": ("LEXYJOBS_OIDC_NAME", "the provider's name on the login button (\"Sign in with …\")"),
+    "oidc_scopes": ("LEXYJOBS_OIDC_SCOPES", "scopes asked for (space-separated; `openid` is required)"),
+    "oidc_username_claim": ("LEXYJOBS_OIDC_USERNAME_CLAIM", "the ID token claim that names the user: `email`, "
+                            "`preferred_username` or `sub`"),
+    "oidc_allowed_domains": ("LEXYJOBS_OIDC_ALLOWED_DOMAINS", "comma-separated email domains that may sign in "
+                             "(their email must not be marked unverified); empty: any"),
+    "oidc_role_claim": ("LEXYJOBS_OIDC_ROLE_CLAIM", "the claim LEXYJOBS_OIDC_ROLES reads (a list or a string)"),
+    "oidc_roles": ("LEXYJOBS_OIDC_ROLES", "claim value → role, comma-separated, e.g. `lexyjobs-admins=admin,"
+                   "ops=operator`; the highest match wins and is set again at every sign-in"),
+    "oidc_default_role": ("LEXYJOBS_OIDC_DEFAULT_ROLE", "role of a user no mapping matches: viewer, operator, "
+                          "admin, or `none` (refused)"),
+    "otel": ("LEXYJOBS_OTEL", "`true`: OpenTelemetry traces of runs and web requests, exported per the "
+             "standard `OTEL_EXPORTER_OTLP_*` variables (needs `pip install 'lexyjobs[otel]'`)"),
 }
 
 DURATION_FIELDS = {"poll_interval", "heartbeat_interval", "stale_after", "shutdown_grace", "kill_grace",
                    "http_idle_timeout", "idempotency_window"}
-LIST_FIELDS = {"imports", "alert_email", "alert_events", "trusted_proxy_addresses"}
+LIST_FIELDS = {"imports", "alert_email", "alert_events", "trusted_proxy_addresses", "oidc_allowed_domains", "oidc_roles"}
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 SQLITE_SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")  # OFF is refused: a crash could corrupt the database
 
@@ -306,6 +339,31 @@ def _check_formats(settings: Settings) -> None:
         _refuse("smtp_port", "must be a port number (0-65535; 0 = by LEXYJOBS_SMTP_TLS)")
     if settings.smtp_host is not None and not _is_host(settings.smtp_host):
         _refuse("smtp_host", "must be a host name or IP address")
+    _check_sso(settings)
+
+
+def _check_sso(settings: Settings) -> None:
+    if settings.oidc_issuer is None:
+        for field in ("oidc_client_id", "oidc_client_secret"):
+            if getattr(settings, field) is not None:
+                _refuse(field, "needs LEXYJOBS_OIDC_ISSUER")
+        if not settings.password_login:
+            _refuse("password_login", "can be false only with single sign-on (LEXYJOBS_OIDC_ISSUER), or nobody could log in")
+        return
+    issuer = urlsplit(settings.oidc_issuer)
+    if not _is_http_url(settings.oidc_issuer) or (issuer.scheme == "http" and issuer.hostname not in LOOPBACK):
+        _refuse("oidc_issuer", "must be an https:// URL (http:// only on 127.0.0.1, ::1 or localhost)")
+    for field in ("oidc_client_id", "oidc_client_secret"):
+        if not getattr(settings, field):
+            _refuse(field, "is needed with LEXYJOBS_OIDC_ISSUER (the provider gives both when you register lexyjobs)")
+    if "openid" not in settings.oidc_scopes.split():
+        _refuse("oidc_scopes", "must include openid")
+    for entry in settings.oidc_roles:
+        value, _, role = entry.partition("=")
+        if not value.strip() or role.strip() not in ROLES:
+            _refuse("oidc_roles", f"has '{entry}'; write claim-value=role, role one of {', '.join(ROLES)}")
+    if settings.oidc_default_role not in ROLES + ("none",):
+        _refuse("oidc_default_role", f"must be one of {', '.join(ROLES)} or none")
 
 
 def database_url_problem(url: str) -> str | None:

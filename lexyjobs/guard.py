@@ -29,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_ENDPOINTS = frozenset({"lexyjobs.static", "lexyjobs.htmx.static"})
 API_BLUEPRINT = "lexyjobs.api"
-LOGIN_BLUEPRINT = "lexyjobs.login"
+LOGIN_BLUEPRINTS = frozenset({"lexyjobs.login", "lexyjobs.sso"})
 SESSION_KEYS = ("lexyjobs_uid", "lexyjobs_epoch", "lexyjobs_csrf")
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_LIFETIME = timedelta(hours=12)
@@ -124,7 +124,9 @@ def init_templates(app: Flask) -> None:
     """Template globals our pages use, namespaced so they never replace a host's (Flask-WTF's
     ``csrf_token`` for one)."""
     app.jinja_env.globals.update(lexyjobs_csrf_token=csrf_token,
-                                 lexyjobs_own_login=lambda: _host_authorize() is None)
+                                 lexyjobs_own_login=lambda: _host_authorize() is None,
+                                 lexyjobs_sso=lambda: current_app.extensions.get("lexyjobs_sso"),
+                                 lexyjobs_password_login=lambda: current().settings.password_login)
 
 
 def _host_authorize() -> Any:
@@ -137,7 +139,7 @@ def _authorize() -> BaseResponse | None:
     if view is None:
         return None  # no such route: 404/405 as usual
     host = _host_authorize()
-    if host is not None and request.blueprint == LOGIN_BLUEPRINT:
+    if host is not None and request.blueprint in LOGIN_BLUEPRINTS:
         return redirect(url_for("lexyjobs.panel.dashboard"))  # the host's login is used, not ours
     if is_api():
         if host is not None and not request.headers.get("Authorization"):

@@ -10,7 +10,7 @@ import time
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from lexyjobs import accounts, audit
+from lexyjobs import accounts, audit, sso
 from lexyjobs.guard import end_session, identity, public, start_session
 from lexyjobs.ratelimit import LoginThrottle, address_key
 from lexyjobs.redirects import safe_next
@@ -25,6 +25,9 @@ def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
     target = safe_next(request.values.get("next")) or url_for("lexyjobs.panel.dashboard")
     if request.method != "POST":
         return render_template("lexyjobs/login.html", next=target, error=None), 200
+    if not current().settings.password_login:
+        message = "Password login is turned off here; use single sign-on."
+        return render_template("lexyjobs/login.html", next=target, error=message), 403
     username = request.form.get("username", "").strip().lower()[:100]
     password = request.form.get("password", "")
     lexy, client = current(), request.remote_addr
@@ -66,3 +69,4 @@ def init_app(app: Flask, parent: Blueprint) -> None:
     settings = app.extensions["lexyjobs"].settings
     app.extensions["lexyjobs_login_throttle"] = LoginThrottle(settings.login_attempts_per_minute)
     parent.register_blueprint(bp)
+    sso.init_app(app, parent)

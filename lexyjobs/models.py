@@ -145,6 +145,7 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first request (cancels.py)
+    trace_parent: Mapped[str | None] = mapped_column(String(60))  # W3C traceparent (lexyjobs.tracing)
     pipeline_id: Mapped[str | None] = mapped_column(String(36))
     parent_run_id: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
     retry_of: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
@@ -263,6 +264,7 @@ class User(Base):
     password change) invalidates the user's existing sessions."""
 
     __tablename__ = "users"
+    __table_args__ = (Index("ix_users_subject", "subject", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
@@ -272,6 +274,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(20), default="local", server_default="local")  # local | oidc
+    subject: Mapped[str | None] = mapped_column(String(400))  # oidc: "<issuer> <sub>"
 
 
 class ApiToken(Base):

@@ -56,7 +56,7 @@ class Runtime:
                 if attempt == 2:
                     raise
         assert self.sync_report is not None
-        if authoritative and self.own_users:
+        if authoritative and self.own_users and self.settings.password_login:
             self._ensure_admin()
         return self.sync_report
 

@@ -415,3 +415,14 @@ def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
     monkeypatch.setenv("OPENAI_API_KEY", LLM_KEY)
     yield server
     server.stop()
+
+
+from oidc_provider import OidcProvider  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    """A real OpenID Connect provider process on 127.0.0.1 (tests/oidc_provider.py), shared by the session."""
+    provider = OidcProvider()
+    yield provider
+    provider.stop()

@@ -60,15 +60,15 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(db_url: str, jobs_file: Path, **env_extra: str) -> Iterator[Server]:
-    """``python app.py --port 0`` on ``db_url`` loading ``jobs_file``, bound to 127.0.0.1, with
+def running_server(db_url: str, jobs_file: Path, *, port: int = 0, **env_extra: str) -> Iterator[Server]:
+    """``python app.py --port PORT`` (any free one by default) on ``db_url`` loading ``jobs_file``, bound to 127.0.0.1, with
     ``LEXYJOBS_API_TOKEN=E2E_TOKEN`` unless ``env_extra`` says otherwise; stopped with SIGTERM
     afterwards, which must end it with exit code 0."""
     settings = {"LEXYJOBS_JOBS_FILE": str(jobs_file), "LEXYJOBS_HOST": "127.0.0.1", "LEXYJOBS_WORKERS": "2",
                 "LEXYJOBS_POLL_INTERVAL": "0.05", "LEXYJOBS_HEARTBEAT_INTERVAL": "0.2",
                 "LEXYJOBS_SHUTDOWN_GRACE": "5", "LEXYJOBS_HTTP_THREADS": "4", "LEXYJOBS_API_TOKEN": E2E_TOKEN}
     env = subprocess_env(db_url, **{**settings, **env_extra})
-    process = subprocess.Popen([PYTHON, "app.py", "--port", "0"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+    process = subprocess.Popen([PYTHON, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     srv = Server(process, env)
 

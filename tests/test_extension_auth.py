@@ -64,7 +64,7 @@ def test_none_is_403_on_every_route_and_a_response_is_passed_on(tmp_path: Path, 
     job, run_id = seed(jobs.runtime.db)
     stranger, nobody = app.test_client(), _as(app, "mallory")  # not logged in / logged in, no role
     public = {"lexyjobs.static", "lexyjobs.htmx.static", "lexyjobs.core.healthz", "lexyjobs.metrics.metrics",
-              "lexyjobs.login.login", "lexyjobs.login.logout"}
+              "lexyjobs.login.login", "lexyjobs.login.logout", "lexyjobs.sso.start", "lexyjobs.sso.callback"}
     checked = 0
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("lexyjobs.") or rule.endpoint in public:

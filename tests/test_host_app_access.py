@@ -27,7 +27,7 @@ PUBLIC_ENDPOINT_ENDINGS = ("static", ".healthz")
 TOKEN_ONLY = {"lexyjobs.metrics.metrics"}
 # lexyjobs' own login is not used when the host authorizes: it sends everyone to the panel's
 # front page, where the host's authorize() decides.
-OWN_LOGIN = "lexyjobs.login."
+OWN_LOGIN = ("lexyjobs.login.", "lexyjobs.sso.")  # single sign-on is part of it
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
 

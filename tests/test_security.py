@@ -18,27 +18,30 @@ from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from conftest import wait_for
 from flask import Flask
 from flask.testing import FlaskClient
 from liveserver import E2E_TOKEN, running_server
+from oidc_provider import OidcProvider, authorize
 from markupsafe import escape
 from sqlalchemy import inspect, text
 from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
-from lexyjobs import accounts, audit, create_app, runs
+from lexyjobs import accounts, create_app, runs
 from lexyjobs.db import Database
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
 SESSION_COOKIE = "lexyjobs_session"
 TERMINAL = ("succeeded", "failed", "canceled")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-# Reachable without logging in: the login page, static files (ours and htmx's) and /healthz.
-ALLOWED_PUBLIC = {"lexyjobs.login.login", "lexyjobs.static", "lexyjobs.htmx.static", "lexyjobs.core.healthz"}
+# Reachable without logging in: the login page, single sign-on's start and return, static files
+# (ours and htmx's) and /healthz.
+SSO_ROUTES = {"lexyjobs.sso.start", "lexyjobs.sso.callback"}
+ALLOWED_PUBLIC = {"lexyjobs.login.login", "lexyjobs.static", "lexyjobs.htmx.static", "lexyjobs.core.healthz"} | SSO_ROUTES
 # Past the guard, but checking credentials itself: a refusal (401) without them; a bearer token
 # (LEXYJOBS_METRICS_TOKEN or an API token) opens it, as Prometheus needs (tests/test_metrics.py).
 SELF_GUARDED = {"lexyjobs.metrics.metrics"}
@@ -186,9 +189,12 @@ def stored_texts(db: Database) -> Iterator[tuple[str, str, str]]:
 
 
 @pytest.fixture
-def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
-    """The shared app config with the login limit of the brute-force check (10 a minute)."""
-    return {**app_config, "login_attempts_per_minute": 10}
+def app_config(app_config: dict[str, Any], oidc_provider: OidcProvider) -> dict[str, Any]:
+    """The shared app config with the login limit of the brute-force check (10 a minute) and
+    single sign-on through a real provider, so that every check covers its routes too."""
+    client_id, secret = oidc_provider.register("http://localhost/login/sso/callback")
+    return {**app_config, "login_attempts_per_minute": 10, "oidc_issuer": oidc_provider.url,
+            "oidc_client_id": client_id, "oidc_client_secret": secret, "oidc_roles": "lexyjobs-admins=admin"}
 
 
 @pytest.fixture
@@ -336,6 +342,55 @@ def test_login_itself_needs_the_csrf_token(app, admin_user):
         response = victim.post("/login", data={"username": ADMIN, "password": ADMIN_PASSWORD, **data})
         accepted += response.status_code != 403 or not redirects_to_login(victim.get("/"))
     assert battery("login posts accepted without the token", accepted) == 0
+
+
+def sso_start(client: FlaskClient, next_path: str | None = None) -> str:
+    response = client.get("/login/sso", query_string={"next": next_path} if next_path is not None else None)
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return response.location
+
+
+def sso_return(client: FlaskClient, location: str) -> TestResponse:
+    parts = urlsplit(location)
+    return client.get(f"{parts.path}?{parts.query}")
+
+
+def test_no_forged_single_sign_on_return_signs_anyone_in(app, lj, oidc_provider):
+    """Login CSRF and replay: a return with a made-up, missing or another browser's state, or one
+    already used, never opens a session; only the browser that started a sign-in completes it."""
+    oidc_provider.set_user("eve", email="eve@example.com", groups=["lexyjobs-admins"])
+    attacker, victim = app.test_client(), app.test_client()
+    attackers_return = authorize(sso_start(attacker), "eve")
+    victim.get("/login")
+    own = victim.get("/login/sso")
+    code = dict(parse_qsl(urlsplit(attackers_return).query))["code"]
+    forged = [f"/login/sso/callback?{query}" for query in (
+        "", "code=x", "state=x", f"code={code}", f"code={code}&state=", f"code={code}&state=forged",
+        f"code={code}&state=None", "error=access_denied&state=x")]
+    forged.append(attackers_return)
+    signed_in = 0
+    for path in forged:
+        answer = sso_return(victim, path)
+        signed_in += answer.status_code != 403 or not redirects_to_login(victim.get("/"))
+    assert battery("forged single sign-on returns that signed in", signed_in) == 0
+    assert own.status_code == 302  # the victim's own sign-in, started before the forgeries, still completes
+    assert sso_return(victim, authorize(own.location, "eve")).status_code == 302
+    assert victim.get("/").status_code == 200
+    uses = [sso_return(attacker, attackers_return).status_code for _ in range(2)]
+    assert battery("single sign-on returns accepted twice", int(uses != [302, 403])) == 0, uses
+
+
+def test_single_sign_on_never_redirects_off_site(app, lj, oidc_provider):
+    from test_redirects import HOSTILE, browser_target
+
+    oidc_provider.set_user("rita", email="rita@example.com", groups=["lexyjobs-admins"])
+    off_site = []
+    for target in HOSTILE:
+        client = app.test_client()
+        answer = sso_return(client, authorize(sso_start(client, target), "rita"))
+        if answer.status_code != 302 or urlsplit(browser_target(answer.location)).netloc != "localhost":
+            off_site.append(f"{target!r} -> {answer.status_code} {answer.location}")
+    assert battery("single sign-on redirects off site", len(off_site)) == 0, off_site
 
 
 # ------------------------------------------------------------------ 3. XSS

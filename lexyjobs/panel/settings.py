@@ -26,7 +26,7 @@ from lexyjobs.runtime import current
 ACCOUNT_ERRORS = (InvalidAccount, Conflict, NotFound)
 # alert_slack is a secret too: an incoming-webhook URL is its own credential.
 SECRET_FIELDS = frozenset({"secret_key", "admin_password", "api_token", "metrics_token", "smtp_password",
-                           "alert_webhook_secret", "alert_slack"})
+                           "alert_webhook_secret", "alert_slack", "oidc_client_secret"})
 SECRET_URL_PARAMS = ("password", "secret", "token")  # query parameters of database_url never shown
 
 Page = str | tuple[str, int]
@@ -132,6 +132,7 @@ def _page(*, errors: dict[str, str] | None = None, forms: dict[str, dict[str, st
     return render_template("lexyjobs/settings.html", tokens=accounts.list_tokens(lexy.db), users=accounts.list_users(lexy.db),
                            roles=accounts.ROLES, min_password=accounts.MIN_PASSWORD_LENGTH,
                            effective=effective_settings(lexy.settings),
+                           sso_maps_roles=bool(lexy.settings.oidc_issuer and lexy.settings.oidc_roles),
                            alerts=alert_targets if alert_targets is not None else context(), answer_key=answer_key,
                            errors=errors or {}, forms=forms or {},
                            created=created, confirm_remove=confirm_remove, me=identity().name)

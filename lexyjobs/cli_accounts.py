@@ -79,14 +79,15 @@ def users_add(name: str, role: str, password_stdin: bool) -> None:
 @with_appcontext
 @_handle_errors
 def users_list(as_json: bool) -> None:
-    """List users with their role, creation and last login (UTC)."""
+    """List users with their role, how they sign in (password or single sign-on), creation and last login (UTC)."""
     users = accounts.list_users(_reader().db)
     if as_json:
-        click.echo(json.dumps([{"name": u.username, "role": u.role, "created_at": u.created_at,
+        click.echo(json.dumps([{"name": u.username, "role": u.role, "source": u.source, "created_at": u.created_at,
                                 "last_login_at": u.last_login_at} for u in users], indent=2, default=str))
         return
-    _table(("NAME", "ROLE", "CREATED", "LAST LOGIN"),
-           [(u.username, u.role, _when(u.created_at), _when(u.last_login_at)) for u in users])
+    _table(("NAME", "ROLE", "SIGN-IN", "CREATED", "LAST LOGIN"),
+           [(u.username, u.role, "sso" if u.source == "oidc" else "password", _when(u.created_at),
+             _when(u.last_login_at)) for u in users])
 
 
 @users_group.command("remove")

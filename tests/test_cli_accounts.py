@@ -133,11 +133,11 @@ def test_users_list_shows_name_role_created_and_last_login(cli: Invoke, db) -> N
     result = cli("users", "list")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "ROLE", "CREATED", "LAST", "LOGIN"]
+    assert lines[0].split() == ["NAME", "ROLE", "SIGN-IN", "CREATED", "LAST", "LOGIN"]
     alice, bob = (line.split() for line in lines[1:])
     created = user_row(db, "alice").created_at.strftime("%Y-%m-%d")
-    assert alice[:3] == ["alice", "admin", created] and len(alice) == 6  # created and last login: date + time
-    assert bob[:3] == ["bob", "viewer", created] and bob[-1] == "-"
+    assert alice[:4] == ["alice", "admin", "password", created] and len(alice) == 7  # created, last login: date + time
+    assert bob[:4] == ["bob", "viewer", "password", created] and bob[-1] == "-"
     assert PASSWORD not in result.output and "scrypt" not in result.output
 
 
@@ -146,14 +146,14 @@ def test_users_list_json_is_machine_readable(cli: Invoke, db) -> None:  # type: 
     result = cli("users", "list", "--json")
     assert result.exit_code == 0, result.output
     [item] = json.loads(result.stdout)
-    assert set(item) == {"name", "role", "created_at", "last_login_at"}
-    assert (item["name"], item["role"], item["last_login_at"]) == ("alice", "operator", None)
+    assert set(item) == {"name", "role", "source", "created_at", "last_login_at"}
+    assert (item["name"], item["role"], item["source"], item["last_login_at"]) == ("alice", "operator", "local", None)
     assert item["created_at"].startswith(user_row(db, "alice").created_at.strftime("%Y-%m-%d %H:%M"))
 
 
 def test_users_list_on_an_empty_database_prints_only_the_header(cli: Invoke) -> None:
     result = cli("users", "list")
-    assert (result.exit_code, result.stdout) == (0, "NAME  ROLE  CREATED  LAST LOGIN\n")
+    assert (result.exit_code, result.stdout) == (0, "NAME  ROLE  SIGN-IN  CREATED  LAST LOGIN\n")
 
 
 # ---------------------------------------------------------------- users remove

@@ -139,8 +139,11 @@ def _verified_claims(sso: SingleSignOn) -> dict[str, Any]:
         raise SsoRefused("no_id_token", "The provider sent no ID token; is the `openid` scope granted?")
     claims = dict(claims)
     if _missing(sso.policy, claims) and sso.client.load_server_metadata().get("userinfo_endpoint"):
-        extra = sso.client.userinfo(token=token)
-        if extra.get("sub") == claims["sub"]:
+        try:
+            extra = sso.client.userinfo(token=token)
+        except (requests.RequestException, ValueError) as exc:
+            raise _unreachable(exc) from None
+        if extra.get("sub") == claims["sub"]:  # OIDC Core §5.3.2: else it is someone else's
             claims = {**extra, **claims}
     return claims
 

@@ -409,3 +409,15 @@ def test_the_settings_page_shows_how_users_sign_in_but_never_the_client_secret(s
     rows = [row for row in page.split("<tr>") if 'data-label="Signs in with"' in row]
     assert any(f"<td>{person}@example.com" in row and ">single sign-on<" in row for row in rows), rows
     assert any("<td>local<" in row and 'Signs in with">password<' in row for row in rows), rows
+
+
+def test_a_claim_missing_from_the_id_token_is_looked_up_at_userinfo_then_refused_clearly(make_sso_app, oidc_provider,
+                                                                                       person):
+    oidc_provider.set_user(person, email=f"{person}@example.com", email_verified=True, nickname="nick",
+                           groups=["lexyjobs-admins"])
+    app = make_sso_app(oidc_username_claim="nickname", oidc_scopes="openid email")  # no profile scope: no nickname
+    client = app.test_client()
+    assert_refused(app, client, sign_in(client, person), "no_username", "sent no &#39;nickname&#39; claim")
+    app = make_sso_app(oidc_username_claim="nickname")  # with the profile scope it is there
+    assert sign_in(app.test_client(), person).status_code == 302
+    assert user(app, "nick") is not None

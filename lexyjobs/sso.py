@@ -75,16 +75,16 @@ def configured() -> SingleSignOn | None:
 def start() -> BaseResponse | tuple[str, int]:
     sso = _sso()
     target = safe_next(request.args.get("next")) or url_for("lexyjobs.panel.dashboard")
+    back = url_for("lexyjobs.sso.callback", _external=True)
     try:
         sso.check_discovery()
-        answer = sso.client.create_authorization_url(url_for("lexyjobs.sso.callback", _external=True))
+        answer = sso.client.create_authorization_url(back)
     except SsoRefused as refusal:
         return _refused(refusal)
     except (requests.RequestException, ValueError) as exc:
         return _refused(_unreachable(exc))
     _prune_states(keep=KEEP_STATES - 1)
-    sso.client.save_authorize_data(redirect_uri=url_for("lexyjobs.sso.callback", _external=True), next=target,
-                                   **answer)
+    sso.client.save_authorize_data(redirect_uri=back, next=target, **answer)
     return redirect(answer["url"])
 
 
@@ -101,6 +101,8 @@ def callback() -> BaseResponse | tuple[str, int]:
         who = sign_in(lexy.db, sso.policy, _verified_claims(sso))
     except SsoRefused as refusal:
         return _refused(refusal)
+    except (requests.RequestException, ValueError) as exc:
+        return _refused(_unreachable(exc))
     start_session(who)
     audit.record(lexy.db, who.actor, "login.sso", who.name, client=request.remote_addr,
                  details={"provider": sso.policy.issuer})
@@ -109,7 +111,8 @@ def callback() -> BaseResponse | tuple[str, int]:
 
 def _verified_claims(sso: SingleSignOn) -> dict[str, Any]:
     """The ID token's claims once Authlib has checked state, code, signature and claims; the
-    provider's userinfo fills in claims the ID token left out (some put groups only there)."""
+    provider's userinfo fills in claims the ID token left out (some put groups only there).
+    A provider that does not answer raises requests' errors (or ValueError for a bad body)."""
     from authlib.integrations.base_client import MismatchingStateError, OAuthError
     from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 
@@ -132,17 +135,12 @@ def _verified_claims(sso: SingleSignOn) -> dict[str, Any]:
     except JoseError:
         raise SsoRefused("signature", "The provider's ID token is not signed by the provider's keys, so it was "
                          "refused.") from None
-    except (requests.RequestException, ValueError) as exc:
-        raise _unreachable(exc) from None
     claims = token.get("userinfo")
     if not claims:
         raise SsoRefused("no_id_token", "The provider sent no ID token; is the `openid` scope granted?")
     claims = dict(claims)
     if _missing(sso.policy, claims) and sso.client.load_server_metadata().get("userinfo_endpoint"):
-        try:
-            extra = sso.client.userinfo(token=token)
-        except (requests.RequestException, ValueError) as exc:
-            raise _unreachable(exc) from None
+        extra = sso.client.userinfo(token=token)
         if extra.get("sub") == claims["sub"]:  # OIDC Core §5.3.2: else it is someone else's
             claims = {**extra, **claims}
     return claims

@@ -421,3 +421,16 @@ def test_a_claim_missing_from_the_id_token_is_looked_up_at_userinfo_then_refused
     app = make_sso_app(oidc_username_claim="nickname")  # with the profile scope it is there
     assert sign_in(app.test_client(), person).status_code == 302
     assert user(app, "nick") is not None
+
+
+def test_a_provider_that_goes_away_before_the_return_is_a_clear_502(make_sso_app):
+    provider = OidcProvider()
+    try:
+        client_id, secret = provider.register(CALLBACK)
+        provider.set_user("gone", email="gone@example.com", email_verified=True)
+        app = make_sso_app(oidc_issuer=provider.url, oidc_client_id=client_id, oidc_client_secret=secret)
+        client = app.test_client()
+        back = authorize(start(client), "gone")
+    finally:
+        provider.stop()
+    assert_refused(app, client, come_back(client, back), "unreachable", "did not answer", status=502)

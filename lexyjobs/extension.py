@@ -88,7 +88,7 @@ class Lexyjobs:
         return self._runtime
 
     def init_app(self, app: Flask) -> None:
-        from lexyjobs import api, cli, guard, login, panel, routing, runtime, web
+        from lexyjobs import api, cli, guard, login, panel, routing, runtime, tracing, web
         from lexyjobs.panel import formatting
         from lexyjobs.runtime import Runtime
 
@@ -108,6 +108,7 @@ class Lexyjobs:
         routing.init_app(app)
         parent = _ParentBlueprint("lexyjobs", __name__, url_prefix=self.url_prefix or None,
                                   static_folder=str(STATIC), static_url_path="/static")
+        tracing.init_blueprint(parent)  # before the guard: refused requests are traced too
         guard.init_blueprint(parent, settings)
         guard.init_templates(app)
         web.init_app(app, parent)

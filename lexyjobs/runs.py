@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
-from lexyjobs import cancels, children, pipelines, store
+from lexyjobs import cancels, children, pipelines, store, tracing
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.flow import unique
@@ -128,7 +128,8 @@ def run_row(definition: JobDefinition, request: RunRequest, now: datetime,
             "scheduled_for": max(request.scheduled_for or now, now), "attempt": 0,
             "max_attempts": definition.max_attempts, "lease": 0, "cancel_requested": False,
             "pipeline_id": request.pipeline_id, "parent_run_id": request.parent_run_id,
-            "retry_of": request.retry_of, "fire_key": request.fire_key}
+            "retry_of": request.retry_of, "fire_key": request.fire_key,
+            **tracing.enqueue_columns(definition.name, request.trigger)}
 
 
 NO_FLOW = {"queue": "default", "concurrency_key": None, "concurrency_limit": None, "rate_limits": None,

@@ -14,7 +14,7 @@ from flask import Flask, current_app, has_app_context, request
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from lexyjobs import accounts, schema
+from lexyjobs import accounts, schema, tracing
 from lexyjobs.config import Settings
 from lexyjobs.db import Database
 from lexyjobs.maintenance import Periodic, housekeeping
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        tracing.enable(settings)
         self.db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
                            pool_size=max(10, settings.workers + settings.http_threads + 4))
         self.catalog = JobCatalog(self.db)
@@ -102,6 +103,7 @@ class Runtime:
             thread.stop()
         if self.worker is not None:
             self.worker.stop(grace)
+        tracing.shutdown()
         self.db.dispose()
 
     def health(self) -> dict[str, bool | None]:

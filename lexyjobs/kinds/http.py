@@ -15,6 +15,7 @@ from lexyjobs.context import JobFailed, RunCanceled, RunContext
 from lexyjobs.db import utcnow
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.kinds import expand_env
+from lexyjobs import tracing
 from lexyjobs.kinds.hangup import Hangup
 from lexyjobs.backoff import retry_after_seconds
 
@@ -55,7 +56,8 @@ def validate(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     method, url = config["method"], expand_env(config["url"])
-    kwargs: dict[str, Any] = {"headers": expand_env(config["headers"]), "verify": config["verify_tls"]}
+    kwargs: dict[str, Any] = {"headers": tracing.outgoing_headers(expand_env(config["headers"])),
+                              "verify": config["verify_tls"]}
     if "body" in config:
         kwargs["json"] = expand_env(config["body"])
     elif ctx.params:

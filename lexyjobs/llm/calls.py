@@ -18,6 +18,7 @@ from lexyjobs.context import JobFailed, RunCanceled, RunContext
 from lexyjobs.db import utcnow
 from lexyjobs.durations import format_duration
 from lexyjobs.kinds import expand_env
+from lexyjobs import tracing
 from lexyjobs.masking import Redactor
 
 T = TypeVar("T")
@@ -44,8 +45,8 @@ class Endpoint:
 
         from openai import AsyncOpenAI  # here, not at import: see the package docstring
 
-        self.client = AsyncOpenAI(api_key=key, base_url=base_url or None, max_retries=0,
-                                               timeout=self.timeout)
+        self.client = AsyncOpenAI(api_key=key, base_url=base_url or None, max_retries=0, timeout=self.timeout,
+                                  default_headers=tracing.outgoing_headers() or None)
         self.address = str(self.client.base_url).rstrip("/")
         self.failures = Failures(self.address, key, self.timeout)
         self.mask = self.failures.mask

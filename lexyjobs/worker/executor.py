@@ -16,7 +16,7 @@ from typing import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from lexyjobs import begun, children, claiming, store
+from lexyjobs import begun, children, claiming, store, tracing
 from lexyjobs.config import Settings
 from lexyjobs.context import LOST, ChildError, JobFailed, RunCanceled, RunContext, RunDeferred
 from lexyjobs.db import Database
@@ -80,16 +80,19 @@ class Executor:
             self.pool.release(active, outcome)
 
     def _execute_safely(self, active: Active) -> Outcome:
-        """``_execute``, and whatever escapes it (say, writing the traceback failed) a failure."""
-        try:
-            outcome = self._execute(active)
-        except BaseException as exc:  # never lose the slot or the run, whatever the job did
-            outcome = Outcome(active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
-                              traceback=traceback.format_exc())
-        with self.pool.log_order:  # after lines the monitor took are stored: they come first
-            outcome.progress, outcome.log_text = active.ctx.take_updates()
-        outcome.details = json_details(active.ctx.details)
-        outcome.redact()
+        """``_execute``, and whatever escapes it (say, writing the traceback failed) a failure;
+        traced as the attempt's span when tracing is on (``lexyjobs.tracing``)."""
+        with tracing.attempt(self.db, active.claim, started=self.clock()) as span:
+            try:
+                outcome = self._execute(active)
+            except BaseException as exc:  # never lose the slot or the run, whatever the job did
+                outcome = Outcome(active, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                  traceback=traceback.format_exc())
+            with self.pool.log_order:  # after lines the monitor took are stored: they come first
+                outcome.progress, outcome.log_text = active.ctx.take_updates()
+            outcome.details = json_details(active.ctx.details)
+            outcome.redact()
+            tracing.outcome(span, outcome.status.value if outcome.status else None, outcome.error)
         return outcome
 
     def _begin(self, active: Active) -> bool:

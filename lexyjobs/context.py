@@ -89,8 +89,19 @@ class RunContext:
         self.db: Any = None
         # set by the worker: the shared [limits.<name>] tables the job names (its ``limits``)
         self.limits: tuple[str, ...] = ()
+        self._fire_time: tuple[datetime | None] | None = None  # read on first use (``fire_time``)
 
     # --- used by jobs
+
+    @property
+    def fire_time(self) -> datetime | None:
+        """The schedule time this run is for (UTC): a cron or interval fire's own time, even when
+        it starts late; None for a run nobody's schedule made (manual, API, dependency…)."""
+        if self._fire_time is None:
+            from lexyjobs.fire_times import fire_time_of_run
+
+            self._fire_time = (fire_time_of_run(self.db, self.run_id) if self.db is not None else None,)
+        return self._fire_time[0]
 
     @property
     def log(self) -> logging.Logger:

@@ -216,3 +216,8 @@ def timed(ctx: RunContext) -> dict[str, Any]:
     began = time.time()
     time.sleep(float(ctx.params.get("seconds", 0.2)))
     return {"began": began, "ended": time.time(), "pid": os.getpid()}
+
+
+def fire_time(ctx: RunContext) -> str | None:
+    """The schedule time the run is for (``ctx.fire_time``), as ISO 8601 text."""
+    return ctx.fire_time.isoformat() if ctx.fire_time else None

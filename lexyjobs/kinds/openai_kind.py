@@ -27,7 +27,7 @@ PROMPT_CHARS = 20_000  # of each message kept in the run's details
 def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     items = items_of(ctx, dict(config))
     embedding = config["mode"] == "embeddings"
-    body = chat.request(config, templates.values(ctx.params)) if items is None and not embedding else None
+    body = chat.request(config, templates.values(ctx)) if items is None and not embedding else None
     endpoint = Endpoint(ctx, config)
     asker = Asker(ctx, endpoint, spend_for(ctx, dict(config)), Cache(ctx, config, endpoint.address))
     try:
@@ -78,7 +78,7 @@ def _chat_items(ctx: RunContext, asker: Asker, config: Mapping[str, Any], batch:
     async def handle(items: Any) -> list[Any]:
         item: Item = items[0]
         try:
-            body = chat.request(config, templates.values(ctx.params, item=item.value, index=item.index))
+            body = chat.request(config, templates.values(ctx, item=item.value, index=item.index))
         except JobFailed as exc:
             return [exc]
         answer = await asker.chat(body, stream=False)

@@ -122,6 +122,7 @@ def main() -> None:
     sys.path[:] = request["sys_path"]
     channel = Channel(request["channel_fd"])
     ctx = ChildContext(channel, **request["context"])
+    ctx._fire_time = (request["fire_time"],)  # read by the parent, which has the database
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         if channel.sending:

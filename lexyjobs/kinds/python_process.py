@@ -65,7 +65,7 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
 
 
 def _send_request(proc: subprocess.Popen[bytes], ctx: RunContext, config: Mapping[str, Any], fd: int) -> None:
-    request = {"func": config["func"], "sys_path": list(sys.path), "channel_fd": fd,
+    request = {"func": config["func"], "sys_path": list(sys.path), "channel_fd": fd, "fire_time": ctx.fire_time,
                "context": {"run_id": ctx.run_id, "job_name": ctx.job_name, "params": ctx.params,
                            "attempt": ctx.attempt, "max_attempts": ctx.max_attempts, "timeout": ctx.timeout,
                            "kill_grace": ctx.kill_grace}}

@@ -59,6 +59,8 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
     env = {**job_environ(config.get("env_passthrough", ())),  # without lexyjobs' own settings and secrets
            "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1"),
            **expand_env(config["env"]), **param_env(ctx.params), "LEXYJOBS_RUN_ID": str(ctx.run_id)}
+    if ctx.fire_time is not None:  # the schedule time this run is for, e.g. the day a daily job covers
+        env["LEXYJOBS_FIRE_TIME"] = ctx.fire_time.isoformat()
     argv = expand_env(config["argv"])
     try:
         proc = subprocess.Popen(argv, cwd=config.get("cwd"), env=env, stdin=subprocess.DEVNULL,

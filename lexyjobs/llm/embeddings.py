@@ -15,7 +15,7 @@ from lexyjobs.llm.items import BatchRun, Item
 
 
 def run_one(ctx: RunContext, asker: Asker, config: Mapping[str, Any]) -> list[float]:
-    text = templates.render("input", config["input"], templates.values(ctx.params))
+    text = templates.render("input", config["input"], templates.values(ctx))
     started = time.monotonic()
     ctx.progress(None, f"waiting for {expand_env(config['model'])}")
     try:
@@ -39,7 +39,7 @@ def run_items(ctx: RunContext, asker: Asker, config: Mapping[str, Any], batch: B
         for item in items:
             try:
                 texts.append(templates.render("input", config["input"],
-                                              templates.values(ctx.params, item=item.value, index=item.index)))
+                                              templates.values(ctx, item=item.value, index=item.index)))
                 rendered.append(len(texts) - 1)
             except JobFailed as exc:
                 rendered.append(exc)

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from lexyjobs.context import JobFailed
+from lexyjobs.context import JobFailed, RunContext
 from lexyjobs.errors import InvalidDefinition
 
 _TEMPLATES = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -24,9 +24,11 @@ def checked(job: str, field: str, source: str) -> str:
     return source
 
 
-def values(params: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """What a template sees: each param by name (``{{ topic }}``), ``params`` for them all, and ``extra``."""
-    return {"params": params, **params, **extra}
+def values(ctx: RunContext, **extra: Any) -> dict[str, Any]:
+    """What a template sees: each param by name (``{{ topic }}``), ``params`` for them all,
+    ``fire_time`` (the schedule time the run is for, ISO 8601 UTC, or None) and ``extra``."""
+    fire_time = ctx.fire_time
+    return {"params": ctx.params, **ctx.params, "fire_time": fire_time.isoformat() if fire_time else None, **extra}
 
 
 def render(field: str, source: str, values: Mapping[str, Any]) -> str:

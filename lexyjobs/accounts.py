@@ -17,11 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from lexyjobs.config import ROLES
 from lexyjobs.db import Database, utcnow
 from lexyjobs.errors import Conflict, LexyjobsError, NotFound
 from lexyjobs.models import ApiToken, User
 
-ROLES = ("viewer", "operator", "admin")
 MIN_PASSWORD_LENGTH = 8
 TOKEN_PREFIX = "lxj_"
 LAST_USED_RESOLUTION = timedelta(seconds=60)  # last_used_at is written at most once a minute per token

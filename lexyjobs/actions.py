@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from lexyjobs import accounts, audit, pipelines, registry, runs, store
+from lexyjobs import accounts, audit, backfill, pipelines, registry, runs, store
 from lexyjobs.accounts import Identity
 from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition
@@ -74,6 +74,25 @@ def retry_run(db: Database, actor: Actor, run_id: int) -> runs.Enqueued:
     if done.existing is None:
         actor.record("run.retry", str(run_id), {"run_id": done.run_id}, db=db)
     return done
+
+
+def start_backfill(db: Database, actor: Actor, name: str, start: datetime, end: datetime,
+                   **options: Any) -> backfill.Started:
+    """Backfill ``name`` over a past range (operator): one run per fire time or day (lexyjobs.backfill)."""
+    actor.require("operator")
+    started = backfill.start(db, name, start, end, by=actor.identity.actor, **options)
+    actor.record("backfill.start", name, {"backfill_id": started.backfill_id, "runs": len(started.run_ids),
+                                          "skipped": len(started.skipped), "start": start.isoformat(),
+                                          "end": end.isoformat()}, db=db)
+    return started
+
+
+def cancel_backfill(db: Database, actor: Actor, backfill_id: int) -> tuple[int, int]:
+    """Cancel a backfill's unfinished runs (operator)."""
+    actor.require("operator")
+    counts = backfill.cancel(db, backfill_id, by=actor.identity.actor)
+    actor.record("backfill.cancel", str(backfill_id), {"canceled": counts[0], "cancel_requested": counts[1]}, db=db)
+    return counts
 
 
 def set_paused(db: Database, actor: Actor, name: str, paused: bool) -> None:

@@ -29,10 +29,10 @@ COMMANDS = {
     "tokens": "lexyjobs.cli_accounts:tokens_group", "db": "lexyjobs.cli_commands:db_group",
     "prune": "lexyjobs.cli_maintenance:prune_command", "alerts": "lexyjobs.cli_maintenance:alerts_group",
     "queues": "lexyjobs.cli_queues:queues_command", "queue": "lexyjobs.cli_queues:queue_group",
-    "category": "lexyjobs.cli_queues:category_group",
+    "category": "lexyjobs.cli_queues:category_group", "backfill": "lexyjobs.cli_backfill:backfill_group",
 }
 # the commands that work without the Flask app (they open the database themselves, lexyjobs.cli_runs)
-WITHOUT_APP = frozenset({"run", "cancel", "retry"})
+WITHOUT_APP = frozenset({"run", "cancel", "retry", "backfill"})
 _DATABASE_URL = "lexyjobs.database_url"  # click context meta: the database the command works on
 
 

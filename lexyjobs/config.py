@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from lexyjobs.accounts import ROLES
 from lexyjobs.durations import parse_duration
 from lexyjobs.flow.queues import ServedQueues, parse_served
 
 
-ALERT_EVENTS = ("failed", "recovered", "stale", "missed")  # lexyjobs.alerts: what can alert
+ALERT_EVENTS = ("failed", "recovered", "stale", "missed")
+ROLES = ("viewer", "operator", "admin")  # lowest first; lexyjobs.accounts uses these (config stays light to import)  # lexyjobs.alerts: what can alert
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The schedule time a run is for (``ctx.fire_time``, ``LEXYJOBS_FIRE_TIME``, ``{{ fire_time }}``).
 
 A scheduled run carries its fire's key, ``job@<fire time, UTC, ISO 8601>`` (``scheduler.fire_key``),
-written when the scheduler records the fire; a manual retry of it (``retry_of``) is for the same
-fire. Every other run is for no fire time."""
+written when the scheduler records the fire; a backfill's run the same key with ``#backfill-<id>``
+after it (``lexyjobs.backfill``); a manual retry of either (``retry_of``) is for the same fire.
+Every other run is for no fire time."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,7 +21,7 @@ def fire_time_of(fire_key: str | None) -> datetime | None:
     if not fire_key or "@" not in fire_key:
         return None
     try:
-        return datetime.fromisoformat(fire_key.rpartition("@")[2])
+        return datetime.fromisoformat(fire_key.rpartition("@")[2].partition("#")[0])
     except ValueError:
         return None
 

@@ -94,6 +94,8 @@ class Run(Base):
         Index("ix_runs_running", "job_name", "heartbeat_at",
               sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
         Index("ix_runs_job_created", "job_name", "created_at"),
+        Index("ix_runs_backfill", "backfill_id", sqlite_where=text("backfill_id IS NOT NULL"),
+              postgresql_where=text("backfill_id IS NOT NULL")),
         Index("ix_runs_created", "created_at"),
         Index("ix_runs_pipeline", "pipeline_id", "job_name"),
         Index("ix_runs_retry_of", "retry_of"),
@@ -146,6 +148,7 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first request (cancels.py)
     trace_parent: Mapped[str | None] = mapped_column(String(60))  # W3C traceparent (lexyjobs.tracing)
+    backfill_id: Mapped[int | None] = mapped_column(Integer)  # the backfill it belongs to (lexyjobs.backfill)
     pipeline_id: Mapped[str | None] = mapped_column(String(36))
     parent_run_id: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
     retry_of: Mapped[int | None] = mapped_column(RunId, ForeignKey("runs.id", ondelete="SET NULL"))
@@ -276,6 +279,26 @@ class User(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source: Mapped[str] = mapped_column(String(20), default="local", server_default="local")  # local | oidc
     subject: Mapped[str | None] = mapped_column(String(400))  # oidc: "<issuer> <sub>"
+
+
+class Backfill(Base):
+    """A group of runs of one job over a past range, one per fire time (or day): lexyjobs.backfill."""
+
+    __tablename__ = "backfills"
+    __table_args__ = (Index("ix_backfills_job", "job_name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_name: Mapped[str] = mapped_column(ForeignKey("jobs.name", ondelete="CASCADE"))
+    range_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    range_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    per: Mapped[str] = mapped_column(String(10))  # fire | day
+    concurrency: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)  # runs enqueued
+    skipped: Mapped[int] = mapped_column(Integer)  # times that already had a succeeded run
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    canceled_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class ApiToken(Base):

@@ -41,6 +41,7 @@ class RunRequest:
     retry_of: int | None = None
     fire_key: str | None = None
     key: unique.IdempotencyKey | None = None  # Idempotency-Key: a repeat returns the first run
+    backfill: tuple[int, int] | None = None  # (backfill id, most of its runs at once): lexyjobs.backfill
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,15 @@ def run_row(definition: JobDefinition, request: RunRequest, now: datetime,
             "max_attempts": definition.max_attempts, "lease": 0, "cancel_requested": False,
             "pipeline_id": request.pipeline_id, "parent_run_id": request.parent_run_id,
             "retry_of": request.retry_of, "fire_key": request.fire_key,
-            **tracing.enqueue_columns(definition.name, request.trigger)}
+            **tracing.enqueue_columns(definition.name, request.trigger), **_backfill_columns(request)}
+
+
+def _backfill_columns(request: RunRequest) -> dict[str, Any]:
+    """A backfill's runs share one concurrency key, limited to the concurrency it was given."""
+    if request.backfill is None:
+        return {}
+    backfill_id, concurrency = request.backfill
+    return {"backfill_id": backfill_id, "concurrency_key": f"backfill:{backfill_id}", "concurrency_limit": concurrency}
 
 
 NO_FLOW = {"queue": "default", "concurrency_key": None, "concurrency_limit": None, "rate_limits": None,

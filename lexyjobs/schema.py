@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from lexyjobs.db import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0023"  # the newest migration (a test checks it against the migrations folder)
+HEAD = "0024"  # the newest migration (a test checks it against the migrations folder)
 _ADVISORY_LOCK = 7_412_003  # arbitrary constant shared by every lexyjobs process
 
 

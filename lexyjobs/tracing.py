@@ -24,11 +24,12 @@ import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 if TYPE_CHECKING:
+    from flask import Blueprint, Response
+
     from lexyjobs.claiming import ClaimedRun
     from lexyjobs.config import Settings
     from lexyjobs.db import Database
@@ -172,6 +173,7 @@ def init_blueprint(bp: Blueprint) -> None:
 def _start_request_span() -> None:
     if _tracer is None:
         return
+    from flask import g, request
     from opentelemetry import context, propagate, trace
     from opentelemetry.trace import SpanKind
 
@@ -189,6 +191,8 @@ def _lowercase(headers: Any) -> dict[str, str]:
 
 
 def _note_status(response: Response) -> Response:
+    from flask import g
+
     span = g.get("lexyjobs_span")
     if span is not None:
         span.set_attribute("http.response.status_code", response.status_code)
@@ -200,6 +204,8 @@ def _note_status(response: Response) -> Response:
 
 
 def _end_request_span(error: BaseException | None) -> None:
+    from flask import g
+
     span = g.pop("lexyjobs_span", None)
     if span is None:
         return

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Callable
 
 import pytest
+import test_api_backfills
 import test_api_jobs
 import test_api_queues
 import test_api_runs
@@ -18,7 +19,7 @@ from conftest import API_ROLES, ApiClient, drive_run, json_schema_errors, openap
 from flask import Flask
 from sqlalchemy import func, select
 
-from lexyjobs import accounts, audit, runs, store
+from lexyjobs import accounts, audit, backfill, runs, store
 from lexyjobs.db import Database, utcnow
 from lexyjobs.models import AuditEntry, Run
 from lexyjobs.runtime import Runtime
@@ -39,6 +40,10 @@ ROUTE_CASES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("PATCH", "/api/jobs/{name}"): ("admin", "/api/jobs/sample", {"description": "changed"}),
     ("DELETE", "/api/jobs/{name}"): ("admin", "/api/jobs/sample", None),
     ("POST", "/api/jobs/{name}/run"): ("operator", "/api/jobs/sample/run", {}),
+    ("POST", "/api/jobs/{name}/backfill"): ("operator", "/api/jobs/sample/backfill",
+                                            {"start": "2026-11-01T00:00:00Z", "end": "2026-11-03T00:00:00Z"}),
+    ("GET", "/api/backfills/{backfill_id}"): ("viewer", "/api/backfills/{backfill}", None),
+    ("POST", "/api/backfills/{backfill_id}/cancel"): ("operator", "/api/backfills/{backfill}/cancel", None),
     ("POST", "/api/jobs/{name}/pause"): ("operator", "/api/jobs/sample/pause", None),
     ("POST", "/api/jobs/{name}/resume"): ("operator", "/api/jobs/sample/resume", None),
     ("GET", "/api/runs"): ("viewer", "/api/runs", None),
@@ -65,7 +70,7 @@ FORBIDDEN_CASES = [(route, role) for route, (needed, _, _) in ROUTE_CASES.items(
                    for role in API_ROLES[:API_ROLES.index(needed)]]
 BODY_ROUTES = [("POST", "/api/jobs"), ("PUT", "/api/jobs/{name}"), ("PATCH", "/api/jobs/{name}"),  # they read JSON
                ("POST", "/api/jobs/{name}/run"), ("POST", "/api/runs/{run_id}/cancel"),
-               ("POST", "/api/runs/{run_id}/retry")]
+               ("POST", "/api/runs/{run_id}/retry"), ("POST", "/api/jobs/{name}/backfill")]
 
 
 def api_routes(app: Flask) -> set[tuple[str, str]]:
@@ -81,7 +86,8 @@ def world(lj: Runtime, make_job: Callable[..., str]) -> dict[str, int]:
     queued = runs.enqueue(lj.db, "sample")
     failed = runs.enqueue(lj.db, "sample")
     drive_run(lj.db, failed, RunStatus.FAILED, error="it broke")
-    return {"queued": queued, "failed": failed}
+    earlier = backfill.start(lj.db, "sample", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
+    return {"queued": queued, "failed": failed, "backfill": earlier.backfill_id}
 
 
 def send(api_client: ApiClient, route: tuple[str, str], world: dict[str, int], role: str | None, **kwargs: Any) -> Any:
@@ -104,7 +110,8 @@ def snapshot(db: Database) -> tuple[Any, ...]:
 
 def test_every_registered_api_route_has_tests_and_a_role_case(app: Flask) -> None:
     registered = api_routes(app)
-    assert test_api_jobs.ROUTES | test_api_runs.ROUTES | test_api_queues.ROUTES | ROUTES == registered
+    assert (test_api_jobs.ROUTES | test_api_runs.ROUTES | test_api_queues.ROUTES | test_api_backfills.ROUTES
+            | ROUTES == registered)
     assert set(ROUTE_CASES) == registered
 
 

@@ -15,6 +15,7 @@ import re
 import shlex
 import signal
 import stat
+import tomllib
 import subprocess
 import sys
 import urllib.request
@@ -180,13 +181,15 @@ def _installed_closure(requirements: list[str]) -> set[str]:
 def test_the_runtime_requirements_cover_every_import_of_the_app() -> None:
     kept = runtime_lines((ROOT / "requirements.txt").read_text(encoding="utf-8"))
     assert not [line for line in kept if line.startswith(("pytest", "mypy", "playwright", "-e"))]
-    installed = _installed_closure(kept)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    installed = _installed_closure(kept) | _installed_closure([r for extra in extras.values() for r in extra])
     providers = importlib.metadata.packages_distributions()
     third_party = sorted(name for name in _imported_modules(ROOT / "lexyjobs")
                          if name not in sys.stdlib_module_names and name != "lexyjobs")
     missing = {name: providers.get(name, ["?"]) for name in third_party
                if not {_canonical(d) for d in providers.get(name, [])} & installed}
-    assert missing == {}, "lexyjobs imports these, but the image does not install them; add them to requirements.txt"
+    assert missing == {}, ("lexyjobs imports these, but the image does not install them; add them to requirements.txt "
+                           "(or, imported only when asked for, to an optional extra in pyproject.toml)")
 
 
 def test_the_image_requirements_drop_comments_and_the_editable_install_and_refuse_test_tools() -> None:

@@ -9,6 +9,6 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def init_app(parent: Blueprint) -> None:
-    from lexyjobs.api import jobs, llm, queues, runs, system  # noqa: F401  (they add their routes to bp)
+    from lexyjobs.api import backfills, jobs, llm, queues, runs, system  # noqa: F401  (they add their routes to bp)
 
     parent.register_blueprint(bp)

@@ -139,6 +139,25 @@ SCHEMAS: dict[str, Any] = {
     "Pagination": _object({"page": INTEGER, "limit": INTEGER, "total": INTEGER, "pages": INTEGER}),
     "RunList": _object({"runs": {"type": "array", "items": _ref("Run")}, "pagination": _ref("Pagination"),
                         "stats": STATUS_COUNTS}),
+    "BackfillRequest": _object({
+        "start": {**TIME, "description": "first time covered (an offset-less time is UTC)"},
+        "end": {**TIME, "description": "last time covered, not in the future"},
+        "per": {"enum": ["fire", "day"], "description": "one run per fire time of the schedule (default), or per "
+                                                        "day (midnight in the job's timezone)"},
+        "concurrency": {"type": "integer", "minimum": 1, "maximum": 50,
+                        "description": "most of its runs at once (default 1: one after the other, oldest first)"},
+        "include_succeeded": {**BOOLEAN, "description": "also run times that already have a succeeded run"}},
+        required=["start", "end"]),
+    "BackfillStarted": _object({"backfill_id": INTEGER, "run_ids": {"type": "array", "items": INTEGER},
+                                "skipped": {"type": "array", "items": TIME}, "status_url": STRING}),
+    "Backfill": _object({"id": INTEGER, "job": STRING, "start": TIME, "end": TIME, "per": {"enum": ["fire", "day"]},
+                         "concurrency": INTEGER, "total": INTEGER, "skipped": INTEGER, "created_by": _nullable(STRING),
+                         "created_at": TIME, "canceled_at": _nullable(TIME),
+                         "counts": {"type": "object", "additionalProperties": INTEGER,
+                                    "description": "its runs by status"},
+                         "done": INTEGER, "finished": BOOLEAN,
+                         "progress": {**STRING, "description": "e.g. \"5 of 7 days done\""}}),
+    "BackfillCancel": _object({"backfill_id": INTEGER, "canceled": INTEGER, "cancel_requested": INTEGER}),
     "CancelResult": _object({"run_id": INTEGER, "status": STRING, "outcome": {"enum": ["canceled", "cancel requested"]},
                              "message": STRING, "status_url": STRING}),
     "RetryResult": _object({"run_id": INTEGER, "status": STRING, "status_url": STRING, "retry_of": INTEGER,
@@ -237,6 +256,7 @@ QUEUE_PARAM = {"name": "name", "in": "path", "required": True, "schema": QUEUE_N
 CATEGORY = {"name": "category", "in": "path", "required": True,
             "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000/]+$"}}
 RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+BACKFILL_ID = {"name": "backfill_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 PAGE = [_query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "page number, from 1"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "items per page (default 50, max 200)")]
 RUN_FILTERS = [
@@ -277,6 +297,14 @@ def document() -> dict[str, Any]:
         "/api/jobs/{name}/run": {"post": _op("Run now (or at run_at)", "202", "Accepted", body="RunRequest",
                                              params=job + [IDEMPOTENCY_KEY], role="operator", errors=WRITE,
                                              required_body=False)},
+        "/api/jobs/{name}/backfill": {"post": _op(
+            "Backfill a past range: one run per fire time (or day), oldest first, as one group", "202",
+            "BackfillStarted", body="BackfillRequest", params=job, role="operator", errors=WRITE)},
+        "/api/backfills/{backfill_id}": {"get": _op("A backfill and its progress", "200", "Backfill",
+                                                    params=[BACKFILL_ID])},
+        "/api/backfills/{backfill_id}/cancel": {"post": _op("Cancel a backfill's queued and running runs", "200",
+                                                            "BackfillCancel", params=[BACKFILL_ID], role="operator",
+                                                            errors="400 401 403 404 413 422")},
         "/api/jobs/{name}/pause": {"post": _op("Pause the schedule", "200", "Job", params=job, role="operator",
                                                errors="401 403 404")},
         "/api/jobs/{name}/resume": {"post": _op("Resume the schedule", "200", "Job", params=job, role="operator",

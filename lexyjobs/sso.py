@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import requests
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as BaseResponse
@@ -74,6 +73,7 @@ def configured() -> SingleSignOn | None:
 @public
 def start() -> BaseResponse | tuple[str, int]:
     sso = _sso()
+    import requests  # as Authlib's client: only once single sign-on is configured
     target = safe_next(request.args.get("next")) or url_for("lexyjobs.panel.dashboard")
     back = url_for("lexyjobs.sso.callback", _external=True)
     try:
@@ -92,6 +92,7 @@ def start() -> BaseResponse | tuple[str, int]:
 @public
 def callback() -> BaseResponse | tuple[str, int]:
     sso = _sso()
+    import requests
     _prune_states(keep=KEEP_STATES)
     data = sso.client.framework.get_state_data(session, request.args.get("state", "")) or {}
     target = safe_next(data.get("next")) or url_for("lexyjobs.panel.dashboard")

@@ -92,7 +92,8 @@ def test_none_is_403_on_every_route_and_a_response_is_passed_on(tmp_path: Path, 
 
 def _all_urls(app: Flask, job: str, run_id: int) -> list[tuple[str, str]]:
     found = list(our_get_urls(app, job, run_id))
-    values = {"name": job, "run_id": str(run_id), "username": "ada", "target_id": "1", "kind": "webhook"}
+    values = {"name": job, "run_id": str(run_id), "username": "ada", "target_id": "1", "kind": "webhook",
+              "backfill_id": "1"}
     arg = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("lexyjobs.") and "GET" not in (rule.methods or ()):

@@ -71,7 +71,8 @@ def filled(rule: Rule, values: dict[str, Any]) -> str:
 
 def requests_to_try(app: Flask, run_id: int) -> list[tuple[str, str, Rule]]:
     values = {"name": "crawl", "run_id": run_id, "pipeline_id": str(run_id), "username": ADMIN,
-              "filename": "x.js", "category": "Crawls", "target_id": 1, "kind": "webhook"}
+              "filename": "x.js", "category": "Crawls", "target_id": 1, "kind": "webhook",
+              "backfill_id": 1}
     found = []
     for rule in lexyjobs_rules(app):
         if rule.endpoint.endswith(PUBLIC_ENDPOINT_ENDINGS):

@@ -33,9 +33,32 @@ var lexyjobsShare = null;    // {name, channel} when the tabs share one stream
 var lexyjobsLead = null;     // while this tab holds the lock: the function that lets it go
 var lexyjobsQueued = null;   // while this tab waits for the lock: the AbortController that withdraws
 
+var lexyjobsMissed = {};     // ids of fragments told to refresh while their poll was in flight
+
+// A refresh that reaches a fragment whose poll is in flight is queued by htmx on that element; when
+// the answer (the older state) replaces the element, htmx drops the queued request with it. So the
+// fragment's id is noted, and the element that replaced it refreshes as soon as htmx has loaded it.
 function lexyjobsRefresh() {
-  document.querySelectorAll("[data-poll]").forEach(function (el) { htmx.trigger(el, "lexyjobs:poll"); });
+  document.querySelectorAll("[data-poll]").forEach(function (el) {
+    if (el.id && el.lexyjobsBusy) { lexyjobsMissed[el.id] = true; }
+    htmx.trigger(el, "lexyjobs:poll");
+  });
 }
+document.addEventListener("htmx:beforeSend", function (event) {
+  if (event.detail.elt.hasAttribute("data-poll")) { event.detail.elt.lexyjobsBusy = true; }
+});
+document.addEventListener("htmx:afterRequest", function (event) {
+  var el = event.detail.elt;
+  el.lexyjobsBusy = false;
+  if (el.id && document.body.contains(el)) { delete lexyjobsMissed[el.id]; }  // not replaced: htmx sends the queued one
+});
+document.addEventListener("htmx:load", function (event) {
+  var el = event.detail.elt;
+  if (el.id && lexyjobsMissed[el.id] && el.hasAttribute("data-poll")) {
+    delete lexyjobsMissed[el.id];
+    htmx.trigger(el, "lexyjobs:poll");
+  }
+});
 function lexyjobsEventsURL() {
   var meta = document.querySelector('meta[name="lexyjobs-events"]');
   if (!window.EventSource || !meta || !document.querySelector("[data-poll]")) { return null; }

@@ -83,3 +83,42 @@ def test_polling_takes_over_when_the_stream_is_refused(live_server: Server) -> N
             assert _seconds_until_total_shows(page, live_server, 1) < 4.0  # the 2 s timer picks it up
         finally:
             browser.close()
+
+
+def test_a_change_pushed_while_a_poll_is_in_flight_is_not_lost(live_server: Server) -> None:
+    """The stream says "changed" while the fragment's poll is still on its way back with the older
+    state: htmx queues that refresh on the element its answer then replaces, and drops it with the
+    element. The page must still fetch the change (it used to show the older state until the next
+    change, and under load that was the runs list's whole retry)."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            _dashboard(page, live_server)
+            deadline = time.monotonic() + 5
+            while not page.evaluate("() => lexyjobsLive") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert page.evaluate("() => lexyjobsLive"), "the event stream did not connect"
+            held: list[str] = []
+
+            def hold_the_first_poll(route: Route) -> None:
+                if held:
+                    route.continue_()
+                    return
+                held.append(route.request.url)
+                older = route.fetch()  # rendered now: one run
+                status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
+                assert status == 202   # a second run while that answer is on its way
+                time.sleep(2.5)        # the stream tells the page about it meanwhile
+                route.fulfill(response=older)
+            page.route("**/?stamp=*", hold_the_first_poll)
+            status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
+            assert status == 202
+            total = page.locator("#dashboard-live .cards a.card strong").first
+            deadline = time.monotonic() + 12
+            while time.monotonic() < deadline and total.inner_text() != "2":
+                page.wait_for_timeout(50)
+            assert held, "no poll was held"
+            assert total.inner_text() == "2", "the change told while the poll was in flight was lost"
+        finally:
+            browser.close()

@@ -89,34 +89,59 @@ def times_in(definition: JobDefinition, start: datetime, end: datetime, per: str
     return found
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a backfill over a range would run: every time in it, those it runs, those it skips."""
+
+    times: list[datetime]
+    todo: list[datetime]
+    skipped: list[datetime]  # times that already had a succeeded run
+
+
+def plan(db: Database, job: str, start: datetime, end: datetime, *, per: str = "fire",
+         include_succeeded: bool = False, now: datetime | None = None) -> Plan:
+    """The backfill ``start`` would enqueue, without enqueuing it (the panel's preview)."""
+    _check(start, end, per, 1, now or utcnow())
+    with db.read() as session:
+        return _plan(session, _definition(session, job), start, end, per, include_succeeded)
+
+
 def start(db: Database, job: str, start: datetime, end: datetime, *, per: str = "fire", concurrency: int = 1,
           include_succeeded: bool = False, by: str | None = None, now: datetime | None = None) -> Started:
     """Enqueue the backfill of ``job`` from ``start`` to ``end`` (aware, both included)."""
     now = now or utcnow()
     _check(start, end, per, concurrency, now)
     with db.write() as session:
-        row = store.get_job(session, job)
-        if row is None or row.archived:
-            raise JobNotFound(job)
-        definition = definition_from_job(row)
-        times = times_in(definition, start, end, per)
-        done = set() if include_succeeded else _succeeded_times(session, job, start, end)
-        todo = [at for at in times if at not in done]
-        if not todo:
-            if times:
+        found = _plan(session, _definition(session, job), start, end, per, include_succeeded)
+        if not found.todo:
+            if found.times:
                 raise InvalidBackfill("every time in the range already has a succeeded run; set include_succeeded "
                                       "to run them again", details={"field": "include_succeeded"})
             raise InvalidBackfill("the range holds no fire time of the job: move its start earlier",
                                   details={"field": "start"})
         backfill = Backfill(job_name=job, range_start=start, range_end=end, per=per, concurrency=concurrency,
-                            total=len(todo), skipped=len(times) - len(todo), created_by=by, created_at=now)
+                            total=len(found.todo), skipped=len(found.skipped), created_by=by, created_at=now)
         session.add(backfill)
         session.flush()
         requests = [runs.RunRequest(job, trigger="manual", created_by=by, backfill=(backfill.id, concurrency),
-                                    fire_key=f"{fire_key(job, at)}#backfill-{backfill.id}") for at in todo]
+                                    fire_key=f"{fire_key(job, at)}#backfill-{backfill.id}") for at in found.todo]
         rows = runs.insert_requests(session, requests, now=now)
         db.enqueued(session)
-        return Started(backfill.id, [row["id"] for row in rows], sorted(done & set(times)))
+        return Started(backfill.id, [row["id"] for row in rows], found.skipped)
+
+
+def _definition(session: Session, job: str) -> JobDefinition:
+    row = store.get_job(session, job)
+    if row is None or row.archived:
+        raise JobNotFound(job)
+    return definition_from_job(row)
+
+
+def _plan(session: Session, definition: JobDefinition, start: datetime, end: datetime, per: str,
+          include_succeeded: bool) -> Plan:
+    times = times_in(definition, start, end, per)
+    done = set() if include_succeeded else _succeeded_times(session, definition.name, start, end) & set(times)
+    return Plan(times, [at for at in times if at not in done], sorted(done))
 
 
 def _check(start: datetime, end: datetime, per: str, concurrency: int, now: datetime) -> None:
@@ -146,9 +171,32 @@ def progress(db: Database, backfill_id: int) -> Progress:
         backfill = session.get(Backfill, backfill_id)
         if backfill is None:
             raise NotFound(f"no backfill {backfill_id}", details={"backfill_id": backfill_id})
-        counts = dict(session.execute(select(Run.status, func.count()).where(Run.backfill_id == backfill_id)
-                                      .group_by(Run.status)).all())
-    return Progress(backfill, counts)
+        return Progress(backfill, _counts(session, [backfill_id]).get(backfill_id, {}))
+
+
+def recent(db: Database, job: str, *, limit: int = 5) -> list[Progress]:
+    """The job's latest ``limit`` backfills, newest first, with their progress."""
+    with db.read() as session:
+        rows = list(session.scalars(select(Backfill).where(Backfill.job_name == job)
+                                    .order_by(Backfill.id.desc()).limit(limit)))
+        counts = _counts(session, [row.id for row in rows])
+    return [Progress(row, counts.get(row.id, {})) for row in rows]
+
+
+def group_runs(db: Database, backfill_id: int) -> list[tuple[Run, datetime | None]]:
+    """The backfill's runs in fire-time order (the order they were enqueued), each with its fire time."""
+    with db.read() as session:
+        found = list(session.scalars(select(Run).where(Run.backfill_id == backfill_id).order_by(Run.id)))
+    return [(run, fire_time_of(run.fire_key) if run.fire_key else None) for run in found]
+
+
+def _counts(session: Session, ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    found: dict[int, dict[str, int]] = {backfill_id: {} for backfill_id in ids}
+    if ids:
+        for row in session.execute(select(Run.backfill_id, Run.status, func.count().label("n"))
+                                   .where(Run.backfill_id.in_(list(ids))).group_by(Run.backfill_id, Run.status)):
+            found[row.backfill_id or 0][row.status] = row.n
+    return found
 
 
 def cancel(db: Database, backfill_id: int, *, by: str) -> tuple[int, int]:

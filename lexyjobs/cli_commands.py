@@ -229,7 +229,7 @@ def jobs_list(as_json: bool) -> None:
     from lexyjobs.db import utcnow
     from lexyjobs.definitions import definition_from_job
     from lexyjobs.health import Health, jobs_health
-    from lexyjobs.serialize import schedule_summary
+    from lexyjobs.serialize import health_dict, schedule_summary
 
     lj = _reader()
     now = utcnow()
@@ -250,7 +250,7 @@ def jobs_list(as_json: bool) -> None:
         click.echo(json.dumps([{"name": j.name, "title": j.title, "category": j.category, "kind": j.kind,
                                 "source": j.source, "schedule": j.schedule, "enabled": j.enabled, **mask_config(j.spec),
                                 "schedule_description": words, "next_fire": upcoming and upcoming.isoformat(),
-                                "health": dataclasses.asdict(health),
+                                "health": health_dict(health),
                                 "problems": [load_problems.problem_dict(p) for p in problems if p.job == j.name]}
                                for j, words, upcoming, health in items], indent=2, default=str))
         return

@@ -21,8 +21,8 @@ from lexyjobs.durations import parse_duration
 from lexyjobs.flow.queues import ServedQueues, parse_served
 
 
-ALERT_EVENTS = ("failed", "recovered", "stale", "missed")
-ROLES = ("viewer", "operator", "admin")  # lowest first; lexyjobs.accounts uses these (config stays light to import)  # lexyjobs.alerts: what can alert
+ALERT_EVENTS = ("failed", "recovered", "stale", "missed", "too_long", "too_short", "too_often", "late_start")  # lexyjobs.alerts
+ROLES = ("viewer", "operator", "admin")  # lowest first; lexyjobs.accounts uses these (config stays light to import)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "alert_webhook_secret": ("LEXYJOBS_ALERT_WEBHOOK_SECRET", "signs webhook alerts: header `X-Lexyjobs-Signature: sha256=<HMAC of the body>`"),
     "alert_slack": ("LEXYJOBS_ALERT_SLACK", "Slack-compatible incoming-webhook URL for alerts"),
     "alert_email": ("LEXYJOBS_ALERT_EMAIL", "comma-separated addresses alerts are mailed to (needs `LEXYJOBS_SMTP_HOST`)"),
-    "alert_events": ("LEXYJOBS_ALERT_EVENTS", "comma-separated events that alert: failed, recovered, stale, missed (default all)"),
+    "alert_events": ("LEXYJOBS_ALERT_EVENTS", "comma-separated events that alert: failed, recovered, stale, missed, too_long, too_short, too_often, late_start (default all)"),
     "alert_after_failures": ("LEXYJOBS_ALERT_AFTER_FAILURES", "failed runs in a row before the failed alert (default 1)"),
     "smtp_host": ("LEXYJOBS_SMTP_HOST", "SMTP server for email alerts"),
     "smtp_port": ("LEXYJOBS_SMTP_PORT", "SMTP port (default 587 with starttls, 465 with ssl, 25 with none)"),

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Protocol
 from lexyjobs.alerts.rules import JOB_FIELD_HELP as ALERTS_HELP
 from lexyjobs.alerts.rules import parse_job_alerts
 from lexyjobs.cron import Schedule, parse_schedule, parse_timezone
-from lexyjobs.durations import parse_duration
+from lexyjobs.durations import parse_duration, parse_duration_range
 from lexyjobs.errors import InvalidDefinition
 from lexyjobs.flow.spec import QUEUE_PATTERN, UNIQUE_WHILE, FlowSpec, parse_key_template, parse_rate
 from lexyjobs.kinds import KIND_NAMES
@@ -47,6 +47,11 @@ COMMON_FIELDS: dict[str, str] = {
     "depends_on": "upstream job names (pipelines)",
     "params": "parameter definitions: `{ name = { type, required, default, min, max, choices, help } }`",
     "stale_after": "health window: no success for this long turns the job orange",
+    "expected_duration": "how long a successful run takes, e.g. `10m..40m` (default learned from its recent successes): "
+                         "longer is `too_long`, shorter `too_short`",
+    "max_runs_per_hour": "more runs than this in an hour is `too_often` (default: judged from the schedule)",
+    "late_after": "a scheduled run still waiting in the queue after this long is `late_start` "
+                  "(default 10 % of the schedule's period, 5m to 1h)",
     "misfire_grace": "a fire missed by up to this much still runs once on start (default 1h)",
     "overlap": "a fire while a run is queued/running: queue, skip or replace (default queue)",
     "alerts": ALERTS_HELP,
@@ -82,6 +87,9 @@ class JobDefinition:
     depends_on: tuple[str, ...] = ()
     params: dict[str, ParamSpec] = field(default_factory=dict)
     stale_after: float | None = None
+    expected_duration: tuple[float | None, float | None] | None = None  # (shortest, longest) seconds, see health_signals
+    max_runs_per_hour: int | None = None
+    late_after: float | None = None
     misfire_grace: float = 3600.0
     overlap: str = "queue"
     alerts: bool | dict[str, Any] | None = None  # None: the global LEXYJOBS_ALERT_* rule (lexyjobs.alerts.rules)
@@ -149,6 +157,9 @@ def parse_definition(name: Any, raw: Any, *, source: str = "db") -> JobDefinitio
         timeout=v.duration("timeout", None, positive=True), max_concurrency=v.integer("max_concurrency", 1, 0, 10_000),
         idempotent=v.boolean("idempotent", True), depends_on=v.names("depends_on"),
         params=parse_param_schema(name, raw.get("params")), stale_after=v.duration("stale_after", None, positive=True),
+        expected_duration=v.get("expected_duration", parse_duration_range, None),
+        max_runs_per_hour=v.get("max_runs_per_hour", _runs_per_hour, None),
+        late_after=v.duration("late_after", None, positive=True),
         misfire_grace=v.duration("misfire_grace", 3600.0), overlap=v.choice("overlap", OVERLAP_POLICIES, "queue"),
         alerts=parse_job_alerts(name, raw.get("alerts")), flow=_flow(v, raw), spec=spec,
     )
@@ -217,6 +228,12 @@ def definition_from_job(job: Job | StoredJob) -> JobDefinition:
             _parsed.clear()
         _parsed[key] = found
     return found
+
+
+def _runs_per_hour(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise ValueError("must be a whole number from 1 to 1000000")
+    return value
 
 
 def _limit_names(value: Any) -> tuple[str, ...]:

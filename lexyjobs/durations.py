@@ -48,3 +48,20 @@ def format_duration(seconds: float) -> str:
             out.append(f"{rest // size}{unit}")
             rest %= size
     return "".join(out)
+
+
+def parse_duration_range(value: object) -> tuple[float | None, float | None]:
+    """``"10m..40m"`` -> ``(600.0, 2400.0)``; either end may be left out (``"..40m"``, ``"10m.."``),
+    not both. ValueError with a readable message otherwise."""
+    if not isinstance(value, str) or value.count("..") != 1:
+        raise ValueError("must be a range like '10m..40m' (shortest..longest; '..40m' or '10m..' leave one end open)")
+    low_text, high_text = (part.strip() for part in value.split(".."))
+    if not low_text and not high_text:
+        raise ValueError("needs at least one end, e.g. '10m..40m', '..40m' or '10m..'")
+    low = parse_duration(low_text) if low_text else None
+    high = parse_duration(high_text) if high_text else None
+    if high is not None and high <= 0:
+        raise ValueError("its longest end must be longer than 0s")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"'{value}' ends before it starts: the shortest comes first, e.g. '10m..40m'")
+    return low, high

@@ -21,19 +21,28 @@ The stale window is the job's ``stale_after`` when set; else, for a scheduled jo
 period + a grace of 10 % of the period (at least 5 minutes), where the period is the longest gap
 between its next fires (see ``cron.period_seconds``; a weekday job's weekend counts); 48 h for
 a manual job. A paused job is judged like any other: if it stops succeeding, it turns orange.
+
+On top of that state come the *signals* of ``lexyjobs.health_signals`` (``too_long``,
+``too_short``, ``too_often``, ``late_start``): each one makes an ``ok`` or ``unknown`` job a
+``warning`` (an ``error`` stays one) and adds its message to the reason.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Literal
 
-from lexyjobs import store
+from sqlalchemy.orm import Session
+
+from lexyjobs import health_reads, store
+from lexyjobs.config import Settings
 from lexyjobs.cron import parse_timezone, period_seconds, typical_period_seconds
 from lexyjobs.db import Database
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import InvalidDefinition
+from lexyjobs.health_signals import RecentRuns, Signal, judge
 from lexyjobs.models import Job
 from lexyjobs.states import RunStatus
 
@@ -61,6 +70,15 @@ class Health:
     state: HealthState
     reason: str             # short, human: "last success 3d ago, expected daily"
     window_seconds: float   # the stale window used
+    signals: tuple[Signal, ...] = ()  # too_long, too_short, too_often, late_start (lexyjobs.health_signals)
+    # orange for want of a success within the window (what the stale alert watches)
+    stale: bool = field(default=False, compare=False)
+
+    @property
+    def outcome_reason(self) -> str:
+        """The reason without the signals' messages (the panel lists those apart)."""
+        tail = "".join("; " + s.message for s in self.signals)
+        return self.reason[:-len(tail)] if tail and self.reason.endswith(tail) else self.reason
 
 
 def stale_window(definition: JobDefinition, now: datetime) -> float:
@@ -73,8 +91,20 @@ def stale_window(definition: JobDefinition, now: datetime) -> float:
     return 2 * period + max(GRACE_FRACTION * period, MIN_GRACE)
 
 
-def job_health(definition: JobDefinition, last: LastRuns, now: datetime) -> Health:
-    """The job's health at ``now`` (pure: the runs summary and the clock are passed in)."""
+def job_health(definition: JobDefinition, last: LastRuns, now: datetime, recent: RecentRuns | None = None) -> Health:
+    """The job's health at ``now`` (pure: the runs summaries and the clock are passed in); with
+    ``recent``, its signals too."""
+    verdict = _outcome_health(definition, last, now)
+    signals = judge(definition, recent, now) if recent is not None else ()
+    if not signals:
+        return verdict
+    return Health("error" if verdict.state == "error" else "warning",
+                  "; ".join([verdict.reason, *(s.message for s in signals)]), verdict.window_seconds, signals,
+                  verdict.stale)
+
+
+def _outcome_health(definition: JobDefinition, last: LastRuns, now: datetime) -> Health:
+    """The state from the runs' outcomes alone (the module's first list)."""
     window = stale_window(definition, now)
     if last.last_status == RunStatus.FAILED:
         times = "" if last.failure_streak <= 1 else f" {last.failure_streak} times in a row"
@@ -90,7 +120,7 @@ def job_health(definition: JobDefinition, last: LastRuns, now: datetime) -> Heal
         return Health("warning", f"blocked: {_short(last.last_error) or 'an upstream did not succeed'} ({success})",
                       window)
     if last.last_success_at is None or (now - last.last_success_at).total_seconds() > window:
-        return Health("warning", f"{success}, {_expected(definition, now, window)}", window)
+        return Health("warning", f"{success}, {_expected(definition, now, window)}", window, stale=True)
     return Health("ok", success, window)
 
 
@@ -107,9 +137,8 @@ class JobOverview:
     @property
     def stale(self) -> bool:
         """Orange because there was no success within the window, not because a run is in
-        progress or was blocked (what the stale alert watches)."""
-        return (self.health.state == "warning" and self.last.running_since is None
-                and self.last.last_status != RunStatus.BLOCKED)
+        progress, was blocked or a signal holds (what the stale alert watches)."""
+        return self.health.stale
 
     @property
     def last_duration(self) -> float | None:
@@ -118,29 +147,54 @@ class JobOverview:
         return max(0.0, (self.last.last_finished_at - self.last.last_started_at).total_seconds())
 
 
-def jobs_overview(db: Database, now: datetime, names: Iterable[str] | None = None) -> list[JobOverview]:
-    """Every job (or those in ``names``) with its runs summary and health, in one read. A job
-    whose stored definition no longer parses is ``error`` with the reason."""
+def jobs_overview(db: Database, now: datetime, names: Iterable[str] | None = None, *,
+                  stale_after: float = Settings.stale_after) -> list[JobOverview]:
+    """Every job (or those in ``names``) with its runs summaries and health, in one read. A job
+    whose stored definition no longer parses is ``error`` with the reason. ``stale_after`` is
+    the workers' heartbeat limit (``LEXYJOBS_STALE_AFTER``), for why a late run still waits."""
     wanted = None if names is None else set(names)
     with db.read() as session:
         jobs = [j for j in store.list_jobs(session) if wanted is None or j.name in wanted]
         inputs = store.health_inputs(session, [j.name for j in jobs] if wanted is not None else None)
+        definitions: dict[str, JobDefinition | InvalidDefinition] = {}
+        for job in jobs:
+            try:
+                definitions[job.name] = definition_from_job(job)
+            except InvalidDefinition as exc:
+                definitions[job.name] = exc
+        valid = {name: d for name, d in definitions.items() if isinstance(d, JobDefinition)}
+        scheduled = [name for name, d in valid.items() if d.schedule is not None or d.run_at is not None]
+        recent = health_reads.recent_runs(session, list(valid), scheduled, now=now)
+        waiting = _late_waits(session, valid, recent, now, stale_after)
     found = []
     for job in jobs:
-        last = LastRuns(**inputs.get(job.name, {}))
-        try:
-            definition = definition_from_job(job)
-        except InvalidDefinition as exc:
-            found.append(JobOverview(job, None, last, Health("error", f"invalid definition: {exc.message}",
+        last, definition = LastRuns(**inputs.get(job.name, {})), definitions[job.name]
+        if isinstance(definition, InvalidDefinition):
+            found.append(JobOverview(job, None, last, Health("error", f"invalid definition: {definition.message}",
                                                              MANUAL_WINDOW)))
             continue
-        found.append(JobOverview(job, definition, last, job_health(definition, last, now)))
+        runs = recent[job.name]
+        if waiting:
+            runs = dataclasses.replace(runs, scheduled=tuple(dataclasses.replace(r, waiting=waiting.get(r.id))
+                                                             for r in runs.scheduled))
+        found.append(JobOverview(job, definition, last, job_health(definition, last, now, runs)))
     return found
 
 
-def jobs_health(db: Database, now: datetime, names: Iterable[str] | None = None) -> dict[str, Health]:
+def _late_waits(session: Session, definitions: dict[str, JobDefinition], recent: dict[str, RecentRuns],
+                now: datetime, stale_after: float) -> dict[int, str]:
+    """Why each scheduled run that is late and still queued waits (a few queries when there is one)."""
+    late = [signal.run_id for name, definition in definitions.items()
+            if any(run.started_at is None for run in recent[name].scheduled)
+            for signal in judge(definition, recent[name], now)
+            if signal.kind == "late_start" and signal.run_id is not None and not signal.details["started"]]
+    return health_reads.waiting_messages(session, late, now=now, stale_after=stale_after)
+
+
+def jobs_health(db: Database, now: datetime, names: Iterable[str] | None = None, *,
+                stale_after: float = Settings.stale_after) -> dict[str, Health]:
     """Health of every job (or of ``names``): the API's and the dashboard's entry point."""
-    return {o.job.name: o.health for o in jobs_overview(db, now, names)}
+    return {o.job.name: o.health for o in jobs_overview(db, now, names, stale_after=stale_after)}
 
 
 def _expected(definition: JobDefinition, now: datetime, window: float) -> str:

@@ -2,7 +2,6 @@
 (``lexyjobs.masking``): definitions show ``${ENV}`` references, never their values."""
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ from lexyjobs import cancels
 from lexyjobs.cron import describe, parse_timezone, upcoming_fire
 from lexyjobs.definitions import JobDefinition
 from lexyjobs.health import Health
+from lexyjobs.health_signals import Signal
 from lexyjobs.kinds import unset_env
 from lexyjobs.masking import mask_config
 from lexyjobs.models import AuditEntry, Job, Run, RunEvent
@@ -50,11 +50,22 @@ def job_dict(job: Job, definition: JobDefinition | None, health: Health | None, 
         "next_fire": iso(upcoming), "description": definition.description if definition else "",
         "depends_on": list(definition.depends_on) if definition else [],
         "params": schema_to_json(definition.params) if definition else [],
-        "health": dataclasses.asdict(health) if health else None,
+        "health": health_dict(health) if health else None,
         "definition": mask_config(shown_spec(job)), "version": job.version,
         "unset_env": unset_env(definition.kind, definition.config) if definition else [],
         "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
     }
+
+
+def health_dict(health: Health) -> dict[str, Any]:
+    """A job's health: state, reason, stale window, whether it is stale and its signals."""
+    return {"state": health.state, "reason": health.reason, "window_seconds": health.window_seconds,
+            "stale": health.stale, "signals": [signal_dict(s) for s in health.signals]}
+
+
+def signal_dict(signal: Signal) -> dict[str, Any]:
+    """One health signal (lexyjobs.health_signals) without the alerter's episode bookkeeping."""
+    return {"kind": signal.kind, "message": signal.message, "run_id": signal.run_id, "details": signal.details}
 
 
 def run_dict(run: Run, waiting_for: dict[str, Any] | None = None) -> dict[str, Any]:

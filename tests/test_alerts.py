@@ -354,7 +354,8 @@ def test_the_api_and_the_panel_show_alerts_with_each_targets_answer(
 def test_a_rule_says_in_words_what_it_sends_and_where_without_urls() -> None:
     rule = AlertRule(webhook="https://hooks.example/secret-path", slack="https://hooks.slack.example/T/B/x",
                      email=("ops@example.com", "dev@example.com"))
-    assert rule.describe() == "failed, recovered, stale, missed → webhook, Slack, email to 2 addresses"
+    assert rule.describe() == "every event → webhook, Slack, email to 2 addresses"
+    assert dataclasses.replace(rule, events=("failed", "too_long")).describe() == "failed, too_long → webhook, Slack, email to 2 addresses"
     job = rule.for_job({"events": ["failed"], "after_failures": 3, "webhook": None, "slack": None})
     assert job.describe() == "failed (failed after 3 failures in a row) → email to 2 addresses"
     assert rule.for_job(False).describe() == "none: this job's alerts are off"

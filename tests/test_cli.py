@@ -194,10 +194,12 @@ def test_jobs_list_json_is_machine_readable(cli: Invoke, db, make_job) -> None: 
         "name": "collect", "kind": "python", "category": "Data Collection", "source": "db", "schedule": "@daily",
         "enabled": True, "func": "jobfuncs:noop", "params": {"since": "yesterday"},
         "schedule_description": "At 00:00 every day (UTC)",
-        "health": {"state": "unknown", "reason": "never ran", "window_seconds": 2 * 86400 + 8640.0}}
+        "health": {"state": "unknown", "reason": "never ran", "window_seconds": 2 * 86400 + 8640.0, "stale": False,
+                   "signals": []}}
     assert datetime.fromisoformat(collect["next_fire"]).strftime("%Y-%m-%d %H:%M UTC") in next_midnights()
     assert (broken["name"], broken["schedule_description"], broken["next_fire"]) == ("broken", "manual", None)
-    assert broken["health"] == {"state": "error", "reason": "failed: exit status 1", "window_seconds": 48 * 3600.0}
+    assert broken["health"] == {"state": "error", "reason": "failed: exit status 1", "window_seconds": 48 * 3600.0,
+                                "stale": False, "signals": []}
 
 
 def test_jobs_list_on_an_empty_database_prints_only_the_header(cli: Invoke) -> None:

@@ -303,12 +303,12 @@ def test_a_pipeline_start_that_needs_params_goes_through_the_run_form(panel_as: 
 def test_a_pipelines_first_job_has_one_run_pipeline_button_and_a_middle_job_two(panel_as: PanelAs, etl: None) -> None:
     first = text(panel_as("operator").get("/jobs/extract"))
     actions = first[first.index('class="job-actions"'):first.index("</div>", first.index('class="job-actions"'))]
-    assert re.findall(r">([^<>]+)</(?:a|button)>", actions) == ["Run pipeline"]  # manual-only: no Pause either
+    assert re.findall(r">([^<>]+)</(?:a|button)>", actions) == ["Run pipeline", "Backfill…"]  # manual-only: no Pause
     assert 'action="/jobs/extract/run-pipeline"' in actions and 'class="primary"' in actions
     assert "No runs yet. Press <strong>Run pipeline</strong> to start one." in first
     middle = text(panel_as("operator").get("/jobs/transform"))
     actions = middle[middle.index('class="job-actions"'):middle.index("</div>", middle.index('class="job-actions"'))]
-    assert re.findall(r">([^<>]+)</(?:a|button)>", actions) == ["Run", "Pause", "Run pipeline from here"]
+    assert re.findall(r">([^<>]+)</(?:a|button)>", actions) == ["Run", "Pause", "Run pipeline from here", "Backfill…"]
 
 
 def test_a_manual_only_job_has_no_pause_button_but_a_paused_one_can_be_resumed(

@@ -8,13 +8,24 @@ history's length) and the skipped fires since its last look, and derives:
   only once its retries are exhausted) reached the rule's ``after_failures``;
 * ``recovered``: the job succeeded after a ``failed`` alert;
 * ``stale``: health turned orange because there was no success within the stale window;
-* ``missed``: a fire was recorded as skipped (missed while down, or by the overlap policy).
+* ``missed``: a fire was recorded as skipped (missed while down, or by the overlap policy);
+* ``too_long``, ``too_short``, ``too_often``, ``late_start``: a health signal holds
+  (``lexyjobs.health_signals``).
 
 Each change has a key naming its *episode* — ``failed:<job>:<time of the last success>``,
 ``missed:<run id>`` — that is unique in the ``alerts`` table. So a change alerts once however
 many retries, checks and processes see it: the process whose insert wins sends it; the others,
 and later checks, find the key taken. A streak that continues does not alert again; the next
 alert of the job is ``recovered`` (or a new episode after a success).
+
+A signal's episode is the run it is about: ``too_long:<job>:<run id>``; for ``too_short`` and
+``late_start`` the first run of the streak of short successes or late starts, so a streak alerts
+once and the next one after a normal run alerts again (a streak reaching back past the runs
+read is the one already told, if any was). ``too_often`` has no run: its episode is named after
+the job's previous ``too_often`` alert (``too_often:<job>:after-<alert id>``, ``after-0`` for the
+first), and a new one starts only once the count of runs in the trailing hour was back within
+the limit at some moment since that alert (looked at over at most ``OFTEN_LOOKBACK``: an
+episode longer than that alerts again once a day).
 
 Who hears about a job (its ``Audience``): the environment's targets as the job's own ``alerts``
 field changes them, and the panel's targets that cover the job (lexyjobs.alerts.targets, read
@@ -23,6 +34,7 @@ get their own ``failed`` alert when the streak reaches their threshold: its key 
 ``failed/<n>:<job>:<episode>``. ``recovered`` goes to those told of the failure who want it."""
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +50,8 @@ from lexyjobs.alerts.targets import Target, panel_targets
 from lexyjobs.config import Settings
 from lexyjobs.db import Database, utcnow
 from lexyjobs.health import JobOverview, jobs_overview
+from lexyjobs.health_reads import creation_times
+from lexyjobs.health_signals import Signal
 from lexyjobs.models import Alert
 from lexyjobs.states import RUNS, RunStatus
 
@@ -47,6 +61,8 @@ CHECK_SECONDS = 5.0
 LOOKBACK = timedelta(minutes=10)  # skipped fires recorded this long before the first check still alert
 OVERLAP = timedelta(seconds=60)   # each look for skipped fires starts this much before the last one
 ALERTS = cast(Table, Alert.__table__)
+OFTEN_LOOKBACK = timedelta(days=1)
+HOUR = timedelta(hours=1)
 
 
 NOBODY = AlertRule(events=())
@@ -117,7 +133,8 @@ class Alerter:
         return sent
 
     def changes(self, now: datetime) -> list[Change]:
-        overviews = {o.job.name: o for o in jobs_overview(self.db, now) if o.definition is not None}
+        overviews = {o.job.name: o for o in jobs_overview(self.db, now, stale_after=self.settings.stale_after)
+                     if o.definition is not None}
         targets = panel_targets(self.db, self.settings, enabled_only=True)
         audiences = {name: self._audience(o, targets) for name, o in overviews.items()}
         watched = {name: audience for name, audience in audiences.items() if audience}
@@ -167,7 +184,38 @@ class Alerter:
             out.append(self._change(f"stale:{name}:{episode}", "stale", overview, stale, now,
                                     f"is stale: {overview.health.reason}.",
                                     details={"last_success_at": None if episode == "never" else episode}))
+        return out + self._signal_changes(overview, audience, now)
+
+    def _signal_changes(self, overview: JobOverview, audience: Audience, now: datetime) -> list[Change]:
+        """An alert for each health signal whose episode was not told yet (see the module)."""
+        out = []
+        for signal in overview.health.signals:
+            hearers = audience.only(signal.kind)
+            episode = self._episode(overview, signal, now) if hearers else None
+            if episode is not None:
+                out.append(self._change(f"{signal.kind}:{overview.job.name}:{episode}", signal.kind, overview,
+                                        hearers, now, signal.message.rstrip(".") + ".", run_id=signal.run_id,
+                                        details=signal.details))
         return out
+
+    def _episode(self, overview: JobOverview, signal: Signal, now: datetime) -> str | None:
+        """The episode ``signal`` belongs to, or None when it is one already told."""
+        if signal.kind != "too_often" and not signal.continues:
+            return signal.episode
+        name = overview.job.name
+        with self.db.read() as session:
+            previous = session.execute(select(ALERTS.c.id, ALERTS.c.created_at)
+                                       .where(ALERTS.c.job_name == name, ALERTS.c.event == signal.kind)
+                                       .order_by(ALERTS.c.id.desc()).limit(1)).first()
+            if previous is None:
+                return signal.episode or "after-0"
+            if signal.kind != "too_often":
+                return None  # a streak longer than what was read: the one told before
+            if previous.created_at < now - OFTEN_LOOKBACK:
+                return f"after-{previous.id}"
+            times = creation_times(session, name, since=previous.created_at - HOUR, until=now)
+        cleared = _within_limit_since(times, previous.created_at, now, signal.details["allowed"])
+        return f"after-{previous.id}" if cleared else None
 
     def _missed(self, watched: dict[str, Audience], overviews: dict[str, JobOverview], now: datetime) -> list[Change]:
         since = (self._skipped_since or now - LOOKBACK)
@@ -247,6 +295,14 @@ class Alerter:
         else:
             log.info("alert %s (%s of %s) sent to %s", alert_id, change.notice.event, change.notice.job,
                      ", ".join(results), extra=extra)
+
+
+def _within_limit_since(times: list[datetime], start: datetime, now: datetime, allowed: int) -> bool:
+    """Whether the runs created at ``times`` (sorted) were at most ``allowed`` in the hour before
+    some moment of ``[start, now]``. The count only drops when a run leaves the hour, so it is
+    enough to look at ``start`` and at each such moment."""
+    moments = [start, *(t + HOUR for t in times if start <= t + HOUR <= now)]
+    return any(bisect.bisect_right(times, m) - bisect.bisect_right(times, m - HOUR) <= allowed for m in moments)
 
 
 def deliver_to(notice: Notice, audience: Audience, settings: Settings) -> dict[str, str]:

@@ -53,7 +53,8 @@ class AlertRule:
         if self.email:
             targets.append(f"email to {len(self.email)} address{'es' if len(self.email) > 1 else ''}")
         streak = f" (failed after {self.after_failures} failures in a row)" if self.after_failures > 1 else ""
-        return f"{', '.join(self.events)}{streak} → {', '.join(targets)}"
+        events = "every event" if set(self.events) == set(ALERT_EVENTS) else ", ".join(self.events)
+        return f"{events}{streak} → {', '.join(targets)}"
 
     def for_job(self, job_alerts: bool | Mapping[str, Any] | None) -> AlertRule:
         """This rule as the job's ``alerts`` field (already validated) changes it."""

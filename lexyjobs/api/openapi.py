@@ -12,6 +12,7 @@ from lexyjobs.api.inputs import MAX_LOG_OFFSET, MAX_TEXT
 from lexyjobs.api.job_schema import JOB_NAME, QUEUE_NAME, schemas as job_schemas
 from lexyjobs.definitions import SOURCES
 from lexyjobs.flow.waiting import REASONS as WAITING_REASONS
+from lexyjobs.health_signals import SIGNAL_KINDS
 from lexyjobs.kinds import KIND_NAMES
 from lexyjobs.llm import item_reads
 from lexyjobs.runs import TRIGGERS as RUN_TRIGGERS
@@ -103,7 +104,12 @@ SCHEMAS: dict[str, Any] = {
     **job_schemas(),
     "Error": _object({"error": _object({"code": STRING, "message": STRING, "details": ANY})}),
     "Health": _object({"state": {"enum": HEALTH_STATES}, "reason": STRING,
-                       "window_seconds": NUMBER}),
+                       "window_seconds": NUMBER, "stale": BOOLEAN,
+                       "signals": {"type": "array", "items": _ref("HealthSignal")}}),
+    "HealthSignal": _object({"kind": {"enum": list(SIGNAL_KINDS)}, "message": STRING, "run_id": _nullable(INTEGER),
+                             "details": {"type": "object", "description": "the facts behind it, e.g. seconds, "
+                                         "longest, shortest, runs_last_hour, allowed, waited_seconds, waiting_for"}},
+                            extra=False),
     "Job": _object(JOB),
     "JobDetail": _object({**JOB, "runs": _object({"stats": STATUS_COUNTS, "latest_run_id": _nullable(INTEGER),
                                                   "list_url": STRING}),
@@ -181,7 +187,8 @@ SCHEMAS: dict[str, Any] = {
         "status": {"enum": ["ok", "unavailable"]}, "checks": {"type": "object"},
         "counts": _object({"ok": INTEGER, "warning": INTEGER, "error": INTEGER, "unknown": INTEGER}),
         "jobs": {"type": "array", "items": _object({"name": STRING, "title": STRING, "category": STRING,
-                                                    "state": {"enum": HEALTH_STATES}, "reason": STRING})}}),
+                                                    "state": {"enum": HEALTH_STATES}, "reason": STRING,
+                                                    "signals": {"type": "array", "items": _ref("HealthSignal")}})}}),
     "AuditList": _object({"entries": {"type": "array", "items": _object({
         "id": INTEGER, "at": TIME, "actor": STRING, "action": STRING, "target": _nullable(STRING),
         "client": _nullable(STRING), "details": _nullable({"type": "object"})})}, "pagination": _ref("Pagination")}),

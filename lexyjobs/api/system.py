@@ -15,7 +15,7 @@ from lexyjobs.db import utcnow
 from lexyjobs.guard import actor, identity
 from lexyjobs.health import jobs_health
 from lexyjobs.runtime import current
-from lexyjobs.serialize import audit_dict
+from lexyjobs.serialize import audit_dict, signal_dict
 
 HEALTH_STATES = ("ok", "warning", "error", "unknown")
 
@@ -35,7 +35,7 @@ def stats() -> Response:
 def health() -> Response:
     """Each job's health and the counts per state, plus the process checks of /healthz."""
     lexy, now = current(), utcnow()
-    healths = jobs_health(lexy.db, now)
+    healths = jobs_health(lexy.db, now, stale_after=lexy.settings.stale_after)
     with lexy.db.read() as session:
         jobs = {j.name: j for j in store.list_jobs(session)}
     counts: Counter[str] = Counter(h.state for h in healths.values())
@@ -44,7 +44,7 @@ def health() -> Response:
         status="ok" if checks["database"] and all(v is not False for v in checks.values()) else "unavailable",
         checks=checks, counts={state: counts[state] for state in HEALTH_STATES},
         jobs=[{"name": name, "title": jobs[name].title, "category": jobs[name].category, "state": h.state,
-               "reason": h.reason} for name, h in sorted(healths.items()) if name in jobs])
+               "reason": h.reason, "signals": [signal_dict(s) for s in h.signals]} for name, h in sorted(healths.items()) if name in jobs])
 
 
 @bp.get("/workers")

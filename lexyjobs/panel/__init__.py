@@ -35,7 +35,7 @@ def _navigation() -> dict[str, Any]:
 
 
 def init_app(app: Flask, parent: Blueprint) -> None:
-    from lexyjobs.panel import (alert_targets, alerts, dashboard, events, formatting, job_detail, job_form,  # noqa: F401
+    from lexyjobs.panel import (alert_targets, alerts, backfills, dashboard, events, formatting, job_detail, job_form,  # noqa: F401
                                 jobs, pipelines, queues, run_detail, run_now, runs, settings, timeline,
                                 workers)  # (each page module adds its routes to bp)
 

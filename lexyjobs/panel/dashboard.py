@@ -42,9 +42,11 @@ def dashboard() -> str | Response:
         jobs = store.list_jobs(session)
         charts = _charts(session, now, postgres=lexy.db.is_postgres, hours=lexy.finished_hours)
         llm = None if wants_partial() else _llm_usage(session, now)  # outside the polled part
-    health: Counter[str] = Counter(h.state for h in jobs_health(lexy.db, now).values())
+    healths = jobs_health(lexy.db, now, stale_after=lexy.settings.stale_after)
+    health: Counter[str] = Counter(h.state for h in healths.values())
+    signaled = [(job, healths[job.name]) for job in jobs if job.name in healths and healths[job.name].signals]
     return render("lexyjobs/dashboard.html", "lexyjobs/_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
-                  failures=failures, health={s: health[s] for s in HEALTH_STATES}, jobs=jobs,
+                  failures=failures, health={s: health[s] for s in HEALTH_STATES}, signaled=signaled, jobs=jobs,
                   upcoming=_upcoming(jobs, now), charts=charts, now=now, one_click=_one_click(jobs),
                   titles={job.name: job.title for job in jobs}, llm=llm)
 

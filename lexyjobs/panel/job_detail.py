@@ -12,7 +12,7 @@ from flask import Response, flash, redirect, render_template, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from lexyjobs import actions, load_problems, queries, store
+from lexyjobs import actions, backfill, load_problems, queries, store
 from lexyjobs.alerts.targets import describe_for_job
 from lexyjobs.api.inputs import pagination, query_int
 from lexyjobs.cron import dst_days, is_dst_change_day, next_fires, parse_timezone
@@ -82,7 +82,7 @@ def job_run_pipeline(name: str) -> BaseResponse:
 
 
 def _overview(name: str, now: datetime) -> JobOverview:
-    found = jobs_overview(current().db, now, [name])
+    found = jobs_overview(current().db, now, [name], stale_after=current().settings.stale_after)
     if not found:  # deleted between the two reads
         raise JobNotFound(name)
     return found[0]
@@ -147,6 +147,7 @@ def _page_context(overview: JobOverview, graph: dict[str, tuple[str, ...]], now:
         "can_operate": identity().can("operator"),
         "alerting": describe_for_job(current().db, current().settings, job.name, job.category, definition.alerts)
         if definition else None,
+        "backfills": backfill.recent(current().db, job.name),
     }
 
 

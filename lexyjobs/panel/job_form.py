@@ -24,8 +24,9 @@ from lexyjobs.registry import dependents_of, editable_job
 from lexyjobs.serialize import shown_spec
 from lexyjobs.runtime import current
 
-TEXT_FIELDS = ("title", "category", "description", "schedule", "timezone", "timeout", "backoff", "stale_after")
-NUMBER_FIELDS = ("priority", "max_attempts", "max_concurrency")
+TEXT_FIELDS = ("title", "category", "description", "schedule", "timezone", "timeout", "backoff", "stale_after",
+               "expected_duration", "late_after")
+NUMBER_FIELDS = ("priority", "max_attempts", "max_concurrency", "max_runs_per_hour")
 PREVIEW_FIRES = 5
 
 

@@ -35,7 +35,7 @@ def jobs() -> str | Response:
     if wants_partial() and request.args.get("stamp") == stamp:
         return no_change()
     category, text, states = query_text("category"), query_text("q"), query_choices("health", HEALTH_STATES)
-    every = jobs_overview(lexy.db, now)
+    every = jobs_overview(lexy.db, now, stale_after=lexy.settings.stale_after)
     shown = [o for o in every if (category is None or o.job.category == category) and
              (not states or o.health.state in states) and (text is None or _matches(o, text))]
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -76,7 +76,7 @@ def _set_paused(name: str, paused: bool) -> str | BaseResponse:
     actions.set_paused(lexy.db, actor(), name, paused)
     if not wants_partial():
         return redirect(safe_next(request.form.get("next")) or url_for("lexyjobs.panel.jobs"))
-    [overview] = jobs_overview(lexy.db, now, [name])
+    [overview] = jobs_overview(lexy.db, now, [name], stale_after=lexy.settings.stale_after)
     return render_template("lexyjobs/_partials/_job_row.html", row=_row(overview, now))
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from conftest import wait_for
+from test_kind_http import http_server  # noqa: F401  (fixture)
 
 from lexyjobs import runs, store
+from lexyjobs.errors import InvalidDefinition
 from lexyjobs.fire_times import fire_time_of
 from lexyjobs.scheduler import Scheduler, fire_key
 
@@ -70,3 +74,23 @@ def test_a_python_job_in_its_own_process_gets_it_too(db, make_job, start_worker)
     run_id = fired(db, "isolated", FIRE)
     start_worker()
     assert done(db, run_id).result == "2026-12-01T02:00:00+00:00"
+
+
+def test_http_urls_see_it_and_the_params_percent_encoded(db, make_job, start_worker, http_server):
+    make_job("metrics-export", kind="http", schedule="0 2 * * *", misfire_grace="3650d",
+             url=http_server.url("/export/{{ brand }}/{{ fire_time[:10] }}?at={{ fire_time }}"),
+             params={"brand": {"type": "string", "default": "a&b/../c"}})
+    make_job("by-hand", kind="http", url=http_server.url("/by-hand?at={{ fire_time }}"))
+    scheduled, manual = fired(db, "metrics-export", FIRE), runs.enqueue(db, "by-hand")
+    start_worker()
+    assert done(db, scheduled).status == done(db, manual).status == "succeeded"
+    [export] = [r for r in http_server.received if r.path.startswith("/export/")]
+    assert export.path == "/export/a%26b%2F..%2Fc/2026-12-01"  # one path segment, whatever the param holds
+    assert export.query["at"] == ["2026-12-01T02:00:00+00:00"]   # "+" kept, not read as a space
+    [by_hand] = http_server.hits("/by-hand")
+    assert by_hand.query == {}  # no fire: empty
+
+
+def test_a_url_template_that_does_not_parse_is_refused_when_saved(db, make_job):
+    with pytest.raises(InvalidDefinition, match="url.*template syntax error"):
+        make_job("broken", kind="http", url="https://example.com/{{ fire_time")

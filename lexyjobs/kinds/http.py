@@ -21,7 +21,8 @@ from lexyjobs.backoff import retry_after_seconds
 
 FIELDS = {
     "method": "GET, POST, PUT, PATCH, DELETE or HEAD (default GET)",
-    "url": "`http://` or `https://` URL; may use `${ENV}`",
+    "url": "`http://` or `https://` URL; may use `${ENV}`, and `{{ fire_time }}` or a param (`{{ brand_id }}`), "
+           "each percent-encoded",
     "headers": "table of header values; may use `${ENV}`",
     "body": "JSON body; when omitted, the run's params are sent (JSON body, or query string for GET/HEAD/DELETE)",
     "verify_tls": "check the server's TLS certificate (default true)",
@@ -31,6 +32,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 logging.getLogger("urllib3").setLevel(logging.INFO)
 DEFAULT_TIMEOUT = 60.0
 MAX_BODY_CHARS = 64 * 1024
+TEMPLATE_MARK = "{{"
 
 
 def validate(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -39,6 +41,9 @@ def validate(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidDefinition(job, "url", "is required for an http job")
     if not (url.startswith(("http://", "https://")) or url.startswith("${")):
         raise InvalidDefinition(job, "url", f"'{url}' must start with http:// or https://")
+    if TEMPLATE_MARK in url:
+        from lexyjobs.llm import templates  # jinja2: only for a job whose URL is a template
+        templates.checked(job, "url", url)
     method = str(fields.get("method", "GET")).upper()
     if method not in METHODS:
         raise InvalidDefinition(job, "method", f"'{fields.get('method')}' is not one of {', '.join(METHODS)}")
@@ -55,7 +60,7 @@ def validate(job: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
-    method, url = config["method"], expand_env(config["url"])
+    method, url = config["method"], expand_env(_rendered_url(ctx, config["url"]))
     kwargs: dict[str, Any] = {"headers": tracing.outgoing_headers(expand_env(config["headers"])),
                               "verify": config["verify_tls"]}
     if "body" in config:
@@ -79,6 +84,15 @@ def run(ctx: RunContext, config: Mapping[str, Any]) -> Any:
         return response.json()
     except ValueError:
         return {"status_code": response.status_code, "body": text[:MAX_BODY_CHARS]} if text else None
+
+
+def _rendered_url(ctx: RunContext, url: str) -> str:
+    """``url`` with its ``{{ … }}`` filled from the run (the fire time, the params), before the
+    ``${ENV}`` values go in (a secret is never read as a template)."""
+    if TEMPLATE_MARK not in url:
+        return url
+    from lexyjobs.llm import templates
+    return templates.render("url", url, templates.values(ctx), url=True)
 
 
 def _request_unless_cancelled(ctx: RunContext, method: str, url: str, shown: str, **kwargs: Any) -> requests.Response:

@@ -5,6 +5,7 @@ instead of an empty string."""
 from __future__ import annotations
 
 from typing import Any, Mapping
+from urllib.parse import quote
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
@@ -13,6 +14,10 @@ from lexyjobs.context import JobFailed, RunContext
 from lexyjobs.errors import InvalidDefinition
 
 _TEMPLATES = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+# http jobs' URLs: every value is percent-encoded as it goes in ("+00:00" stays itself in a query,
+# a param holding "/../" or "?x=" cannot change the path or add arguments); None is left empty.
+_URLS = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                                      finalize=lambda value: "" if value is None else quote(str(value), safe=""))
 
 
 def checked(job: str, field: str, source: str) -> str:
@@ -31,10 +36,11 @@ def values(ctx: RunContext, **extra: Any) -> dict[str, Any]:
     return {"params": ctx.params, **ctx.params, "fire_time": fire_time.isoformat() if fire_time else None, **extra}
 
 
-def render(field: str, source: str, values: Mapping[str, Any]) -> str:
-    """The rendered text; a template that cannot render fails the run (JobFailed naming ``field``)."""
+def render(field: str, source: str, values: Mapping[str, Any], *, url: bool = False) -> str:
+    """The rendered text (``url``: each value percent-encoded); a template that cannot render fails
+    the run (JobFailed naming ``field``)."""
     try:
-        return _TEMPLATES.from_string(source).render(values)
+        return (_URLS if url else _TEMPLATES).from_string(source).render(values)
     except SecurityError as exc:
         raise JobFailed(f"{field}: not allowed in a template: {exc.message}") from None
     except TemplateError as exc:  # a missing param (StrictUndefined) above all

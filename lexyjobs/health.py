@@ -174,7 +174,7 @@ def jobs_overview(db: Database, now: datetime, names: Iterable[str] | None = Non
                                                              MANUAL_WINDOW)))
             continue
         runs = recent[job.name]
-        if waiting:
+        if any(r.id in waiting for r in runs.scheduled):
             runs = dataclasses.replace(runs, scheduled=tuple(dataclasses.replace(r, waiting=waiting.get(r.id))
                                                              for r in runs.scheduled))
         found.append(JobOverview(job, definition, last, job_health(definition, last, now, runs)))

@@ -22,7 +22,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import Session
 
 from lexyjobs.flow.waiting import waiting_for
@@ -66,29 +66,35 @@ def waiting_messages(session: Session, run_ids: Sequence[int], *, now: datetime,
     return {run_id: why.message for run_id, why in waiting_for(session, found, now=now, stale_after=stale_after).items()}
 
 
-def _starts(names: Sequence[str], *, order: str, offset: int, status: str | None = None) -> Any:
-    """Per job in ``names``: the ``offset + 1``-th highest column ``order`` of its runs (of
-    ``status`` when given; the lowest when it has fewer; NULL when none), as a MATERIALIZED CTE
-    ``(name, since)``: read first, once per job. (Left to itself, SQLite folds it into the join
-    that uses it and evaluates it once per run of the job.)"""
+def _latest(session: Session, names: Sequence[str], columns: Sequence[str], *, order: str, limit: int,
+            status: str | None = None) -> Any:
+    """A subquery of ``columns`` (and ``job_name``) of each job's latest ``limit`` runs by column
+    ``order`` (of ``status`` when given; ties may add a few), read as one short index range per job. Postgres takes a LATERAL
+    join; SQLite has none, so a MATERIALIZED CTE first finds where each job's range begins (left to
+    itself, SQLite folds it into the join and evaluates it once per run of the job)."""
+    def matching(runs: Any) -> list[Any]:
+        return [runs.c.job_name == JOBS.c.name] + ([runs.c.status == status] if status else [])
+    wanted = [RUNS.c[name] for name in ("job_name", *columns)]
+    if session.get_bind().dialect.name == "postgresql":
+        per_job = (select(*wanted).where(*matching(RUNS)).order_by(RUNS.c[order].desc()).limit(limit).lateral("per_job"))
+        return select(per_job).select_from(JOBS).join(per_job, true()).where(JOBS.c.name.in_(names)).subquery("latest")
     nth, low = RUNS.alias("nth"), RUNS.alias("lowest")
-    nth_where = [nth.c.job_name == JOBS.c.name] + ([nth.c.status == status] if status else [])
-    low_where = [low.c.job_name == JOBS.c.name] + ([low.c.status == status] if status else [])
-    nth_value = (select(nth.c[order]).where(*nth_where).order_by(nth.c[order].desc())
-                 .limit(1).offset(offset).scalar_subquery())
-    lowest = select(func.min(low.c[order])).where(*low_where).scalar_subquery()
-    return (select(JOBS.c.name.label("name"), func.coalesce(nth_value, lowest).label("since"))
-            .where(JOBS.c.name.in_(names)).cte("starts").prefix_with("MATERIALIZED"))
+    nth_value = (select(nth.c[order]).where(*matching(nth)).order_by(nth.c[order].desc())
+                 .limit(1).offset(limit - 1).scalar_subquery())
+    lowest = select(func.min(low.c[order])).where(*matching(low)).scalar_subquery()
+    starts = (select(JOBS.c.name.label("name"), func.coalesce(nth_value, lowest).label("since"))
+              .where(JOBS.c.name.in_(names)).cte("starts").prefix_with("MATERIALIZED"))
+    return (select(*wanted).join_from(starts, RUNS, and_(RUNS.c.job_name == starts.c.name, RUNS.c[order] >= starts.c.since,
+                                                      *([RUNS.c.status == status] if status else [])))
+            .subquery("latest"))
 
 
 def _successes(session: Session, names: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
-    starts = _starts(names, order="finished_at", offset=SUCCESSES_READ - 1, status=SUCCEEDED)
-    took = span(RUNS.c.started_at, RUNS.c.finished_at)  # computed by the database: no timestamps to parse
-    rows = session.execute(
-        select(RUNS.c.job_name, RUNS.c.id, took)
-        .join_from(starts, RUNS, and_(RUNS.c.job_name == starts.c.name, RUNS.c.status == SUCCEEDED,
-                                      RUNS.c.finished_at >= starts.c.since))
-        .where(took.is_not(None)).order_by(RUNS.c.job_name, RUNS.c.finished_at.desc(), RUNS.c.id.desc()))
+    latest = _latest(session, names, ("id", "started_at", "finished_at"), order="finished_at", limit=SUCCESSES_READ,
+                     status=SUCCEEDED)
+    took = span(latest.c.started_at, latest.c.finished_at)  # computed by the database: no timestamps to parse
+    rows = session.execute(select(latest.c.job_name, latest.c.id, took).where(took.is_not(None))
+                           .order_by(latest.c.job_name, latest.c.finished_at.desc(), latest.c.id.desc())).all()
     found: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for name, run_id, seconds in rows:
         if len(found[name]) < SUCCESSES_READ:
@@ -102,14 +108,18 @@ def _scheduled(session: Session, names: Sequence[str]) -> dict[str, list[Schedul
     runs of any trigger (a bounded range, however few of its runs the scheduler made), newest first."""
     if not names:
         return {}
-    starts = _starts(names, order="id", offset=LATEST_RUNS_READ - 1)
-    newest = func.row_number().over(partition_by=RUNS.c.job_name, order_by=RUNS.c.id.desc()).label("newest")
-    latest = (select(RUNS.c.job_name, RUNS.c.id, RUNS.c.status, RUNS.c.created_at, RUNS.c.started_at, RUNS.c.attempt,
-                     newest)
-              .join_from(starts, RUNS, and_(RUNS.c.job_name == starts.c.name, RUNS.c.id >= starts.c.since))
-              .where(RUNS.c.trigger == "schedule", RUNS.c.status != SKIPPED).subquery())
-    rows = session.execute(select(latest).where(latest.c.newest <= SCHEDULED_READ)
-                           .order_by(latest.c.job_name, latest.c.id.desc())).all()
+    latest = _latest(session, names, ("id", "status", "trigger", "created_at", "started_at", "attempt"), order="id",
+                     limit=LATEST_RUNS_READ)
+    rows = session.execute(
+        select(latest.c.job_name, latest.c.id, latest.c.status, latest.c.created_at, latest.c.started_at,
+               latest.c.attempt)
+        .where(latest.c.trigger == "schedule", latest.c.status != SKIPPED)
+        .order_by(latest.c.job_name, latest.c.id.desc())).all()
+    kept: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        if len(kept[row.job_name]) < SCHEDULED_READ:
+            kept[row.job_name].append(row)
+    rows = [row for newest in kept.values() for row in newest]
     # the first start: started_at while the first attempt is the latest, else the first 'running' event
     retried = [row.id for row in rows if row.attempt > 1 or (row.attempt == 1 and row.status == "queued")]
     first_starts = dict(session.execute(

@@ -330,3 +330,20 @@ def test_paused_and_enabled_are_one_truth_shown_the_same_everywhere(
                                                     "schedule": "0 3 * * *", "enabled": "true"})
     assert ticked.status_code == 302, errors(ticked)
     assert _enabled_shown(admin, api_client, "nightly-sync") == dict.fromkeys(SHOWN, True)
+
+
+def test_the_health_signal_bounds_are_saved_and_a_bad_one_is_shown_inline(login: Callable[[str], Panel],
+                                                                          db: Database) -> None:
+    admin = login("admin")
+    page = text(admin.get("/jobs/new"))
+    for field in ("expected_duration", "max_runs_per_hour", "late_after"):
+        assert f'name="{field}"' in page, field
+    refused = admin.post("/jobs/new", {**SHELL, "expected_duration": "40m..10m"})
+    assert refused.status_code == 422
+    assert any("ends before it starts" in e.replace("&#39;", "'") for e in errors(refused)), errors(refused)
+    saved = admin.post("/jobs/new", {**SHELL, "expected_duration": "10m..40m", "max_runs_per_hour": "2",
+                                     "late_after": "20m"})
+    assert saved.status_code == 302, errors(saved)
+    assert {k: spec(db, "nightly")[k] for k in ("expected_duration", "max_runs_per_hour", "late_after")} == {
+        "expected_duration": "10m..40m", "max_runs_per_hour": 2, "late_after": "20m"}
+    assert 'value="10m..40m"' in text(admin.get("/jobs/nightly/edit"))

@@ -32,7 +32,7 @@ from lexyjobs.states import RUNS, RunStatus
 from lexyjobs.store import JOBS
 
 HOUR = timedelta(hours=1)
-LATEST_RUNS_READ = 20  # a job's latest runs (any trigger) its latest scheduled runs are looked for in
+LATEST_RUNS_READ = 10  # a job's latest runs (any trigger) its latest scheduled runs are looked for in
 SUCCEEDED, RUNNING, SKIPPED = RunStatus.SUCCEEDED.value, RunStatus.RUNNING.value, RunStatus.SKIPPED.value
 
 

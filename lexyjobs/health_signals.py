@@ -47,7 +47,7 @@ OFTEN_SLACK = 5
 LATE_FRACTION = 0.1
 LATE_MIN = 300.0
 LATE_MAX = 3600.0
-SCHEDULED_READ = 10     # latest scheduled runs read per job (a longer streak of late starts "continues")
+SCHEDULED_READ = 5      # latest scheduled runs read per job (a longer streak of late starts "continues")
 SUCCESSES_READ = SAMPLES + 5  # a streak of short successes longer than 5 "continues"
 
 SIGNAL_KINDS = ("too_long", "too_short", "too_often", "late_start")

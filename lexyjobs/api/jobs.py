@@ -33,7 +33,7 @@ def list_jobs() -> Response:
                 if (category is None or j.category == category) and (kind is None or j.kind == kind)
                 and (source is None or j.source == source) and (paused is None or j.enabled != paused)]
         problems = [load_problems.problem_dict(p) for p in load_problems.list_problems(session)]
-    healths = jobs_health(db, now, [j.name for j in rows])
+    healths = jobs_health(db, now, [j.name for j in rows], stale_after=current().settings.stale_after)
     jobs = [job_dict(j, _definition(j), healths.get(j.name), now) for j in rows]
     return jsonify(jobs=jobs, total=len(jobs), problems=problems)
 
@@ -144,7 +144,8 @@ def _job_response(name: str) -> Response:
         row = store.get_job(session, name)
     if row is None:
         raise JobNotFound(name)
-    return jsonify(job_dict(row, _definition(row), jobs_health(db, now, [name]).get(name), now))
+    health = jobs_health(db, now, [name], stale_after=current().settings.stale_after).get(name)
+    return jsonify(job_dict(row, _definition(row), health, now))
 
 
 def _definition(row: Any) -> Any:

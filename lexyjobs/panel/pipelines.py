@@ -57,7 +57,7 @@ def pipelines() -> str | Response:
         graph = store.job_dependencies(session)
         recent = queries.recent_pipelines(session, limit=RECENT)
         born = _job_births(session)
-    overviews = {o.job.name: o for o in jobs_overview(lexy.db, now)}
+    overviews = {o.job.name: o for o in jobs_overview(lexy.db, now, stale_after=lexy.settings.stale_after)}
     drawing = layout(graph)
     nodes = {name: _job_node(o, now) for name, o in overviews.items()}
     return render("lexyjobs/pipelines.html", "lexyjobs/_partials/_pipeline_graph.html", layout=drawing, nodes=nodes, pipeline=None,

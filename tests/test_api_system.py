@@ -20,6 +20,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from lexyjobs import accounts, audit, backfill, runs, store
+from lexyjobs.alerts import history
 from lexyjobs.db import Database, utcnow
 from lexyjobs.models import AuditEntry, Run
 from lexyjobs.runtime import Runtime
@@ -384,3 +385,12 @@ def test_the_audit_log_lists_actions_newest_first_with_filters_and_pages(api_cli
                                             ("until", "2025-13-01"), ("actor", "x" * 201)])
 def test_the_audit_log_refuses_bad_query_arguments(api_client: ApiClient, arg: str, value: str) -> None:
     api_client.error(api_client.get("/api/audit", query_string={arg: value}), 400, "bad_request", field=arg)
+
+
+def test_a_list_argument_naming_a_value_twice_is_refused(api_client: ApiClient) -> None:
+    """Every event listed once fits the 200-character limit of a query argument; a list that
+    repeats one could pass it, so the API refuses repeats (the document says ``uniqueItems``)."""
+    every = ",".join(history.EVENTS)
+    assert api_client.get(f"/api/alerts?event={every}", role="viewer").status_code == 200
+    api_client.error(api_client.get("/api/alerts?event=failed,stale,failed", role="viewer"), 400, field="event")
+    api_client.error(api_client.get("/api/runs?status=queued,queued", role="viewer"), 400, field="status")

@@ -61,10 +61,10 @@ def test_a_pipelines_first_job_has_one_run_pipeline_button_and_no_pause(panel: P
     page = panel.page
     panel.visit("/jobs/extract")
     actions = page.locator(".job-actions")
-    expect(actions.locator("a, button")).to_have_text(["Run pipeline"])  # not Run + "Run pipeline from here"
+    expect(actions.locator("a, button")).to_have_text(["Run pipeline", "Backfill…"])  # not Run + "Run pipeline from here"
     panel.screenshot("job-pipeline-first")
     panel.visit("/jobs/transform")  # the last step: Run only (manual: nothing to pause)
-    expect(page.locator(".job-actions a, .job-actions button")).to_have_text(["Run"])
+    expect(page.locator(".job-actions a, .job-actions button")).to_have_text(["Run", "Backfill…"])
 
     panel.visit("/jobs/extract")
     page.click(".job-actions button:has-text('Run pipeline')")

@@ -145,6 +145,9 @@ def query_choices(name: str, choices: Iterable[str]) -> tuple[str, ...]:
         if value not in allowed:
             shown = f"'{value}'" if value else "an empty item"
             raise BadInput(name, f"{shown} is not one of {', '.join(allowed)} (comma-separated, no blanks)")
+    twice = next((value for i, value in enumerate(values) if value in values[:i]), None)
+    if twice is not None and _strict():
+        raise BadInput(name, f"'{twice}' is listed twice")
     return values
 
 

@@ -250,7 +250,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 def _choices(name: str, values: list[str], description: str) -> dict[str, Any]:
     """A comma-separated list of ``values`` (``?status=queued,failed``)."""
-    return {**_query(name, {"type": "array", "items": {"enum": values}, "minItems": 1}, description),
+    return {**_query(name, {"type": "array", "items": {"enum": values}, "minItems": 1, "uniqueItems": True}, description),
             "style": "form", "explode": False}
 
 

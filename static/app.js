@@ -45,16 +45,33 @@ function lexyjobsRefresh() {
   });
 }
 document.addEventListener("htmx:beforeSend", function (event) {
-  if (event.detail.elt.hasAttribute("data-poll")) { event.detail.elt.lexyjobsBusy = true; }
+  if (!event.detail.elt.hasAttribute("data-poll")) { return; }
+  event.detail.elt.lexyjobsBusy = true;
+  event.detail.xhr.lexyjobsPoll = true;  // htmx:beforeSwap names the target, not who asked
 });
 document.addEventListener("htmx:afterRequest", function (event) {
   var el = event.detail.elt;
   el.lexyjobsBusy = false;
   if (el.id && document.body.contains(el)) { delete lexyjobsMissed[el.id]; }  // not replaced: htmx sends the queued one
 });
+// What an action said (a .flash at the top of a live fragment, e.g. "Retried 3 runs") is shown once,
+// so the fragment's own polls answer without it; the refreshes the action itself causes would take
+// it away within a second. A poll's answer keeps the message it replaces; a filter, a page or
+// another action (a request from anything but the fragment itself) brings its own or none.
+var lexyjobsKept = {};       // id of a polled fragment -> the message its poll's answer keeps
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var el = event.detail.elt;
+  if (!event.detail.shouldSwap || !event.detail.xhr.lexyjobsPoll || !el.id) { return; }
+  var message = el.querySelector(":scope > .flash");
+  if (message) { lexyjobsKept[el.id] = message; }
+});
 document.addEventListener("htmx:load", function (event) {
   var el = event.detail.elt;
-  if (el.id && lexyjobsMissed[el.id] && el.hasAttribute("data-poll")) {
+  if (!el.id || !el.hasAttribute || !el.hasAttribute("data-poll")) { return; }
+  var kept = lexyjobsKept[el.id];
+  delete lexyjobsKept[el.id];
+  if (kept && !el.querySelector(":scope > .flash")) { el.prepend(kept); }
+  if (lexyjobsMissed[el.id]) {
     delete lexyjobsMissed[el.id];
     htmx.trigger(el, "lexyjobs:poll");
   }

@@ -49,7 +49,7 @@ def test_a_broken_week_is_backfilled_from_the_job_page(panel: Panel) -> None:
 
     page.click("button:has-text('Start backfill')")
     expect(page).to_have_url(re.compile(r"/backfills/\d+$"))
-    expect(page.locator("#backfill-live .flash")).to_contain_text("queued 7 runs.")
+    expect(page.locator("main > .flash")).to_contain_text("queued 7 runs.")
     # the runs go one after the other (concurrency 1); the page follows without a reload
     expect(page.locator(".backfill-summary")).to_have_text("7 of 7 fire times done", timeout=30_000)
     expect(page.locator("table.backfill-runs td.status .badge")).to_have_text(["succeeded"] * 7)
@@ -75,9 +75,10 @@ def test_a_slow_backfill_is_canceled_as_a_group(panel: Panel) -> None:
     expect(page.locator(".backfill-summary")).to_have_text("0 of 7 days done")
     expect(page.locator("table.backfill-runs td.status .badge:has-text('running')")).to_have_count(2, timeout=15_000)
     page.click("button:has-text('Cancel backfill')")
-    expect(page.locator("#backfill-live .flash")).to_contain_text("Canceled 5 queued runs")
+    expect(page.locator("main > .flash")).to_contain_text("Canceled 5 queued runs")
     expect(page.locator(".backfill-summary")).to_have_text("0 of 7 days done, canceled")
     expect(page.locator("table.backfill-runs td.status .badge")).to_have_text(["canceled"] * 7, timeout=15_000)
+    expect(page.locator("main > .flash")).to_contain_text("Canceled 5 queued runs")  # through the refreshes
     panel.assert_clean()
 
 

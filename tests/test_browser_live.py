@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from liveserver import Server, running_server
@@ -122,3 +122,44 @@ def test_a_change_pushed_while_a_poll_is_in_flight_is_not_lost(live_server: Serv
             assert total.inner_text() == "2", "the change told while the poll was in flight was lost"
         finally:
             browser.close()
+
+
+def test_a_message_stays_through_the_refreshes_that_follow_it(live_server: Server) -> None:
+    """What an action says ("Retried 1 run …") is shown inside the live runs list; the refreshes the
+    change itself causes used to replace it within a second, before anyone could read it."""
+    status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
+    assert status == 202
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            _dashboard(page, live_server)
+            page.goto(f"{live_server.url}/runs")
+            position = page.locator(".pager-position")
+            _wait_for(page, lambda: "1 run" in position.inner_text() and "succeeded" in page.locator(
+                "table.runs tbody td.status").first.inner_text(), "the run to finish")
+            page.locator("table.runs tbody input[name=run_id]").first.check()
+            page.click("#runs-selected button:has-text('Retry selected')")
+            flash = page.locator("#runs-table .flash")
+            _wait_for(page, lambda: flash.count() == 1, "the message")
+            status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
+            assert status == 202
+            _wait_for(page, lambda: "3 runs" in position.inner_text(), "the list to show the third run")
+            _wait_for(page, lambda: page.locator("table.runs tbody td.status .badge:has-text('succeeded')").count() == 3,
+                      "the runs to finish")
+            assert flash.count() == 1 and "Retried 1 run" in flash.inner_text(), "a refresh took the message away"
+
+            page.check(".runs-filters input[name=status][value=succeeded]")  # the reader moves on: it goes
+            _wait_for(page, lambda: "status=succeeded" in page.url, "the filter")
+            _wait_for(page, lambda: flash.count() == 0, "a filter to replace the message")
+        finally:
+            browser.close()
+
+
+def _wait_for(page: Page, condition: Callable[[], bool], what: str, seconds: float = 12) -> None:
+    """Poll ``condition``; the page's own waits let Playwright take in what the browser did."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds} s for {what}")
+        page.wait_for_timeout(50)

@@ -278,7 +278,8 @@ def _summary(action: str, outcome: BulkOutcome) -> str:
                      " first keeps its outcome, noted on the run)")
         why = "already finished"
     else:
-        text = f"Retried {outcome.done:,} run{'s' if outcome.done != 1 else ''} as new queued runs"
+        text = (f"Retried {outcome.done:,} runs as new queued runs" if outcome.done != 1
+                else "Retried 1 run as a new queued run")
         why = "not finished, or their job no longer accepts them"
     return text + (f"; skipped {outcome.skipped:,} ({why})." if outcome.skipped else ".")
 

@@ -68,17 +68,16 @@ class LastRuns:
 @dataclass(frozen=True)
 class Health:
     state: HealthState
-    reason: str             # short, human: "last success 3d ago, expected daily"
+    outcome_reason: str     # short, human, from the outcomes alone: "last success 3d ago, expected daily"
     window_seconds: float   # the stale window used
     signals: tuple[Signal, ...] = ()  # too_long, too_short, too_often, late_start (lexyjobs.health_signals)
     # orange for want of a success within the window (what the stale alert watches)
     stale: bool = field(default=False, compare=False)
 
     @property
-    def outcome_reason(self) -> str:
-        """The reason without the signals' messages (the panel lists those apart)."""
-        tail = "".join("; " + s.message for s in self.signals)
-        return self.reason[:-len(tail)] if tail and self.reason.endswith(tail) else self.reason
+    def reason(self) -> str:
+        """The outcome's reason, then each signal's message (the panel lists those apart)."""
+        return "; ".join([self.outcome_reason, *(s.message for s in self.signals)])
 
 
 def stale_window(definition: JobDefinition, now: datetime) -> float:
@@ -98,9 +97,8 @@ def job_health(definition: JobDefinition, last: LastRuns, now: datetime, recent:
     signals = judge(definition, recent, now) if recent is not None else ()
     if not signals:
         return verdict
-    return Health("error" if verdict.state == "error" else "warning",
-                  "; ".join([verdict.reason, *(s.message for s in signals)]), verdict.window_seconds, signals,
-                  verdict.stale)
+    return Health("error" if verdict.state == "error" else "warning", verdict.outcome_reason,
+                  verdict.window_seconds, signals, verdict.stale)
 
 
 def _outcome_health(definition: JobDefinition, last: LastRuns, now: datetime) -> Health:

@@ -236,7 +236,7 @@ def jobs_list(as_json: bool) -> None:
     with lj.db.read() as session:
         jobs = store.list_jobs(session)
         problems = load_problems.list_problems(session)
-    healths = jobs_health(lj.db, now)
+    healths = jobs_health(lj.db, now, stale_after=lj.settings.stale_after)
     items = []
     for j in jobs:
         try:

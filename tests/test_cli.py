@@ -12,9 +12,12 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import wait_for
 
-from lexyjobs import claiming, registry, runs, store
+from sqlalchemy import update
+
+from lexyjobs import claiming, registry, runs, store, workers
 from lexyjobs.cli import main
 from lexyjobs.db import utcnow
+from lexyjobs.models import Run
 from lexyjobs.states import RunStatus, transition
 
 Invoke = Callable[..., Result]
@@ -450,3 +453,22 @@ def test_jobs_list_shows_a_one_off_job_with_its_time(cli, tmp_path) -> None:  # 
     assert cli("jobs", "add", str(snippet)).exit_code == 0
     out = cli("jobs", "list").output
     assert "Once at 2099-01-02 03:04 (UTC)" in out and "2099-01-02 03:04" in out
+
+
+def test_jobs_list_judges_why_a_late_run_waits_by_the_servers_heartbeat_limit(  # type: ignore[no-untyped-def]
+        cli: Invoke, db, make_job, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker heard from 60 s ago is alive under LEXYJOBS_STALE_AFTER=300, so a late run waits for
+    nothing but its turn, as the panel and the API say; it used to be judged by the default 30 s."""
+    make_job("report", schedule="0 2 * * *")
+    waiting = runs.enqueue_many(db, [runs.RunRequest("report", trigger="schedule")])[0]
+    two_hours_ago = utcnow() - timedelta(hours=2)
+    with db.write() as session:
+        session.execute(update(Run).where(Run.id == waiting).values(created_at=two_hours_ago,
+                                                                     scheduled_for=two_hours_ago))
+        me = workers.Registration("w:1", "host", 1, "test", 4, utcnow() - timedelta(seconds=60))
+        workers.register(session, me, now=utcnow() - timedelta(seconds=60))
+    monkeypatch.setenv("LEXYJOBS_STALE_AFTER", "300")
+    [report] = json.loads(cli("jobs", "list", "--json").stdout)
+    [late] = report["health"]["signals"]
+    assert (late["kind"], late["run_id"]) == ("late_start", waiting)
+    assert late["details"]["waiting_for"].startswith("Ready: a worker picks it up now"), late

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Iterable, Literal
 
 from sqlalchemy.orm import Session
@@ -42,7 +42,7 @@ from lexyjobs.db import Database
 from lexyjobs.definitions import JobDefinition, definition_from_job
 from lexyjobs.durations import format_duration
 from lexyjobs.errors import InvalidDefinition
-from lexyjobs.health_signals import RecentRuns, Signal, judge
+from lexyjobs.health_signals import RecentRuns, Signal, judge, next_signal_at
 from lexyjobs.models import Job
 from lexyjobs.states import RunStatus
 
@@ -73,6 +73,9 @@ class Health:
     signals: tuple[Signal, ...] = ()  # too_long, too_short, too_often, late_start (lexyjobs.health_signals)
     # orange for want of a success within the window (what the stale alert watches)
     stale: bool = field(default=False, compare=False)
+    # the next moment the passing of time alone changes it (a success ages past the window, a
+    # signal starts); None when none is coming. Live pages refresh then.
+    changes_at: datetime | None = field(default=None, compare=False)
 
     @property
     def reason(self) -> str:
@@ -95,10 +98,17 @@ def job_health(definition: JobDefinition, last: LastRuns, now: datetime, recent:
     ``recent``, its signals too."""
     verdict = _outcome_health(definition, last, now)
     signals = judge(definition, recent, now) if recent is not None else ()
-    if not signals:
-        return verdict
-    return Health("error" if verdict.state == "error" else "warning", verdict.outcome_reason,
-                  verdict.window_seconds, signals, verdict.stale)
+    coming = [at for at in (_ages_out_at(verdict, last),
+                            next_signal_at(definition, recent, now) if recent is not None else None) if at is not None]
+    state = "warning" if signals and verdict.state != "error" else verdict.state
+    return dataclasses.replace(verdict, state=state, signals=signals, changes_at=min(coming, default=None))
+
+
+def _ages_out_at(verdict: Health, last: LastRuns) -> datetime | None:
+    """When an ``ok`` job's last success leaves its window (it turns orange then)."""
+    if verdict.state != "ok" or last.last_success_at is None:
+        return None
+    return last.last_success_at + timedelta(seconds=verdict.window_seconds)
 
 
 def _outcome_health(definition: JobDefinition, last: LastRuns, now: datetime) -> Health:

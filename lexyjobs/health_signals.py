@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Sequence
 
 from lexyjobs.cron import parse_timezone, typical_period_seconds
@@ -101,6 +101,21 @@ def judge(definition: JobDefinition, recent: RecentRuns, now: datetime) -> tuple
     found = [_too_long(definition, recent, now), _too_short(definition, recent),
              _too_often(definition, recent, now), _late_start(definition, recent, now)]
     return tuple(s for s in found if s is not None)
+
+
+def next_signal_at(definition: JobDefinition, recent: RecentRuns, now: datetime) -> datetime | None:
+    """The earliest moment after ``now`` at which the passing of time alone starts a signal: a
+    running run crossing its too-long bound, a waiting scheduled run crossing the late threshold
+    (the panel refreshes then; no write tells it). None when no such moment is coming."""
+    coming = []
+    bounds = typical(definition, [s for _, s in recent.successes]) if recent.running else None
+    if bounds is not None and bounds.longest is not None:
+        coming.append(recent.running[0][1] + timedelta(seconds=bounds.longest))
+    waiting = [run for run in recent.scheduled if run.started_at is None]
+    if waiting:
+        limit = timedelta(seconds=late_threshold(definition, now))
+        coming.extend(run.queued_at + limit for run in waiting)
+    return min((at for at in coming if at > now), default=None)
 
 
 def typical(definition: JobDefinition, seconds: Sequence[float]) -> Typical | None:

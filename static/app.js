@@ -124,12 +124,19 @@ function lexyjobsHear(event) {  // a follower: what the leader tab passes on
   if (typeof message.live === "boolean") { lexyjobsLive = message.live; }
   if (message.activity || message.opened) { lexyjobsRefresh(); }
 }
+// A fragment whose poll URL names a time (due=, see lexyjobs.panel.htmx.due_args) shows something
+// that changes then with nothing written to tell the stream: a delayed run comes due, a running
+// run turns too long. Its timer polls once that time has come, stream or not.
+function lexyjobsDue(el) {
+  var due = new URL(el.getAttribute("hx-get"), location.href).searchParams.get("due");
+  return due !== null && Date.parse(due) <= Date.now();
+}
 document.addEventListener("htmx:beforeRequest", function (event) {
   if (!event.detail.elt.hasAttribute("data-poll")) { return; }
   var trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
   var pushed = trigger && trigger.type === "lexyjobs:poll";
   var own = event.detail.elt.getAttribute("data-poll") === "self";  // e.g. the log tail: not in the feed
-  if (document.hidden || (lexyjobsLive && !pushed && !own)) { event.preventDefault(); }
+  if (document.hidden || (lexyjobsLive && !pushed && !own && !lexyjobsDue(event.detail.elt))) { event.preventDefault(); }
 });
 document.addEventListener("visibilitychange", function () {
   if (document.hidden) { lexyjobsDisconnect(); return; }

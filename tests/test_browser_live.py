@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 def live_server(db_url: str, tmp_path: Path) -> Iterator[Server]:
     _browser_or_skip()
     jobs_file = tmp_path / "jobs.toml"
-    jobs_file.write_text('[jobs.tick]\nkind = "python"\nfunc = "jobfuncs:noop"\nmax_concurrency = 0\n')
+    jobs_file.write_text('[jobs.tick]\nkind = "python"\nfunc = "jobfuncs:noop"\nmax_concurrency = 0\n'
+                         '[jobs.slow]\nkind = "shell"\nargv = ["sleep", "60"]\nexpected_duration = "..2s"\n')
     with running_server(db_url, jobs_file, LEXYJOBS_API_TOKEN=TOKEN, LEXYJOBS_ADMIN_PASSWORD=ADMIN_PASSWORD) as srv:
         yield srv
 
@@ -120,6 +121,26 @@ def test_a_change_pushed_while_a_poll_is_in_flight_is_not_lost(live_server: Serv
                 page.wait_for_timeout(50)
             assert held, "no poll was held"
             assert total.inner_text() == "2", "the change told while the poll was in flight was lost"
+        finally:
+            browser.close()
+
+
+def test_a_run_turning_too_long_shows_though_nothing_is_written(live_server: Server) -> None:
+    """A running run crossing its bound (expected_duration = "..2s") writes nothing, so the stream has
+    nothing to tell; the dashboard's poll names that moment and polls then, stream or not."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            _dashboard(page, live_server)
+            _wait_for(page, lambda: page.evaluate("() => lexyjobsLive"), "the event stream to connect")
+            status, _ = live_server.call("POST", "/api/jobs/slow/run", TOKEN, {})
+            assert status == 202
+            running = page.locator("#dashboard-live .cards a.card:has(.badge.running) strong")
+            _wait_for(page, lambda: running.inner_text() == "1", "the run to start")
+            too_long = page.locator("#dashboard-live .signal.too_long")
+            _wait_for(page, lambda: too_long.count() == 1, "the run to show as too long")
+            assert page.evaluate("() => lexyjobsLive"), "the stream went away: the timers did the work"
         finally:
             browser.close()
 

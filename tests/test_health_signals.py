@@ -3,6 +3,9 @@ on fixed clocks from summaries passed in, then from real runs on both databases 
 no sleeps), with each signal's alert sent once per episode to a real local webhook."""
 from __future__ import annotations
 
+import html
+import re
+import urllib.parse
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -17,9 +20,9 @@ from lexyjobs.db import Database, utcnow
 from lexyjobs.definitions import JobDefinition, parse_definition
 from lexyjobs.durations import parse_duration_range
 from lexyjobs.errors import InvalidDefinition
-from lexyjobs.health import jobs_overview
+from lexyjobs.health import LastRuns, job_health, jobs_overview
 from lexyjobs.health_signals import (LATE_MAX, LATE_MIN, RecentRuns, ScheduledRun, Signal, judge, late_threshold,
-                                     runs_allowed_per_hour, typical)
+                                     next_signal_at, runs_allowed_per_hour, typical)
 from lexyjobs.states import RUNS, RunStatus, transition
 
 UTC = timezone.utc
@@ -171,6 +174,32 @@ def test_late_starts_in_a_row_are_one_episode_and_an_on_time_start_ends_it() -> 
     signal = only(judge(daily, RecentRuns(scheduled=streak), NOW), "late_start")
     assert (signal.run_id, signal.episode, signal.continues) == (12, "11", False)
     assert judge(daily, RecentRuns(scheduled=(run(12, 1, 5), run(11, 2, 80))), NOW) == ()
+
+
+def test_the_next_moment_time_alone_starts_a_signal() -> None:
+    """What a live page waits for with nothing written: a running run crossing its bound, a waiting
+    scheduled run crossing the late threshold; a bound already crossed is not coming."""
+    daily, learned = job(schedule="0 2 * * *"), successes(*[1200] * 5)  # too long after 1h, late after 1h
+    running = RecentRuns(successes=learned, running=((7, NOW - timedelta(minutes=59)),))
+    assert next_signal_at(daily, running, NOW) == NOW + timedelta(minutes=1)
+    waiting = ScheduledRun(12, NOW - timedelta(minutes=30))
+    both = RecentRuns(successes=learned, running=((7, NOW - timedelta(minutes=61)),), scheduled=(waiting,))
+    assert next_signal_at(daily, both, NOW) == NOW + timedelta(minutes=30)  # run 7 is too long already
+    started = ScheduledRun(12, NOW - timedelta(minutes=30), started_at=NOW - timedelta(minutes=29))
+    assert next_signal_at(daily, RecentRuns(successes=learned, scheduled=(started,)), NOW) is None
+    assert next_signal_at(job(), RecentRuns(running=((7, NOW),)), NOW) is None  # nothing learned: never too long
+
+
+def test_a_jobs_health_says_when_time_alone_changes_it() -> None:
+    daily = job(schedule="0 2 * * *")
+    ok = job_health(daily, LastRuns(last_status=RunStatus.SUCCEEDED, last_success_at=NOW - timedelta(hours=5)), NOW,
+                    RecentRuns())
+    assert ok.state == "ok" and ok.changes_at == NOW - timedelta(hours=5) + timedelta(seconds=ok.window_seconds)
+    stale = job_health(daily, LastRuns(last_status=RunStatus.SUCCEEDED, last_success_at=NOW - timedelta(days=3)), NOW,
+                       RecentRuns())
+    assert stale.stale and stale.changes_at is None
+    waiting = RecentRuns(scheduled=(ScheduledRun(12, NOW - timedelta(minutes=30)),))
+    assert job_health(daily, LastRuns(last_status=RunStatus.QUEUED), NOW, waiting).changes_at == NOW + timedelta(minutes=30)
 
 
 # ---------------------------------------------------------------- from real runs, and their alerts
@@ -327,6 +356,29 @@ def test_the_api_and_the_panel_show_the_signals_with_their_reasons(
         html = viewer.get(path).get_data(as_text=True)
         assert '<span class="signal too_often">too often</span> 3 runs in the last hour' in html, path
     assert "Health signals" in viewer.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/", "/jobs", "/jobs/ingest", "/pipelines"])
+def test_a_live_page_refreshes_when_a_running_run_turns_too_long(
+        path: str, db: Database, make_job: MakeJob, panel_as: Callable[[str], Any]) -> None:
+    """Nothing is written when a run crosses its bound, so the page's poll names that moment (due=),
+    and a poll once it has come is answered in full though the stamp did not move."""
+    make_job("ingest", expected_duration="..1h")
+    running = start(db, "ingest")
+    started = runs.get_run(db, running).started_at
+    assert started is not None
+    viewer = panel_as("viewer")
+    poll = re.search(r'hx-get="([^"]+)" hx-trigger="every 2s, lexyjobs:poll" hx-swap="outerHTML" data-poll',
+                     viewer.get(path).get_data(as_text=True))
+    assert poll, path
+    url = html.unescape(poll.group(1))
+    due = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["due"]
+    crossing = started + timedelta(hours=1)  # to the millisecond, rounded up: never before the crossing
+    assert [datetime.fromisoformat(d) for d in due] == [crossing + timedelta(microseconds=-crossing.microsecond % 1000)]
+    assert viewer.get(url, hx=True).status_code == 204  # nothing changed, and the moment is ahead
+    passed = re.sub(r"due=[^&]+", "due=2000-01-01T00%3A00%3A00.000%2B00%3A00", url)
+    assert viewer.get(passed, hx=True).status_code == 200
+    assert viewer.get(re.sub(r"due=[^&]+", "due=soon", url), hx=True).status_code == 400
 
 
 def test_the_new_fields_are_checked_by_the_api(make_job: MakeJob, api_client: Any) -> None:

@@ -17,7 +17,7 @@ from lexyjobs.health import jobs_health
 from lexyjobs.llm import usage_reads
 from lexyjobs.panel import bp
 from lexyjobs.panel.charts import Chart, bucket_keys, throughput_chart
-from lexyjobs.panel.htmx import no_change, render, unchanged, wants_partial
+from lexyjobs.panel.htmx import due_args, no_change, render, unchanged, wants_partial
 from lexyjobs.panel.llm_charts import WIDE, cost_text, usage_view
 from lexyjobs.panel.run_now import one_click
 from lexyjobs.queries import RunFilter
@@ -48,7 +48,8 @@ def dashboard() -> str | Response:
     return render("lexyjobs/dashboard.html", "lexyjobs/_partials/_dashboard_live.html", stamp=stamp, counts=counts, queue=queue,
                   failures=failures, health={s: health[s] for s in HEALTH_STATES}, signaled=signaled, jobs=jobs,
                   upcoming=_upcoming(jobs, now), charts=charts, now=now, one_click=_one_click(jobs),
-                  titles={job.name: job.title for job in jobs}, llm=llm)
+                  titles={job.name: job.title for job in jobs}, llm=llm,
+                  due=due_args(h.changes_at for h in healths.values()))
 
 
 def _charts(session: Any, now: datetime, *, postgres: bool, hours: FinishedHours) -> dict[str, Chart]:

@@ -29,7 +29,7 @@ from lexyjobs.masking import mask_config
 from lexyjobs.models import Job
 from lexyjobs.serialize import shown_spec
 from lexyjobs.panel import bp
-from lexyjobs.panel.htmx import no_change, unchanged, wants_partial
+from lexyjobs.panel.htmx import due_args, no_change, unchanged, wants_partial
 from lexyjobs.panel.jobs import SOURCE_LABELS
 from lexyjobs.panel.llm_charts import WIDE, usage_view
 from lexyjobs.pipelines import descendants, downstream_map
@@ -63,10 +63,12 @@ def job_detail(name: str) -> str | Response:
         llm = None if wants_partial() else _llm_usage(session, job, now)
     overview = _overview(name, now)
     flow = _flow_use(overview.definition, now)
+    due = due_args([overview.health.changes_at])
     if wants_partial():  # the history, and the health line and the limits out of band
-        return render_template("lexyjobs/_partials/_job_runs.html", job=job, **history, o=overview, oob=True, flow=flow)
+        return render_template("lexyjobs/_partials/_job_runs.html", job=job, **history, o=overview, oob=True, flow=flow,
+                               due=due)
     return render_template("lexyjobs/job_detail.html", job=job, **history, **_page_context(overview, graph, now),
-                           problems=problems, flow=flow, llm=llm)
+                           problems=problems, flow=flow, llm=llm, due=due)
 
 
 @bp.post("/jobs/<job_name:name>/run-pipeline")

@@ -16,7 +16,7 @@ from lexyjobs.errors import InvalidParams
 from lexyjobs.guard import actor
 from lexyjobs.health import JobOverview, jobs_overview
 from lexyjobs.panel import bp
-from lexyjobs.panel.htmx import no_change, render, wants_partial
+from lexyjobs.panel.htmx import due_args, no_change, render, unchanged, wants_partial
 from lexyjobs.panel.run_now import one_click
 from lexyjobs.redirects import safe_next
 from lexyjobs.runtime import current
@@ -32,7 +32,7 @@ def jobs() -> str | Response:
     with lexy.db.read() as session:
         stamp = queries.activity_stamp(session)
         problems = load_problems.list_problems(session)
-    if wants_partial() and request.args.get("stamp") == stamp:
+    if unchanged(stamp):
         return no_change()
     category, text, states = query_text("category"), query_text("q"), query_choices("health", HEALTH_STATES)
     every = jobs_overview(lexy.db, now, stale_after=lexy.settings.stale_after)
@@ -41,7 +41,9 @@ def jobs() -> str | Response:
     groups: dict[str, list[dict[str, Any]]] = {}
     for overview in shown:
         groups.setdefault(overview.job.category, []).append(_row(overview, now))
-    poll_url = url_for("lexyjobs.panel.jobs", **{**request.args.to_dict(), "stamp": stamp})  # type: ignore[arg-type]
+    args: dict[str, Any] = {**request.args.to_dict(flat=False), "stamp": stamp}  # every health= chosen
+    args.pop("due", None)
+    poll_url = url_for("lexyjobs.panel.jobs", **args, **due_args(o.health.changes_at for o in every))
     return render("lexyjobs/jobs.html", "lexyjobs/_partials/_jobs_table.html", groups=groups, poll_url=poll_url, now=now,
                   categories=sorted({o.job.category for o in every}), filters={"category": category, "q": text},
                   states=states, health_counts=Counter(o.health.state for o in every), total=len(every),

@@ -19,7 +19,7 @@ from lexyjobs.graph_layout import Graph, components, layout
 from lexyjobs.health import JobOverview, jobs_overview
 from lexyjobs.panel import bp
 from lexyjobs.panel.formatting import relative
-from lexyjobs.panel.htmx import no_change, render, unchanged
+from lexyjobs.panel.htmx import due_args, no_change, render, unchanged
 from lexyjobs.pipelines import descendants
 from lexyjobs.queries import PipelineRun
 from lexyjobs.runtime import current
@@ -62,7 +62,8 @@ def pipelines() -> str | Response:
     nodes = {name: _job_node(o, now) for name, o in overviews.items()}
     return render("lexyjobs/pipelines.html", "lexyjobs/_partials/_pipeline_graph.html", layout=drawing, nodes=nodes, pipeline=None,
                   recent=[_summary(p, graph, born) for p in recent], titles={n: o.job.title for n, o in overviews.items()},
-                  poll_url=url_for("lexyjobs.panel.pipelines", stamp=stamp))
+                  poll_url=url_for("lexyjobs.panel.pipelines", stamp=stamp,
+                                   **due_args(o.health.changes_at for o in overviews.values())))
 
 
 @bp.get("/pipelines/<pipeline_id>")

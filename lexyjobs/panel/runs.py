@@ -23,7 +23,7 @@ from lexyjobs.flow.waiting import WaitingFor, flow_stamp, waiting_for
 from lexyjobs.guard import actor
 from lexyjobs.models import Run
 from lexyjobs.panel import bp
-from lexyjobs.panel.htmx import no_change, render, unchanged, wants_partial
+from lexyjobs.panel.htmx import due_args, no_change, render, unchanged, wants_partial
 from lexyjobs.panel.run_columns import density, job_titles, outcome_summary, params_summary, run_order, sort_headers
 from lexyjobs.queries import RunFilter
 from lexyjobs.run_sort import RunOrder, sorted_runs
@@ -62,7 +62,7 @@ def runs_page() -> str | Response:
     with _db().read() as session:
         stamp = _stamp(queries.activity_stamp(session) + flow_stamp(session, now=now, stale_after=_stale_after()),
                        args, page, limit)
-        if unchanged(stamp) and not _shown_time_passed(now):
+        if unchanged(stamp):
             return no_change()
         listing = _listing(session, where, page, limit, view=view, now=now)
         choices = None if wants_partial() else queries.job_choices(session)
@@ -81,18 +81,6 @@ def _view() -> str | None:
     if view not in (None, "scheduled"):
         raise BadInput("view", "must be scheduled (or left out for every run)")
     return view
-
-
-def _shown_time_passed(now: datetime) -> bool:
-    """Whether a time the page shows a run waiting for (``due``, given by its poll) has come: the
-    run's reason changes then though nothing was written."""
-    due = request.args.get("due")
-    if not due:
-        return False
-    try:
-        return datetime.fromisoformat(due) <= now
-    except ValueError:
-        raise BadInput("due", "must be an ISO 8601 time") from None
 
 
 def _stale_after() -> float:
@@ -219,7 +207,7 @@ def _listing(session: Session, where: RunFilter, page: int, limit: int, *, view:
     rows = [_row(run, now, waiting.get(run.id), titles.get(run.job_name, "")) for run in found]
     return {"rows": rows, "pager": pagination(page, limit, total), "order": order,
             "headers": None if view else sort_headers(order), "density": density(),
-            "next_due": min(upcoming).isoformat() if upcoming else None,
+            "due": due_args(upcoming),
             "counts": counts, "can_bulk": g.identity.can("operator"),
             "any_runs": total > 0 or _any_runs(session, where), "link_args": link_args,
             "statuses": STATUSES, "triggers": TRIGGERS}

@@ -33,45 +33,69 @@ var lexyjobsShare = null;    // {name, channel} when the tabs share one stream
 var lexyjobsLead = null;     // while this tab holds the lock: the function that lets it go
 var lexyjobsQueued = null;   // while this tab waits for the lock: the AbortController that withdraws
 
-var lexyjobsMissed = {};     // ids of fragments told to refresh while their poll was in flight
+var lexyjobsMissed = {};     // ids of fragments told to refresh when they could not: they refresh once they can
+var lexyjobsKept = {};       // id of a polled fragment -> the message its poll's answer keeps
 
-// A refresh that reaches a fragment whose poll is in flight is queued by htmx on that element; when
-// the answer (the older state) replaces the element, htmx drops the queued request with it. So the
-// fragment's id is noted, and the element that replaced it refreshes as soon as htmx has loaded it.
+// A polled fragment refreshes by its own GET ("a poll"). Left to itself, htmx gets three things wrong:
+// 1. A refresh told while the fragment's poll is in flight is queued by htmx on that element; when
+//    the answer (the older state) replaces the element, htmx drops the queued request with it. So
+//    the id is noted as missed, and the element that replaced it refreshes once htmx has loaded it.
+// 2. A request aimed at the fragment from outside it (a filter, a pager link, a bulk action) has its
+//    target fixed when sent; a poll answered meanwhile would replace the element, and the request's
+//    answer would find nowhere to land (a filter silently not applied, "Retried 3 runs" never shown).
+//    While such a request is out, polls wait (noted as missed) and a poll's answer is dropped (it
+//    was sent before the request, so the request's answer is newer).
+// 3. What an action said (a .flash at the top of the fragment) is shown once, so polls answer
+//    without it, and the refreshes the action itself causes would take it away within a second. A
+//    poll's answer keeps the message it replaces; the answer to anything else brings its own or none.
 function lexyjobsRefresh() {
   document.querySelectorAll("[data-poll]").forEach(function (el) {
     if (el.id && el.lexyjobsBusy) { lexyjobsMissed[el.id] = true; }
     htmx.trigger(el, "lexyjobs:poll");
   });
 }
+function lexyjobsPolled(el) { return Boolean(el && el.hasAttribute && el.hasAttribute("data-poll")); }
 document.addEventListener("htmx:beforeSend", function (event) {
-  if (!event.detail.elt.hasAttribute("data-poll")) { return; }
-  event.detail.elt.lexyjobsBusy = true;
-  event.detail.xhr.lexyjobsPoll = true;  // htmx:beforeSwap names the target, not who asked
+  var elt = event.detail.elt, target = event.detail.target;
+  if (lexyjobsPolled(elt)) {
+    elt.lexyjobsBusy = true;
+    event.detail.xhr.lexyjobsPoll = true;  // htmx:beforeSwap names the target, not who asked
+  } else if (lexyjobsPolled(target)) {
+    event.detail.xhr.lexyjobsAimedAt = target;
+    target.lexyjobsOutside = (target.lexyjobsOutside || 0) + 1;
+  }
+});
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var el = event.detail.elt, xhr = event.detail.xhr;
+  if (!xhr.lexyjobsPoll || !event.detail.shouldSwap) { return; }
+  if (el.lexyjobsOutside || !document.body.contains(el)) {  // 2
+    event.detail.shouldSwap = false;
+    xhr.lexyjobsDropped = true;
+    return;
+  }
+  var message = el.id && el.querySelector(":scope > .flash");  // 3
+  if (message) { lexyjobsKept[el.id] = message; } else if (el.id) { delete lexyjobsKept[el.id]; }
 });
 document.addEventListener("htmx:afterRequest", function (event) {
-  var el = event.detail.elt;
+  var el = event.detail.elt, xhr = event.detail.xhr || {}, aimed = xhr.lexyjobsAimedAt;
   el.lexyjobsBusy = false;
-  if (el.id && document.body.contains(el)) { delete lexyjobsMissed[el.id]; }  // not replaced: htmx sends the queued one
-});
-// What an action said (a .flash at the top of a live fragment, e.g. "Retried 3 runs") is shown once,
-// so the fragment's own polls answer without it; the refreshes the action itself causes would take
-// it away within a second. A poll's answer keeps the message it replaces; a filter, a page or
-// another action (a request from anything but the fragment itself) brings its own or none.
-var lexyjobsKept = {};       // id of a polled fragment -> the message its poll's answer keeps
-document.addEventListener("htmx:beforeSwap", function (event) {
-  var el = event.detail.elt;
-  if (!event.detail.shouldSwap || !event.detail.xhr.lexyjobsPoll || !el.id) { return; }
-  var message = el.querySelector(":scope > .flash");
-  if (message) { lexyjobsKept[el.id] = message; }
+  if (xhr.lexyjobsPoll && !xhr.lexyjobsDropped && el.id && document.body.contains(el)) {
+    delete lexyjobsMissed[el.id];  // 1: not replaced, so htmx sends the queued one itself
+  }
+  if (!aimed) { return; }
+  aimed.lexyjobsOutside -= 1;
+  if (!aimed.lexyjobsOutside && aimed.id && lexyjobsMissed[aimed.id] && document.body.contains(aimed)) {
+    delete lexyjobsMissed[aimed.id];  // 2: its answer did not replace it (a 204, an error)
+    htmx.trigger(aimed, "lexyjobs:poll");
+  }
 });
 document.addEventListener("htmx:load", function (event) {
   var el = event.detail.elt;
-  if (!el.id || !el.hasAttribute || !el.hasAttribute("data-poll")) { return; }
+  if (!el.id || !lexyjobsPolled(el)) { return; }
   var kept = lexyjobsKept[el.id];
   delete lexyjobsKept[el.id];
-  if (kept && !el.querySelector(":scope > .flash")) { el.prepend(kept); }
-  if (lexyjobsMissed[el.id]) {
+  if (kept && !el.querySelector(":scope > .flash")) { el.prepend(kept); }  // 3
+  if (lexyjobsMissed[el.id]) {  // 1, 2
     delete lexyjobsMissed[el.id];
     htmx.trigger(el, "lexyjobs:poll");
   }
@@ -133,6 +157,11 @@ function lexyjobsDue(el) {
 }
 document.addEventListener("htmx:beforeRequest", function (event) {
   if (!event.detail.elt.hasAttribute("data-poll")) { return; }
+  if (event.detail.elt.lexyjobsOutside) {  // 2: a request from outside is out
+    if (event.detail.elt.id) { lexyjobsMissed[event.detail.elt.id] = true; }
+    event.preventDefault();
+    return;
+  }
   var trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
   var pushed = trigger && trigger.type === "lexyjobs:poll";
   var own = event.detail.elt.getAttribute("data-poll") === "self";  // e.g. the log tail: not in the feed

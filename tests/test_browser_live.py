@@ -11,6 +11,7 @@ from liveserver import Server, running_server
 from test_browser import ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS, TOKEN, _browser_or_skip
 
 try:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import Page, Route, sync_playwright
 except ImportError:  # _browser_or_skip says so
     sync_playwright = None  # type: ignore[assignment]
@@ -173,6 +174,50 @@ def test_a_message_stays_through_the_refreshes_that_follow_it(live_server: Serve
             page.check(".runs-filters input[name=status][value=succeeded]")  # the reader moves on: it goes
             _wait_for(page, lambda: "status=succeeded" in page.url, "the filter")
             _wait_for(page, lambda: flash.count() == 0, "a filter to replace the message")
+        finally:
+            browser.close()
+
+
+def test_an_action_answered_after_a_poll_still_lands(live_server: Server) -> None:
+    """A poll of the runs list is on its way when "Retry selected" is sent, and is answered first.
+    htmx fixes a request's target when it sends it: the poll's answer replaced the list, and the
+    action's answer then found nowhere to land ("Retried 1 run" never shown; a filter answered
+    that way was silently not applied). The poll now gives way to the action."""
+    status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
+    assert status == 202
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            _dashboard(page, live_server)
+            page.goto(f"{live_server.url}/runs")
+            _wait_for(page, lambda: page.locator("table.runs tbody td.status .badge:has-text('succeeded')").count() == 1,
+                      "the run to finish")
+            _wait_for(page, lambda: page.evaluate("() => lexyjobsLive"), "the event stream to connect")
+            held: dict[str, Route] = {}
+
+            def hold(route: Route) -> None:  # the first poll and the action wait; later polls go on
+                if route.request.method in held:
+                    route.continue_()
+                else:
+                    held[route.request.method] = route
+            page.route("**/runs?stamp=*", hold)
+            page.route("**/runs/bulk*", hold)
+            page.locator("table.runs tbody input[name=run_id]").first.check()
+            status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})  # the stream: refresh
+            assert status == 202
+            _wait_for(page, lambda: "GET" in held, "a poll on its way")
+            page.click("#runs-selected button:has-text('Retry selected')")
+            _wait_for(page, lambda: "POST" in held, "the retry on its way")
+            try:
+                held["GET"].fulfill(response=held["GET"].fetch())  # the poll's answer comes first
+            except PlaywrightError:
+                pass  # the browser gave up that poll
+            held["POST"].continue_()
+            flash = page.locator("#runs-table .flash")
+            _wait_for(page, lambda: flash.count() == 1, "the retry's message")
+            assert flash.inner_text() == "Retried 1 run as a new queued run."
+            _wait_for(page, lambda: "3 runs" in page.locator(".pager-position").inner_text(), "the list to catch up")
         finally:
             browser.close()
 

@@ -31,6 +31,14 @@ def patient_late_state(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(panel_workers, "LATE_BEATS", 50)
 
 
+@pytest.fixture(autouse=True)
+def patient_heartbeats(lj: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry row stays live for 60 s instead of the tests' 2 (LEXYJOBS_STALE_AFTER): a slow
+    moment of the machine between writing a worker's row and reading the page dropped the worker
+    from the page (CI, under load)."""
+    monkeypatch.setattr(lj, "settings", dataclasses.replace(lj.settings, stale_after=60.0))
+
+
 def text(response: Any) -> str:
     return response.get_data(as_text=True)
 

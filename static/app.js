@@ -34,7 +34,6 @@ var lexyjobsLead = null;     // while this tab holds the lock: the function that
 var lexyjobsQueued = null;   // while this tab waits for the lock: the AbortController that withdraws
 
 var lexyjobsMissed = {};     // ids of fragments told to refresh when they could not: they refresh once they can
-var lexyjobsKept = {};       // id of a polled fragment -> the message its poll's answer keeps
 
 // A polled fragment refreshes by its own GET ("a poll"). Left to itself, htmx gets three things wrong:
 // 1. A refresh told while the fragment's poll is in flight is queued by htmx on that element; when
@@ -73,8 +72,15 @@ document.addEventListener("htmx:beforeSwap", function (event) {
     xhr.lexyjobsDropped = true;
     return;
   }
-  var message = el.id && el.querySelector(":scope > .flash");  // 3
-  if (message) { lexyjobsKept[el.id] = message; } else if (el.id) { delete lexyjobsKept[el.id]; }
+  var message = el.querySelector(":scope > .flash");  // 3: into the answer, so it never blinks
+  if (!message) { return; }
+  var answer = document.createElement("template");
+  answer.innerHTML = event.detail.serverResponse;
+  var root = answer.content.firstElementChild;
+  if (root && root.id === el.id && !root.querySelector(":scope > .flash")) {
+    root.prepend(message.cloneNode(true));
+    event.detail.serverResponse = answer.innerHTML;
+  }
 });
 document.addEventListener("htmx:afterRequest", function (event) {
   var el = event.detail.elt, xhr = event.detail.xhr || {}, aimed = xhr.lexyjobsAimedAt;
@@ -92,9 +98,6 @@ document.addEventListener("htmx:afterRequest", function (event) {
 document.addEventListener("htmx:load", function (event) {
   var el = event.detail.elt;
   if (!el.id || !lexyjobsPolled(el)) { return; }
-  var kept = lexyjobsKept[el.id];
-  delete lexyjobsKept[el.id];
-  if (kept && !el.querySelector(":scope > .flash")) { el.prepend(kept); }  // 3
   if (lexyjobsMissed[el.id]) {  // 1, 2
     delete lexyjobsMissed[el.id];
     htmx.trigger(el, "lexyjobs:poll");

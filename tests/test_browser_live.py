@@ -3,6 +3,7 @@ visible, with htmx polling taking over when the stream is unavailable."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -149,33 +150,24 @@ def test_a_run_turning_too_long_shows_though_nothing_is_written(live_server: Ser
 def test_a_message_stays_through_the_refreshes_that_follow_it(live_server: Server) -> None:
     """What an action says ("Retried 1 run …") is shown inside the live runs list; the refreshes the
     change itself causes used to replace it within a second, before anyone could read it."""
-    status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
-    assert status == 202
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            _dashboard(page, live_server)
-            page.goto(f"{live_server.url}/runs")
-            position = page.locator(".pager-position")
-            _wait_for(page, lambda: "1 run" in position.inner_text() and "succeeded" in page.locator(
-                "table.runs tbody td.status").first.inner_text(), "the run to finish")
-            page.locator("table.runs tbody input[name=run_id]").first.check()
-            page.click("#runs-selected button:has-text('Retry selected')")
-            flash = page.locator("#runs-table .flash")
-            _wait_for(page, lambda: flash.count() == 1, "the message")
-            status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
-            assert status == 202
-            _wait_for(page, lambda: "3 runs" in position.inner_text(), "the list to show the third run")
-            _wait_for(page, lambda: page.locator("table.runs tbody td.status .badge:has-text('succeeded')").count() == 3,
-                      "the runs to finish")
-            assert flash.count() == 1 and "Retried 1 run" in flash.inner_text(), "a refresh took the message away"
+    with _runs_page(live_server) as page:
+        position = page.locator(".pager-position")
+        _wait_for(page, lambda: "1 run" in position.inner_text() and "succeeded" in page.locator(
+            "table.runs tbody td.status").first.inner_text(), "the run to finish")
+        page.locator("table.runs tbody input[name=run_id]").first.check()
+        page.click("#runs-selected button:has-text('Retry selected')")
+        flash = page.locator("#runs-table .flash")
+        _wait_for(page, lambda: flash.count() == 1, "the message")
+        status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
+        assert status == 202
+        _wait_for(page, lambda: "3 runs" in position.inner_text(), "the list to show the third run")
+        _wait_for(page, lambda: page.locator("table.runs tbody td.status .badge:has-text('succeeded')").count() == 3,
+                  "the runs to finish")
+        assert flash.count() == 1 and "Retried 1 run" in flash.inner_text(), "a refresh took the message away"
 
-            page.check(".runs-filters input[name=status][value=succeeded]")  # the reader moves on: it goes
-            _wait_for(page, lambda: "status=succeeded" in page.url, "the filter")
-            _wait_for(page, lambda: flash.count() == 0, "a filter to replace the message")
-        finally:
-            browser.close()
+        page.check(".runs-filters input[name=status][value=succeeded]")  # the reader moves on: it goes
+        _wait_for(page, lambda: "status=succeeded" in page.url, "the filter")
+        _wait_for(page, lambda: flash.count() == 0, "a filter to replace the message")
 
 
 def test_an_action_answered_after_a_poll_still_lands(live_server: Server) -> None:
@@ -183,41 +175,48 @@ def test_an_action_answered_after_a_poll_still_lands(live_server: Server) -> Non
     htmx fixes a request's target when it sends it: the poll's answer replaced the list, and the
     action's answer then found nowhere to land ("Retried 1 run" never shown; a filter answered
     that way was silently not applied). The poll now gives way to the action."""
-    status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})
+    with _runs_page(live_server) as page:
+        _wait_for(page, lambda: page.locator("table.runs tbody td.status .badge:has-text('succeeded')").count() == 1,
+                  "the run to finish")
+        _wait_for(page, lambda: page.evaluate("() => lexyjobsLive"), "the event stream to connect")
+        held: dict[str, Route] = {}
+
+        def hold(route: Route) -> None:  # the first poll and the action wait; later polls go on
+            if route.request.method in held:
+                route.continue_()
+            else:
+                held[route.request.method] = route
+        page.route("**/runs?stamp=*", hold)
+        page.route("**/runs/bulk*", hold)
+        page.locator("table.runs tbody input[name=run_id]").first.check()
+        status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})  # the stream: refresh
+        assert status == 202
+        _wait_for(page, lambda: "GET" in held, "a poll on its way")
+        page.click("#runs-selected button:has-text('Retry selected')")
+        _wait_for(page, lambda: "POST" in held, "the retry on its way")
+        try:
+            held["GET"].fulfill(response=held["GET"].fetch())  # the poll's answer comes first
+        except PlaywrightError:
+            pass  # the browser gave up that poll
+        held["POST"].continue_()
+        flash = page.locator("#runs-table .flash")
+        _wait_for(page, lambda: flash.count() == 1, "the retry's message")
+        assert flash.inner_text() == "Retried 1 run as a new queued run."
+        _wait_for(page, lambda: "3 runs" in page.locator(".pager-position").inner_text(), "the list to catch up")
+
+
+@contextmanager
+def _runs_page(srv: Server) -> Iterator[Page]:
+    """Chromium on the runs list, logged in, with one run of ``tick`` queued."""
+    status, _ = srv.call("POST", "/api/jobs/tick/run", TOKEN, {})
     assert status == 202
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            _dashboard(page, live_server)
-            page.goto(f"{live_server.url}/runs")
-            _wait_for(page, lambda: page.locator("table.runs tbody td.status .badge:has-text('succeeded')").count() == 1,
-                      "the run to finish")
-            _wait_for(page, lambda: page.evaluate("() => lexyjobsLive"), "the event stream to connect")
-            held: dict[str, Route] = {}
-
-            def hold(route: Route) -> None:  # the first poll and the action wait; later polls go on
-                if route.request.method in held:
-                    route.continue_()
-                else:
-                    held[route.request.method] = route
-            page.route("**/runs?stamp=*", hold)
-            page.route("**/runs/bulk*", hold)
-            page.locator("table.runs tbody input[name=run_id]").first.check()
-            status, _ = live_server.call("POST", "/api/jobs/tick/run", TOKEN, {})  # the stream: refresh
-            assert status == 202
-            _wait_for(page, lambda: "GET" in held, "a poll on its way")
-            page.click("#runs-selected button:has-text('Retry selected')")
-            _wait_for(page, lambda: "POST" in held, "the retry on its way")
-            try:
-                held["GET"].fulfill(response=held["GET"].fetch())  # the poll's answer comes first
-            except PlaywrightError:
-                pass  # the browser gave up that poll
-            held["POST"].continue_()
-            flash = page.locator("#runs-table .flash")
-            _wait_for(page, lambda: flash.count() == 1, "the retry's message")
-            assert flash.inner_text() == "Retried 1 run as a new queued run."
-            _wait_for(page, lambda: "3 runs" in page.locator(".pager-position").inner_text(), "the list to catch up")
+            _dashboard(page, srv)
+            page.goto(f"{srv.url}/runs")
+            yield page
         finally:
             browser.close()
 
